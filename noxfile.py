@@ -1,0 +1,46 @@
+"""Developer tasks: ``nox`` runs tests, lint and typecheck; ``nox -s bench`` measures."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.download_python = "never"
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["tests", "lint", "typecheck"]
+
+LINT_PATHS = ["openraft_trio", "tests", "benchmarks", "noxfile.py"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite (extra arguments go to pytest)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Run ruff's linter (no format check)."""
+    session.install("ruff")
+    session.run("ruff", "check", *LINT_PATHS, *session.posargs)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Run mypy --strict over the package (configured in pyproject.toml)."""
+    session.install("-e", ".[test]", "mypy")
+    session.run("mypy", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks (extra arguments go to benchmarks/run_all.py)."""
+    session.install(".")
+    session.run("python", "benchmarks/run_all.py", *session.posargs)
+
+
+@nox.session
+def sim(session: nox.Session) -> None:
+    """Run the deterministic simulator (extra arguments go to it)."""
+    session.install(".")
+    session.run("python", "-m", "openraft_trio.testing.sim", *session.posargs)

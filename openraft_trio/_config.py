@@ -1,0 +1,101 @@
+"""Raft configuration. Times are seconds as floats, like trio."""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+from ._errors import ConfigError
+
+
+@attrs.frozen
+class SnapshotPolicy:
+    """Build a snapshot once this many logs were applied since the last one."""
+
+    logs_since_last: int = 5000
+
+
+def _policy(value: object) -> SnapshotPolicy:
+    if isinstance(value, SnapshotPolicy):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return SnapshotPolicy(value)
+    raise ConfigError("snapshot_policy", f"expected SnapshotPolicy or int, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    """Tunables of one Raft node; ``validate()`` checks them and names the bad field.
+
+    The leader lease is ``election_timeout_max``: a leader that has not heard from a quorum
+    for that long steps down, and a follower that heard from a live leader less than that
+    long ago refuses (pre-)votes that are not leader transfers.
+    """
+
+    cluster_name: str = "openraft_trio"
+    election_timeout_min: float = 0.15
+    election_timeout_max: float = 0.30
+    heartbeat_interval: float = 0.05
+    max_payload_entries: int = 300
+    snapshot_policy: SnapshotPolicy = attrs.field(factory=SnapshotPolicy, converter=_policy)
+    max_in_snapshot_log_to_keep: int = 1000
+    snapshot_max_chunk_size: int = 3 * 1024 * 1024
+    install_snapshot_timeout: float = 2.0
+    enable_pre_vote: bool = True
+    replication_lag_threshold: int = 5000
+    # Clock drift (seconds) a leader subtracts from its lease before serving a LEASE_READ.
+    lease_clock_drift: float = 0.01
+    # How many API calls the core takes per loop round before it looks at notifications.
+    api_batch_size: int = 256
+    # Bound of the core's and workers' input channels (a full channel is backpressure).
+    channel_capacity: int = 4096
+
+    @property
+    def lease(self) -> float:
+        return self.election_timeout_max
+
+    def validate(self) -> Config:
+        """Return ``self`` if every field is sane, else raise ``ConfigError(field, why)``."""
+        if not isinstance(self.cluster_name, str) or not self.cluster_name:
+            raise ConfigError("cluster_name", "must be a non-empty string")
+        for name in (
+            "election_timeout_min",
+            "election_timeout_max",
+            "heartbeat_interval",
+            "install_snapshot_timeout",
+        ):
+            v = getattr(self, name)
+            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+                raise ConfigError(name, f"must be a positive number of seconds, got {v!r}")
+        if self.election_timeout_min >= self.election_timeout_max:
+            raise ConfigError(
+                "election_timeout_min",
+                f"must be < election_timeout_max ({self.election_timeout_min} >= "
+                f"{self.election_timeout_max})",
+            )
+        if self.heartbeat_interval >= self.election_timeout_min:
+            raise ConfigError(
+                "heartbeat_interval",
+                f"must be < election_timeout_min ({self.heartbeat_interval} >= "
+                f"{self.election_timeout_min})",
+            )
+        for name in (
+            "max_payload_entries",
+            "snapshot_max_chunk_size",
+            "replication_lag_threshold",
+            "api_batch_size",
+            "channel_capacity",
+        ):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(name, f"must be a positive integer, got {v!r}")
+        v = self.max_in_snapshot_log_to_keep
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ConfigError("max_in_snapshot_log_to_keep", f"must be an integer >= 0, got {v!r}")
+        if self.snapshot_policy.logs_since_last < 1:
+            raise ConfigError("snapshot_policy", "logs_since_last must be >= 1")
+        d = self.lease_clock_drift
+        if not isinstance(d, int | float) or isinstance(d, bool) or not 0 <= d < self.election_timeout_max:
+            raise ConfigError("lease_clock_drift", f"must be in [0, election_timeout_max), got {d!r}")
+        return self

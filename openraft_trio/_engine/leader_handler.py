@@ -1,0 +1,257 @@
+"""Leading: client writes, replication progress, commit, leader lease and reads.
+
+* Commit (Raft §5.3, §5.4.2, Figure 8): an index commits once a quorum — a majority of
+  *each* voter set while joint — has it durable (the leader counts its own *flushed* log,
+  not its accepted one) **and** the entry there is of the leader's own term. Earlier-term
+  entries commit indirectly. ``committed`` never moves backwards.
+* Replication sessions: a reply counts only if it is for our vote and the target's current
+  stream ``epoch``; ``matching`` only moves forward.
+* Conflicts back up in one step to the follower's hint, never below ``matching``.
+* Leader lease / check-quorum (openraft ``leader_lease.md``): each ack carries the time its
+  request was *sent*; the lease runs from the latest time a quorum acked. A leader whose
+  lease ran out (``lease = election_timeout_max``) steps down.
+* Reads (Ongaro §6.4): READ_INDEX waits for a quorum of acks to requests sent after the read
+  arrived and for the leader's blank entry to commit; LEASE_READ answers at once while
+  ``now < quorum_ack_time + lease - lease_clock_drift``, else ``QuorumNotEnough``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .._errors import ForwardToLeader, QuorumNotEnough
+from .._messages import AppendEntriesResponse
+from .._types import (
+    Entry,
+    LogId,
+    MembershipChange,
+    Normal,
+    Payload,
+    ReadPolicy,
+    StoredMembership,
+    Vote,
+    log_id_ge,
+    max_log_id,
+)
+from .base import EngineBase
+from .commands import AppendEntries, Apply, Replicate, SaveCommitted, SendHeartbeat
+from .state import LeaderState, PendingRead
+
+
+class LeaderHandler(EngineBase):
+    # -- writes ----------------------------------------------------------------------------
+
+    def _require_leader(self) -> LeaderState:
+        if self.leader is None:
+            raise ForwardToLeader(self.current_leader, self.node_of(self.current_leader))
+        return self.leader
+
+    def client_write(self, payloads: list[Payload]) -> list[LogId]:
+        """Append client payloads as entries of our term; returns their log ids.
+
+        Raises:
+            ForwardToLeader: this node does not lead.
+        """
+        leader = self._require_leader()
+        start = self.log_ids.last.index + 1 if self.log_ids.last is not None else 0
+        entries = [
+            Entry(LogId(leader.vote.leader_id, start + i), p) for i, p in enumerate(payloads)
+        ]
+        self.leader_append_entries(entries)
+        self.replicate_all()
+        return [e.log_id for e in entries]
+
+    def client_write_data(self, items: list[Any]) -> list[LogId]:
+        return self.client_write([Normal(d) for d in items])
+
+    def leader_append_entries(self, entries: list[Entry]) -> None:
+        for e in entries:
+            self.log_ids.append(e.log_id)
+            if isinstance(e.payload, MembershipChange):
+                self.membership.append(StoredMembership(e.log_id, e.payload.membership))
+        self.push(AppendEntries(self.vote, tuple(entries)))
+
+    # -- replication streams ---------------------------------------------------------------
+
+    def start_stream(self, target: int, prev: LogId | None) -> None:
+        """(Re)start ``replication[target]`` right after ``prev``, in a new epoch."""
+        assert self.leader is not None
+        p = self.leader.progress[target]
+        p.epoch += 1
+        p.stream_prev = prev
+        p.sent_upto = self.log_ids.last
+        p.sent_committed = self.committed
+        self.push(Replicate(target, p.epoch, prev, self.log_ids.last, self.committed))
+
+    def replicate_all(self) -> None:
+        """Tell every stream about new entries or a new commit index (one command each)."""
+        assert self.leader is not None
+        last, committed = self.log_ids.last, self.committed
+        for target, p in self.leader.progress.items():
+            if p.sent_upto == last and p.sent_committed == committed:
+                continue
+            p.sent_upto, p.sent_committed = last, committed
+            self.push(Replicate(target, p.epoch, p.stream_prev, last, committed))
+
+    def _session_ok(self, vote: Vote, target: int, epoch: int) -> bool:
+        leader = self.leader
+        if leader is None or vote != leader.vote:
+            return False
+        p = leader.progress.get(target)
+        return p is not None and p.epoch == epoch
+
+    def handle_replication_progress(
+        self, target: int, vote: Vote, epoch: int, matching: LogId | None, send_time: float
+    ) -> None:
+        """``target`` durably holds our log up to ``matching`` (reply to a request sent at
+        ``send_time``)."""
+        if not self._session_ok(vote, target, epoch):
+            return
+        assert self.leader is not None
+        p = self.leader.progress[target]
+        if not log_id_ge(p.matching, matching):
+            p.matching = matching
+        self._record_ack(target, send_time)
+        self.update_commit()
+
+    def handle_replication_conflict(
+        self, target: int, vote: Vote, epoch: int, prev: LogId | None, hint: int, send_time: float
+    ) -> None:
+        """``target`` lacks ``prev``; restart its stream from ``hint`` (one step back)."""
+        if not self._session_ok(vote, target, epoch):
+            return
+        assert self.leader is not None
+        p = self.leader.progress[target]
+        self._record_ack(target, send_time)
+        tried = 0 if prev is None else prev.index
+        floor = -1 if p.matching is None else p.matching.index
+        new_prev_index = max(min(hint, tried) - 1, floor)
+        self.start_stream(target, self.log_ids.get(new_prev_index))
+
+    def handle_append_response_vote(self, target: int, resp: AppendEntriesResponse) -> None:
+        """A target refused our request because it has a greater vote: step down."""
+        self.handle_higher_vote(resp.vote)
+
+    def handle_higher_vote(self, vote: Vote) -> None:
+        if vote > self.vote:
+            self.step_down(vote.leader_id.node_id if vote.committed else None)
+            self.save_vote(vote)
+
+    def handle_heartbeat_ack(self, target: int, vote: Vote, send_time: float, resp_vote: Vote) -> None:
+        """A heartbeat sent at ``send_time`` under ``vote`` was answered with ``resp_vote``."""
+        if resp_vote > self.vote:
+            self.handle_higher_vote(resp_vote)
+            return
+        leader = self.leader
+        if leader is None or vote != leader.vote or resp_vote != vote:
+            return
+        self._record_ack(target, send_time)
+
+    # -- commit ----------------------------------------------------------------------------
+
+    def _quorum_index(self) -> int:
+        assert self.leader is not None
+        own = self.flushed.log_id if self.flushed is not None else None
+        progress = self.leader.progress
+        result = math.inf
+        for config in self.membership.membership.configs:
+            values = []
+            for v in config:
+                m = own if v == self.id else (progress[v].matching if v in progress else None)
+                values.append(-1 if m is None else m.index)
+            values.sort(reverse=True)
+            result = min(result, values[len(values) // 2])
+        return -1 if result == math.inf else int(result)
+
+    def update_commit(self) -> None:
+        """Advance ``committed`` to the quorum index if that entry is of our term (Fig. 8)."""
+        leader = self.leader
+        if leader is None:
+            return
+        index = self._quorum_index()
+        if self.committed is not None and index <= self.committed.index:
+            return
+        candidate = self.log_ids.get(index)
+        if candidate is None or candidate.leader_id != leader.vote.leader_id:
+            return
+        self.committed = candidate
+        self.membership.commit_upto(candidate.index)
+        self.push(SaveCommitted(candidate))
+        self.push(Apply(candidate))
+        self.apply_requested = candidate
+        self.replicate_all()
+        self._resolve_reads()
+
+    # -- lease and reads -------------------------------------------------------------------
+
+    def _record_ack(self, target: int, send_time: float) -> None:
+        assert self.leader is not None
+        acks = self.leader.ack_time
+        if target in acks and send_time > acks[target]:
+            acks[target] = send_time
+            if self.leader.pending_reads:
+                self._resolve_reads()
+
+    def quorum_ack_time(self) -> float:
+        """The latest send time such that a quorum acknowledged a request sent then."""
+        leader = self.leader
+        if leader is None:
+            return -math.inf
+        result = math.inf
+        for config in self.membership.membership.configs:
+            times = sorted(
+                (math.inf if v == self.id else leader.ack_time.get(v, -math.inf) for v in config),
+                reverse=True,
+            )
+            result = min(result, times[len(times) // 2])
+        return result
+
+    def lease_valid(self) -> bool:
+        c = self.config
+        return self.now < self.quorum_ack_time() + c.lease - c.lease_clock_drift
+
+    def check_quorum(self) -> None:
+        """Check-quorum: a leader not acked by a quorum within the lease steps down."""
+        if self.leader is not None and self.now >= self.quorum_ack_time() + self.config.lease:
+            self.step_down(None)
+
+    def ensure_linearizable(self, policy: ReadPolicy, responder: Any) -> None:
+        """Start a linearizable read; ``Respond(responder, read_log_id)`` when it is safe.
+
+        The caller must then wait until ``applied >= read_log_id`` before reading.
+        """
+        try:
+            leader = self._require_leader()
+        except ForwardToLeader as e:
+            self.respond(responder, e)
+            return
+        read_log_id = max_log_id(self.committed, leader.noop_log_id)
+        if policy is ReadPolicy.LEASE_READ and not self.lease_valid():
+            self.respond(responder, QuorumNotEnough("leader lease expired"))
+            return
+        leader.pending_reads.append(PendingRead(self.now, read_log_id, policy, responder))
+        self._resolve_reads()
+        if leader.pending_reads and policy is ReadPolicy.READ_INDEX:
+            self.push(SendHeartbeat())
+
+    def _resolve_reads(self) -> None:
+        leader = self.leader
+        if leader is None or not leader.pending_reads:
+            return
+        if not log_id_ge(self.committed, leader.noop_log_id):
+            return  # reads wait for the blank entry of this term to commit
+        acked = self.quorum_ack_time()
+        lease_ok = self.lease_valid()
+        waiting = []
+        for r in leader.pending_reads:
+            if r.policy is ReadPolicy.LEASE_READ:
+                if lease_ok:
+                    self.respond(r.responder, r.read_log_id)
+                else:
+                    self.respond(r.responder, QuorumNotEnough("leader lease expired"))
+            elif acked >= r.read_time:
+                self.respond(r.responder, r.read_log_id)
+            else:
+                waiting.append(r)
+        leader.pending_reads = waiting

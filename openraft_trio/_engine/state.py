@@ -1,0 +1,98 @@
+"""Mutable state held by the Engine, split by role.
+
+Log pointers on every node (openraft ``log_pointers.md``)::
+
+    purged <= snapshot <= applied <= committed <= flushed <= submitted <= accepted
+
+``accepted`` is ``log_ids.last`` (appended in memory and handed to storage, so accepted and
+submitted coincide here); ``flushed`` is the last :class:`IOId` storage reported durable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from .._types import LogId, Membership, ReadPolicy, StoredMembership, Vote
+
+
+@attrs.define
+class MembershipState:
+    """The committed membership and the effective one (the last appended; may be newer).
+
+    A membership takes effect when appended and reverts if its entry is truncated, so the
+    uncommitted ones are kept in order after ``committed``.
+    """
+
+    committed: StoredMembership = attrs.field(factory=StoredMembership)
+    uncommitted: list[StoredMembership] = attrs.field(factory=list)
+
+    @property
+    def effective(self) -> StoredMembership:
+        return self.uncommitted[-1] if self.uncommitted else self.committed
+
+    @property
+    def membership(self) -> Membership:
+        return self.effective.membership
+
+    def append(self, stored: StoredMembership) -> None:
+        self.uncommitted.append(stored)
+
+    def commit_upto(self, index: int) -> None:
+        while self.uncommitted:
+            first = self.uncommitted[0]
+            assert first.log_id is not None
+            if first.log_id.index > index:
+                break
+            self.committed = self.uncommitted.pop(0)
+
+    def truncate_after(self, index: int) -> None:
+        self.uncommitted = [
+            m for m in self.uncommitted if m.log_id is not None and m.log_id.index <= index
+        ]
+
+
+@attrs.define
+class ProgressEntry:
+    """What the leader knows about one target's log.
+
+    ``matching`` only moves forward (a stale or reordered reply never lowers it); ``epoch``
+    names the current replication stream — replies from an older one are ignored.
+    """
+
+    matching: LogId | None = None
+    epoch: int = 0
+    # Where the current stream started (the prev_log_id of its first request).
+    stream_prev: LogId | None = None
+    # The last ``upto``/``committed`` sent to the stream, to avoid redundant commands.
+    sent_upto: LogId | None = None
+    sent_committed: LogId | None = None
+
+
+@attrs.define
+class PendingRead:
+    read_time: float
+    read_log_id: LogId | None
+    policy: ReadPolicy
+    responder: Any
+
+
+@attrs.define
+class LeaderState:
+    vote: Vote
+    noop_log_id: LogId
+    progress: dict[int, ProgressEntry]
+    # Send time of the latest heartbeat/append each voter acknowledged under our vote.
+    ack_time: dict[int, float]
+    pending_reads: list[PendingRead] = attrs.field(factory=list)
+
+
+@attrs.define
+class CandidateState:
+    """An election in progress; ``pre_vote`` is the non-disruptive first round (§9.6)."""
+
+    vote: Vote
+    pre_vote: bool
+    granted: set[int]
+    started_at: float

@@ -1,0 +1,145 @@
+"""The error families. Every error raised to users subclasses :class:`RaftError`.
+
+Rejections that are part of the protocol (a refused vote, a conflicting append) are data in
+responses, not exceptions. Exceptions say whose fault a failure was:
+
+* ``ForwardToLeader``: you asked a node that does not lead; ask ``leader_id``.
+* ``QuorumNotEnough``: this node cannot prove it still leads (no quorum reachable).
+* ``ChangeMembershipError``, ``InitializeError``, ``ConfigError``: you asked for
+  something invalid.
+* ``Fatal``: the node is stopped (``Stopped``) or its storage failed (``StorageError``).
+* ``RPCError``: the network failed (raised by ``RaftNetwork`` implementations).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._types import Node
+
+
+class RaftError(Exception):
+    """Base class of every openraft_trio error."""
+
+
+class ForwardToLeader(RaftError):
+    """This node is not the leader; ``leader_id``/``leader_node`` say who is, if known."""
+
+    def __init__(self, leader_id: int | None = None, leader_node: Node | None = None) -> None:
+        super().__init__(leader_id, leader_node)
+        self.leader_id = leader_id
+        self.leader_node = leader_node
+
+    def __str__(self) -> str:
+        if self.leader_id is None:
+            return "not the leader; leader unknown"
+        addr = f" at {self.leader_node.addr}" if self.leader_node is not None else ""
+        return f"not the leader; forward to node {self.leader_id}{addr}"
+
+
+class QuorumNotEnough(RaftError):
+    """The leader could not confirm its leadership with a quorum."""
+
+
+class ChangeMembershipError(RaftError):
+    """A membership change was refused."""
+
+
+class InProgress(ChangeMembershipError):
+    """Another membership change has not committed yet."""
+
+
+class EmptyMembership(ChangeMembershipError):
+    """The requested voter set is empty."""
+
+
+class LearnerNotFound(ChangeMembershipError):
+    """A requested voter is not a learner (or voter) of the cluster yet."""
+
+    def __init__(self, node_id: int) -> None:
+        super().__init__(f"node {node_id} must be added as a learner first")
+        self.node_id = node_id
+
+
+class InitializeError(RaftError):
+    """``initialize()`` was refused."""
+
+
+class NotAllowed(InitializeError):
+    """The node already has a vote or log; it cannot be initialized again."""
+
+
+class NotInMembers(InitializeError):
+    """The node initializing the cluster is not one of the members."""
+
+
+class Fatal(RaftError):
+    """The node stopped and cannot serve requests."""
+
+
+class Stopped(Fatal):
+    """The node was shut down (or its ``open_raft`` block exited)."""
+
+    def __init__(self, msg: str = "raft node is stopped") -> None:
+        super().__init__(msg)
+
+
+class StorageError(Fatal):
+    """Storage failed; the node stops (fail-stop, never retried-and-continued)."""
+
+
+class ConfigError(RaftError):
+    """A configuration value is invalid. ``field`` names it."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"invalid config {field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class WaitTimeout(RaftError):
+    """``raft.wait(timeout)...`` did not see the awaited condition in time."""
+
+
+class RPCError(RaftError):
+    """A remote call failed."""
+
+
+class Unreachable(RPCError):
+    """The target cannot be reached; the caller backs off before retrying."""
+
+
+class NetworkError(RPCError):
+    """A transient network failure; the caller may retry at once."""
+
+
+class RPCTimeout(RPCError):
+    """The call did not finish within ``RPCOption.hard_ttl``."""
+
+
+class RemoteError(RPCError):
+    """The remote node handled the call and failed."""
+
+    def __init__(self, message: str, remote: Any = None) -> None:
+        super().__init__(message)
+        self.remote = remote
+
+
+class InvalidRequest(RaftError):
+    """An inbound RPC or API argument is malformed; it was rejected and nothing changed."""
+
+
+# The contract names sub-errors both ways: ``raft.InProgress`` and
+# ``raft.ChangeMembershipError.InProgress`` are the same class.
+ChangeMembershipError.InProgress = InProgress  # type: ignore[attr-defined]
+ChangeMembershipError.EmptyMembership = EmptyMembership  # type: ignore[attr-defined]
+ChangeMembershipError.LearnerNotFound = LearnerNotFound  # type: ignore[attr-defined]
+InitializeError.NotAllowed = NotAllowed  # type: ignore[attr-defined]
+InitializeError.NotInMembers = NotInMembers  # type: ignore[attr-defined]
+Fatal.StorageError = StorageError  # type: ignore[attr-defined]
+Fatal.Stopped = Stopped  # type: ignore[attr-defined]
+RPCError.Unreachable = Unreachable  # type: ignore[attr-defined]
+RPCError.NetworkError = NetworkError  # type: ignore[attr-defined]
+RPCError.RPCTimeout = RPCTimeout  # type: ignore[attr-defined]
+RPCError.RemoteError = RemoteError  # type: ignore[attr-defined]

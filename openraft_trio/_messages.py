@@ -1,0 +1,80 @@
+"""RPC messages exchanged between Raft nodes (the wire contract of every transport)."""
+
+from __future__ import annotations
+
+import attrs
+
+from ._types import Entry, LogId, Vote
+
+
+@attrs.frozen
+class VoteRequest:
+    """Ask for a vote (or, with ``pre_vote``, ask whether a vote *would* be granted).
+
+    ``leader_transfer`` marks a campaign started by a leader transfer: followers' leader
+    lease does not block it.
+    """
+
+    vote: Vote
+    last_log_id: LogId | None
+    pre_vote: bool = False
+    leader_transfer: bool = False
+
+
+@attrs.frozen
+class VoteResponse:
+    """``vote`` is the responder's vote after handling the request."""
+
+    vote: Vote
+    vote_granted: bool
+    last_log_id: LogId | None
+
+
+@attrs.frozen
+class AppendEntriesRequest:
+    """Replicate ``entries`` after ``prev_log_id``; also a heartbeat when empty.
+
+    A heartbeat has ``prev_log_id=None``, no entries and ``leader_commit=None``: it asserts
+    leadership and touches no log state.
+    """
+
+    vote: Vote
+    prev_log_id: LogId | None
+    entries: tuple[Entry, ...]
+    leader_commit: LogId | None
+
+    @property
+    def is_heartbeat(self) -> bool:
+        return self.prev_log_id is None and not self.entries and self.leader_commit is None
+
+
+@attrs.frozen
+class AppendEntriesResponse:
+    """Outcome of an AppendEntries.
+
+    * ``success``: the follower's log matches the leader's up to ``matching``.
+    * ``conflict``: ``prev_log_id`` was not found; ``conflict_hint`` is where the follower
+      wants the leader to try next (its last log index + 1, or the first index of the
+      conflicting term), so the leader backs up in one step.
+    * neither: the request's vote was rejected; ``vote`` is the higher vote.
+    """
+
+    vote: Vote
+    success: bool
+    matching: LogId | None = None
+    conflict: bool = False
+    conflict_hint: int | None = None
+
+
+@attrs.frozen
+class TransferLeaderRequest:
+    """Sent by the leader to ``to_node_id``: campaign now, you are up to date."""
+
+    from_vote: Vote
+    to_node_id: int
+    last_log_id: LogId | None
+
+
+@attrs.frozen
+class InstallSnapshotResponse:
+    vote: Vote

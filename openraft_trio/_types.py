@@ -1,0 +1,286 @@
+"""Raft value types: leader ids, log ids, votes, entries, membership, snapshots.
+
+All are frozen attrs classes. Raft orders some of them:
+
+* ``LeaderId(term, node_id)`` and ``LogId(leader_id, index)`` are totally ordered
+  (term first). A ``LeaderId`` with ``node_id=None`` is "no leader chosen in this term"
+  and sorts before every node of the same term.
+* ``Vote`` is *partially* ordered (openraft ``vote.md``): two uncommitted votes of one term
+  for different nodes are incomparable, so neither replaces the other. Use
+  :meth:`Vote.partial_cmp`, or the ``>=``/``>`` operators, which answer ``False`` for
+  incomparable votes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+
+
+@attrs.frozen(order=False)
+class LeaderId:
+    """The leader (or candidate) of a term: ``(term, node_id)``."""
+
+    term: int
+    node_id: int | None = None
+
+    def _key(self) -> tuple[int, int]:
+        return (self.term, -1 if self.node_id is None else self.node_id)
+
+    def __lt__(self, other: LeaderId) -> bool:
+        return self._key() < other._key()
+
+    def __le__(self, other: LeaderId) -> bool:
+        return self._key() <= other._key()
+
+    def __gt__(self, other: LeaderId) -> bool:
+        return self._key() > other._key()
+
+    def __ge__(self, other: LeaderId) -> bool:
+        return self._key() >= other._key()
+
+    def __str__(self) -> str:
+        return f"T{self.term}-N{self.node_id}"
+
+
+@attrs.frozen(order=False)
+class LogId:
+    """Identity of a log entry: the leader that proposed it and its index."""
+
+    leader_id: LeaderId
+    index: int
+
+    @property
+    def term(self) -> int:
+        return self.leader_id.term
+
+    def _key(self) -> tuple[int, int, int]:
+        lid = self.leader_id
+        return (lid.term, -1 if lid.node_id is None else lid.node_id, self.index)
+
+    def __lt__(self, other: LogId) -> bool:
+        return self._key() < other._key()
+
+    def __le__(self, other: LogId) -> bool:
+        return self._key() <= other._key()
+
+    def __gt__(self, other: LogId) -> bool:
+        return self._key() > other._key()
+
+    def __ge__(self, other: LogId) -> bool:
+        return self._key() >= other._key()
+
+    def __str__(self) -> str:
+        return f"{self.leader_id}.{self.index}"
+
+
+def log_id_ge(a: LogId | None, b: LogId | None) -> bool:
+    """``a >= b`` where ``None`` (an empty log) is the smallest log id."""
+    if b is None:
+        return True
+    if a is None:
+        return False
+    return a >= b
+
+
+def max_log_id(a: LogId | None, b: LogId | None) -> LogId | None:
+    """The larger of two optional log ids."""
+    return a if log_id_ge(a, b) else b
+
+
+def next_index(log_id: LogId | None) -> int:
+    """The index right after ``log_id`` (0 for an empty log)."""
+    return 0 if log_id is None else log_id.index + 1
+
+
+@attrs.frozen(order=False)
+class Vote:
+    """A node's vote: which leader it backs in which term, and whether that leader won.
+
+    ``committed=True`` means a quorum granted this vote: ``leader_id`` is the leader.
+    """
+
+    leader_id: LeaderId
+    committed: bool = False
+
+    @property
+    def term(self) -> int:
+        return self.leader_id.term
+
+    def partial_cmp(self, other: Vote) -> int | None:
+        """-1, 0 or 1 as ``self`` is less than, equal to or greater than ``other``;
+        ``None`` if they are incomparable (same term, different candidates, neither won).
+        """
+        a, b = self.leader_id, other.leader_id
+        if a.term != b.term:
+            return -1 if a.term < b.term else 1
+        if a.node_id == b.node_id:
+            if self.committed == other.committed:
+                return 0
+            return 1 if self.committed else -1
+        # Same term, different nodes. "No vote yet" is below any vote of the term; a
+        # committed vote (an elected leader) is above an uncommitted one.
+        if a.node_id is None:
+            return -1
+        if b.node_id is None:
+            return 1
+        if self.committed and not other.committed:
+            return 1
+        if other.committed and not self.committed:
+            return -1
+        return None
+
+    def __ge__(self, other: Vote) -> bool:
+        c = self.partial_cmp(other)
+        return c is not None and c >= 0
+
+    def __gt__(self, other: Vote) -> bool:
+        return self.partial_cmp(other) == 1
+
+    def __le__(self, other: Vote) -> bool:
+        c = self.partial_cmp(other)
+        return c is not None and c <= 0
+
+    def __lt__(self, other: Vote) -> bool:
+        return self.partial_cmp(other) == -1
+
+    def is_leader_of(self, node_id: int) -> bool:
+        return self.committed and self.leader_id.node_id == node_id
+
+    def __str__(self) -> str:
+        return f"<{self.leader_id}{':Q' if self.committed else ''}>"
+
+
+@attrs.frozen
+class Node:
+    """Address book entry of a cluster member."""
+
+    addr: str
+    data: Mapping[str, str] = attrs.field(factory=dict)
+
+
+def _voter_sets(configs: Any) -> tuple[frozenset[int], ...]:
+    return tuple(frozenset(c) for c in configs)
+
+
+@attrs.frozen
+class Membership:
+    """Voter configuration(s) and the nodes (voters and learners) to replicate to.
+
+    ``configs`` holds one voter set, or two while a joint configuration is in effect.
+    Every node in ``nodes`` that is not a voter is a learner.
+    """
+
+    configs: tuple[frozenset[int], ...] = attrs.field(converter=_voter_sets)
+    nodes: Mapping[int, Node] = attrs.field(factory=dict)
+
+    @property
+    def voter_ids(self) -> frozenset[int]:
+        out: frozenset[int] = frozenset()
+        for c in self.configs:
+            out |= c
+        return out
+
+    @property
+    def learner_ids(self) -> frozenset[int]:
+        return frozenset(self.nodes) - self.voter_ids
+
+    @property
+    def is_joint(self) -> bool:
+        return len(self.configs) > 1
+
+    def is_voter(self, node_id: int) -> bool:
+        return any(node_id in c for c in self.configs)
+
+    def is_quorum(self, granted: set[int] | frozenset[int]) -> bool:
+        """True if ``granted`` holds a majority of *each* voter set (joint consensus)."""
+        return all(len(c & granted) * 2 > len(c) for c in self.configs)
+
+    def sorted_node_ids(self) -> list[int]:
+        return sorted(self.nodes)
+
+
+@attrs.frozen
+class StoredMembership:
+    """A membership and the log id of the entry that carried it (None: the empty one)."""
+
+    log_id: LogId | None = None
+    membership: Membership = attrs.field(factory=lambda: Membership(configs=()))
+
+
+# Entry payloads ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Blank:
+    """A no-op entry; a new leader appends one of its term (Raft §5.4.2, §8)."""
+
+
+@attrs.frozen
+class Normal:
+    """Application data, handed to the state machine."""
+
+    data: Any
+
+
+@attrs.frozen
+class MembershipChange:
+    """A new membership configuration (effective as soon as it is appended)."""
+
+    membership: Membership
+
+
+Payload = Blank | Normal | MembershipChange
+
+BLANK: Final = Blank()
+
+
+@attrs.frozen
+class Entry:
+    log_id: LogId
+    payload: Payload
+
+    @property
+    def index(self) -> int:
+        return self.log_id.index
+
+
+@attrs.frozen
+class SnapshotMeta:
+    last_log_id: LogId | None
+    last_membership: StoredMembership
+    snapshot_id: str
+
+
+@attrs.frozen
+class Snapshot:
+    meta: SnapshotMeta
+    data: bytes
+
+
+@attrs.frozen
+class LogState:
+    last_purged_log_id: LogId | None
+    last_log_id: LogId | None
+
+
+class ServerState(enum.Enum):
+    LEARNER = "Learner"
+    FOLLOWER = "Follower"
+    CANDIDATE = "Candidate"
+    LEADER = "Leader"
+    SHUTDOWN = "Shutdown"
+
+
+class ReadPolicy(enum.Enum):
+    """How ``ensure_linearizable`` confirms this node still leads.
+
+    READ_INDEX: one quorum round of heartbeats sent after the read arrived.
+    LEASE_READ: no round trip while the leader lease is valid (bounded clock drift).
+    """
+
+    READ_INDEX = "ReadIndex"
+    LEASE_READ = "LeaseRead"

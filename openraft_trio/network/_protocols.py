@@ -1,0 +1,52 @@
+"""Network interfaces: how a leader or candidate reaches the other nodes.
+
+A ``RaftNetworkFactory`` makes one ``RaftNetwork`` client per target. Each call is bounded
+by ``RPCOption.hard_ttl`` and fails with an :class:`~openraft_trio.RPCError`:
+``Unreachable`` (the caller backs off), ``NetworkError`` (retry), ``RPCTimeout``,
+``RemoteError``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from .._messages import (
+    AppendEntriesRequest,
+    AppendEntriesResponse,
+    InstallSnapshotResponse,
+    TransferLeaderRequest,
+    VoteRequest,
+    VoteResponse,
+)
+from .._types import Node, Snapshot, Vote
+
+
+@attrs.frozen
+class RPCOption:
+    """Per-call options. ``hard_ttl``: seconds after which the call fails with RPCTimeout."""
+
+    hard_ttl: float
+
+
+@runtime_checkable
+class RaftNetwork(Protocol):
+    async def append_entries(
+        self, req: AppendEntriesRequest, option: RPCOption
+    ) -> AppendEntriesResponse: ...
+
+    async def vote(self, req: VoteRequest, option: RPCOption) -> VoteResponse: ...
+
+    async def full_snapshot(
+        self, vote: Vote, snapshot: Snapshot, option: RPCOption
+    ) -> InstallSnapshotResponse: ...
+
+    async def transfer_leader(self, req: TransferLeaderRequest, option: RPCOption) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class RaftNetworkFactory(Protocol):
+    async def new_client(self, target: int, node: Node) -> RaftNetwork: ...

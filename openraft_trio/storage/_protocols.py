@@ -1,0 +1,61 @@
+"""Storage interfaces: the log store and the state machine.
+
+Rules every implementation must honour (openraft ``io_ordering.md``):
+
+* vote and log writes become durable in the order they were submitted;
+* ``append`` makes entries readable before it returns and calls ``callback(None)`` exactly
+  once when they are durable (possibly before ``append`` returns), or ``callback(error)``
+  if they cannot be; never both, never twice;
+* the log never has holes; ``purge`` drops only entries covered by a snapshot.
+
+Index ranges are half-open: ``try_get_log_entries(start, stop)`` returns ``[start, stop)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from .._types import Entry, LogId, LogState, Snapshot, SnapshotMeta, StoredMembership, Vote
+
+IOCallback = Callable[[BaseException | None], None]
+
+
+@runtime_checkable
+class RaftLogStorage(Protocol):
+    async def get_log_state(self) -> LogState: ...
+
+    async def save_vote(self, vote: Vote) -> None:
+        """Persist ``vote``; durable (with every earlier append) before it returns."""
+
+    async def read_vote(self) -> Vote | None: ...
+
+    async def append(self, entries: Sequence[Entry], callback: IOCallback) -> None:
+        """Append ``entries`` (contiguous, right after the last entry)."""
+
+    async def truncate_after(self, log_id: LogId | None) -> None:
+        """Delete every entry after ``log_id`` (``None``: delete all)."""
+
+    async def purge(self, upto: LogId) -> None:
+        """Delete every entry up to and including ``upto``."""
+
+    async def save_committed(self, log_id: LogId | None) -> None: ...
+
+    async def read_committed(self) -> LogId | None: ...
+
+    async def try_get_log_entries(self, start: int, stop: int) -> list[Entry]:
+        """Entries with ``start <= index < stop`` that exist, in order, without holes."""
+
+
+@runtime_checkable
+class RaftStateMachine(Protocol):
+    async def applied_state(self) -> tuple[LogId | None, StoredMembership]: ...
+
+    async def apply(self, entries: Sequence[Entry]) -> list[Any]:
+        """Apply committed entries in order; one reply per entry (None for non-Normal)."""
+
+    async def build_snapshot(self) -> Snapshot: ...
+
+    async def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> None: ...
+
+    async def get_current_snapshot(self) -> Snapshot | None: ...
