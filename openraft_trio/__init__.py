@@ -49,3 +49,7 @@ from ._types import SnapshotMeta as SnapshotMeta
 from ._types import StoredMembership as StoredMembership
 from ._types import Vote as Vote
 from .network import RPCOption as RPCOption
+from ._core.core import ClientWriteResponse as ClientWriteResponse
+from ._core.raft import Raft as Raft
+from ._core.raft import RuntimeConfig as RuntimeConfig
+from ._core.raft import open_raft as open_raft

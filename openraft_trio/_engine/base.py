@@ -7,7 +7,7 @@ from collections import deque
 from typing import Any
 
 from .._config import Config
-from .._types import LeaderId, LogId, ServerState, StoredMembership, Vote
+from .._types import Entry, LeaderId, LogId, ServerState, StoredMembership, Vote
 from .commands import Command, IOId, QuitLeader, Respond, SaveVote
 from .log_ids import LogIdList
 from .state import CandidateState, LeaderState, MembershipState
@@ -138,6 +138,13 @@ class EngineBase:
         if node_id is None:
             return None
         return self.membership.membership.nodes.get(node_id)
+
+    # Provided by LeaderHandler (declared here so every handler can call them).
+    def leader_append_entries(self, entries: list[Entry]) -> None:
+        raise NotImplementedError
+
+    def start_stream(self, target: int, prev: LogId | None) -> None:
+        raise NotImplementedError
 
     def on_flushed(self, io: IOId) -> None:
         """Storage reports ``io`` durable: release the commands that waited for it."""

@@ -126,10 +126,3 @@ class VoteHandler(EngineBase):
         self.leader_append_entries([Entry(noop, BLANK)])
         for t in targets:
             self.start_stream(t, self.log_ids.get(noop.index - 1))
-
-    # Provided by LeaderHandler.
-    def leader_append_entries(self, entries: list[Entry]) -> None:
-        raise NotImplementedError
-
-    def start_stream(self, target: int, prev: LogId | None) -> None:
-        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""The Trio runtime: RaftCore, its workers and the ``Raft`` handle."""

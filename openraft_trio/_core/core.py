@@ -1,0 +1,429 @@
+"""RaftCore: the one task that owns the Engine and the log store.
+
+Loop: take every message waiting (API calls and worker notifications, drained with
+``receive_nowait``, API calls bounded per round so they cannot starve notifications), feed
+them to the Engine, run the Commands it emits in order, publish metrics, repeat. The core
+never decides protocol questions and never blocks on a worker.
+
+While this node leads, the core's leader nursery holds ``replication[t]`` and
+``heartbeat[t]`` for every target. Losing leadership cancels that nursery, and the core
+waits for every task in it to finish before it takes its next message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import trio
+
+from .._config import Config
+from .._engine import Engine, IOId
+from .._engine import commands as cmd
+from .._errors import ForwardToLeader, RaftError, StorageError
+from .._messages import VoteRequest, VoteResponse
+from .._metrics import RaftMetrics
+from .._types import LogId, Normal, ServerState
+from ..network import RaftNetwork, RPCOption
+from . import messages as m
+from .heartbeat import heartbeat_task
+from .replication import ReplicationHandle, replication_task
+from .sm_worker import ApplyHandle
+
+
+class ClientWriteResponse:
+    """Reply to a committed write: its ``log_id``, the state machine's ``data`` and, for a
+    membership entry, the ``membership``."""
+
+    __slots__ = ("data", "log_id", "membership")
+
+    def __init__(self, log_id: LogId, data: Any, membership: Any = None) -> None:
+        self.log_id = log_id
+        self.data = data
+        self.membership = membership
+
+    def __repr__(self) -> str:
+        return f"ClientWriteResponse(log_id={self.log_id}, data={self.data!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ClientWriteResponse)
+            and (self.log_id, self.data, self.membership)
+            == (other.log_id, other.data, other.membership)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class RaftCore:
+    def __init__(
+        self,
+        engine: Engine,
+        config: Config,
+        *,
+        network: Any,
+        log_store: Any,
+        runtime_config: Any,
+        metrics_watch: Any,
+        api_rx: trio.MemoryReceiveChannel[Any],
+        notify_tx: trio.MemorySendChannel[Any],
+        notify_rx: trio.MemoryReceiveChannel[Any],
+        apply_handle: ApplyHandle,
+    ) -> None:
+        self.engine = engine
+        self.id = engine.id
+        self.config = config
+        self.network = network
+        self.log_store = log_store
+        self.runtime_config = runtime_config
+        self.metrics_watch = metrics_watch
+        self.api_rx = api_rx
+        self.notify_tx = notify_tx
+        self.notify_rx = notify_rx
+        self.apply_handle = apply_handle
+        self.wakeup = trio.Event()
+        self.waiting = False
+        self.flushed: deque[IOId] = deque()
+        self.io_error: BaseException | None = None
+        self.pending_writes: dict[int, tuple[LogId, m.Responder]] = {}
+        self.clients: dict[int, RaftNetwork] = {}
+        self.replication: dict[int, ReplicationHandle] = {}
+        self.heartbeat_triggers: dict[int, Any] = {}
+        self.leader_nursery: trio.Nursery | None = None
+        self.rpc_nursery: trio.Nursery | None = None
+        self.quit_leader = False
+        self.pending_committed: LogId | None = None
+        self.last_metrics: RaftMetrics | None = None
+
+    # -- wakeups -------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Called by senders after they put a message on a channel (sync, cheap)."""
+        if self.waiting:
+            self.wakeup.set()
+
+    def _on_log_flushed(self, io: IOId, err: BaseException | None) -> None:
+        if err is not None:
+            self.io_error = err
+        else:
+            self.flushed.append(io)
+        self.wake()
+
+    # -- main loop -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            async with trio.open_nursery() as rpc_nursery:
+                self.rpc_nursery = rpc_nursery
+                await self._run_commands()
+                self._publish_metrics()
+                while True:
+                    async with trio.open_nursery() as leader_nursery:
+                        self.leader_nursery = leader_nursery
+                        self.quit_leader = False
+                        await self._loop()
+                        leader_nursery.cancel_scope.cancel()
+                    self.leader_nursery = None
+                    self.replication.clear()
+                    self.heartbeat_triggers.clear()
+                    self._publish_metrics()
+        finally:
+            with trio.CancelScope(shield=True):
+                for client in self.clients.values():
+                    await client.aclose()
+
+    async def _loop(self) -> None:
+        """Run rounds until this node stops leading (then the leader nursery is torn down)."""
+        api_batch = self.config.api_batch_size
+        while not self.quit_leader:
+            notes: list[Any] = []
+            while True:
+                try:
+                    notes.append(self.notify_rx.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            calls: list[Any] = []
+            while len(calls) < api_batch:
+                try:
+                    calls.append(self.api_rx.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            if not notes and not calls and not self.flushed and self.io_error is None:
+                self.waiting = True
+                await self.wakeup.wait()
+                self.wakeup = trio.Event()
+                self.waiting = False
+                continue
+            self.engine.now = trio.current_time()
+            for note in notes:
+                self._handle_notification(note)
+            self._drain_flushed()
+            self._handle_calls(calls)
+            await self._run_commands()
+            self._publish_metrics()
+            await trio.lowlevel.checkpoint()
+
+    def _drain_flushed(self) -> None:
+        if self.io_error is not None:
+            raise StorageError(f"log write failed: {self.io_error!r}") from self.io_error
+        while self.flushed:
+            self.engine.on_io_flushed(self.flushed.popleft())
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    def _handle_notification(self, note: Any) -> None:
+        eng = self.engine
+        if isinstance(note, m.ReplicationProgress):
+            eng.handle_replication_progress(
+                note.target, note.vote, note.epoch, note.matching, note.send_time
+            )
+        elif isinstance(note, m.HeartbeatAck):
+            eng.handle_heartbeat_ack(note.target, note.vote, note.send_time, note.resp_vote)
+        elif isinstance(note, m.Applied):
+            self._on_applied(note)
+        elif isinstance(note, m.Tick):
+            self._tick()
+        elif isinstance(note, m.VoteResult):
+            eng.handle_vote_resp(note.target, note.req, note.resp)
+        elif isinstance(note, m.ReplicationConflict):
+            eng.handle_replication_conflict(
+                note.target, note.vote, note.epoch, note.prev, note.hint, note.send_time
+            )
+        elif isinstance(note, m.HigherVote):
+            eng.handle_higher_vote(note.vote)
+        elif isinstance(note, m.WorkerFailed):
+            raise note.error
+        else:  # pragma: no cover - a bug in this module
+            raise TypeError(f"unknown notification {note!r}")
+
+    def _tick(self) -> None:
+        eng = self.engine
+        eng.elect_enabled = self.runtime_config.elect
+        if self.runtime_config.tick:
+            eng.tick(eng.now)
+
+    def _handle_calls(self, calls: list[Any]) -> None:
+        eng = self.engine
+        writes: list[Any] = []
+        responders: list[m.Responder] = []
+        for call in calls:
+            if isinstance(call, m.ClientWrite):
+                writes.extend(call.items)
+                responders.extend(call.responders)
+                continue
+            if writes:
+                self._client_write(writes, responders)
+                writes, responders = [], []
+            if isinstance(call, m.InboundAppendEntries):
+                eng.handle_append_entries(call.req, call.responder)
+            elif isinstance(call, m.InboundVote):
+                resp = eng.handle_vote_req(call.req)
+                eng.respond(call.responder, resp)
+            elif isinstance(call, m.EnsureLinearizable):
+                eng.ensure_linearizable(call.policy, call.responder)
+            elif isinstance(call, m.Initialize):
+                try:
+                    eng.initialize(call.membership)
+                except RaftError as e:
+                    call.responder.send(e)
+                else:
+                    eng.respond(call.responder, None)
+            elif isinstance(call, m.Query):
+                call.responder.send(call.fn(self))
+            elif isinstance(call, m.TriggerElect):
+                eng.elect()
+            elif isinstance(call, m.TriggerHeartbeat):
+                for trigger in self.heartbeat_triggers.values():
+                    trigger.set()
+            else:  # pragma: no cover
+                raise TypeError(f"unknown call {call!r}")
+        if writes:
+            self._client_write(writes, responders)
+
+    def _client_write(self, items: list[Any], responders: list[m.Responder]) -> None:
+        try:
+            log_ids = self.engine.client_write([Normal(d) for d in items])
+        except ForwardToLeader as e:
+            for r in responders:
+                r.send(e)
+            return
+        pending = self.pending_writes
+        for log_id, r in zip(log_ids, responders, strict=True):
+            pending[log_id.index] = (log_id, r)
+
+    def _on_applied(self, note: m.Applied) -> None:
+        self.engine.on_applied(note.upto)
+        pending = self.pending_writes
+        if not pending:
+            return
+        for log_id, reply in note.replies:
+            slot = pending.pop(log_id.index, None)
+            if slot is None:
+                continue
+            expected, r = slot
+            if expected == log_id:
+                r.send(ClientWriteResponse(log_id, reply))
+            else:
+                r.send(ForwardToLeader(self.engine.current_leader))
+
+    # -- commands ------------------------------------------------------------------------------
+
+    async def _run_commands(self) -> None:
+        eng = self.engine
+        out = eng.output
+        while out:
+            c = out.popleft()
+            if isinstance(c, cmd.Respond):
+                c.responder.send(c.value)
+            elif isinstance(c, cmd.AppendEntries):
+                io = IOId(c.vote, c.entries[-1].log_id)
+                await self.log_store.append(
+                    c.entries, lambda err, io=io: self._on_log_flushed(io, err)
+                )
+                self._drain_flushed()
+            elif isinstance(c, cmd.Replicate):
+                handle = self.replication.get(c.target)
+                if handle is not None:
+                    handle.update(c.epoch, c.prev, c.upto, c.committed)
+            elif isinstance(c, cmd.Apply):
+                self.apply_handle.apply_upto(c.upto)
+            elif isinstance(c, cmd.SaveCommitted):
+                self.pending_committed = c.committed
+            elif isinstance(c, cmd.SaveVote):
+                await self.log_store.save_vote(c.vote)
+            elif isinstance(c, cmd.TruncateLog):
+                await self.log_store.truncate_after(c.after)
+            elif isinstance(c, cmd.SendVote):
+                for target in c.targets:
+                    self._send_vote(target, c.req)
+            elif isinstance(c, cmd.SendHeartbeat):
+                for trigger in self.heartbeat_triggers.values():
+                    trigger.set()
+            elif isinstance(c, cmd.BecomeLeader):
+                await self._start_leader_tasks(c)
+            elif isinstance(c, cmd.QuitLeader):
+                self._quit_leader(c.leader_id)
+            else:  # pragma: no cover
+                raise TypeError(f"unknown command {c!r}")
+        if self.pending_committed is not None:
+            committed, self.pending_committed = self.pending_committed, None
+            await self.log_store.save_committed(committed)
+
+    async def _client_for(self, target: int) -> RaftNetwork:
+        client = self.clients.get(target)
+        if client is None:
+            node = self.engine.membership.membership.nodes.get(target)
+            client = await self.network.new_client(target, node)
+            self.clients[target] = client
+        return client
+
+    def _send_vote(self, target: int, req: VoteRequest) -> None:
+        assert self.rpc_nursery is not None
+        self.rpc_nursery.start_soon(
+            self._vote_rpc, target, req, name=f"openraft_trio.vote[{target}]"
+        )
+
+    async def _vote_rpc(self, target: int, req: VoteRequest) -> None:
+        from .._errors import RPCError
+
+        client = await self._client_for(target)
+        try:
+            resp: VoteResponse = await client.vote(
+                req, RPCOption(hard_ttl=self.config.election_timeout_min)
+            )
+        except RPCError:
+            return
+        await self.notify_tx.send(m.VoteResult(target, req, resp))
+        self.wake()
+
+    async def _start_leader_tasks(self, c: cmd.BecomeLeader) -> None:
+        from .signals import Wakeup
+
+        nursery = self.leader_nursery
+        assert nursery is not None
+        for target in c.targets:
+            client = await self._client_for(target)
+            handle = ReplicationHandle()
+            self.replication[target] = handle
+            nursery.start_soon(
+                replication_task,
+                target, c.vote, handle, client, self.log_store, self.config, self._notifier(),
+                name=f"openraft_trio.replication[{target}]",
+            )
+            trigger = Wakeup()
+            self.heartbeat_triggers[target] = trigger
+            nursery.start_soon(
+                heartbeat_task,
+                target, c.vote, trigger, client, self.config, self._notifier(),
+                self.runtime_config,
+                name=f"openraft_trio.heartbeat[{target}]",
+            )
+
+    def _notifier(self) -> _WakingSender:
+        return _WakingSender(self)
+
+    def _quit_leader(self, leader_id: int | None) -> None:
+        if self.leader_nursery is not None:
+            self.leader_nursery.cancel_scope.cancel()
+        self.quit_leader = True
+        pending, self.pending_writes = self.pending_writes, {}
+        node = self.engine.node_of(leader_id)
+        for _, r in pending.values():
+            r.send(ForwardToLeader(leader_id, node))
+
+    # -- metrics -------------------------------------------------------------------------------
+
+    def _publish_metrics(self) -> None:
+        eng = self.engine
+        leader = eng.leader
+        if leader is not None:
+            qt = eng.quorum_ack_time()
+            since = None if qt == -math.inf else max(0.0, (eng.now - qt) * 1000.0)
+            replication: dict[int, LogId | None] | None = {
+                t: p.matching for t, p in sorted(leader.progress.items())
+            }
+        else:
+            since, replication = None, None
+        last = eng.log_ids.last
+        metrics = RaftMetrics(
+            id=eng.id,
+            current_term=eng.vote.term,
+            vote=eng.vote,
+            state=eng.server_state,
+            current_leader=eng.current_leader,
+            last_log_index=None if last is None else last.index,
+            committed=eng.committed,
+            last_applied=eng.last_applied,
+            snapshot=eng.snapshot_last_log_id,
+            purged=eng.log_ids.purged,
+            membership=eng.membership.effective,
+            millis_since_quorum_ack=since,
+            replication=replication,
+            last_log_id=last,
+            flushed=None if eng.flushed is None else eng.flushed.log_id,
+        )
+        if metrics != self.last_metrics:
+            self.last_metrics = metrics
+            self.metrics_watch.value = metrics
+
+    def publish_shutdown(self) -> None:
+        if self.last_metrics is not None:
+            import attrs
+
+            self.metrics_watch.value = attrs.evolve(
+                self.last_metrics, state=ServerState.SHUTDOWN, current_leader=None, replication=None
+            )
+
+
+class _WakingSender:
+    """A worker's send side of the notification channel that also wakes the core."""
+
+    __slots__ = ("_core",)
+
+    def __init__(self, core: RaftCore) -> None:
+        self._core = core
+
+    async def send(self, value: Any) -> None:
+        await self._core.notify_tx.send(value)
+        self._core.wake()

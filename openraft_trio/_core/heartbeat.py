@@ -1,0 +1,47 @@
+"""``heartbeat[target]``: asserts leadership on its own schedule.
+
+Separate from replication so a large batch never delays the acks that keep the leader
+lease alive. Each ack reports the time its heartbeat was *sent*: the lease counts from
+there (PROTOCOL-NOTES "Replication"). A triggered heartbeat (a ReadIndex round) is sent at
+once, after the read arrived.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from .._config import Config
+from .._errors import RPCError
+from .._messages import AppendEntriesRequest
+from .._types import Vote
+from ..network import RaftNetwork, RPCOption
+from .messages import HeartbeatAck
+from .signals import Wakeup
+
+
+async def heartbeat_task(
+    target: int,
+    vote: Vote,
+    trigger: Wakeup,
+    client: RaftNetwork,
+    config: Config,
+    notify: trio.MemorySendChannel[Any],
+    enabled: Any,
+) -> None:
+    req = AppendEntriesRequest(vote, None, (), None)
+    option = RPCOption(hard_ttl=config.election_timeout_min)
+    while True:
+        triggered = False
+        with trio.move_on_after(config.heartbeat_interval):
+            await trigger.wait()
+            triggered = True
+        if not triggered and not enabled.heartbeat:
+            continue
+        send_time = trio.current_time()
+        try:
+            resp = await client.append_entries(req, option)
+        except RPCError:
+            continue
+        await notify.send(HeartbeatAck(target, vote, send_time, resp.vote))

@@ -1,0 +1,148 @@
+"""Messages into RaftCore: API calls (``RaftMsg``) and worker reports (``Notification``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from .._messages import AppendEntriesRequest, VoteRequest, VoteResponse
+from .._types import LogId, Membership, ReadPolicy, Vote
+
+
+class Responder:
+    """A one-shot reply slot: the core ``send``s once, the caller ``wait``s.
+
+    Cheaper than a channel per call (an Event and a slot). A value that is an exception is
+    raised in the caller.
+    """
+
+    __slots__ = ("_event", "_value", "done")
+
+    def __init__(self, event: Any) -> None:
+        self._event = event
+        self._value: Any = None
+        self.done = False
+
+    def send(self, value: Any) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._value = value
+        self._event.set()
+
+    async def wait(self) -> Any:
+        await self._event.wait()
+        if isinstance(self._value, BaseException):
+            raise self._value
+        return self._value
+
+
+# -- API calls --------------------------------------------------------------------------------
+
+
+@attrs.frozen(eq=False)
+class ClientWrite:
+    items: list[Any]
+    responders: list[Responder]
+
+
+@attrs.frozen(eq=False)
+class Initialize:
+    membership: Membership
+    responder: Responder
+
+
+@attrs.frozen(eq=False)
+class EnsureLinearizable:
+    policy: ReadPolicy
+    responder: Responder
+
+
+@attrs.frozen(eq=False)
+class InboundAppendEntries:
+    req: AppendEntriesRequest
+    responder: Responder
+
+
+@attrs.frozen(eq=False)
+class InboundVote:
+    req: VoteRequest
+    responder: Responder
+
+
+@attrs.frozen(eq=False)
+class Query:
+    """Run ``fn(core)`` inside the core task and reply with its result."""
+
+    fn: Any
+    responder: Responder
+
+
+@attrs.frozen(eq=False)
+class TriggerElect:
+    pass
+
+
+@attrs.frozen(eq=False)
+class TriggerHeartbeat:
+    pass
+
+
+# -- Notifications from workers ----------------------------------------------------------------
+
+
+@attrs.frozen
+class Tick:
+    pass
+
+
+@attrs.frozen
+class VoteResult:
+    target: int
+    req: VoteRequest
+    resp: VoteResponse
+
+
+@attrs.frozen
+class ReplicationProgress:
+    target: int
+    vote: Vote
+    epoch: int
+    matching: LogId | None
+    send_time: float
+
+
+@attrs.frozen
+class ReplicationConflict:
+    target: int
+    vote: Vote
+    epoch: int
+    prev: LogId | None
+    hint: int
+    send_time: float
+
+
+@attrs.frozen
+class HigherVote:
+    target: int
+    vote: Vote
+
+
+@attrs.frozen
+class HeartbeatAck:
+    target: int
+    vote: Vote
+    send_time: float
+    resp_vote: Vote
+
+
+@attrs.frozen(eq=False)
+class Applied:
+    upto: LogId
+    replies: list[tuple[LogId, Any]]
+
+
+@attrs.frozen(eq=False)
+class WorkerFailed:
+    error: BaseException

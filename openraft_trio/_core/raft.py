@@ -1,0 +1,378 @@
+"""The ``Raft`` handle and ``open_raft()``: how applications embed a node.
+
+Task tree (DESIGN.md §3)::
+
+    open_raft()                      nursery N0 (owned by the context manager)
+     ├─ openraft_trio.raft_core       Engine + log storage calls
+     │   └─ leader nursery            replication[t], heartbeat[t] while leading
+     ├─ openraft_trio.sm_worker
+     └─ openraft_trio.ticker
+
+Leaving ``open_raft()`` (or ``await raft.shutdown()``) cancels N0; calls still pending then
+fail with ``Stopped``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+import trio_util
+
+from .._config import Config
+from .._engine import Engine
+from .._errors import InvalidRequest, Stopped, WaitTimeout
+from .._messages import AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse
+from .._metrics import RaftMetrics
+from .._types import LogId, Membership, MembershipChange, Node, ReadPolicy, ServerState, StoredMembership
+from . import messages as m
+from .core import ClientWriteResponse, RaftCore
+from .sm_worker import ApplyHandle, sm_worker
+
+STARTUP_READ_CHUNK = 4096
+
+
+@attrs.define
+class RuntimeConfig:
+    """Switches that can be flipped while running (openraft ``runtime_config``)."""
+
+    tick: bool = True
+    heartbeat: bool = True
+    elect: bool = True
+
+
+class Trigger:
+    """Ask the node to do something now: ``await raft.trigger.elect()``."""
+
+    def __init__(self, raft: Raft) -> None:
+        self._raft = raft
+
+    async def elect(self) -> None:
+        """Start an election at once (a pre-vote round first, if enabled)."""
+        await self._raft._send(m.TriggerElect())
+
+    async def heartbeat(self) -> None:
+        """Make the leader send a heartbeat to every target now."""
+        await self._raft._send(m.TriggerHeartbeat())
+
+
+class Wait:
+    """``await raft.wait(timeout).state(ServerState.LEADER)`` and friends.
+
+    Each waits until the node's metrics satisfy the condition and returns those metrics,
+    or raises ``WaitTimeout`` after ``timeout`` seconds.
+    """
+
+    def __init__(self, raft: Raft, timeout: float) -> None:
+        self._raft = raft
+        self._timeout = timeout
+
+    async def metrics(self, predicate: Callable[[RaftMetrics], bool], what: str) -> RaftMetrics:
+        with trio.move_on_after(self._timeout):
+            return await self._raft._metrics_watch.wait_value(predicate)  # type: ignore[no-any-return]
+        raise WaitTimeout(
+            f"node {self._raft.node_id}: timeout after {self._timeout}s waiting for {what}; "
+            f"metrics: {self._raft.metrics}"
+        )
+
+    async def current_leader(self, leader_id: int) -> RaftMetrics:
+        return await self.metrics(lambda x: x.current_leader == leader_id, f"leader {leader_id}")
+
+    async def state(self, state: ServerState) -> RaftMetrics:
+        return await self.metrics(lambda x: x.state == state, f"state {state}")
+
+    async def log_index_at_least(self, index: int) -> RaftMetrics:
+        return await self.metrics(
+            lambda x: x.last_log_index is not None and x.last_log_index >= index,
+            f"log index >= {index}",
+        )
+
+    async def applied_index_at_least(self, index: int) -> RaftMetrics:
+        return await self.metrics(
+            lambda x: x.last_applied is not None and x.last_applied.index >= index,
+            f"applied index >= {index}",
+        )
+
+    async def voter_ids(self, voter_ids: set[int] | frozenset[int]) -> RaftMetrics:
+        want = frozenset(voter_ids)
+        return await self.metrics(
+            lambda x: x.membership.membership.voter_ids == want, f"voters {sorted(want)}"
+        )
+
+    async def snapshot_index_at_least(self, index: int) -> RaftMetrics:
+        return await self.metrics(
+            lambda x: x.snapshot is not None and x.snapshot.index >= index,
+            f"snapshot index >= {index}",
+        )
+
+
+class Raft:
+    """Handle to a running node. Obtain one from :func:`open_raft`."""
+
+    def __init__(self, node_id: int, config: Config, core: RaftCore, api_tx: Any) -> None:
+        self.node_id = node_id
+        self.config = config
+        self.runtime_config: RuntimeConfig = core.runtime_config
+        self.trigger = Trigger(self)
+        self._core = core
+        self._api_tx: trio.MemorySendChannel[Any] = api_tx
+        self._metrics_watch: trio_util.AsyncValue[RaftMetrics] = core.metrics_watch
+        self._pending: set[m.Responder] = set()
+        self._stopped = False
+        self._cancel_scope: trio.CancelScope | None = None
+        self._done = trio.Event()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _responder(self) -> m.Responder:
+        r = m.Responder(trio.Event())
+        self._pending.add(r)
+        return r
+
+    async def _send(self, msg: Any) -> None:
+        if self._stopped:
+            raise Stopped()
+        try:
+            await self._api_tx.send(msg)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise Stopped() from None
+        self._core.wake()
+
+    async def _call(self, make: Callable[[m.Responder], Any]) -> Any:
+        r = self._responder()
+        try:
+            await self._send(make(r))
+            return await r.wait()
+        finally:
+            self._pending.discard(r)
+
+    def _stop(self) -> None:
+        """Fail every pending call with ``Stopped`` (the node is going away)."""
+        self._stopped = True
+        for r in list(self._pending):
+            r.send(Stopped())
+        self._pending.clear()
+        self._core.publish_shutdown()
+
+    # -- public API ----------------------------------------------------------------------------
+
+    @property
+    def metrics(self) -> RaftMetrics:
+        """The latest metrics; never blocks."""
+        return self._metrics_watch.value
+
+    @property
+    def metrics_watch(self) -> trio_util.AsyncValue[RaftMetrics]:
+        return self._metrics_watch
+
+    def wait(self, timeout: float) -> Wait:
+        return Wait(self, timeout)
+
+    async def initialize(self, members: Mapping[int, Node] | Membership) -> None:
+        """Make this node the first of a cluster with ``members`` as voters.
+
+        Raises:
+            NotAllowed: the node was already initialized (has a log or a vote).
+            NotInMembers: this node is not one of ``members``.
+        """
+        if isinstance(members, Membership):
+            membership = members
+        else:
+            nodes = dict(members)
+            if not all(isinstance(k, int) and isinstance(v, Node) for k, v in nodes.items()):
+                raise InvalidRequest("initialize() takes {node_id: Node(addr)}")
+            membership = Membership(configs=[set(nodes)], nodes=nodes)
+        await self._call(lambda r: m.Initialize(membership, r))
+
+    async def is_initialized(self) -> bool:
+        return bool(await self._call(lambda r: m.Query(_is_initialized, r)))
+
+    async def client_write(self, data: Any) -> ClientWriteResponse:
+        """Replicate ``data``; return once it is committed and applied.
+
+        Raises:
+            ForwardToLeader: this node does not lead. If leadership is lost after the write
+                was appended, the write's outcome is unknown (it may still commit).
+        """
+        return await self._call(lambda r: m.ClientWrite([data], [r]))  # type: ignore[no-any-return]
+
+    async def client_write_many(self, items: list[Any]) -> list[ClientWriteResponse]:
+        """Replicate ``items`` as one batch (consecutive entries, in order)."""
+        items = list(items)
+        if not items:
+            return []
+        rs = [self._responder() for _ in items]
+        try:
+            await self._send(m.ClientWrite(items, rs))
+            return [await r.wait() for r in rs]
+        finally:
+            for r in rs:
+                self._pending.discard(r)
+
+    async def ensure_linearizable(self, policy: ReadPolicy = ReadPolicy.READ_INDEX) -> LogId | None:
+        """Confirm this node leads and wait until every write acknowledged before this call
+        is applied locally; a read of the state machine after this is linearizable.
+
+        Returns:
+            The read log id (applied on this node on return).
+
+        Raises:
+            ForwardToLeader: this node does not lead.
+            QuorumNotEnough: leadership could not be confirmed (lease expired).
+        """
+        if not isinstance(policy, ReadPolicy):
+            raise InvalidRequest(f"policy must be a ReadPolicy, got {policy!r}")
+        read_log_id: LogId | None = await self._call(lambda r: m.EnsureLinearizable(policy, r))
+        if read_log_id is not None:
+            applied = self.metrics.last_applied
+            if applied is None or applied.index < read_log_id.index:
+                await self._metrics_watch.wait_value(
+                    lambda x: x.last_applied is not None and x.last_applied.index >= read_log_id.index
+                    or x.state == ServerState.SHUTDOWN
+                )
+                if self._stopped:
+                    raise Stopped()
+        return read_log_id
+
+    async def shutdown(self) -> None:
+        """Stop the node: cancel every task; pending calls fail with ``Stopped``."""
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+        await self._done.wait()
+
+    # -- inbound RPCs (called by the network server) ------------------------------------------
+
+    async def append_entries(self, req: AppendEntriesRequest) -> AppendEntriesResponse:
+        if not isinstance(req, AppendEntriesRequest):
+            raise InvalidRequest(f"expected AppendEntriesRequest, got {type(req).__name__}")
+        return await self._call(lambda r: m.InboundAppendEntries(req, r))  # type: ignore[no-any-return]
+
+    async def vote(self, req: VoteRequest) -> VoteResponse:
+        if not isinstance(req, VoteRequest):
+            raise InvalidRequest(f"expected VoteRequest, got {type(req).__name__}")
+        return await self._call(lambda r: m.InboundVote(req, r))  # type: ignore[no-any-return]
+
+    # -- introspection for tests ---------------------------------------------------------------
+
+    async def _query(self, fn: Callable[[RaftCore], Any]) -> Any:
+        return await self._call(lambda r: m.Query(fn, r))
+
+
+def _is_initialized(core: RaftCore) -> bool:
+    eng = core.engine
+    return eng.log_ids.last is not None or eng.vote.term > 0
+
+
+async def _read_startup_state(engine: Engine, log_store: Any, state_machine: Any) -> LogId | None:
+    vote = await log_store.read_vote()
+    state = await log_store.get_log_state()
+    committed = await log_store.read_committed()
+    last_applied, applied_membership = await state_machine.applied_state()
+    purged = state.last_purged_log_id
+    log_ids: list[LogId] = []
+    memberships: list[StoredMembership] = []
+    start = 0 if purged is None else purged.index + 1
+    stop = -1 if state.last_log_id is None else state.last_log_id.index
+    applied_index = -1 if last_applied is None else last_applied.index
+    while start <= stop:
+        chunk = await log_store.try_get_log_entries(start, min(stop + 1, start + STARTUP_READ_CHUNK))
+        if not chunk:
+            break
+        for e in chunk:
+            log_ids.append(e.log_id)
+            if isinstance(e.payload, MembershipChange) and e.index > applied_index:
+                memberships.append(StoredMembership(e.log_id, e.payload.membership))
+        start = chunk[-1].index + 1
+    engine.startup(
+        vote=vote,
+        log_ids=log_ids,
+        purged=purged,
+        committed=committed,
+        last_applied=last_applied,
+        applied_membership=applied_membership,
+        log_memberships=memberships,
+    )
+    return last_applied
+
+
+async def _ticker(core: RaftCore, interval: float) -> None:
+    notify = core.notify_tx
+    while True:
+        await trio.sleep(interval)
+        await notify.send(m.Tick())
+        core.wake()
+
+
+@asynccontextmanager
+async def open_raft(
+    node_id: int,
+    config: Config,
+    *,
+    network: Any,
+    log_store: Any,
+    state_machine: Any,
+    rng: random.Random | None = None,
+) -> AsyncIterator[Raft]:
+    """Start a Raft node; leaving the block stops it.
+
+    Args:
+        node_id: this node's id (an int).
+        config: validated with ``Config.validate()`` (``ConfigError`` names the bad field).
+        network: a ``RaftNetworkFactory``.
+        log_store: a ``RaftLogStorage``.
+        state_machine: a ``RaftStateMachine``.
+        rng: randomness for election timeouts (seed it for reproducible runs).
+    """
+    config.validate()
+    if not isinstance(node_id, int) or isinstance(node_id, bool):
+        raise InvalidRequest(f"node_id must be an int, got {node_id!r}")
+    engine = Engine(node_id, config, rng if rng is not None else random.Random())
+    engine.now = trio.current_time()
+    last_applied = await _read_startup_state(engine, log_store, state_machine)
+    api_tx, api_rx = trio.open_memory_channel[Any](config.channel_capacity)
+    notify_tx, notify_rx = trio.open_memory_channel[Any](config.channel_capacity)
+    apply_handle = ApplyHandle()
+    core = RaftCore(
+        engine,
+        config,
+        network=network,
+        log_store=log_store,
+        runtime_config=RuntimeConfig(),
+        metrics_watch=trio_util.AsyncValue(None),
+        api_rx=api_rx,
+        notify_tx=notify_tx,
+        notify_rx=notify_rx,
+        apply_handle=apply_handle,
+    )
+    core._publish_metrics()
+    raft = Raft(node_id, config, core, api_tx)
+    tick_interval = min(config.heartbeat_interval, config.election_timeout_min) / 5
+    try:
+        async with trio.open_nursery() as n0:
+            raft._cancel_scope = n0.cancel_scope
+            n0.start_soon(core.run, name="openraft_trio.raft_core")
+            n0.start_soon(
+                sm_worker,
+                apply_handle,
+                state_machine,
+                log_store,
+                last_applied,
+                core._notifier(),
+                name="openraft_trio.sm_worker",
+            )
+            n0.start_soon(_ticker, core, tick_interval, name="openraft_trio.ticker")
+            try:
+                yield raft
+            finally:
+                n0.cancel_scope.cancel()
+                raft._stop()
+    finally:
+        raft._stop()
+        raft._done.set()
+
+
+__all__ = ["ClientWriteResponse", "Raft", "RuntimeConfig", "Wait", "open_raft"]

@@ -1,0 +1,27 @@
+"""Coalescing hand-offs from RaftCore to its workers.
+
+RaftCore must never block on a worker (workers block on RaftCore's bounded channel, so a
+blocking send in the other direction could deadlock). So the core writes the *latest*
+instruction into a slot and wakes the worker; repeated instructions coalesce.
+"""
+
+from __future__ import annotations
+
+import trio
+
+
+class Wakeup:
+    """A flag a worker sleeps on; ``set`` is sync and idempotent."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        self._event = trio.Event()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()

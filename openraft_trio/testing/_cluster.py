@@ -1,0 +1,145 @@
+"""``open_cluster``: an in-process cluster of real ``open_raft`` nodes on a ``Router``."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from .._config import Config
+from .._core.raft import Raft, open_raft
+from .._errors import WaitTimeout
+from .._types import Node, ServerState
+from ..kv import KvStateMachine
+from ..storage import MemLogStore
+from ._router import Router
+
+
+class Cluster:
+    """A running test cluster.
+
+    Attributes:
+        nodes: node id -> ``Raft`` handle of every running node.
+        state_machines: node id -> its ``KvStateMachine``.
+        log_stores: node id -> its ``MemLogStore`` (kept across crash/restart).
+        router: the ``Router`` (fault injection).
+    """
+
+    def __init__(self, nursery: trio.Nursery, config: Config, router: Router, seed: int) -> None:
+        self._nursery = nursery
+        self.config = config
+        self.router = router
+        self.seed = seed
+        self.nodes: dict[int, Raft] = {}
+        self.state_machines: dict[int, KvStateMachine] = {}
+        self.log_stores: dict[int, MemLogStore] = {}
+        self._scopes: dict[int, trio.CancelScope] = {}
+        self._exited: dict[int, trio.Event] = {}
+        self._starts = 0
+
+    @property
+    def node_ids(self) -> list[int]:
+        return sorted(self.nodes)
+
+    async def start(self, node_id: int) -> Raft:
+        """Start (or restart) ``node_id`` with its log store; a fresh state machine."""
+        if node_id in self.nodes:
+            raise ValueError(f"node {node_id} is already running")
+        store = self.log_stores.setdefault(node_id, MemLogStore())
+        sm = KvStateMachine()
+        self.state_machines[node_id] = sm
+        self._starts += 1
+        rng = random.Random(f"{self.seed}-{node_id}-{self._starts}")
+        raft: Raft = await self._nursery.start(self._run_node, node_id, store, sm, rng)
+        self.nodes[node_id] = raft
+        self.router.add(node_id, raft)
+        return raft
+
+    async def _run_node(
+        self, node_id: int, store: MemLogStore, sm: KvStateMachine, rng: random.Random,
+        task_status: Any = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        exited = trio.Event()
+        self._exited[node_id] = exited
+        try:
+            with trio.CancelScope() as scope:
+                self._scopes[node_id] = scope
+                async with open_raft(
+                    node_id,
+                    self.config,
+                    network=self.router.factory(node_id),
+                    log_store=store,
+                    state_machine=sm,
+                    rng=rng,
+                ) as raft:
+                    task_status.started(raft)
+                    await trio.sleep_forever()
+        finally:
+            exited.set()
+
+    async def crash(self, node_id: int) -> None:
+        """Stop ``node_id`` abruptly, as a process crash: its tasks are cancelled, pending
+        calls fail with ``Stopped``. Its log store (log, vote) survives for ``restart``."""
+        self.router.remove(node_id)
+        self.nodes.pop(node_id)
+        self._scopes.pop(node_id).cancel()
+        await self._exited[node_id].wait()
+
+    async def restart(self, node_id: int) -> Raft:
+        """Bring a crashed node back, as after a process restart."""
+        return await self.start(node_id)
+
+    def leader_id(self) -> int | None:
+        """The node that is leader with the highest term right now, if any."""
+        best: tuple[int, int] | None = None
+        for nid in sorted(self.nodes):
+            mtr = self.nodes[nid].metrics
+            if mtr.state == ServerState.LEADER and (best is None or mtr.current_term > best[0]):
+                best = (mtr.current_term, nid)
+        return None if best is None else best[1]
+
+    async def wait_for_leader(self, timeout: float = 10.0) -> int:
+        """Wait until some node leads and has committed its blank entry; return its id."""
+        with trio.move_on_after(timeout):
+            while True:
+                lid = self.leader_id()
+                if lid is not None:
+                    mtr = self.nodes[lid].metrics
+                    if mtr.committed is not None and mtr.committed.term == mtr.current_term:
+                        return lid
+                await trio.sleep(0.005)
+        raise WaitTimeout(f"no leader within {timeout}s")
+
+    async def wait_applied(self, index: int, timeout: float = 10.0, nodes: Any = None) -> None:
+        """Wait until every (given) running node has applied ``index``."""
+        for nid in sorted(nodes if nodes is not None else self.nodes):
+            await self.nodes[nid].wait(timeout).applied_index_at_least(index)
+
+
+@asynccontextmanager
+async def open_cluster(
+    n: int,
+    *,
+    config: Config | None = None,
+    seed: int = 0,
+    initialize: bool = True,
+) -> AsyncIterator[Cluster]:
+    """Start ``n`` nodes (ids 1..n) on a seeded ``Router``; initialize them as one cluster.
+
+    Leaving the block stops every node.
+    """
+    config = (config or Config(cluster_name="test")).validate()
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(nursery, config, Router(seed), seed)
+        for nid in range(1, n + 1):
+            await cluster.start(nid)
+        if initialize:
+            members = {nid: Node(f"node-{nid}") for nid in range(1, n + 1)}
+            await cluster.nodes[1].initialize(members)
+        try:
+            yield cluster
+        finally:
+            nursery.cancel_scope.cancel()
