@@ -58,7 +58,10 @@ class VoteHandler(EngineBase):
     def handle_vote_req(self, req: VoteRequest) -> VoteResponse:
         """Answer a vote or pre-vote request. The caller sends the response with
         ``Respond`` *after* the commands emitted here (a granted vote is saved first)."""
-        if self.lease_valid_for_followers() and not req.leader_transfer:
+        # A repeat of the request we granted (a retry or a duplicated message) is granted
+        # again: the lease set by that grant must not turn it into a refusal.
+        regrant = not req.pre_vote and req.vote.partial_cmp(self.vote) == 0
+        if self.lease_valid_for_followers() and not req.leader_transfer and not regrant:
             # A live leader exists (or we are it): refuse, keeping the cluster stable.
             return VoteResponse(self.vote, False, self.last_log_id)
         if not log_id_ge(req.last_log_id, self.last_log_id):

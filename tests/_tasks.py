@@ -1,0 +1,20 @@
+"""Inspect trio's live task tree by task name (DESIGN.md §3 names)."""
+
+from __future__ import annotations
+
+import trio
+
+
+def live_task_names() -> list[str]:
+    names: list[str] = []
+    stack = [trio.lowlevel.current_root_task()]
+    while stack:
+        task = stack.pop()
+        names.append(task.name)
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return names
+
+
+def our_tasks(prefix: str = "openraft_trio.") -> list[str]:
+    return sorted(n for n in live_task_names() if n.startswith(prefix))

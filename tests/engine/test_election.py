@@ -1,0 +1,251 @@
+"""Elections (Raft §5.2, pre-vote: Ongaro's thesis §9.6): timers, who campaigns, the order
+of the vote save and the vote requests, winning, and stale or higher vote responses."""
+
+from __future__ import annotations
+
+import random
+
+import attrs
+from _engine_helpers import (
+    CONFIG,
+    INIT_LOG_ID,
+    M123,
+    elect,
+    follower,
+    leader,
+    lid,
+    membership,
+    new_engine,
+    out,
+    vote,
+)
+
+from openraft_trio._engine.commands import (
+    AppendEntries,
+    BecomeLeader,
+    Replicate,
+    SaveVote,
+    SendVote,
+)
+from openraft_trio._messages import VoteRequest, VoteResponse
+from openraft_trio._types import BLANK, Entry, ServerState
+
+LAST = lid(1, 2, 5)
+LOG = [INIT_LOG_ID, lid(1, 2, 1), lid(1, 2, 2), lid(1, 2, 3), lid(1, 2, 4), LAST]
+
+
+def test_election_timeout_is_drawn_from_the_injected_rng_within_min_max() -> None:
+    for seed in range(20):
+        eng = follower(now=10.0, seed=seed)
+        expected = random.Random(seed).uniform(CONFIG.election_timeout_min, CONFIG.election_timeout_max)
+        assert eng.election_deadline == 10.0 + expected
+        assert CONFIG.election_timeout_min <= eng.election_deadline - 10.0 <= CONFIG.election_timeout_max
+
+
+def test_same_seed_same_election_deadline() -> None:
+    assert follower(seed=7).election_deadline == follower(seed=7).election_deadline
+    assert follower(seed=7).election_deadline != follower(seed=8).election_deadline
+
+
+def test_tick_before_election_deadline_does_nothing() -> None:
+    eng = follower(vote=vote(1, 2, committed=True), log=LOG)
+    deadline = eng.election_deadline
+    eng.tick(deadline - 0.001)
+    assert out(eng) == []
+    assert eng.election_deadline == deadline
+    assert eng.candidate is None
+
+
+def test_tick_after_election_deadline_starts_pre_vote_without_changing_term() -> None:
+    """Pre-vote (§9.6): ask "would you vote for me at term+1?" and change no state."""
+    v = vote(1, 2, committed=True)
+    eng = follower(vote=v, log=LOG)
+    eng.tick(eng.election_deadline)
+    assert out(eng) == [SendVote(VoteRequest(vote(2, 1), LAST, pre_vote=True), (2, 3))]
+    assert eng.vote == v  # no SaveVote, term unchanged
+    assert eng.server_state is ServerState.FOLLOWER
+    assert eng.candidate is not None and eng.candidate.pre_vote
+
+
+def test_pre_vote_restarts_the_election_timer() -> None:
+    eng = follower(log=LOG, seed=3)
+    t = eng.election_deadline
+    eng.tick(t)
+    assert eng.election_deadline > t
+
+
+def test_learner_never_campaigns() -> None:
+    eng = follower(4, membership=membership({1, 2, 3}, learners=[4]), log=LOG)
+    assert eng.server_state is ServerState.LEARNER
+    eng.tick(eng.election_deadline + 100)
+    assert out(eng) == []
+    assert eng.candidate is None
+
+
+def test_uninitialized_node_never_campaigns() -> None:
+    eng = new_engine(1)
+    eng.tick(1000.0)
+    assert out(eng) == []
+    assert eng.candidate is None
+
+
+def test_node_with_elect_disabled_never_campaigns() -> None:
+    eng = follower(log=LOG)
+    eng.elect_enabled = False
+    eng.tick(eng.election_deadline + 100)
+    assert out(eng) == []
+
+
+def test_pre_vote_quorum_starts_real_election_saving_vote_before_requests() -> None:
+    """The vote is durable before any request for it goes out (I/O ordering)."""
+    eng = follower(vote=vote(1, 2, committed=True), log=LOG)
+    eng.tick(eng.election_deadline)
+    [pre] = out(eng)
+    eng.handle_vote_resp(3, pre.req, VoteResponse(vote(1, 2, committed=True), True, LAST))
+    assert out(eng) == [
+        SaveVote(vote(2, 1)),
+        SendVote(VoteRequest(vote(2, 1), LAST), (2, 3)),
+    ]
+    assert eng.server_state is ServerState.CANDIDATE
+
+
+def test_pre_vote_grants_below_quorum_do_nothing() -> None:
+    eng = follower(membership=membership({1, 2, 3, 4, 5}), log=LOG)
+    eng.tick(eng.election_deadline)
+    [pre] = out(eng)
+    eng.handle_vote_resp(2, pre.req, VoteResponse(eng.vote, True, LAST))
+    assert out(eng) == []
+
+
+def test_without_pre_vote_the_real_vote_goes_out_directly() -> None:
+    eng = follower(vote=vote(1, 2, committed=True), log=LOG, config=attrs.evolve(CONFIG, enable_pre_vote=False))
+    eng.tick(eng.election_deadline)
+    assert out(eng) == [
+        SaveVote(vote(2, 1)),
+        SendVote(VoteRequest(vote(2, 1), LAST), (2, 3)),
+    ]
+
+
+def test_vote_quorum_commits_vote_becomes_leader_and_appends_blank_entry() -> None:
+    """§5.4.2: a new leader appends a blank entry of its term, then replicates it."""
+    eng = follower(vote=vote(1, 2, committed=True), log=LOG, config=attrs.evolve(CONFIG, enable_pre_vote=False))
+    eng.tick(eng.election_deadline)
+    [_, send] = out(eng)
+    eng.handle_vote_resp(2, send.req, VoteResponse(vote(2, 1), True, LAST))
+    leader_vote = vote(2, 1, committed=True)
+    noop = lid(2, 1, 6)
+    assert out(eng) == [
+        SaveVote(leader_vote),
+        BecomeLeader(leader_vote, (2, 3)),
+        AppendEntries(leader_vote, (Entry(noop, BLANK),)),
+        Replicate(2, 1, LAST, noop, INIT_LOG_ID),
+        Replicate(3, 1, LAST, noop, INIT_LOG_ID),
+    ]
+    assert eng.server_state is ServerState.LEADER
+    assert eng.current_leader == 1
+
+
+def test_leader_replicates_to_learners_too() -> None:
+    eng = leader(membership=membership({1, 2, 3}, learners=[4]))
+    assert sorted(eng.leader.progress) == [2, 3, 4]
+
+
+def test_single_voter_initialize_becomes_leader_immediately() -> None:
+    m = membership({1})
+    eng = new_engine(1)
+    eng.initialize(m)
+    from openraft_trio._types import MembershipChange
+
+    leader_vote = vote(1, 1, committed=True)
+    assert out(eng) == [
+        AppendEntries(vote(0, None), (Entry(INIT_LOG_ID, MembershipChange(m)),)),
+        SaveVote(vote(1, 1)),
+        SaveVote(leader_vote),
+        BecomeLeader(leader_vote, ()),
+        AppendEntries(leader_vote, (Entry(lid(1, 1, 1), BLANK),)),
+    ]
+    assert eng.is_leader
+
+
+def test_stale_vote_response_for_an_older_candidacy_is_ignored() -> None:
+    eng = follower(log=LOG, config=attrs.evolve(CONFIG, enable_pre_vote=False))
+    eng.tick(eng.election_deadline)
+    [_, old] = out(eng)  # campaign for term 1
+    eng.tick(eng.election_deadline)
+    [_, new] = out(eng)  # timed out: campaign for term 2
+    assert new.req.vote == vote(2, 1)
+    eng.handle_vote_resp(2, old.req, VoteResponse(old.req.vote, True, LAST))
+    assert out(eng) == []
+    assert eng.candidate is not None and eng.candidate.granted == {1}
+
+
+def test_pre_vote_grant_is_not_counted_for_the_real_vote() -> None:
+    eng = follower(log=LOG)
+    eng.tick(eng.election_deadline)
+    [pre] = out(eng)
+    eng.handle_vote_resp(2, pre.req, VoteResponse(eng.vote, True, LAST))
+    [_, real] = out(eng)
+    # A duplicate pre-vote grant from 3 is not a vote for the real election.
+    eng.handle_vote_resp(3, pre.req, VoteResponse(real.req.vote, True, LAST))
+    assert out(eng) == []
+    assert not eng.is_leader
+
+
+def test_vote_grant_from_a_non_voter_is_not_counted() -> None:
+    eng = follower(log=LOG, membership=membership({1, 2, 3}, learners=[4]),
+                   config=attrs.evolve(CONFIG, enable_pre_vote=False))
+    eng.tick(eng.election_deadline)
+    [_, send] = out(eng)
+    eng.handle_vote_resp(4, send.req, VoteResponse(send.req.vote, True, LAST))
+    assert out(eng) == []
+    assert not eng.is_leader
+
+
+def test_candidate_steps_down_and_saves_higher_vote_from_a_response() -> None:
+    """§5.1: a node that sees a higher term adopts it and stops campaigning."""
+    eng = follower(log=LOG, config=attrs.evolve(CONFIG, enable_pre_vote=False))
+    eng.tick(eng.election_deadline)
+    [_, send] = out(eng)
+    higher = vote(3, 3, committed=True)
+    eng.handle_vote_resp(2, send.req, VoteResponse(higher, False, LAST))
+    assert out(eng) == [SaveVote(higher)]
+    assert eng.vote == higher
+    assert eng.candidate is None
+    assert eng.current_leader == 3
+    assert eng.server_state is ServerState.FOLLOWER
+
+
+def test_pre_vote_candidate_adopts_higher_uncommitted_vote_without_a_leader() -> None:
+    eng = follower(log=LOG)
+    eng.tick(eng.election_deadline)
+    [pre] = out(eng)
+    higher = vote(5, 3)
+    eng.handle_vote_resp(2, pre.req, VoteResponse(higher, False, LAST))
+    assert out(eng) == [SaveVote(higher)]
+    assert eng.candidate is None
+    assert eng.current_leader is None
+
+
+def test_refusal_with_equal_or_lower_vote_changes_nothing() -> None:
+    eng = follower(log=LOG, config=attrs.evolve(CONFIG, enable_pre_vote=False))
+    eng.tick(eng.election_deadline)
+    [_, send] = out(eng)
+    eng.handle_vote_resp(2, send.req, VoteResponse(vote(0, None), False, LAST))
+    eng.handle_vote_resp(3, send.req, VoteResponse(send.req.vote, False, LAST))
+    assert out(eng) == []
+    assert eng.candidate is not None and eng.candidate.granted == {1}
+
+
+def test_late_vote_grant_to_a_leader_is_ignored() -> None:
+    eng = leader(grants=[2])
+    req = VoteRequest(vote(2, 1), INIT_LOG_ID)
+    eng.handle_vote_resp(3, req, VoteResponse(vote(2, 1), True, INIT_LOG_ID))
+    assert out(eng) == []
+    assert eng.is_leader
+
+
+def test_elect_helper_sanity() -> None:
+    eng = follower(log=LOG)
+    elect(eng)
+    assert eng.is_leader and eng.vote == vote(1, 1, committed=True)
+    assert M123.is_voter(eng.id)
