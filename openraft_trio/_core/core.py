@@ -179,7 +179,9 @@ class RaftCore:
                 note.target, note.vote, note.epoch, note.matching, note.send_time
             )
         elif isinstance(note, m.HeartbeatAck):
-            eng.handle_heartbeat_ack(note.target, note.vote, note.send_time, note.resp_vote)
+            eng.handle_heartbeat_ack(
+                note.target, note.vote, note.send_time, note.resp_vote, note.read_round
+            )
         elif isinstance(note, m.Applied):
             self._on_applied(note)
         elif isinstance(note, m.Tick):
@@ -299,7 +301,7 @@ class RaftCore:
                     self._send_vote(target, c.req)
             elif isinstance(c, cmd.SendHeartbeat):
                 for trigger in self.heartbeat_triggers.values():
-                    trigger.set()
+                    trigger.trigger(c.read_round)
             elif isinstance(c, cmd.BecomeLeader):
                 await self._start_leader_tasks(c)
             elif isinstance(c, cmd.QuitLeader):
@@ -338,7 +340,7 @@ class RaftCore:
         self.wake()
 
     async def _start_leader_tasks(self, c: cmd.BecomeLeader) -> None:
-        from .signals import Wakeup
+        from .signals import HeartbeatTrigger
 
         nursery = self.leader_nursery
         assert nursery is not None
@@ -351,7 +353,7 @@ class RaftCore:
                 target, c.vote, handle, client, self.log_store, self.config, self._notifier(),
                 name=f"openraft_trio.replication[{target}]",
             )
-            trigger = Wakeup()
+            trigger = HeartbeatTrigger()
             self.heartbeat_triggers[target] = trigger
             nursery.start_soon(
                 heartbeat_task,

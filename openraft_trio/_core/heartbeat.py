@@ -18,13 +18,13 @@ from .._messages import AppendEntriesRequest
 from .._types import Vote
 from ..network import RaftNetwork, RPCOption
 from .messages import HeartbeatAck
-from .signals import Wakeup
+from .signals import HeartbeatTrigger
 
 
 async def heartbeat_task(
     target: int,
     vote: Vote,
-    trigger: Wakeup,
+    trigger: HeartbeatTrigger,
     client: RaftNetwork,
     config: Config,
     notify: trio.MemorySendChannel[Any],
@@ -40,8 +40,9 @@ async def heartbeat_task(
         if not triggered and not enabled.heartbeat:
             continue
         send_time = trio.current_time()
+        read_round = trigger.read_round
         try:
             resp = await client.append_entries(req, option)
         except RPCError:
             continue
-        await notify.send(HeartbeatAck(target, vote, send_time, resp.vote))
+        await notify.send(HeartbeatAck(target, vote, send_time, resp.vote, read_round))

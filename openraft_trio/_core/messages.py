@@ -135,6 +135,7 @@ class HeartbeatAck:
     vote: Vote
     send_time: float
     resp_vote: Vote
+    read_round: int = 0
 
 
 @attrs.frozen(eq=False)

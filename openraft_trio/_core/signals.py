@@ -25,3 +25,16 @@ class Wakeup:
 
     def is_set(self) -> bool:
         return self._event.is_set()
+
+
+class HeartbeatTrigger(Wakeup):
+    """Wakes a heartbeat task; ``read_round`` is the latest ReadIndex round to stamp."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read_round = 0
+
+    def trigger(self, read_round: int | None = None) -> None:
+        if read_round is not None and read_round > self.read_round:
+            self.read_round = read_round
+        self.set()

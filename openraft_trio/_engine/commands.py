@@ -125,7 +125,13 @@ class Replicate(Command):
 
 @attrs.frozen
 class SendHeartbeat(Command):
-    """Make every heartbeat task send one heartbeat now (a ReadIndex round)."""
+    """Make every heartbeat task send one heartbeat now, stamped with ``read_round``.
+
+    A heartbeat carries the latest round issued when it leaves, so its ack proves that the
+    target still followed us *after* every read that asked for that round (ReadIndex).
+    """
+
+    read_round: int
 
 
 @attrs.frozen(eq=False)

@@ -10,14 +10,16 @@
 * Leader lease / check-quorum (openraft ``leader_lease.md``): each ack carries the time its
   request was *sent*; the lease runs from the latest time a quorum acked. A leader whose
   lease ran out (``lease = election_timeout_max``) steps down.
-* Reads (Ongaro §6.4): READ_INDEX waits for a quorum of acks to requests sent after the read
-  arrived and for the leader's blank entry to commit; LEASE_READ answers at once while
+* Reads (Ongaro §6.4): READ_INDEX waits for a quorum of acks to heartbeats sent after the
+  read arrived — proven by a round number, not by time, since a clock may not tick between
+  the read and a heartbeat already on its way — and for the leader's blank entry to commit; LEASE_READ answers at once while
   ``now < quorum_ack_time + lease - lease_clock_drift``, else ``QuorumNotEnough``.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 from .._errors import ForwardToLeader, QuorumNotEnough
@@ -138,15 +140,20 @@ class LeaderHandler(EngineBase):
             self.step_down(vote.leader_id.node_id if vote.committed else None)
             self.save_vote(vote)
 
-    def handle_heartbeat_ack(self, target: int, vote: Vote, send_time: float, resp_vote: Vote) -> None:
-        """A heartbeat sent at ``send_time`` under ``vote`` was answered with ``resp_vote``."""
+    def handle_heartbeat_ack(
+        self, target: int, vote: Vote, send_time: float, resp_vote: Vote, read_round: int = 0
+    ) -> None:
+        """A heartbeat sent at ``send_time`` (carrying ReadIndex round ``read_round``) under
+        ``vote`` was answered with ``resp_vote``."""
         if resp_vote > self.vote:
             self.handle_higher_vote(resp_vote)
             return
         leader = self.leader
         if leader is None or vote != leader.vote or resp_vote != vote:
             return
-        self._record_ack(target, send_time)
+        if target in leader.ack_round and read_round > leader.ack_round[target]:
+            leader.ack_round[target] = read_round
+        self._record_ack(target, send_time, force_reads=True)
 
     # -- commit ----------------------------------------------------------------------------
 
@@ -185,13 +192,14 @@ class LeaderHandler(EngineBase):
 
     # -- lease and reads -------------------------------------------------------------------
 
-    def _record_ack(self, target: int, send_time: float) -> None:
+    def _record_ack(self, target: int, send_time: float, force_reads: bool = False) -> None:
         assert self.leader is not None
         acks = self.leader.ack_time
         if target in acks and send_time > acks[target]:
             acks[target] = send_time
-            if self.leader.pending_reads:
-                self._resolve_reads()
+            force_reads = True
+        if force_reads and self.leader.pending_reads:
+            self._resolve_reads()
 
     def quorum_ack_time(self) -> float:
         """The latest send time such that a quorum acknowledged a request sent then."""
@@ -206,6 +214,21 @@ class LeaderHandler(EngineBase):
             )
             result = min(result, times[len(times) // 2])
         return result
+
+    def quorum_ack_round(self) -> int:
+        """The highest ReadIndex round a quorum of voters has acknowledged."""
+        leader = self.leader
+        if leader is None:
+            return -1
+        result: float = math.inf
+        for config in self.membership.membership.configs:
+            rounds = sorted(
+                (math.inf if v == self.id else leader.ack_round.get(v, -1) for v in config),
+                reverse=True,
+            )
+            result = min(result, rounds[len(rounds) // 2])
+        # Only ourselves in every config: every round is acknowledged at once.
+        return sys.maxsize if result == math.inf else int(result)
 
     def lease_valid(self) -> bool:
         c = self.config
@@ -230,10 +253,15 @@ class LeaderHandler(EngineBase):
         if policy is ReadPolicy.LEASE_READ and not self.lease_valid():
             self.respond(responder, QuorumNotEnough("leader lease expired"))
             return
-        leader.pending_reads.append(PendingRead(self.now, read_log_id, policy, responder))
+        read_round = leader.read_round
+        if policy is ReadPolicy.READ_INDEX:
+            leader.read_round = read_round = read_round + 1
+        leader.pending_reads.append(
+            PendingRead(self.now, read_round, read_log_id, policy, responder)
+        )
         self._resolve_reads()
         if leader.pending_reads and policy is ReadPolicy.READ_INDEX:
-            self.push(SendHeartbeat())
+            self.push(SendHeartbeat(read_round))
 
     def _resolve_reads(self) -> None:
         leader = self.leader
@@ -241,7 +269,7 @@ class LeaderHandler(EngineBase):
             return
         if not log_id_ge(self.committed, leader.noop_log_id):
             return  # reads wait for the blank entry of this term to commit
-        acked = self.quorum_ack_time()
+        acked_round = self.quorum_ack_round()
         lease_ok = self.lease_valid()
         waiting = []
         for r in leader.pending_reads:
@@ -250,7 +278,7 @@ class LeaderHandler(EngineBase):
                     self.respond(r.responder, r.read_log_id)
                 else:
                     self.respond(r.responder, QuorumNotEnough("leader lease expired"))
-            elif acked >= r.read_time:
+            elif acked_round >= r.read_round:
                 self.respond(r.responder, r.read_log_id)
             else:
                 waiting.append(r)

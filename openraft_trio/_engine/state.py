@@ -73,6 +73,7 @@ class ProgressEntry:
 @attrs.define
 class PendingRead:
     read_time: float
+    read_round: int
     read_log_id: LogId | None
     policy: ReadPolicy
     responder: Any
@@ -85,6 +86,9 @@ class LeaderState:
     progress: dict[int, ProgressEntry]
     # Send time of the latest heartbeat/append each voter acknowledged under our vote.
     ack_time: dict[int, float]
+    # The latest ReadIndex round each voter acknowledged, and the last round issued.
+    ack_round: dict[int, int] = attrs.field(factory=dict)
+    read_round: int = 0
     pending_reads: list[PendingRead] = attrs.field(factory=list)
 
 

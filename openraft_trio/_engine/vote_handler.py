@@ -123,6 +123,7 @@ class VoteHandler(EngineBase):
             # The voters that granted us did so no earlier than the election started, and
             # refuse other candidates for a lease after that: the lease starts there.
             ack_time={v: started for v in sorted(voters) if v != self.id},
+            ack_round={v: 0 for v in sorted(voters) if v != self.id},
         )
         self.leader_seen_time = self.now
         self.push(BecomeLeader(vote, targets))
