@@ -5,6 +5,10 @@ Import as ``import openraft_trio as raft``; see ``docs/`` for guides and the ref
 
 from ._config import Config as Config
 from ._config import SnapshotPolicy as SnapshotPolicy
+from ._core.core import ClientWriteResponse as ClientWriteResponse
+from ._core.raft import Raft as Raft
+from ._core.raft import RuntimeConfig as RuntimeConfig
+from ._core.raft import open_raft as open_raft
 from ._errors import ChangeMembershipError as ChangeMembershipError
 from ._errors import ConfigError as ConfigError
 from ._errors import EmptyMembership as EmptyMembership
@@ -22,8 +26,8 @@ from ._errors import RaftError as RaftError
 from ._errors import RemoteError as RemoteError
 from ._errors import RPCError as RPCError
 from ._errors import RPCTimeout as RPCTimeout
-from ._errors import StorageError as StorageError
 from ._errors import Stopped as Stopped
+from ._errors import StorageError as StorageError
 from ._errors import Unreachable as Unreachable
 from ._errors import WaitTimeout as WaitTimeout
 from ._messages import AppendEntriesRequest as AppendEntriesRequest
@@ -49,7 +53,3 @@ from ._types import SnapshotMeta as SnapshotMeta
 from ._types import StoredMembership as StoredMembership
 from ._types import Vote as Vote
 from .network import RPCOption as RPCOption
-from ._core.core import ClientWriteResponse as ClientWriteResponse
-from ._core.raft import Raft as Raft
-from ._core.raft import RuntimeConfig as RuntimeConfig
-from ._core.raft import open_raft as open_raft

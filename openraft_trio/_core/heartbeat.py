@@ -18,7 +18,7 @@ from .._messages import AppendEntriesRequest
 from .._types import Vote
 from ..network import RaftNetwork, RPCOption
 from .messages import HeartbeatAck
-from .signals import HeartbeatTrigger
+from .signals import HeartbeatTrigger, Notifier
 
 
 async def heartbeat_task(
@@ -27,7 +27,7 @@ async def heartbeat_task(
     trigger: HeartbeatTrigger,
     client: RaftNetwork,
     config: Config,
-    notify: trio.MemorySendChannel[Any],
+    notify: Notifier,
     enabled: Any,
 ) -> None:
     req = AppendEntriesRequest(vote, None, (), None)

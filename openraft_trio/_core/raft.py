@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import trio
@@ -28,7 +28,15 @@ from .._engine import Engine
 from .._errors import InvalidRequest, Stopped, WaitTimeout
 from .._messages import AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse
 from .._metrics import RaftMetrics
-from .._types import LogId, Membership, MembershipChange, Node, ReadPolicy, ServerState, StoredMembership
+from .._types import (
+    LogId,
+    Membership,
+    MembershipChange,
+    Node,
+    ReadPolicy,
+    ServerState,
+    StoredMembership,
+)
 from . import messages as m
 from .core import ClientWriteResponse, RaftCore
 from .sm_worker import ApplyHandle, sm_worker
@@ -73,7 +81,8 @@ class Wait:
 
     async def metrics(self, predicate: Callable[[RaftMetrics], bool], what: str) -> RaftMetrics:
         with trio.move_on_after(self._timeout):
-            return await self._raft._metrics_watch.wait_value(predicate)  # type: ignore[no-any-return]
+            result: RaftMetrics = await self._raft._metrics_watch.wait_value(predicate)
+            return result
         raise WaitTimeout(
             f"node {self._raft.node_id}: timeout after {self._timeout}s waiting for {what}; "
             f"metrics: {self._raft.metrics}"
@@ -163,7 +172,7 @@ class Raft:
     @property
     def metrics(self) -> RaftMetrics:
         """The latest metrics; never blocks."""
-        return self._metrics_watch.value
+        return cast(RaftMetrics, self._metrics_watch.value)
 
     @property
     def metrics_watch(self) -> trio_util.AsyncValue[RaftMetrics]:
@@ -226,12 +235,16 @@ class Raft:
         """
         if not isinstance(policy, ReadPolicy):
             raise InvalidRequest(f"policy must be a ReadPolicy, got {policy!r}")
-        read_log_id: LogId | None = await self._call(lambda r: m.EnsureLinearizable(policy, r))
+        read_log_id = cast(
+            "LogId | None", await self._call(lambda r: m.EnsureLinearizable(policy, r))
+        )
         if read_log_id is not None:
             applied = self.metrics.last_applied
             if applied is None or applied.index < read_log_id.index:
                 await self._metrics_watch.wait_value(
-                    lambda x: x.last_applied is not None and x.last_applied.index >= read_log_id.index
+                    lambda x: (
+                        x.last_applied is not None and x.last_applied.index >= read_log_id.index
+                    )
                     or x.state == ServerState.SHUTDOWN
                 )
                 if self._stopped:
@@ -271,7 +284,8 @@ async def _read_startup_state(engine: Engine, log_store: Any, state_machine: Any
     vote = await log_store.read_vote()
     state = await log_store.get_log_state()
     committed = await log_store.read_committed()
-    last_applied, applied_membership = await state_machine.applied_state()
+    applied_state: tuple[LogId | None, StoredMembership] = await state_machine.applied_state()
+    last_applied, applied_membership = applied_state
     purged = state.last_purged_log_id
     log_ids: list[LogId] = []
     memberships: list[StoredMembership] = []

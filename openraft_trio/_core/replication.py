@@ -20,7 +20,7 @@ from .._messages import AppendEntriesRequest
 from .._types import LogId, Vote
 from ..network import RaftNetwork, RPCOption
 from .messages import HigherVote, ReplicationConflict, ReplicationProgress
-from .signals import Wakeup
+from .signals import Notifier, Wakeup
 
 
 @attrs.define
@@ -49,7 +49,7 @@ async def replication_task(
     client: RaftNetwork,
     log_store: Any,
     config: Config,
-    notify: trio.MemorySendChannel[Any],
+    notify: Notifier,
 ) -> None:
     epoch = -1
     prev: LogId | None = None

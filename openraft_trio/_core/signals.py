@@ -7,7 +7,15 @@ instruction into a slot and wakes the worker; repeated instructions coalesce.
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 import trio
+
+
+class Notifier(Protocol):
+    """Where workers report to RaftCore (a bounded channel that also wakes the core)."""
+
+    async def send(self, value: Any) -> None: ...
 
 
 class Wakeup:

@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-import trio
 
 from .._types import LogId, log_id_ge, next_index
 from .messages import Applied
-from .signals import Wakeup
+from .signals import Notifier, Wakeup
 
 APPLY_CHUNK = 4096
 
@@ -36,7 +35,7 @@ async def sm_worker(
     state_machine: Any,
     log_store: Any,
     applied: LogId | None,
-    notify: trio.MemorySendChannel[Any],
+    notify: Notifier,
 ) -> None:
     while True:
         upto = handle.upto

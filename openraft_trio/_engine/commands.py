@@ -143,8 +143,8 @@ class Respond(Command):
 
 
 __all__ = [
-    "Apply",
     "AppendEntries",
+    "Apply",
     "BecomeLeader",
     "Command",
     "IOId",

@@ -18,7 +18,8 @@ async def test_read_after_acknowledged_write_sees_it(policy, autojump_clock):
         for i in range(20):
             resp = await leader.client_write(Set("k", i))
             read_log_id = await leader.ensure_linearizable(policy)
-            assert read_log_id is not None and read_log_id.index >= resp.log_id.index
+            assert read_log_id is not None
+            assert read_log_id.index >= resp.log_id.index
             assert c.state_machines[lid].get("k") == i
 
 
@@ -73,7 +74,7 @@ async def test_restarted_node_keeps_its_vote_and_never_votes_twice_in_a_term(aut
             await c.crash(nid)
             restarted = await c.restart(nid)
             assert restarted.metrics.vote == vote_before
-            assert c.log_stores[nid]._vote == vote_before  # noqa: SLF001 - the durable copy
+            assert c.log_stores[nid]._vote == vote_before  # the durable copy
         new = await c.wait_for_leader(10)
         await c.nodes[new].client_write(Set("after", 1))
         assert c.nodes[new].metrics.current_term >= c.nodes[new].metrics.vote.term
