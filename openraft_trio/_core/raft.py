@@ -37,6 +37,7 @@ from .._types import (
     ServerState,
     StoredMembership,
 )
+from .._validate import check_append_entries, check_vote_request
 from . import messages as m
 from .core import ClientWriteResponse, RaftCore
 from .sm_worker import ApplyHandle, sm_worker
@@ -260,13 +261,21 @@ class Raft:
     # -- inbound RPCs (called by the network server) ------------------------------------------
 
     async def append_entries(self, req: AppendEntriesRequest) -> AppendEntriesResponse:
-        if not isinstance(req, AppendEntriesRequest):
-            raise InvalidRequest(f"expected AppendEntriesRequest, got {type(req).__name__}")
+        """Handle an AppendEntries (or heartbeat) from the leader.
+
+        Raises:
+            InvalidRequest: ``req`` is malformed; nothing changed.
+        """
+        check_append_entries(req)
         return await self._call(lambda r: m.InboundAppendEntries(req, r))  # type: ignore[no-any-return]
 
     async def vote(self, req: VoteRequest) -> VoteResponse:
-        if not isinstance(req, VoteRequest):
-            raise InvalidRequest(f"expected VoteRequest, got {type(req).__name__}")
+        """Handle a (pre-)vote request.
+
+        Raises:
+            InvalidRequest: ``req`` is malformed; nothing changed.
+        """
+        check_vote_request(req)
         return await self._call(lambda r: m.InboundVote(req, r))  # type: ignore[no-any-return]
 
     # -- introspection for tests ---------------------------------------------------------------

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from .._errors import InvalidRequest
 from .._messages import AppendEntriesRequest, AppendEntriesResponse
 from .._types import Entry, LogId, MembershipChange, StoredMembership, log_id_ge
 from .base import EngineBase
@@ -26,6 +27,11 @@ class FollowingHandler(EngineBase):
         """Handle ``req``; the reply is emitted as a ``Respond(responder, ...)`` command."""
         if not req.vote >= self.vote or not req.vote.committed:
             self.respond(responder, AppendEntriesResponse(self.vote, success=False))
+            return
+        try:
+            self._check_committed_unchanged(req.entries)
+        except InvalidRequest as e:
+            self.respond(responder, e)
             return
         self._accept_leader(req)
         if req.is_heartbeat:
@@ -58,6 +64,19 @@ class FollowingHandler(EngineBase):
                 self.push_after_flush(io, SaveCommitted(new_committed))
                 self.push_after_flush(io, Apply(new_committed))
                 self.apply_requested = new_committed
+
+    def _check_committed_unchanged(self, entries: tuple[Entry, ...]) -> None:
+        """Refuse, before touching any state, a request that would rewrite a committed
+        entry: a correct leader with a diverging committed log cannot exist (§5.4)."""
+        committed = self.committed
+        if committed is None or not entries or entries[0].index > committed.index:
+            return
+        for entry in entries:
+            if entry.index > committed.index:
+                break
+            mine = self.log_ids.get(entry.index)
+            if mine is not None and mine != entry.log_id:
+                raise InvalidRequest(f"entry {entry.log_id} conflicts with committed {mine}")
 
     def _accept_leader(self, req: AppendEntriesRequest) -> None:
         leader = req.vote.leader_id.node_id
@@ -100,12 +119,6 @@ class FollowingHandler(EngineBase):
             if mine == entry.log_id:
                 continue
             if mine is not None:
-                if self.committed is not None and entry.index <= self.committed.index:
-                    # Would rewrite a committed entry: a leader with a diverging committed
-                    # log cannot exist (§5.4). Refuse to touch our log.
-                    raise AssertionError(
-                        f"leader sent {entry.log_id} conflicting with committed {mine}"
-                    )
                 self._truncate_after(self.log_ids.get(entry.index - 1))
             return list(entries[i:])
         return []

@@ -128,3 +128,63 @@ async def test_wait_timeout_is_typed(autojump_clock):
         await c.wait_for_leader(5)
         with pytest.raises(raft.WaitTimeout):
             await c.nodes[1].wait(0.5).applied_index_at_least(1000)
+
+
+async def test_semantically_bad_append_entries_are_refused_and_nothing_changes(autojump_clock):
+    async with open_cluster(3, seed=7) as c:
+        lid = await c.wait_for_leader(5)
+        resp = await c.nodes[lid].client_write(Set("k", 1))
+        fid = next(n for n in c.node_ids if n != lid)
+        follower = c.nodes[fid]
+        await follower.wait(2).applied_index_at_least(resp.log_id.index)
+        before = follower.metrics
+        lv = c.nodes[lid].metrics.vote
+        term = lv.term
+        lid_obj = raft.LeaderId(term, lid)
+
+        def entry(index: int, t: int = term) -> raft.Entry:
+            return raft.Entry(raft.LogId(raft.LeaderId(t, lid), index), raft.Normal(Set("x", 9)))
+
+        last = resp.log_id
+        bad = [
+            # entries not consecutive after prev
+            raft.AppendEntriesRequest(lv, last, (entry(last.index + 2),), None),
+            # an entry from a term newer than the sender's
+            raft.AppendEntriesRequest(lv, last, (entry(last.index + 1, term + 5),), None),
+            # a vote that did not win an election cannot send entries
+            raft.AppendEntriesRequest(raft.Vote(lid_obj), last, (), None),
+            # rewrites a committed entry with a different one
+            raft.AppendEntriesRequest(
+                raft.Vote(raft.LeaderId(term + 1, lid), committed=True),
+                None,
+                (raft.Entry(raft.LogId(raft.LeaderId(term + 1, lid), 0), raft.Blank()),),
+                None,
+            ),
+            raft.AppendEntriesRequest(lv, last, ("not an entry",), None),  # type: ignore[arg-type]
+        ]
+        for req in bad:
+            with pytest.raises(raft.InvalidRequest):
+                await follower.append_entries(req)
+        after = follower.metrics
+        assert after.last_log_id == before.last_log_id
+        assert after.committed == before.committed
+        # Still replicating and applying.
+        resp2 = await c.nodes[lid].client_write(Set("k", 2))
+        await follower.wait(2).applied_index_at_least(resp2.log_id.index)
+        assert c.state_machines[fid].get("k") == 2
+
+
+async def test_malformed_vote_requests_are_refused(autojump_clock):
+    async with open_cluster(3, seed=8) as c:
+        lid = await c.wait_for_leader(5)
+        follower = c.nodes[next(n for n in c.node_ids if n != lid)]
+        for req in [
+            raft.VoteRequest(raft.Vote(raft.LeaderId(-1, 2)), None),
+            raft.VoteRequest(raft.Vote(raft.LeaderId(5, None)), None),
+            raft.VoteRequest(
+                raft.Vote(raft.LeaderId(2, 3)), raft.LogId(raft.LeaderId(9, 3), 1)
+            ),
+        ]:
+            with pytest.raises(raft.InvalidRequest):
+                await follower.vote(req)
+        assert c.leader_id() == lid
