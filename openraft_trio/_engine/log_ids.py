@@ -68,6 +68,8 @@ class LogIdList:
     def truncate_after(self, after: LogId | None) -> None:
         """Drop every id after ``after`` (None: drop all that are present)."""
         keep = -1 if after is None else after.index
+        if self.last is None or keep >= self.last.index:
+            return  # nothing after ``after``
         k = bisect.bisect_right(self._key_index, keep)
         del self._keys[k:]
         del self._key_index[k:]
@@ -82,8 +84,13 @@ class LogIdList:
             del self._keys[:k]
             del self._key_index[:k]
             if self.last is not None and self.last.index > upto.index:
-                self._keys[0] = LogId(self._keys[0].leader_id, upto.index + 1)
-                self._key_index[0] = upto.index + 1
+                if len(self._keys) > 1 and self._key_index[1] == upto.index + 1:
+                    # ``upto`` ends its run: the next run is already first.
+                    del self._keys[0]
+                    del self._key_index[0]
+                else:
+                    self._keys[0] = LogId(self._keys[0].leader_id, upto.index + 1)
+                    self._key_index[0] = upto.index + 1
             else:
                 self._keys.clear()
                 self._key_index.clear()

@@ -77,9 +77,10 @@ class VoteHandler(EngineBase):
                 self.step_down(None)
             self.save_vote(req.vote)
         self.current_leader = None
-        # Having granted, refuse other candidates for a lease: the new leader's lease counts
-        # from when it *sent* this request, which is no later than now.
-        self.leader_seen_time = self.now
+        # Granting does not start the follower-side lease: only contact with an elected
+        # leader does (openraft: only a committed vote is protected). Lease reads stay safe
+        # because they wait for the blank entry to commit, and the acks that commit it are
+        # what the lease counts from. So a split vote recovers at the next timeout.
         self.reset_election_timer()
         return VoteResponse(self.vote, True, self.last_log_id)
 

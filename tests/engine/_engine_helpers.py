@@ -20,6 +20,7 @@ import attrs
 from openraft_trio._config import Config
 from openraft_trio._engine import INIT_LOG_ID, Engine
 from openraft_trio._engine.commands import Command, IOId, Respond, SendVote
+from openraft_trio._engine.state import ProgressEntry
 from openraft_trio._messages import VoteRequest, VoteResponse
 from openraft_trio._types import LeaderId, LogId, Membership, Node, StoredMembership, Vote
 
@@ -87,8 +88,7 @@ class Raises:
 def out(eng: Engine) -> list[Any]:
     """``eng.take_output()`` with every ``Respond`` turned into a comparable ``Responded``."""
     return [
-        Responded(c.responder, c.value) if isinstance(c, Respond) else c
-        for c in eng.take_output()
+        Responded(c.responder, c.value) if isinstance(c, Respond) else c for c in eng.take_output()
     ]
 
 
@@ -134,16 +134,21 @@ def elect(eng: Engine, *, grants: Iterable[int] = (2,)) -> None:
     time the election started (the election deadline)."""
     grants = list(grants)
     eng.tick(eng.election_deadline)
+    if eng.leader is not None:  # a single voter wins at once
+        eng.take_output()
+        return
     [pre] = eng.take_output()
-    assert isinstance(pre, SendVote) and pre.req.pre_vote
+    assert isinstance(pre, SendVote)
+    assert pre.req.pre_vote
     for g in grants:
         eng.handle_vote_resp(g, pre.req, VoteResponse(eng.vote, True, None))
     cmds = eng.take_output()
-    assert isinstance(cmds[-1], SendVote) and not cmds[-1].req.pre_vote, cmds
+    assert isinstance(cmds[-1], SendVote), cmds
+    assert not cmds[-1].req.pre_vote, cmds
     real: VoteRequest = cmds[-1].req
     for g in grants:
         eng.handle_vote_resp(g, real, VoteResponse(real.vote, True, None))
-    assert eng.leader is not None, "not elected"
+    assert eng.is_leader, "not elected"
     eng.take_output()
 
 
@@ -175,19 +180,31 @@ def leader(
     return eng
 
 
+def progress_of(eng: Engine, target: int) -> ProgressEntry:
+    """The leader's replication progress of ``target``."""
+    assert eng.leader is not None, "not a leader"
+    return eng.leader.progress[target]
+
+
 def flush_own_log(eng: Engine) -> None:
     """Storage reports everything the engine appended as durable."""
     eng.on_io_flushed(IOId(eng.vote, eng.last_log_id))
 
 
-def commit_blank(eng: Engine, *, send_time: float | None = None, acks: Iterable[int] = (2,)) -> None:
+def commit_blank(
+    eng: Engine, *, send_time: float | None = None, acks: Iterable[int] = (2,)
+) -> None:
     """Flush the leader's blank entry and let ``acks`` report it replicated; clear output."""
     assert eng.leader is not None
     flush_own_log(eng)
     noop = eng.leader.noop_log_id
     for t in acks:
         eng.handle_replication_progress(
-            t, eng.vote, eng.leader.progress[t].epoch, noop, eng.now if send_time is None else send_time
+            t,
+            eng.vote,
+            eng.leader.progress[t].epoch,
+            noop,
+            eng.now if send_time is None else send_time,
         )
     assert eng.committed == noop
     eng.take_output()
@@ -210,5 +227,6 @@ __all__ = [
     "membership",
     "new_engine",
     "out",
+    "progress_of",
     "vote",
 ]

@@ -6,19 +6,6 @@ from __future__ import annotations
 import random
 
 import attrs
-from _engine_helpers import (
-    CONFIG,
-    INIT_LOG_ID,
-    M123,
-    elect,
-    follower,
-    leader,
-    lid,
-    membership,
-    new_engine,
-    out,
-    vote,
-)
 
 from openraft_trio._engine.commands import (
     AppendEntries,
@@ -28,7 +15,19 @@ from openraft_trio._engine.commands import (
     SendVote,
 )
 from openraft_trio._messages import VoteRequest, VoteResponse
-from openraft_trio._types import BLANK, Entry, ServerState
+from openraft_trio._types import BLANK, Entry, MembershipChange, ServerState
+
+from ._engine_helpers import (
+    CONFIG,
+    INIT_LOG_ID,
+    follower,
+    leader,
+    lid,
+    membership,
+    new_engine,
+    out,
+    vote,
+)
 
 LAST = lid(1, 2, 5)
 LOG = [INIT_LOG_ID, lid(1, 2, 1), lid(1, 2, 2), lid(1, 2, 3), lid(1, 2, 4), LAST]
@@ -37,9 +36,15 @@ LOG = [INIT_LOG_ID, lid(1, 2, 1), lid(1, 2, 2), lid(1, 2, 3), lid(1, 2, 4), LAST
 def test_election_timeout_is_drawn_from_the_injected_rng_within_min_max() -> None:
     for seed in range(20):
         eng = follower(now=10.0, seed=seed)
-        expected = random.Random(seed).uniform(CONFIG.election_timeout_min, CONFIG.election_timeout_max)
+        expected = random.Random(seed).uniform(
+            CONFIG.election_timeout_min, CONFIG.election_timeout_max
+        )
         assert eng.election_deadline == 10.0 + expected
-        assert CONFIG.election_timeout_min <= eng.election_deadline - 10.0 <= CONFIG.election_timeout_max
+        assert (
+            CONFIG.election_timeout_min
+            <= eng.election_deadline - 10.0
+            <= CONFIG.election_timeout_max
+        )
 
 
 def test_same_seed_same_election_deadline() -> None:
@@ -64,7 +69,8 @@ def test_tick_after_election_deadline_starts_pre_vote_without_changing_term() ->
     assert out(eng) == [SendVote(VoteRequest(vote(2, 1), LAST, pre_vote=True), (2, 3))]
     assert eng.vote == v  # no SaveVote, term unchanged
     assert eng.server_state is ServerState.FOLLOWER
-    assert eng.candidate is not None and eng.candidate.pre_vote
+    assert eng.candidate is not None
+    assert eng.candidate.pre_vote
 
 
 def test_pre_vote_restarts_the_election_timer() -> None:
@@ -118,7 +124,9 @@ def test_pre_vote_grants_below_quorum_do_nothing() -> None:
 
 
 def test_without_pre_vote_the_real_vote_goes_out_directly() -> None:
-    eng = follower(vote=vote(1, 2, committed=True), log=LOG, config=attrs.evolve(CONFIG, enable_pre_vote=False))
+    eng = follower(
+        vote=vote(1, 2, committed=True), log=LOG, config=attrs.evolve(CONFIG, enable_pre_vote=False)
+    )
     eng.tick(eng.election_deadline)
     assert out(eng) == [
         SaveVote(vote(2, 1)),
@@ -128,7 +136,9 @@ def test_without_pre_vote_the_real_vote_goes_out_directly() -> None:
 
 def test_vote_quorum_commits_vote_becomes_leader_and_appends_blank_entry() -> None:
     """§5.4.2: a new leader appends a blank entry of its term, then replicates it."""
-    eng = follower(vote=vote(1, 2, committed=True), log=LOG, config=attrs.evolve(CONFIG, enable_pre_vote=False))
+    eng = follower(
+        vote=vote(1, 2, committed=True), log=LOG, config=attrs.evolve(CONFIG, enable_pre_vote=False)
+    )
     eng.tick(eng.election_deadline)
     [_, send] = out(eng)
     eng.handle_vote_resp(2, send.req, VoteResponse(vote(2, 1), True, LAST))
@@ -147,6 +157,7 @@ def test_vote_quorum_commits_vote_becomes_leader_and_appends_blank_entry() -> No
 
 def test_leader_replicates_to_learners_too() -> None:
     eng = leader(membership=membership({1, 2, 3}, learners=[4]))
+    assert eng.leader is not None
     assert sorted(eng.leader.progress) == [2, 3, 4]
 
 
@@ -154,8 +165,6 @@ def test_single_voter_initialize_becomes_leader_immediately() -> None:
     m = membership({1})
     eng = new_engine(1)
     eng.initialize(m)
-    from openraft_trio._types import MembershipChange
-
     leader_vote = vote(1, 1, committed=True)
     assert out(eng) == [
         AppendEntries(vote(0, None), (Entry(INIT_LOG_ID, MembershipChange(m)),)),
@@ -176,7 +185,8 @@ def test_stale_vote_response_for_an_older_candidacy_is_ignored() -> None:
     assert new.req.vote == vote(2, 1)
     eng.handle_vote_resp(2, old.req, VoteResponse(old.req.vote, True, LAST))
     assert out(eng) == []
-    assert eng.candidate is not None and eng.candidate.granted == {1}
+    assert eng.candidate is not None
+    assert eng.candidate.granted == {1}
 
 
 def test_pre_vote_grant_is_not_counted_for_the_real_vote() -> None:
@@ -192,8 +202,11 @@ def test_pre_vote_grant_is_not_counted_for_the_real_vote() -> None:
 
 
 def test_vote_grant_from_a_non_voter_is_not_counted() -> None:
-    eng = follower(log=LOG, membership=membership({1, 2, 3}, learners=[4]),
-                   config=attrs.evolve(CONFIG, enable_pre_vote=False))
+    eng = follower(
+        log=LOG,
+        membership=membership({1, 2, 3}, learners=[4]),
+        config=attrs.evolve(CONFIG, enable_pre_vote=False),
+    )
     eng.tick(eng.election_deadline)
     [_, send] = out(eng)
     eng.handle_vote_resp(4, send.req, VoteResponse(send.req.vote, True, LAST))
@@ -233,7 +246,8 @@ def test_refusal_with_equal_or_lower_vote_changes_nothing() -> None:
     eng.handle_vote_resp(2, send.req, VoteResponse(vote(0, None), False, LAST))
     eng.handle_vote_resp(3, send.req, VoteResponse(send.req.vote, False, LAST))
     assert out(eng) == []
-    assert eng.candidate is not None and eng.candidate.granted == {1}
+    assert eng.candidate is not None
+    assert eng.candidate.granted == {1}
 
 
 def test_late_vote_grant_to_a_leader_is_ignored() -> None:
@@ -242,10 +256,3 @@ def test_late_vote_grant_to_a_leader_is_ignored() -> None:
     eng.handle_vote_resp(3, req, VoteResponse(vote(2, 1), True, INIT_LOG_ID))
     assert out(eng) == []
     assert eng.is_leader
-
-
-def test_elect_helper_sanity() -> None:
-    eng = follower(log=LOG)
-    elect(eng)
-    assert eng.is_leader and eng.vote == vote(1, 1, committed=True)
-    assert M123.is_voter(eng.id)

@@ -4,21 +4,22 @@ durable before the reply, pre-votes change nothing, and leader stickiness (PROTO
 
 from __future__ import annotations
 
-from _engine_helpers import INIT_LOG_ID, LEASE, follower, leader, lid, out, vote
-
+from openraft_trio._engine import Engine
 from openraft_trio._engine.commands import QuitLeader, SaveVote
 from openraft_trio._messages import AppendEntriesRequest, VoteRequest, VoteResponse
+
+from ._engine_helpers import INIT_LOG_ID, LEASE, follower, leader, lid, out, vote
 
 LAST = lid(2, 2, 4)
 LOG = [INIT_LOG_ID, lid(1, 2, 1), lid(1, 2, 2), lid(2, 2, 3), LAST]
 
 
-def fresh_follower(**kw: object) -> object:
+def fresh_follower() -> Engine:
     """Node 1, term-2 follower of node 2 that has not heard from it since restart."""
-    return follower(vote=vote(2, 2, committed=True), log=LOG, **kw)  # type: ignore[arg-type]
+    return follower(vote=vote(2, 2, committed=True), log=LOG)
 
 
-def hear_from_leader(eng, now: float) -> None:  # type: ignore[no-untyped-def]
+def hear_from_leader(eng: Engine, now: float) -> None:
     eng.now = now
     eng.handle_append_entries(AppendEntriesRequest(eng.vote, None, (), None), object())
     eng.take_output()
@@ -207,5 +208,18 @@ def test_vote_grant_resets_election_timer() -> None:
     assert 5.0 + 1.0 <= eng.election_deadline <= 5.0 + 2.0
 
 
-def test_init_log_id_sanity() -> None:
-    assert LOG[0] == INIT_LOG_ID
+def test_granting_a_vote_does_not_start_a_lease_so_a_split_vote_recovers() -> None:
+    """Only contact with an elected leader makes a follower sticky: after granting a
+    candidate that never won, a higher-term candidate is granted at once (and its pre-vote
+    too) — no waiting out a whole lease after a split vote."""
+    eng = fresh_follower()
+    eng.now = 10.0 + LEASE  # the old leader's lease is long over
+    assert eng.handle_vote_req(VoteRequest(vote(3, 3), LAST)).vote_granted
+    eng.take_output()
+    eng.now += 0.01
+    assert eng.handle_vote_req(VoteRequest(vote(4, 4), LAST, pre_vote=True)).vote_granted
+    assert out(eng) == []
+    assert eng.handle_vote_req(VoteRequest(vote(4, 4), LAST)) == VoteResponse(
+        vote(4, 4), True, LAST
+    )
+    assert out(eng) == [SaveVote(vote(4, 4))]
