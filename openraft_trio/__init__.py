@@ -5,7 +5,7 @@ Import as ``import openraft_trio as raft``; see ``docs/`` for guides and the ref
 
 from ._config import Config as Config
 from ._config import SnapshotPolicy as SnapshotPolicy
-from ._core.core import ClientWriteResponse as ClientWriteResponse
+from ._core.messages import ClientWriteResponse as ClientWriteResponse
 from ._core.raft import Raft as Raft
 from ._core.raft import RuntimeConfig as RuntimeConfig
 from ._core.raft import open_raft as open_raft

@@ -32,30 +32,6 @@ from .replication import ReplicationHandle, replication_task
 from .sm_worker import ApplyHandle
 
 
-class ClientWriteResponse:
-    """Reply to a committed write: its ``log_id``, the state machine's ``data`` and, for a
-    membership entry, the ``membership``."""
-
-    __slots__ = ("data", "log_id", "membership")
-
-    def __init__(self, log_id: LogId, data: Any, membership: Any = None) -> None:
-        self.log_id = log_id
-        self.data = data
-        self.membership = membership
-
-    def __repr__(self) -> str:
-        return f"ClientWriteResponse(log_id={self.log_id}, data={self.data!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, ClientWriteResponse)
-            and (self.log_id, self.data, self.membership)
-            == (other.log_id, other.data, other.membership)
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-
 class RaftCore:
     def __init__(
         self,
@@ -86,7 +62,8 @@ class RaftCore:
         self.waiting = False
         self.flushed: deque[IOId] = deque()
         self.io_error: BaseException | None = None
-        self.pending_writes: dict[int, tuple[LogId, m.Responder]] = {}
+        # Client writes waiting to be applied; the sm_worker answers them.
+        self.pending_writes = apply_handle.pending
         self.clients: dict[int, RaftNetwork] = {}
         self.replication: dict[int, ReplicationHandle] = {}
         self.heartbeat_triggers: dict[int, Any] = {}
@@ -95,6 +72,8 @@ class RaftCore:
         self.quit_leader = False
         self.pending_committed: LogId | None = None
         self.last_metrics: RaftMetrics | None = None
+        self._metrics_key: tuple[Any, ...] | None = None
+        self._tick_seen = False
 
     # -- wakeups -------------------------------------------------------------------------------
 
@@ -161,8 +140,10 @@ class RaftCore:
             self._drain_flushed()
             self._handle_calls(calls)
             await self._run_commands()
-            self._publish_metrics()
-            await trio.lowlevel.checkpoint()
+            self._publish_metrics(force=self._tick_seen)
+            self._tick_seen = False
+            # No checkpoint here: when the round produced nothing new (no other task ran),
+            # the next pass finds the channels empty and waits, which yields.
 
     def _drain_flushed(self) -> None:
         if self.io_error is not None:
@@ -183,7 +164,7 @@ class RaftCore:
                 note.target, note.vote, note.send_time, note.resp_vote, note.read_round
             )
         elif isinstance(note, m.Applied):
-            self._on_applied(note)
+            self.engine.on_applied(note.upto)
         elif isinstance(note, m.Tick):
             self._tick()
         elif isinstance(note, m.VoteResult):
@@ -200,6 +181,7 @@ class RaftCore:
             raise TypeError(f"unknown notification {note!r}")
 
     def _tick(self) -> None:
+        self._tick_seen = True
         eng = self.engine
         eng.elect_enabled = self.runtime_config.elect
         if self.runtime_config.tick:
@@ -253,21 +235,6 @@ class RaftCore:
         pending = self.pending_writes
         for log_id, r in zip(log_ids, responders, strict=True):
             pending[log_id.index] = (log_id, r)
-
-    def _on_applied(self, note: m.Applied) -> None:
-        self.engine.on_applied(note.upto)
-        pending = self.pending_writes
-        if not pending:
-            return
-        for log_id, reply in note.replies:
-            slot = pending.pop(log_id.index, None)
-            if slot is None:
-                continue
-            expected, r = slot
-            if expected == log_id:
-                r.send(ClientWriteResponse(log_id, reply))
-            else:
-                r.send(ForwardToLeader(self.engine.current_leader))
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -369,16 +336,34 @@ class RaftCore:
         if self.leader_nursery is not None:
             self.leader_nursery.cancel_scope.cancel()
         self.quit_leader = True
-        pending, self.pending_writes = self.pending_writes, {}
         node = self.engine.node_of(leader_id)
-        for _, r in pending.values():
+        for _, r in self.pending_writes.values():
             r.send(ForwardToLeader(leader_id, node))
+        self.pending_writes.clear()
 
     # -- metrics -------------------------------------------------------------------------------
 
-    def _publish_metrics(self) -> None:
+    def _publish_metrics(self, force: bool = False) -> None:
+        """Publish new metrics if anything they show changed (cheap check first: this runs
+        after every round). ``millis_since_quorum_ack`` alone refreshes on ticks only."""
         eng = self.engine
         leader = eng.leader
+        key = (
+            eng.vote,
+            eng.server_state,
+            eng.current_leader,
+            eng.log_ids.last,
+            eng.committed,
+            eng.last_applied,
+            eng.flushed,
+            eng.membership.effective,
+            eng.snapshot_last_log_id,
+            eng.log_ids.purged,
+            None if leader is None else tuple(p.matching for p in leader.progress.values()),
+        )
+        if not force and key == self._metrics_key:
+            return
+        self._metrics_key = key
         if leader is not None:
             qt = eng.quorum_ack_time()
             since = None if qt == -math.inf else max(0.0, (eng.now - qt) * 1000.0)
@@ -405,9 +390,8 @@ class RaftCore:
             last_log_id=last,
             flushed=None if eng.flushed is None else eng.flushed.log_id,
         )
-        if metrics != self.last_metrics:
-            self.last_metrics = metrics
-            self.metrics_watch.value = metrics
+        self.last_metrics = metrics
+        self.metrics_watch.value = metrics
 
     def publish_shutdown(self) -> None:
         if self.last_metrics is not None:

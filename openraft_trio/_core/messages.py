@@ -38,6 +38,30 @@ class Responder:
         return self._value
 
 
+class ClientWriteResponse:
+    """Reply to a committed write: its ``log_id``, the state machine's ``data`` and, for a
+    membership entry, the ``membership``."""
+
+    __slots__ = ("data", "log_id", "membership")
+
+    def __init__(self, log_id: LogId, data: Any, membership: Any = None) -> None:
+        self.log_id = log_id
+        self.data = data
+        self.membership = membership
+
+    def __repr__(self) -> str:
+        return f"ClientWriteResponse(log_id={self.log_id}, data={self.data!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ClientWriteResponse)
+            and (self.log_id, self.data, self.membership)
+            == (other.log_id, other.data, other.membership)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 # -- API calls --------------------------------------------------------------------------------
 
 
@@ -138,10 +162,9 @@ class HeartbeatAck:
     read_round: int = 0
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen
 class Applied:
     upto: LogId
-    replies: list[tuple[LogId, Any]]
 
 
 @attrs.frozen(eq=False)

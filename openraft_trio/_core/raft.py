@@ -39,7 +39,8 @@ from .._types import (
 )
 from .._validate import check_append_entries, check_vote_request
 from . import messages as m
-from .core import ClientWriteResponse, RaftCore
+from .core import RaftCore
+from .messages import ClientWriteResponse
 from .sm_worker import ApplyHandle, sm_worker
 
 STARTUP_READ_CHUNK = 4096
