@@ -411,5 +411,9 @@ class _WakingSender:
         self._core = core
 
     async def send(self, value: Any) -> None:
-        await self._core.notify_tx.send(value)
-        self._core.wake()
+        core = self._core
+        try:
+            core.notify_tx.send_nowait(value)
+        except trio.WouldBlock:
+            await core.notify_tx.send(value)  # a full channel is backpressure
+        core.wake()

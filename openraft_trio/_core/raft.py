@@ -148,7 +148,14 @@ class Raft:
         if self._stopped:
             raise Stopped()
         try:
-            await self._api_tx.send(msg)
+            # Fast path: no scheduling round trip when the core's channel has room (the
+            # caller blocks on its reply right after, which is the checkpoint).
+            self._api_tx.send_nowait(msg)
+        except trio.WouldBlock:
+            try:
+                await self._api_tx.send(msg)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                raise Stopped() from None
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise Stopped() from None
         self._core.wake()

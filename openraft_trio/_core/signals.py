@@ -28,7 +28,10 @@ class Wakeup:
         self._event.set()
 
     async def wait(self) -> None:
-        await self._event.wait()
+        # Already set: take it without a scheduling round trip (every worker loop does I/O
+        # or blocks on an unset flag before it comes back here, so this cannot spin).
+        if not self._event.is_set():
+            await self._event.wait()
         self._event = trio.Event()
 
     def is_set(self) -> bool:
