@@ -348,7 +348,9 @@ class RaftCore:
         after every round). ``millis_since_quorum_ack`` alone refreshes on ticks only."""
         eng = self.engine
         leader = eng.leader
-        key = (
+        # The engine replaces these immutable values when they change, so comparing by
+        # identity is exact enough (at worst a spurious publish) and much cheaper.
+        key: tuple[Any, ...] = (
             eng.vote,
             eng.server_state,
             eng.current_leader,
@@ -359,9 +361,16 @@ class RaftCore:
             eng.membership.effective,
             eng.snapshot_last_log_id,
             eng.log_ids.purged,
-            None if leader is None else tuple(p.matching for p in leader.progress.values()),
         )
-        if not force and key == self._metrics_key:
+        if leader is not None:
+            key += tuple(p.matching for p in leader.progress.values())
+        old = self._metrics_key
+        if (
+            not force
+            and old is not None
+            and len(old) == len(key)
+            and all(a is b for a, b in zip(old, key, strict=True))
+        ):
             return
         self._metrics_key = key
         if leader is not None:
