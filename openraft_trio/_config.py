@@ -38,6 +38,8 @@ class Config:
     election_timeout_max: float = 0.30
     heartbeat_interval: float = 0.05
     max_payload_entries: int = 300
+    # Replication pipelining: AppendEntries requests in flight per target at once.
+    max_inflight_append_entries: int = 8
     snapshot_policy: SnapshotPolicy = attrs.field(factory=SnapshotPolicy, converter=_policy)
     max_in_snapshot_log_to_keep: int = 1000
     snapshot_max_chunk_size: int = 3 * 1024 * 1024
@@ -82,6 +84,7 @@ class Config:
             )
         for name in (
             "max_payload_entries",
+            "max_inflight_append_entries",
             "snapshot_max_chunk_size",
             "replication_lag_threshold",
             "api_batch_size",

@@ -2,9 +2,17 @@
 
 The Engine decides *what* to send (``Replicate(epoch, prev, upto, committed)``) and judges
 every reply; this task only moves bytes. Within an epoch it streams batches of up to
-``max_payload_entries`` back to back — the next request leaves as soon as the previous
-reply arrives, without a round trip through the core — and reports each reply. A conflict
-or a higher vote stops the stream until the Engine starts a new epoch.
+``max_payload_entries``, **pipelined**: up to ``max_inflight_append_entries`` requests are
+on the wire at once, each sent right after the previous one without waiting for its reply
+or for the core, and every reply is reported. A conflict or a higher vote stops the stream
+until the Engine starts a new epoch; an RPC failure resends from the last acknowledged
+entry after a backoff.
+
+Order: each request is issued from a child task started with ``nursery.start``; the parent
+resumes only once the child has run up to its first checkpoint inside
+``RaftNetwork.append_entries``. A transport that enqueues the request before its first
+checkpoint (the in-process Router without latency; an ordered connection) therefore sees
+the requests in order. A reordering network only costs a conflict and a retry.
 
 A new commit index alone does not make a request at once: it rides on the next batch of
 entries, or leaves after ``heartbeat_interval`` if none comes. Followers learn the commit a
@@ -55,54 +63,126 @@ async def replication_task(
     config: Config,
     notify: Notifier,
 ) -> None:
-    epoch = -1
-    prev: LogId | None = None
-    sent_committed: LogId | None = None
-    stalled = False  # waiting for a new epoch after a conflict
-    commit_only_deadline: float | None = None  # when a commit-only request must leave
-    backoff = config.heartbeat_interval
-    option = RPCOption(hard_ttl=config.election_timeout_max)
-    while True:
-        if handle.epoch != epoch:
-            epoch, prev, stalled, sent_committed = handle.epoch, handle.prev, False, None
-        upto, committed = handle.upto, handle.committed
-        has_entries = _index(upto) > _index(prev)
-        commit_news = committed is not None and committed != sent_committed
-        if stalled or not (has_entries or commit_news):
-            await handle.wakeup.wait()
-            continue
-        if not has_entries:
-            now = trio.current_time()
-            if commit_only_deadline is None:
-                commit_only_deadline = now + config.heartbeat_interval
-            if now < commit_only_deadline:
-                with trio.move_on_at(commit_only_deadline):
+    await _ReplicationStream(target, vote, handle, client, log_store, config, notify).run()
+
+
+class _ReplicationStream:
+    def __init__(
+        self,
+        target: int,
+        vote: Vote,
+        handle: ReplicationHandle,
+        client: RaftNetwork,
+        log_store: Any,
+        config: Config,
+        notify: Notifier,
+    ) -> None:
+        self.target = target
+        self.vote = vote
+        self.handle = handle
+        self.client = client
+        self.log_store = log_store
+        self.config = config
+        self.notify = notify
+        self.option = RPCOption(hard_ttl=config.election_timeout_max)
+        self.epoch = -1
+        self.sent: LogId | None = None  # last log id sent in this epoch (ahead of acked)
+        self.acked: LogId | None = None  # last log id the target acknowledged
+        self.sent_committed: LogId | None = None
+        self.inflight = 0
+        self.stalled = False  # after a conflict or a higher vote: wait for a new epoch
+        self.retry_at: float | None = None  # after an RPC failure: resend from acked then
+        self.backoff = config.heartbeat_interval
+        self.commit_only_deadline: float | None = None
+
+    async def run(self) -> None:
+        handle, config = self.handle, self.config
+        async with trio.open_nursery() as nursery:
+            while True:
+                if handle.epoch != self.epoch:
+                    # In-flight requests of the old epoch finish on their own; their replies
+                    # are dropped (they still count against the window).
+                    self.epoch, self.sent, self.acked = handle.epoch, handle.prev, handle.prev
+                    self.stalled, self.retry_at, self.sent_committed = False, None, None
+                if self.retry_at is not None:
+                    if trio.current_time() < self.retry_at:
+                        with trio.move_on_at(self.retry_at):
+                            await handle.wakeup.wait()
+                        continue
+                    self.retry_at, self.sent = None, self.acked
+                upto, committed = handle.upto, handle.committed
+                has_entries = _index(upto) > _index(self.sent)
+                commit_news = committed is not None and committed != self.sent_committed
+                if (
+                    self.stalled
+                    or not (has_entries or commit_news)
+                    or self.inflight >= config.max_inflight_append_entries
+                ):
                     await handle.wakeup.wait()
-                continue
-        commit_only_deadline = None
-        start = _index(prev) + 1
-        stop = min(_index(upto) + 1, start + config.max_payload_entries) if has_entries else start
-        entries = await log_store.try_get_log_entries(start, stop) if stop > start else []
-        req = AppendEntriesRequest(vote, prev, tuple(entries), committed)
+                    continue
+                if not has_entries and not self._commit_only_due():
+                    await self._wait_commit_only()
+                    continue
+                self.commit_only_deadline = None
+                start = _index(self.sent) + 1
+                stop = min(_index(upto) + 1, start + config.max_payload_entries) if has_entries else start
+                entries = await self.log_store.try_get_log_entries(start, stop) if stop > start else []
+                req = AppendEntriesRequest(self.vote, self.sent, tuple(entries), committed)
+                await nursery.start(
+                    self._send, req, self.epoch, name=f"openraft_trio.append_entries[{self.target}]"
+                )
+                if entries:
+                    self.sent = entries[-1].log_id
+                self.sent_committed = committed
+
+    def _commit_only_due(self) -> bool:
+        """A new commit index alone waits up to a heartbeat interval for entries to ride on."""
+        now = trio.current_time()
+        if self.commit_only_deadline is None:
+            self.commit_only_deadline = now + self.config.heartbeat_interval
+        return now >= self.commit_only_deadline
+
+    async def _wait_commit_only(self) -> None:
+        assert self.commit_only_deadline is not None
+        with trio.move_on_at(self.commit_only_deadline):
+            await self.handle.wakeup.wait()
+
+    async def _send(
+        self, req: AppendEntriesRequest, epoch: int, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
         send_time = trio.current_time()
+        self.inflight += 1
+        task_status.started()
         try:
-            resp = await client.append_entries(req, option)
+            resp = await self.client.append_entries(req, self.option)
         except RPCError as e:
-            # Unreachable backs off longer; other failures retry after a short pause. Never
-            # spin: a zero-delay retry would hang a MockClock world.
-            delay = backoff if isinstance(e, Unreachable) else config.heartbeat_interval / 2
-            backoff = min(backoff * 2, config.election_timeout_max)
-            await trio.sleep(delay)
-            continue
-        backoff = config.heartbeat_interval
+            if epoch == self.epoch and self.retry_at is None:
+                # Unreachable backs off longer; other failures retry after a short pause.
+                # Never zero: a zero-delay retry would spin a MockClock world.
+                unreachable = isinstance(e, Unreachable)
+                delay = self.backoff if unreachable else self.config.heartbeat_interval / 2
+                self.backoff = min(self.backoff * 2, self.config.election_timeout_max)
+                self.retry_at = trio.current_time() + delay
+            return
+        finally:
+            self.inflight -= 1
+            self.handle.wakeup.set()
+        if epoch != self.epoch or self.stalled:
+            return
         if resp.success:
-            prev = entries[-1].log_id if entries else prev
-            sent_committed = committed
-            await notify.send(ReplicationProgress(target, vote, epoch, resp.matching, send_time))
+            self.backoff = self.config.heartbeat_interval
+            last = req.entries[-1].log_id if req.entries else req.prev_log_id
+            if _index(last) > _index(self.acked):
+                self.acked = last
+            await self.notify.send(
+                ReplicationProgress(self.target, self.vote, epoch, resp.matching, send_time)
+            )
         elif resp.conflict:
-            stalled = True
+            self.stalled = True
             hint = resp.conflict_hint if resp.conflict_hint is not None else 0
-            await notify.send(ReplicationConflict(target, vote, epoch, prev, hint, send_time))
+            await self.notify.send(
+                ReplicationConflict(self.target, self.vote, epoch, req.prev_log_id, hint, send_time)
+            )
         else:
-            stalled = True
-            await notify.send(HigherVote(target, resp.vote))
+            self.stalled = True
+            await self.notify.send(HigherVote(self.target, resp.vote))
