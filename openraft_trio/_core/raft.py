@@ -134,7 +134,10 @@ class Raft:
         self._metrics_watch: trio_util.AsyncValue[RaftMetrics] = core.metrics_watch
         self._pending: set[m.Responder] = set()
         self._stopped = False
-        self._cancel_scope: trio.CancelScope | None = None
+        # The node's own tasks, each in a cancel scope of its own, so that shutdown() stops
+        # them without cancelling the caller's ``async with open_raft()`` body.
+        self._task_scopes: list[trio.CancelScope] = []
+        self._running_tasks = 0
         self._done = trio.Event()
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -262,9 +265,24 @@ class Raft:
 
     async def shutdown(self) -> None:
         """Stop the node: cancel every task; pending calls fail with ``Stopped``."""
-        if self._cancel_scope is not None:
-            self._cancel_scope.cancel()
+        for scope in self._task_scopes:
+            scope.cancel()
         await self._done.wait()
+
+    async def _run_task(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run one of the node's tasks; when the last one ends the node is stopped."""
+        self._running_tasks += 1
+        try:
+            with trio.CancelScope() as scope:
+                self._task_scopes.append(scope)
+                if self._stopped:
+                    scope.cancel()
+                await fn(*args)
+        finally:
+            self._running_tasks -= 1
+            if self._running_tasks == 0:
+                self._stop()
+                self._done.set()
 
     # -- inbound RPCs (called by the network server) ------------------------------------------
 
@@ -384,9 +402,10 @@ async def open_raft(
     tick_interval = min(config.heartbeat_interval, config.election_timeout_min) / 5
     try:
         async with trio.open_nursery() as n0:
-            raft._cancel_scope = n0.cancel_scope
-            n0.start_soon(core.run, name="openraft_trio.raft_core")
+            run = raft._run_task
+            n0.start_soon(run, core.run, name="openraft_trio.raft_core")
             n0.start_soon(
+                run,
                 sm_worker,
                 apply_handle,
                 state_machine,
@@ -395,7 +414,7 @@ async def open_raft(
                 core._notifier(),
                 name="openraft_trio.sm_worker",
             )
-            n0.start_soon(_ticker, core, tick_interval, name="openraft_trio.ticker")
+            n0.start_soon(run, _ticker, core, tick_interval, name="openraft_trio.ticker")
             try:
                 yield raft
             finally:

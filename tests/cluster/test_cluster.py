@@ -266,3 +266,22 @@ async def test_pending_calls_fail_with_stopped_when_the_node_stops(autojump_cloc
         assert isinstance(errors[0], raft.Stopped)
         with pytest.raises(raft.Stopped):
             await leader.client_write(Set("y", 1))
+
+
+async def test_shutdown_stops_the_node_but_not_the_callers_block(autojump_clock):
+    async with open_cluster(3, seed=13) as c:
+        lid = await c.wait_for_leader(5)
+        victim = next(n for n in c.node_ids if n != lid)
+        node = c.nodes[victim]
+        await node.shutdown()
+        # We are still running here: shutdown cancelled only the node's own tasks.
+        assert node.metrics.state == raft.ServerState.SHUTDOWN
+        with pytest.raises(raft.Stopped):
+            await node.client_write(Set("x", 1))
+        with pytest.raises(raft.Stopped):
+            await node.ensure_linearizable()
+        await node.shutdown()  # idempotent
+        # The rest of the cluster carries on.
+        await c.nodes[lid].client_write(Set("y", 1))
+        ours = [n for n in our_tasks() if n == "openraft_trio.raft_core"]
+        assert len(ours) == 2
