@@ -33,6 +33,7 @@ from typing import Any
 import trio
 
 from openraft_trio import Config, ForwardToLeader, ServerState
+from openraft_trio._core.messages import Responder
 from openraft_trio.kv import Set
 from openraft_trio.testing import open_cluster
 
@@ -181,28 +182,8 @@ async def _drive(
 # -- the Trio floor ----------------------------------------------------------------------------
 
 
-class Reply:
-    """One-shot reply slot: an Event and a value, as ``_core.messages.Responder``."""
-
-    __slots__ = ("_event", "_value", "done")
-
-    def __init__(self, event: trio.Event) -> None:
-        self._event = event
-        self._value: Any = None
-        self.done = False
-
-    def send(self, value: Any) -> None:
-        if self.done:
-            return
-        self.done = True
-        self._value = value
-        self._event.set()
-
-    async def wait(self) -> Any:
-        await self._event.wait()
-        if isinstance(self._value, BaseException):
-            raise self._value
-        return self._value
+# The floor answers through the very reply slot the Raft handle uses.
+Reply = Responder
 
 
 async def _floor_server(rx: trio.MemoryReceiveChannel[tuple[list[Any], list[Reply]]]) -> None:

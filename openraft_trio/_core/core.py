@@ -28,7 +28,7 @@ from .._types import LogId, Normal, ServerState
 from ..network import RaftNetwork, RPCOption
 from . import messages as m
 from .heartbeat import heartbeat_task
-from .replication import ReplicationHandle, replication_task
+from .replication import ReplicationHandle, ReplicationStream
 from .sm_worker import ApplyHandle
 
 
@@ -315,11 +315,10 @@ class RaftCore:
             client = await self._client_for(target)
             handle = ReplicationHandle()
             self.replication[target] = handle
-            nursery.start_soon(
-                replication_task,
-                target, c.vote, handle, client, self.log_store, self.config, self._notifier(),
-                name=f"openraft_trio.replication[{target}]",
+            stream = ReplicationStream(
+                target, c.vote, handle, client, self.log_store, self.config, self._notifier()
             )
+            nursery.start_soon(stream.run, name=f"openraft_trio.replication[{target}]")
             trigger = HeartbeatTrigger()
             self.heartbeat_triggers[target] = trigger
             nursery.start_soon(

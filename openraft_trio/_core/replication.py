@@ -54,19 +54,9 @@ def _index(log_id: LogId | None) -> int:
     return -1 if log_id is None else log_id.index
 
 
-async def replication_task(
-    target: int,
-    vote: Vote,
-    handle: ReplicationHandle,
-    client: RaftNetwork,
-    log_store: Any,
-    config: Config,
-    notify: Notifier,
-) -> None:
-    await _ReplicationStream(target, vote, handle, client, log_store, config, notify).run()
+class ReplicationStream:
+    """``replication[target]``: one leader-to-target stream (see the module docstring)."""
 
-
-class _ReplicationStream:
     def __init__(
         self,
         target: int,
