@@ -155,8 +155,11 @@ class ReplicationStream:
                 self.retry_at = trio.current_time() + delay
             return
         finally:
+            # Wake the stream only if it may be waiting on us: the window was full, or it
+            # must retry. Otherwise it is already waiting for the core's next instruction.
+            if self.inflight == self.config.max_inflight_append_entries or self.retry_at:
+                self.handle.wakeup.set()
             self.inflight -= 1
-            self.handle.wakeup.set()
         if epoch != self.epoch or self.stalled:
             return
         if resp.success:
