@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -29,6 +30,7 @@ from ..network import RaftNetwork, RPCOption
 from . import messages as m
 from .heartbeat import heartbeat_task
 from .replication import ReplicationHandle, ReplicationStream
+from .signals import Wakeup
 from .sm_worker import ApplyHandle
 
 
@@ -46,8 +48,15 @@ class RaftCore:
         notify_tx: trio.MemorySendChannel[Any],
         notify_rx: trio.MemoryReceiveChannel[Any],
         apply_handle: ApplyHandle,
+        clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self.engine = engine
+        # The node's clock for protocol time (leases, elections). trio's clock by default;
+        # the simulator gives each node a skewed one.
+        self.clock = clock
+        # When the engine next needs a Tick (node-clock time); the ticker sleeps until then.
+        self.next_deadline = math.inf
+        self.deadline_moved_earlier = Wakeup()
         self.id = engine.id
         self.config = config
         self.network = network
@@ -134,7 +143,7 @@ class RaftCore:
                 self.wakeup = trio.Event()
                 self.waiting = False
                 continue
-            self.engine.now = trio.current_time()
+            self.engine.now = self.clock()
             for note in notes:
                 self._handle_notification(note)
             self._drain_flushed()
@@ -142,8 +151,15 @@ class RaftCore:
             await self._run_commands()
             self._publish_metrics(force=self._tick_seen)
             self._tick_seen = False
+            self._update_deadline()
             # No checkpoint here: when the round produced nothing new (no other task ran),
             # the next pass finds the channels empty and waits, which yields.
+
+    def _update_deadline(self) -> None:
+        deadline = self.engine.next_deadline()
+        if deadline < self.next_deadline:
+            self.deadline_moved_earlier.set()
+        self.next_deadline = deadline
 
     def _drain_flushed(self) -> None:
         if self.io_error is not None:
@@ -316,7 +332,8 @@ class RaftCore:
             handle = ReplicationHandle()
             self.replication[target] = handle
             stream = ReplicationStream(
-                target, c.vote, handle, client, self.log_store, self.config, self._notifier()
+                target, c.vote, handle, client, self.log_store, self.config, self._notifier(),
+                self.clock,
             )
             nursery.start_soon(stream.run, name=f"openraft_trio.replication[{target}]")
             trigger = HeartbeatTrigger()
@@ -324,7 +341,7 @@ class RaftCore:
             nursery.start_soon(
                 heartbeat_task,
                 target, c.vote, trigger, client, self.config, self._notifier(),
-                self.runtime_config,
+                self.runtime_config, self.clock,
                 name=f"openraft_trio.heartbeat[{target}]",
             )
 

@@ -8,6 +8,7 @@ once, after the read arrived.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -29,6 +30,7 @@ async def heartbeat_task(
     config: Config,
     notify: Notifier,
     enabled: Any,
+    clock: Callable[[], float] = trio.current_time,
 ) -> None:
     req = AppendEntriesRequest(vote, None, (), None)
     option = RPCOption(hard_ttl=config.election_timeout_min)
@@ -39,7 +41,7 @@ async def heartbeat_task(
             triggered = True
         if not triggered and not enabled.heartbeat:
             continue
-        send_time = trio.current_time()
+        send_time = clock()  # the node's clock: the lease is measured in it
         read_round = trigger.read_round
         try:
             resp = await client.append_entries(req, option)

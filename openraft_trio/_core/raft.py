@@ -348,12 +348,31 @@ async def _read_startup_state(engine: Engine, log_store: Any, state_machine: Any
     return last_applied
 
 
-async def _ticker(core: RaftCore, interval: float) -> None:
+async def _ticker(core: RaftCore) -> None:
+    """Send a Tick when the engine's next deadline (election timeout, lease expiry) is due.
+
+    Deadline-driven rather than periodic: a follower that hears heartbeats keeps pushing its
+    election deadline back, so the ticker mostly sleeps. When a deadline moves *earlier*
+    the core wakes the ticker to re-arm. Deadlines are in the node's clock; sleeping uses
+    trio's, so under clock skew the ticker re-checks and sleeps again if it woke early.
+    """
     notify = core.notify_tx
+    min_sleep = core.config.heartbeat_interval / 50
+    # A deadline still due after a tick (ticks or elections switched off at runtime) is
+    # re-checked at this period, like a plain periodic ticker.
+    idle_period = core.config.heartbeat_interval / 5
     while True:
-        await trio.sleep(interval)
+        remaining = core.next_deadline - core.clock()
+        if remaining > 0:
+            with trio.move_on_after(max(remaining, min_sleep)):
+                await core.deadline_moved_earlier.wait()
+            continue
         await notify.send(m.Tick())
         core.wake()
+        # Give the core a round to act on the tick and publish a new deadline.
+        await trio.sleep(min_sleep)
+        if core.next_deadline <= core.clock():
+            await trio.sleep(idle_period)
 
 
 @asynccontextmanager
@@ -365,6 +384,7 @@ async def open_raft(
     log_store: Any,
     state_machine: Any,
     rng: random.Random | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> AsyncIterator[Raft]:
     """Start a Raft node; leaving the block stops it.
 
@@ -375,12 +395,16 @@ async def open_raft(
         log_store: a ``RaftLogStorage``.
         state_machine: a ``RaftStateMachine``.
         rng: randomness for election timeouts (seed it for reproducible runs).
+        clock: the node's clock for protocol time (default ``trio.current_time``). Leases
+            stay safe while clock *rates* differ by less than
+            ``lease_clock_drift / election_timeout_max`` (offsets do not matter).
     """
     config.validate()
     if not isinstance(node_id, int) or isinstance(node_id, bool):
         raise InvalidRequest(f"node_id must be an int, got {node_id!r}")
     engine = Engine(node_id, config, rng if rng is not None else random.Random())
-    engine.now = trio.current_time()
+    clock = clock if clock is not None else trio.current_time
+    engine.now = clock()
     last_applied = await _read_startup_state(engine, log_store, state_machine)
     api_tx, api_rx = trio.open_memory_channel[Any](config.channel_capacity)
     notify_tx, notify_rx = trio.open_memory_channel[Any](config.channel_capacity)
@@ -396,10 +420,11 @@ async def open_raft(
         notify_tx=notify_tx,
         notify_rx=notify_rx,
         apply_handle=apply_handle,
+        clock=clock,
     )
     core._publish_metrics()
+    core._update_deadline()
     raft = Raft(node_id, config, core, api_tx)
-    tick_interval = min(config.heartbeat_interval, config.election_timeout_min) / 5
     try:
         async with trio.open_nursery() as n0:
             run = raft._run_task
@@ -414,7 +439,7 @@ async def open_raft(
                 core._notifier(),
                 name="openraft_trio.sm_worker",
             )
-            n0.start_soon(run, _ticker, core, tick_interval, name="openraft_trio.ticker")
+            n0.start_soon(run, _ticker, core, name="openraft_trio.ticker")
             try:
                 yield raft
             finally:

@@ -21,6 +21,7 @@ little later, and a busy leader saves one follower round per write.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -66,7 +67,9 @@ class ReplicationStream:
         log_store: Any,
         config: Config,
         notify: Notifier,
+        clock: Callable[[], float] = trio.current_time,
     ) -> None:
+        self.clock = clock
         self.target = target
         self.vote = vote
         self.handle = handle
@@ -140,7 +143,7 @@ class ReplicationStream:
     async def _send(
         self, req: AppendEntriesRequest, epoch: int, task_status: Any = trio.TASK_STATUS_IGNORED
     ) -> None:
-        send_time = trio.current_time()
+        send_time = self.clock()
         self.inflight += 1
         task_status.started()
         try:

@@ -20,6 +20,7 @@ replication progress, commit, lease, reads).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from .._errors import NotAllowed, NotInMembers
@@ -124,6 +125,15 @@ class Engine(VoteHandler, FollowingHandler, LeaderHandler):
             return
         if now >= self.election_deadline:
             self.elect()
+
+    def next_deadline(self) -> float:
+        """When ``tick`` next has something to check: the lease expiry for a leader (check-
+        quorum), the election deadline for a voter, never for a learner."""
+        if self.leader is not None:
+            return self.quorum_ack_time() + self.config.lease
+        if not self.is_voter:
+            return math.inf
+        return self.election_deadline
 
     def on_io_flushed(self, io: IOId) -> None:
         """Storage made ``io`` durable."""
