@@ -24,12 +24,24 @@ class RaftError(Exception):
 
 
 class ForwardToLeader(RaftError):
-    """This node is not the leader; ``leader_id``/``leader_node`` say who is, if known."""
+    """This node is not the leader; ``leader_id``/``leader_node`` say who is, if known.
 
-    def __init__(self, leader_id: int | None = None, leader_node: Node | None = None) -> None:
+    ``maybe_committed`` is True when a write was appended to this node's log before it
+    lost leadership: its outcome is unknown (a later leader may still commit it), so retry
+    it elsewhere only if it is idempotent. When False the write was not appended.
+    """
+
+    def __init__(
+        self,
+        leader_id: int | None = None,
+        leader_node: Node | None = None,
+        *,
+        maybe_committed: bool = False,
+    ) -> None:
         super().__init__(leader_id, leader_node)
         self.leader_id = leader_id
         self.leader_node = leader_node
+        self.maybe_committed = maybe_committed
 
     def __str__(self) -> str:
         if self.leader_id is None:

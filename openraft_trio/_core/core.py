@@ -49,8 +49,11 @@ class RaftCore:
         notify_rx: trio.MemoryReceiveChannel[Any],
         apply_handle: ApplyHandle,
         clock: Callable[[], float] = trio.current_time,
+        observer: Callable[[RaftCore], None] | None = None,
     ) -> None:
         self.engine = engine
+        # Called after every core round (the simulator checks invariants there).
+        self.observer = observer
         # The node's clock for protocol time (leases, elections). trio's clock by default;
         # the simulator gives each node a skewed one.
         self.clock = clock
@@ -152,6 +155,8 @@ class RaftCore:
             self._publish_metrics(force=self._tick_seen)
             self._tick_seen = False
             self._update_deadline()
+            if self.observer is not None:
+                self.observer(self)
             # No checkpoint here: when the round produced nothing new (no other task ran),
             # the next pass finds the channels empty and waits, which yields.
 
@@ -354,7 +359,7 @@ class RaftCore:
         self.quit_leader = True
         node = self.engine.node_of(leader_id)
         for _, r in self.pending_writes.values():
-            r.send(ForwardToLeader(leader_id, node))
+            r.send(ForwardToLeader(leader_id, node, maybe_committed=True))
         self.pending_writes.clear()
 
     # -- metrics -------------------------------------------------------------------------------

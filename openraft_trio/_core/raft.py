@@ -385,6 +385,7 @@ async def open_raft(
     state_machine: Any,
     rng: random.Random | None = None,
     clock: Callable[[], float] | None = None,
+    observer: Callable[[RaftCore], None] | None = None,
 ) -> AsyncIterator[Raft]:
     """Start a Raft node; leaving the block stops it.
 
@@ -398,6 +399,8 @@ async def open_raft(
         clock: the node's clock for protocol time (default ``trio.current_time``). Leases
             stay safe while clock *rates* differ by less than
             ``lease_clock_drift / election_timeout_max`` (offsets do not matter).
+        observer: called with the RaftCore after every core round (testing hook: the
+            simulator checks its invariants there; it must not block or mutate).
     """
     config.validate()
     if not isinstance(node_id, int) or isinstance(node_id, bool):
@@ -421,6 +424,7 @@ async def open_raft(
         notify_rx=notify_rx,
         apply_handle=apply_handle,
         clock=clock,
+        observer=observer,
     )
     core._publish_metrics()
     core._update_deadline()

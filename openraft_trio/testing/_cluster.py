@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,11 +28,28 @@ class Cluster:
         router: the ``Router`` (fault injection).
     """
 
-    def __init__(self, nursery: trio.Nursery, config: Config, router: Router, seed: int) -> None:
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        config: Config,
+        router: Router,
+        seed: int,
+        *,
+        flush_delay: tuple[float, float] | None = None,
+        clock_factory: Callable[[int], Callable[[], float]] | None = None,
+        observer: Callable[[Any], None] | None = None,
+    ) -> None:
         self._nursery = nursery
         self.config = config
         self.router = router
         self.seed = seed
+        # With flush_delay, log stores acknowledge appends only when a per-node flusher
+        # task flushes them (after a random delay in that range), and crash() loses what
+        # was not flushed yet — the durability model of a real disk.
+        self.flush_delay = flush_delay
+        self.clock_factory = clock_factory
+        self.observer = observer
+        self.rng = random.Random(f"cluster-{seed}")
         self.nodes: dict[int, Raft] = {}
         self.state_machines: dict[int, KvStateMachine] = {}
         self.log_stores: dict[int, MemLogStore] = {}
@@ -48,7 +65,9 @@ class Cluster:
         """Start (or restart) ``node_id`` with its log store; a fresh state machine."""
         if node_id in self.nodes:
             raise ValueError(f"node {node_id} is already running")
-        store = self.log_stores.setdefault(node_id, MemLogStore())
+        store = self.log_stores.setdefault(
+            node_id, MemLogStore("manual" if self.flush_delay else "immediate")
+        )
         sm = KvStateMachine()
         self.state_machines[node_id] = sm
         self._starts += 1
@@ -74,19 +93,35 @@ class Cluster:
                     log_store=store,
                     state_machine=sm,
                     rng=rng,
+                    clock=self.clock_factory(node_id) if self.clock_factory else None,
+                    observer=self.observer,
                 ) as raft:
                     task_status.started(raft)
-                    await trio.sleep_forever()
+                    if self.flush_delay is None:
+                        await trio.sleep_forever()
+                    await self._flusher(store, rng)
         finally:
             exited.set()
 
+    async def _flusher(self, store: MemLogStore, rng: random.Random) -> None:
+        """The node's "disk": makes appended entries durable after a random delay."""
+        assert self.flush_delay is not None
+        lo, hi = self.flush_delay
+        while True:
+            await trio.sleep(rng.uniform(lo, hi))
+            store.flush()
+
     async def crash(self, node_id: int) -> None:
         """Stop ``node_id`` abruptly, as a process crash: its tasks are cancelled, pending
-        calls fail with ``Stopped``. Its log store (log, vote) survives for ``restart``."""
+        calls fail with ``Stopped``. Its log store keeps what was durable (log, vote) for
+        ``restart``; with ``flush_delay`` set, appends not yet flushed are lost."""
         self.router.remove(node_id)
         self.nodes.pop(node_id)
         self._scopes.pop(node_id).cancel()
         await self._exited[node_id].wait()
+        store = self.log_stores[node_id]
+        if store.flush_mode == "manual":
+            store.crash()
 
     async def restart(self, node_id: int) -> Raft:
         """Bring a crashed node back, as after a process restart."""
@@ -126,14 +161,28 @@ async def open_cluster(
     config: Config | None = None,
     seed: int = 0,
     initialize: bool = True,
+    flush_delay: tuple[float, float] | None = None,
+    clock_factory: Callable[[int], Callable[[], float]] | None = None,
+    observer: Callable[[Any], None] | None = None,
 ) -> AsyncIterator[Cluster]:
     """Start ``n`` nodes (ids 1..n) on a seeded ``Router``; initialize them as one cluster.
+
+    Args:
+        flush_delay: model a disk: appends become durable (and acknowledged) only after a
+            random delay in this range, and ``crash()`` loses unflushed appends.
+        clock_factory: ``node_id -> clock`` for per-node protocol time (clock skew).
+        observer: called with each node's RaftCore after every core round.
 
     Leaving the block stops every node.
     """
     config = (config or Config(cluster_name="test")).validate()
     async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery, config, Router(seed), seed)
+        router = Router(seed)
+        router.attach(nursery)
+        cluster = Cluster(
+            nursery, config, router, seed,
+            flush_delay=flush_delay, clock_factory=clock_factory, observer=observer,
+        )
         for nid in range(1, n + 1):
             await cluster.start(nid)
         if initialize:

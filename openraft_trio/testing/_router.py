@@ -8,13 +8,14 @@ a real one: the caller waits out ``RPCOption.hard_ttl`` and gets ``RPCTimeout``.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import trio
 
-from .._errors import RPCTimeout, Stopped, Unreachable
+from .._errors import RaftError, RPCTimeout, Stopped, Unreachable
 from .._messages import (
     AppendEntriesRequest,
     AppendEntriesResponse,
@@ -42,8 +43,15 @@ class Router:
         self._blocked: set[tuple[int, int]] = set()
         self._latency: tuple[float, float] = (0.0, 0.0)
         self._drop_rate = 0.0
+        self._duplicate_rate = 0.0
+        self._spike: tuple[float, float] = (0.0, 0.0)
+        # Where duplicated requests are delivered in the background (see attach()).
+        self._nursery: trio.Nursery | None = None
+        # Called with (kind, src, dst, what) for every message fate: the simulator's trace.
+        self.on_event: Callable[[str, int, int, str], None] | None = None
         self.rpc_count = 0
         self.dropped = 0
+        self.duplicated = 0
 
     # -- membership of the router ---------------------------------------------------------
 
@@ -91,6 +99,32 @@ class Router:
             raise ValueError(f"need 0 <= lo <= hi, got {lo}, {hi}")
         self._latency = (lo, hi)
 
+    def bridge(self, left: Iterable[int], right: Iterable[int], via: int) -> None:
+        """A bridge partition: ``left`` and ``right`` cannot talk to each other, but node
+        ``via`` talks to both halves (a partial partition)."""
+        a, b = set(left) - {via}, set(right) - {via}
+        for x in a:
+            for y in b:
+                self._blocked.add((x, y))
+                self._blocked.add((y, x))
+
+    def set_duplicate_rate(self, p: float) -> None:
+        """Deliver each request a second time, later, with probability ``p`` (the copy's
+        reply is lost). Needs ``attach(nursery)``: copies travel in background tasks."""
+        if not 0 <= p <= 1:
+            raise ValueError(f"duplicate rate must be in [0, 1], got {p}")
+        self._duplicate_rate = p
+
+    def set_latency_spikes(self, p: float, extra: float) -> None:
+        """With probability ``p`` a message takes up to ``extra`` seconds longer (reordering)."""
+        if not 0 <= p <= 1 or extra < 0:
+            raise ValueError(f"need 0 <= p <= 1 and extra >= 0, got {p}, {extra}")
+        self._spike = (p, extra)
+
+    def attach(self, nursery: trio.Nursery) -> None:
+        """Give the router a nursery for background deliveries (duplicated messages)."""
+        self._nursery = nursery
+
     def set_drop_rate(self, p: float) -> None:
         """Lose each message (request or reply) with probability ``p``."""
         if not 0 <= p <= 1:
@@ -105,34 +139,75 @@ class Router:
 
     # -- delivery -------------------------------------------------------------------------
 
-    async def _hop(self, src: int, dst: int) -> bool:
+    def _event(self, fate: str, src: int, dst: int, kind: str) -> None:
+        if self.on_event is not None:
+            self.on_event(fate, src, dst, kind)
+
+    async def _hop(self, src: int, dst: int, kind: str) -> bool:
         """One message's trip; False if it is lost on the way."""
         lo, hi = self._latency
-        if hi > 0:
-            await trio.sleep(self.rng.uniform(lo, hi))
+        delay = self.rng.uniform(lo, hi) if hi > 0 else 0.0
+        p, extra = self._spike
+        if p and self.rng.random() < p:
+            delay += self.rng.uniform(0, extra)
+        if delay > 0:
+            await trio.sleep(delay)
         if self._drop_rate and self.rng.random() < self._drop_rate:
             self.dropped += 1
+            self._event("drop", src, dst, kind)
             return False
-        return (src, dst) not in self._blocked
+        if (src, dst) in self._blocked:
+            self._event("blocked", src, dst, kind)
+            return False
+        return True
 
     async def deliver(
-        self, src: int, dst: int, option: RPCOption, call: Callable[[Any], Awaitable[T]]
+        self,
+        src: int,
+        dst: int,
+        option: RPCOption,
+        call: Callable[[Any], Awaitable[T]],
+        kind: str = "rpc",
     ) -> T:
         self.rpc_count += 1
+        if (
+            self._duplicate_rate
+            and self._nursery is not None
+            and self.rng.random() < self._duplicate_rate
+        ):
+            self.duplicated += 1
+            self._nursery.start_soon(self._deliver_copy, src, dst, option, call, kind)
         with trio.move_on_after(option.hard_ttl) as scope:
-            if await self._hop(src, dst):
+            if await self._hop(src, dst, kind):
                 target = self.nodes.get(dst)
                 if target is None:
+                    self._event("down", src, dst, kind)
                     raise Unreachable(f"node {dst} is down")
                 try:
                     result = await call(target)
                 except Stopped:
+                    self._event("down", src, dst, kind)
                     raise Unreachable(f"node {dst} stopped") from None
-                if await self._hop(dst, src):
+                if await self._hop(dst, src, kind + "-reply"):
+                    self._event("ok", src, dst, kind)
                     return result
             await trio.sleep_forever()
         assert scope.cancelled_caught
+        self._event("timeout", src, dst, kind)
         raise RPCTimeout(f"rpc {src}->{dst} timed out after {option.hard_ttl}s")
+
+    async def _deliver_copy(
+        self, src: int, dst: int, option: RPCOption, call: Callable[[Any], Awaitable[T]],
+        kind: str,
+    ) -> None:
+        """A duplicate of a request: arrives on its own schedule; its reply is dropped."""
+        with trio.move_on_after(option.hard_ttl):
+            if await self._hop(src, dst, kind + "-dup"):
+                target = self.nodes.get(dst)
+                if target is not None:
+                    self._event("dup", src, dst, kind)
+                    with contextlib.suppress(RaftError):
+                        await call(target)
 
 
 class RouterNetworkFactory:
@@ -155,12 +230,16 @@ class RouterNetwork:
     async def append_entries(
         self, req: AppendEntriesRequest, option: RPCOption
     ) -> AppendEntriesResponse:
+        kind = "heartbeat" if req.is_heartbeat else "append"
         return await self.router.deliver(
-            self.src, self.target, option, lambda t: t.append_entries(req)
+            self.src, self.target, option, lambda t: t.append_entries(req), kind
         )
 
     async def vote(self, req: VoteRequest, option: RPCOption) -> VoteResponse:
-        return await self.router.deliver(self.src, self.target, option, lambda t: t.vote(req))
+        kind = "prevote" if req.pre_vote else "vote"
+        return await self.router.deliver(
+            self.src, self.target, option, lambda t: t.vote(req), kind
+        )
 
     async def full_snapshot(
         self, vote: Vote, snapshot: Snapshot, option: RPCOption

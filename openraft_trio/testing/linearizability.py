@@ -1,0 +1,527 @@
+"""A linearizability checker for recorded client histories (test tooling, not runtime code).
+
+Theory of operation
+-------------------
+
+A history is a set of :class:`Operation` s, each with the interval ``[call, ret]`` in which
+some client saw it run. The history is *linearizable* if every operation can be given a
+single instant inside its interval at which it takes effect, such that executing the
+operations one at a time in the order of those instants, against a sequential
+specification (a :class:`Model`), produces exactly the replies the clients saw.
+
+Real-time order is strict: ``a`` must take effect before ``b`` only if ``a.ret < b.call``.
+Operations with ``a.ret == b.call`` are concurrent. An operation whose outcome the client
+never learnt (a timeout, a crash) has ``ret = math.inf``: it may take effect at any instant
+after its call with whatever reply the model gives, or never.
+
+The search is Wing & Gong's, with Lowe's memoization, as in Porcupine:
+
+* Every operation contributes a *call* and a *return* event. The events are sorted by time
+  (calls before returns at equal times, which keeps equal-time operations concurrent) and
+  kept in a doubly linked list.
+* Walking the list from the head, each call reached is a candidate to linearize next: every
+  operation that must precede it in real time has already returned, hence is already
+  linearized. If the model accepts it, it is *lifted* out of the list (call and return) and
+  the walk restarts from the head. Reaching a *return* means that operation can no longer
+  be put off, so the search backtracks: it re-inserts the last lifted operation and tries
+  the next candidate after it.
+* A pair ``(set of linearized operations, model state)`` already reached once cannot lead
+  anywhere new, so it is cached and never expanded twice. The set is a Python ``int``
+  used as a bitset.
+* The search succeeds as soon as every operation with a known outcome is linearized;
+  unknown-outcome operations left over simply never took effect.
+
+Operations on different keys commute, so a history is linearizable iff each per-key
+sub-history is (P-compositionality, Horn & Kroening). :meth:`Model.partition` splits the
+history and each part is searched on its own, smallest first, which keeps the exponential
+search small.
+
+A failing part is then shrunk greedily: drop one operation at a time while what remains is
+still not linearizable. The result is the :attr:`CheckResult.counterexample`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections.abc import Hashable, Sequence
+from typing import Any, Final
+
+import attrs
+
+from ..kv import CompareAndSwap, Delete, Get, Set
+
+__all__ = [
+    "ANY_OUTPUT",
+    "CheckResult",
+    "KvModel",
+    "Model",
+    "Operation",
+    "Outcome",
+    "check",
+]
+
+# How many search steps run between two looks at the clock.
+_CLOCK_EVERY: Final = 256
+
+
+class _AnyOutput(enum.Enum):
+    ANY_OUTPUT = "ANY_OUTPUT"
+
+    def __repr__(self) -> str:
+        return "ANY_OUTPUT"
+
+
+ANY_OUTPUT: Final = _AnyOutput.ANY_OUTPUT
+"""The ``output`` passed to :meth:`Model.step` for an operation whose outcome is unknown.
+
+It means "whatever reply the model gives is fine". It is a sentinel rather than ``None``
+because ``None`` is a real reply (``Get`` of an absent key).
+"""
+
+
+@attrs.frozen
+class Operation:
+    """One client operation as the client saw it.
+
+    Attributes:
+        client_id: who issued it (for the explanation only).
+        input: the request, e.g. ``Set("k", 1)``, ``Delete("k")``,
+            ``CompareAndSwap("k", 1, 2)``, ``Get("k")``.
+        output: the reply the client saw. Ignored when ``ret`` is ``math.inf``
+            (conventionally ``None`` then).
+        call: when the client sent it.
+        ret: when the client got the reply; ``math.inf`` if it never learnt the outcome
+            (the operation may take effect at any time after ``call``, or never).
+    """
+
+    client_id: int
+    input: Any
+    output: Any
+    call: float
+    ret: float
+
+    @property
+    def outcome_known(self) -> bool:
+        return self.ret != math.inf
+
+
+class Outcome(enum.Enum):
+    """The verdict of :func:`check`."""
+
+    #: Every partition is linearizable.
+    OK = "ok"
+    #: Some partition is not linearizable; see the counterexample.
+    ILLEGAL = "illegal"
+    #: The budget or timeout ran out first. A test must treat this as a failure.
+    UNKNOWN = "unknown"
+
+
+@attrs.frozen
+class CheckResult:
+    """What :func:`check` found.
+
+    Attributes:
+        outcome: the verdict.
+        counterexample: for ``ILLEGAL``: the operations of the smallest failing partition,
+            shrunk greedily while they stay illegal, in call order.
+        explanation: a readable account of the verdict (empty for ``OK``).
+        partitions_checked: how many partitions were fully decided.
+        partitions_total: how many partitions the model split the history into.
+        steps: model steps spent, including shrinking the counterexample.
+    """
+
+    outcome: Outcome
+    counterexample: tuple[Operation, ...] = ()
+    explanation: str = ""
+    partitions_checked: int = 0
+    partitions_total: int = 0
+    steps: int = 0
+
+
+class Model:
+    """The sequential specification a history is checked against.
+
+    Subclass it and override :meth:`init` and :meth:`step`; override :meth:`partition` when
+    the state splits into independent parts (keys), which makes checking far cheaper.
+    """
+
+    def partition(self, operations: Sequence[Operation]) -> list[list[Operation]]:
+        """Split the history into independently checkable parts (default: one part).
+
+        Operations in different parts must commute: no operation in one part may change
+        what an operation in another part replies.
+        """
+        return [list(operations)]
+
+    def init(self) -> Hashable:
+        """The initial state. States must be hashable and compare by value."""
+        raise NotImplementedError
+
+    def step(self, state: Any, input: Any, output: Any) -> tuple[bool, Any]:
+        """Apply ``input`` to ``state``.
+
+        Args:
+            state: the current state (never mutate it).
+            input: the operation's request.
+            output: the reply the client saw, or :data:`ANY_OUTPUT` if its outcome is unknown.
+
+        Returns:
+            ``(legal, new_state)``: whether ``output`` is the reply the specification gives
+            from ``state`` (always true for :data:`ANY_OUTPUT`), and the state afterwards.
+        """
+        raise NotImplementedError
+
+    def describe(self, op: Operation) -> str:
+        """One line naming ``op`` in an explanation."""
+        reply = "?" if not op.outcome_known else repr(op.output)
+        return f"client {op.client_id}: {op.input!r} -> {reply}"
+
+    def describe_state(self, state: Any) -> str:
+        """How a state reads in an explanation."""
+        return repr(state)
+
+
+@attrs.frozen
+class _FrozenDict:
+    items: frozenset[tuple[Any, Any]]
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items))
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable stand-in for ``value`` that compares equal exactly when ``value`` does.
+
+    Lists and tuples both become tuples: a snapshot (CBOR) turns stored tuples into lists,
+    and the CompareAndSwap reply may arrive as either.
+    """
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(item) for item in value)
+    if isinstance(value, dict):
+        return _FrozenDict(frozenset((key, _freeze(item)) for key, item in value.items()))
+    return value
+
+
+class KvModel(Model):
+    """The specification of :class:`~openraft_trio.kv.KvStateMachine`, one key at a time.
+
+    The state of a key is its value, or ``None`` when absent. Replies, as the state machine
+    gives them:
+
+    * ``Set(key, value)`` -> the previous value, or ``None``;
+    * ``Delete(key)`` -> the previous value, or ``None``;
+    * ``CompareAndSwap(key, expected, new)`` -> ``(swapped, value_after)``; absent compares
+      equal to ``None``;
+    * ``Get(key)`` -> the value, or ``None``.
+
+    Values are compared after :func:`_freeze`, so a list and a tuple with equal items are
+    the same value (as they are after a snapshot round trip).
+    """
+
+    def partition(self, operations: Sequence[Operation]) -> list[list[Operation]]:
+        by_key: dict[str, list[Operation]] = {}
+        for op in operations:
+            if not isinstance(op.input, Set | Delete | CompareAndSwap | Get):
+                raise TypeError(f"KvModel: not a kv request: {op.input!r}")
+            by_key.setdefault(op.input.key, []).append(op)
+        return list(by_key.values())
+
+    def init(self) -> Hashable:
+        return None
+
+    def step(self, state: Any, input: Any, output: Any) -> tuple[bool, Any]:
+        if isinstance(input, Set):
+            reply, new_state = state, _freeze(input.value)
+        elif isinstance(input, Delete):
+            reply, new_state = state, None
+        elif isinstance(input, CompareAndSwap):
+            if state == _freeze(input.expected):
+                new_state = _freeze(input.new)
+                reply = (True, new_state)
+            else:
+                new_state = state
+                reply = (False, state)
+        elif isinstance(input, Get):
+            reply, new_state = state, state
+        else:
+            raise TypeError(f"KvModel: not a kv request: {input!r}")
+        legal = output is ANY_OUTPUT or _freeze(output) == reply
+        return legal, new_state
+
+
+# -- the search -----------------------------------------------------------------------------
+
+
+class _Entry:
+    """A call or return event in the search's doubly linked list."""
+
+    __slots__ = ("is_call", "match", "next", "op_index", "prev")
+
+    def __init__(self, op_index: int, is_call: bool) -> None:
+        self.op_index = op_index
+        self.is_call = is_call
+        self.match: _Entry = self  # a call's return event
+        self.prev: _Entry = self
+        self.next: _Entry | None = None
+
+
+def _lift(call: _Entry) -> None:
+    """Unlink ``call`` and its return from the list."""
+    call.prev.next = call.next
+    if call.next is not None:
+        call.next.prev = call.prev
+    ret = call.match
+    ret.prev.next = ret.next
+    if ret.next is not None:
+        ret.next.prev = ret.prev
+
+
+def _unlift(call: _Entry) -> None:
+    """Undo :func:`_lift` (return first, then call: the exact reverse)."""
+    ret = call.match
+    ret.prev.next = ret
+    if ret.next is not None:
+        ret.next.prev = ret
+    call.prev.next = call
+    if call.next is not None:
+        call.next.prev = call
+
+
+def _build_list(operations: Sequence[Operation]) -> _Entry:
+    """Return the head sentinel of the time-ordered event list."""
+    events: list[tuple[float, int, int, _Entry]] = []
+    for index, op in enumerate(operations):
+        call = _Entry(index, is_call=True)
+        ret = _Entry(index, is_call=False)
+        call.match = ret
+        # At equal times calls sort before returns, so a.ret == b.call stays concurrent.
+        events.append((op.call, 0, index, call))
+        events.append((op.ret, 1, index, ret))
+    events.sort(key=lambda event: event[:3])
+    head = _Entry(-1, is_call=False)
+    previous = head
+    for *_, entry in events:
+        entry.prev = previous
+        previous.next = entry
+        previous = entry
+    return head
+
+
+@attrs.define
+class _Limits:
+    steps_left: int
+    deadline: float | None
+    steps_taken: int = 0
+
+    def spend(self) -> bool:
+        """Count one step; false when the budget or the deadline is exhausted."""
+        if self.steps_left <= 0:
+            return False
+        if (
+            self.deadline is not None
+            and self.steps_taken % _CLOCK_EVERY == 0
+            and time.monotonic() >= self.deadline
+        ):
+            return False
+        self.steps_left -= 1
+        self.steps_taken += 1
+        return True
+
+    def expired(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+
+@attrs.frozen
+class _SearchResult:
+    outcome: Outcome
+    # The longest partial linearization reached (indices into the searched operations) and
+    # the model state after it: where an ILLEGAL search got stuck.
+    longest: tuple[int, ...] = ()
+    state_after_longest: Any = None
+
+
+def _search(operations: Sequence[Operation], model: Model, limits: _Limits) -> _SearchResult:
+    known_mask = 0
+    for index, op in enumerate(operations):
+        if op.outcome_known:
+            known_mask |= 1 << index
+    head = _build_list(operations)
+    state = model.init()
+    linearized = 0
+    stack: list[tuple[_Entry, Any]] = []  # (lifted call, state before it)
+    seen: set[tuple[int, Any]] = {(linearized, state)}
+    longest: tuple[int, ...] = ()
+    state_after_longest = state
+    entry = head.next
+    while linearized & known_mask != known_mask:
+        # The list always ends with the return of an unlinearized operation, so the walk
+        # reaches a return (and backtracks) before it could run off the end.
+        assert entry is not None
+        if entry.is_call:
+            op = operations[entry.op_index]
+            if not limits.spend():
+                return _SearchResult(Outcome.UNKNOWN)
+            output = op.output if op.outcome_known else ANY_OUTPUT
+            legal, new_state = model.step(state, op.input, output)
+            if legal:
+                new_linearized = linearized | (1 << entry.op_index)
+                if (new_linearized, new_state) not in seen:
+                    seen.add((new_linearized, new_state))
+                    stack.append((entry, state))
+                    state, linearized = new_state, new_linearized
+                    if len(stack) > len(longest):
+                        longest = tuple(lifted.op_index for lifted, _ in stack)
+                        state_after_longest = state
+                    _lift(entry)
+                    entry = head.next
+                    continue
+            entry = entry.next
+        else:
+            if not stack:
+                return _SearchResult(Outcome.ILLEGAL, longest, state_after_longest)
+            entry, state = stack.pop()
+            linearized &= ~(1 << entry.op_index)
+            _unlift(entry)
+            entry = entry.next
+    return _SearchResult(Outcome.OK)
+
+
+def _validate(operations: Sequence[Operation]) -> None:
+    for op in operations:
+        if not math.isfinite(op.call):
+            raise ValueError(f"an operation's call time must be finite: {op!r}")
+        if math.isnan(op.ret) or op.ret < op.call:
+            raise ValueError(f"an operation cannot return before its call: {op!r}")
+
+
+def _shrink(
+    operations: list[Operation], model: Model, limits: _Limits
+) -> tuple[list[Operation], _SearchResult | None]:
+    """Drop operations one at a time while the rest stays illegal, until nothing drops.
+
+    Returns the shrunk operations and the illegal search of them (``None`` if the limits
+    ran out before even that could be redone).
+    """
+    current = operations
+    changed = True
+    while changed:
+        changed = False
+        index = 0
+        while index < len(current):
+            candidate = current[:index] + current[index + 1 :]
+            result = _search(candidate, model, limits)
+            if result.outcome is Outcome.UNKNOWN:
+                return current, None
+            if result.outcome is Outcome.ILLEGAL:
+                current = candidate
+                changed = True
+            else:
+                index += 1
+    final = _search(current, model, limits)
+    return current, final if final.outcome is Outcome.ILLEGAL else None
+
+
+def _explain_illegal(
+    operations: Sequence[Operation],
+    partition_size: int,
+    search: _SearchResult | None,
+    model: Model,
+) -> str:
+    lines = [
+        f"not linearizable: these {len(operations)} operations (shrunk from a partition of "
+        f"{partition_size}) admit no legal order:"
+    ]
+    for number, op in enumerate(operations, start=1):
+        ret = "never (outcome unknown)" if not op.outcome_known else f"{op.ret!r}"
+        lines.append(f"  [{number}] {model.describe(op)}  (called {op.call!r}, returned {ret})")
+    if search is not None:
+        if search.longest:
+            order = ", ".join(f"[{index + 1}]" for index in search.longest)
+            lines.append(
+                f"the longest legal prefix found is {order}, leaving the state at "
+                f"{model.describe_state(search.state_after_longest)}; no remaining "
+                "operation can take effect next"
+            )
+        else:
+            lines.append(
+                f"no operation can take effect first from the initial state "
+                f"{model.describe_state(model.init())}"
+            )
+    return "\n".join(lines)
+
+
+def check(
+    operations: Sequence[Operation],
+    model: Model,
+    *,
+    budget: int = 2_000_000,
+    timeout: float | None = None,
+) -> CheckResult:
+    """Decide whether ``operations`` is linearizable with respect to ``model``.
+
+    Args:
+        operations: the history, in any order.
+        model: the sequential specification, e.g. :class:`KvModel`.
+        budget: the most model steps the search may take over all partitions. Shrinking a
+            counterexample gets a separate allowance of the same size.
+        timeout: seconds (``time.monotonic``) the whole check may take, shrinking included.
+
+    Returns:
+        ``OK``; ``ILLEGAL`` with a counterexample; or ``UNKNOWN`` if the budget or the
+        timeout ran out before a verdict. ``UNKNOWN`` is never a pass.
+
+    Raises:
+        ValueError: if an operation has a non-finite call time or returns before its call.
+    """
+    _validate(operations)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    limits = _Limits(steps_left=budget, deadline=deadline)
+    partitions = sorted(model.partition(operations), key=len)
+    for checked, partition in enumerate(partitions):
+        if limits.expired():
+            result = _SearchResult(Outcome.UNKNOWN)
+        else:
+            result = _search(partition, model, limits)
+        if result.outcome is Outcome.UNKNOWN:
+            return CheckResult(
+                Outcome.UNKNOWN,
+                explanation=(
+                    f"gave up after {limits.steps_taken} steps "
+                    f"({'timeout' if limits.expired() else 'budget'} exhausted) on a partition "
+                    f"of {len(partition)} operations; {checked} of {len(partitions)} "
+                    "partitions were linearizable"
+                ),
+                partitions_checked=checked,
+                partitions_total=len(partitions),
+                steps=limits.steps_taken,
+            )
+        if result.outcome is Outcome.ILLEGAL:
+            shrink_limits = _Limits(steps_left=budget, deadline=deadline)
+            shrunk, shrunk_search = _shrink(list(partition), model, shrink_limits)
+            if shrunk_search is None and len(shrunk) == len(partition):
+                shrunk_search = result
+            # Number the counterexample in call order; translate the search's indices to match.
+            call_order = sorted(range(len(shrunk)), key=lambda index: shrunk[index].call)
+            counterexample = tuple(shrunk[index] for index in call_order)
+            if shrunk_search is not None:
+                position = {index: number for number, index in enumerate(call_order)}
+                shrunk_search = attrs.evolve(
+                    shrunk_search,
+                    longest=tuple(position[index] for index in shrunk_search.longest),
+                )
+            return CheckResult(
+                Outcome.ILLEGAL,
+                counterexample=counterexample,
+                explanation=_explain_illegal(counterexample, len(partition), shrunk_search, model),
+                partitions_checked=checked + 1,
+                partitions_total=len(partitions),
+                steps=limits.steps_taken + shrink_limits.steps_taken,
+            )
+    return CheckResult(
+        Outcome.OK,
+        partitions_checked=len(partitions),
+        partitions_total=len(partitions),
+        steps=limits.steps_taken,
+    )
