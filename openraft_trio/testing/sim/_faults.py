@@ -1,0 +1,69 @@
+"""FaultPlan: which faults a simulation injects, and how hard. Every draw comes from the
+run's seed."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen(kw_only=True)
+class FaultPlan:
+    """Faults injected during the fault phase of a simulation.
+
+    Network (per message): ``drop_rate`` loses a request or reply; ``duplicate_rate``
+    delivers a request twice; ``latency`` is the one-way delay range; with probability
+    ``spike_rate`` a message is delayed up to ``spike`` seconds more (reordering).
+
+    Nemesis (every ``fault_interval`` seconds, drawn uniformly): symmetric partitions,
+    one-way blocks, bridge partitions (one node sees both halves) and isolation if
+    ``partitions``; crash and restart of up to ``max_crashed`` nodes (default: a minority)
+    if ``crashes``; healing. A crash loses log writes that were appended but not yet
+    flushed: the disk flushes after a delay drawn from ``flush_delay``.
+
+    Clocks: each node's clock runs at a rate in ``[1 - clock_skew, 1 + clock_skew]``.
+    Lease reads stay safe while the rates of two nodes differ by less than
+    ``lease_clock_drift / election_timeout_max`` (0.01 / 0.30 = 3.3 % by default), so the
+    default ``clock_skew=0.01`` (at most 2 % apart) is inside the bound.
+    """
+
+    drop_rate: float = 0.02
+    duplicate_rate: float = 0.02
+    latency: tuple[float, float] = (0.001, 0.010)
+    spike_rate: float = 0.02
+    spike: float = 0.05
+    partitions: bool = True
+    crashes: bool = True
+    max_crashed: int | None = None
+    fault_interval: tuple[float, float] = (0.3, 2.0)
+    flush_delay: tuple[float, float] = (0.0, 0.005)
+    clock_skew: float = 0.01
+
+    @classmethod
+    def none(cls) -> FaultPlan:
+        """No faults at all: a healthy network, no crashes, perfect clocks."""
+        return cls(
+            drop_rate=0.0,
+            duplicate_rate=0.0,
+            latency=(0.001, 0.001),
+            spike_rate=0.0,
+            partitions=False,
+            crashes=False,
+            clock_skew=0.0,
+        )
+
+    def validate(self) -> FaultPlan:
+        for name in ("drop_rate", "duplicate_rate", "spike_rate"):
+            v = getattr(self, name)
+            if not 0 <= v <= 1:
+                raise ValueError(f"FaultPlan.{name} must be in [0, 1], got {v}")
+        for name in ("latency", "fault_interval", "flush_delay"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"FaultPlan.{name} must be 0 <= lo <= hi, got {(lo, hi)}")
+        if self.fault_interval[1] <= 0:
+            raise ValueError("FaultPlan.fault_interval must allow a positive interval")
+        if not 0 <= self.clock_skew < 0.5:
+            raise ValueError(f"FaultPlan.clock_skew must be in [0, 0.5), got {self.clock_skew}")
+        if self.spike < 0:
+            raise ValueError("FaultPlan.spike must be >= 0")
+        return self

@@ -1,0 +1,246 @@
+"""Raft's safety properties, checked after every core round of every node.
+
+Checked (Raft paper Figure 3, plus the log pointers of openraft ``log_pointers.md``):
+
+* **election safety**: at most one leader per term;
+* **leader append-only**: a leader never overwrites or deletes entries in its log;
+* **log matching**: if two logs hold an entry with the same index and log id, they are
+  identical in all entries up to that index;
+* **leader completeness**: a committed entry is in the log of every later leader;
+* **state machine safety**: no two nodes commit (hence apply) different entries at one
+  index;
+* the committed index of a node never moves backwards, across restarts too;
+* ``applied <= committed`` on every node;
+* **no acknowledged write lost**: the log id a client was told is committed stays the
+  committed entry at that index.
+
+Every violation carries the seed, the virtual time and a readable explanation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from ..._engine.log_ids import LogIdList
+from ..._types import LogId
+
+
+@attrs.frozen
+class Violation:
+    seed: int
+    time: float
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"[seed {self.seed} t={self.time:.6f}s] {self.kind}: {self.message}"
+
+
+def _runs(ids: LogIdList) -> list[tuple[int, Any]]:
+    return [(k.index, k.leader_id) for k in ids.key_log_ids()]
+
+
+class InvariantChecker:
+    """Feed it every node's RaftCore after each round (``observe``)."""
+
+    FULL_CHECK_EVERY = 200
+
+    def __init__(self, seed: int, now: Callable[[], float]) -> None:
+        self.seed = seed
+        self.now = now
+        self.violations: list[Violation] = []
+        self.leader_of_term: dict[int, int] = {}
+        self.committed_log: dict[int, LogId] = {}
+        self.max_commit_index = -1
+        self.node_commit: dict[int, int] = {}
+        self.leader_last: dict[int, tuple[int, LogId | None]] = {}
+        self.logs: dict[int, LogIdList] = {}
+        self.log_shape: dict[int, tuple[int, int]] = {}
+        self.acked: dict[int, LogId] = {}  # index -> log id of an acknowledged write
+        self.observations = 0
+        self.on_state: Callable[[int, str, int, int], None] | None = None
+        self._last_state: dict[int, tuple[str, int, int]] = {}
+
+    def fail(self, kind: str, message: str) -> None:
+        self.violations.append(Violation(self.seed, self.now(), kind, message))
+
+    def node_down(self, node_id: int) -> None:
+        self.logs.pop(node_id, None)
+        self.log_shape.pop(node_id, None)
+        self.leader_last.pop(node_id, None)
+        self._last_state.pop(node_id, None)
+
+    def acknowledged(self, log_id: LogId) -> None:
+        """A client was told ``log_id`` committed."""
+        known = self.committed_log.get(log_id.index)
+        if known is not None and known != log_id:
+            self.fail("acknowledged write lost", f"client acked {log_id} but {known} committed")
+        self.acked[log_id.index] = log_id
+
+    # -- per round ---------------------------------------------------------------------
+
+    def observe(self, core: Any) -> None:
+        eng = core.engine
+        nid: int = eng.id
+        self.observations += 1
+        ids: LogIdList = eng.log_ids
+        self.logs[nid] = ids
+        committed: LogId | None = eng.committed
+        c_index = -1 if committed is None else committed.index
+        a_index = -1 if eng.last_applied is None else eng.last_applied.index
+        role = eng.server_state.value
+        term = eng.vote.term
+        state = (role, term, c_index)
+        if self._last_state.get(nid) != state:
+            self._last_state[nid] = state
+            if self.on_state is not None:
+                self.on_state(nid, role, term, c_index)
+
+        if a_index > c_index:
+            self.fail("applied > committed", f"node {nid}: applied {a_index} > committed {c_index}")
+        prev_c = self.node_commit.get(nid, -1)
+        if c_index < prev_c:
+            self.fail("committed regressed", f"node {nid}: committed {prev_c} -> {c_index}")
+        if c_index > prev_c:
+            self._record_commits(nid, ids, max(prev_c, -1) + 1, c_index)
+            self.node_commit[nid] = c_index
+
+        if eng.leader is not None:
+            self._check_leader(nid, term, ids)
+        else:
+            self.leader_last.pop(nid, None)
+
+        shape = (len(ids.key_log_ids()), -1 if ids.last is None else ids.last.index)
+        old = self.log_shape.get(nid)
+        self.log_shape[nid] = shape
+        if old is None or shape[0] != old[0] or shape[1] < old[1] or (
+            self.observations % self.FULL_CHECK_EVERY == 0
+        ):
+            self._check_log_matching(nid)
+
+    def _record_commits(self, nid: int, ids: LogIdList, start: int, stop: int) -> None:
+        for i in range(start, stop + 1):
+            log_id = ids.get(i)
+            if log_id is None:
+                continue  # purged: covered by a snapshot
+            known = self.committed_log.get(i)
+            if known is None:
+                self.committed_log[i] = log_id
+                acked = self.acked.get(i)
+                if acked is not None and acked != log_id:
+                    self.fail(
+                        "acknowledged write lost",
+                        f"client acked {acked} at index {i}, node {nid} committed {log_id}",
+                    )
+                self._check_current_leaders_have(i, log_id)
+            elif known != log_id:
+                self.fail(
+                    "state machine safety",
+                    f"node {nid} committed {log_id} at index {i}, another node {known}",
+                )
+        self.max_commit_index = max(self.max_commit_index, stop)
+
+    def _check_current_leaders_have(self, index: int, log_id: LogId) -> None:
+        """A newly known committed entry must be in the log of every leader of a later term."""
+        for lid, (term, _) in self.leader_last.items():
+            ids = self.logs.get(lid)
+            if term <= log_id.term or ids is None:
+                continue
+            if ids.purged is not None and index <= ids.purged.index:
+                continue
+            if ids.get(index) != log_id:
+                self.fail(
+                    "leader completeness",
+                    f"leader {lid} of term {term} lacks committed {log_id} "
+                    f"(has {ids.get(index)})",
+                )
+
+    def _check_leader(self, nid: int, term: int, ids: LogIdList) -> None:
+        holder = self.leader_of_term.get(term)
+        if holder is None:
+            self.leader_of_term[term] = nid
+            self._check_completeness(nid, term, ids)
+        elif holder != nid:
+            self.fail("election safety", f"term {term} has two leaders: {holder} and {nid}")
+        prev = self.leader_last.get(nid)
+        if prev is not None and prev[0] == term and prev[1] is not None:
+            last = prev[1]
+            if ids.get(last.index) != last and not (
+                ids.purged is not None and last.index < ids.purged.index
+            ):
+                self.fail(
+                    "leader append-only",
+                    f"leader {nid} of term {term} lost or rewrote {last} "
+                    f"(now {ids.get(last.index)})",
+                )
+        self.leader_last[nid] = (term, ids.last)
+
+    def _check_completeness(self, nid: int, term: int, ids: LogIdList) -> None:
+        last = -1 if ids.last is None else ids.last.index
+        if last < self.max_commit_index:
+            self.fail(
+                "leader completeness",
+                f"node {nid} became leader of term {term} with last index {last} < "
+                f"committed {self.max_commit_index}",
+            )
+            return
+        for i, log_id in self.committed_log.items():
+            mine = ids.get(i)
+            if mine is not None and mine != log_id:
+                self.fail(
+                    "leader completeness",
+                    f"node {nid} became leader of term {term} with {mine} at {i}, "
+                    f"committed {log_id}",
+                )
+                return
+
+    def _check_log_matching(self, nid: int) -> None:
+        mine = self.logs[nid]
+        for other, theirs in self.logs.items():
+            if other == nid:
+                continue
+            bad = _log_matching_breach(mine, theirs)
+            if bad is not None:
+                self.fail(
+                    "log matching",
+                    f"nodes {nid} and {other} share {bad} but differ before it",
+                )
+
+    def final_check(self) -> None:
+        for i, log_id in sorted(self.acked.items()):
+            known = self.committed_log.get(i)
+            if known != log_id:
+                self.fail(
+                    "acknowledged write lost",
+                    f"client acked {log_id}, final committed entry at {i} is {known}",
+                )
+
+
+def _log_matching_breach(a: LogIdList, b: LogIdList) -> LogId | None:
+    """A log id both logs hold although they differ at some earlier index, else None.
+
+    Walks both logs' leader runs over their common index range: after the first index where
+    they differ, no later index may hold the same log id in both.
+    """
+    lo = max(a.first_index, b.first_index)
+    hi = min(-1 if a.last is None else a.last.index, -1 if b.last is None else b.last.index)
+    if hi < lo:
+        return None
+    # Boundaries where either log's run changes, within [lo, hi].
+    points = sorted(
+        {lo}
+        | {i for i, _ in _runs(a) if lo < i <= hi}
+        | {i for i, _ in _runs(b) if lo < i <= hi}
+    )
+    diverged = False
+    for k, start in enumerate(points):
+        la, lb = a.leader_at(start), b.leader_at(start)
+        if la != lb:
+            diverged = True
+        elif diverged:
+            end = points[k + 1] - 1 if k + 1 < len(points) else hi
+            return LogId(la, end) if la is not None else None
+    return None

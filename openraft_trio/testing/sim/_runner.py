@@ -1,0 +1,376 @@
+"""``run_simulation``: one seeded, replayable run of a whole cluster.
+
+Everything happens inside one ``trio.run`` under ``MockClock(autojump_threshold=0)`` with
+trio's deterministic scheduling switched on and seeded (DESIGN.md §5), and every random
+choice (latency, loss, faults, clients, election timeouts, clock rates) is drawn from
+generators seeded by ``seed``: one seed always produces the same run and the same
+``trace_hash``.
+
+A run has three phases:
+
+1. **faults** (``duration`` virtual seconds): clients issue operations while the nemesis
+   injects the faults of the :class:`FaultPlan`;
+2. **liveness**: the network heals, crashed nodes restart, and the cluster must elect a
+   leader and commit a write within 10 election timeouts;
+3. **checks**: replicas converge, every acknowledged write is committed, and the client
+   history must be linearizable (:mod:`openraft_trio.testing.linearizability`).
+
+Safety invariants are checked after every core round of every node throughout.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from typing import Any
+
+import attrs
+import trio
+import trio.testing
+
+from ..._config import Config
+from ..._errors import ForwardToLeader, RaftError
+from ...kv import Set
+from .._cluster import Cluster, open_cluster
+from ..linearizability import CheckResult, KvModel, Operation, Outcome, check
+from ._faults import FaultPlan
+from ._invariants import InvariantChecker, Violation
+from ._trace import Trace
+
+LINEARIZABILITY_BUDGET = 2_000_000
+
+
+@attrs.frozen
+class SimStats:
+    commits: int
+    elections: int
+    faults_injected: int
+    fault_counts: dict[str, int]
+    operations: int
+    writes_acked: int
+    writes_unknown: int
+    reads_ok: int
+    messages: int
+    dropped: int
+    duplicated: int
+    virtual_time: float
+    wall_time: float
+    trace_events: int
+
+
+@attrs.frozen
+class SimResult:
+    """The outcome of one run. ``ok`` is True when nothing at all went wrong."""
+
+    seed: int
+    trace_hash: str
+    violations: tuple[Violation, ...]
+    history: tuple[Operation, ...]
+    linearizability: CheckResult | None
+    stats: SimStats
+    trace: tuple[tuple[Any, ...], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def replay_command(self, nodes: int, duration: float) -> str:
+        return (
+            f"python -m openraft_trio.testing.sim --replay {self.seed} --nodes {nodes} "
+            f"--duration {duration:g} --trace sim-{self.seed}.jsonl"
+        )
+
+
+def default_sim_config() -> Config:
+    return Config(cluster_name="sim").validate()
+
+
+def run_simulation(
+    seed: int,
+    *,
+    nodes: int = 5,
+    duration: float = 60.0,
+    clients: int = 8,
+    faults: FaultPlan | None = None,
+    config: Config | None = None,
+    keep_trace: bool = False,
+) -> SimResult:
+    """Run one seeded simulation; see the module docstring. Never raises for a protocol
+    failure: everything that went wrong is in ``SimResult.violations``."""
+    faults = (faults if faults is not None else FaultPlan()).validate()
+    config = (config or default_sim_config()).validate()
+    if nodes < 1 or clients < 0 or duration < 0:
+        raise ValueError("need nodes >= 1, clients >= 0, duration >= 0")
+    import trio._core._run as trio_run
+
+    # Deterministic scheduling (private API; trio's minor version is pinned for this):
+    # batches of runnable tasks are ordered by a seeded RNG instead of at random.
+    setattr(trio_run, "_ALLOW_DETERMINISTIC_SCHEDULING", True)  # noqa: B010
+    trio_run._r.seed(seed)
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    sim = _Simulation(seed, nodes, duration, clients, faults, config, keep_trace)
+    wall = time.perf_counter()
+    trio.run(sim.main, clock=clock)
+    return sim.result(time.perf_counter() - wall)
+
+
+class _Simulation:
+    def __init__(
+        self,
+        seed: int,
+        nodes: int,
+        duration: float,
+        clients: int,
+        faults: FaultPlan,
+        config: Config,
+        keep_trace: bool,
+    ) -> None:
+        self.seed = seed
+        self.n = nodes
+        self.duration = duration
+        self.clients = clients
+        self.faults = faults
+        self.config = config
+        self.trace = Trace(keep_trace)
+        self.rng = random.Random(f"sim-{seed}")
+        self.t0 = 0.0
+        self.checker = InvariantChecker(seed, self.now)
+        self.checker.on_state = self._on_state
+        self.fault_counts: Counter[str] = Counter()
+        self.down: list[int] = []
+        self.workload: Any = None
+        self.cluster: Cluster | None = None
+        self.lin: CheckResult | None = None
+        self.virtual_time = 0.0
+
+    def now(self) -> float:
+        return trio.current_time() - self.t0
+
+    def event(self, kind: str, *fields: Any) -> None:
+        self.trace.add((round(self.now(), 9), kind, *fields))
+
+    def _on_state(self, node: int, role: str, term: int, commit: int) -> None:
+        self.event("state", node, role, term, commit)
+
+    def _on_message(self, fate: str, src: int, dst: int, kind: str) -> None:
+        self.event("msg", fate, src, dst, kind)
+
+    def _clock_factory(self, node_id: int) -> Any:
+        skew = self.faults.clock_skew
+        if not skew:
+            return None
+        rng = random.Random(f"{self.seed}-clock-{node_id}")
+        rate = 1.0 + rng.uniform(-skew, skew)
+        offset = rng.uniform(-100.0, 100.0)
+        t0 = self.t0
+
+        def clock() -> float:
+            return t0 + offset + (trio.current_time() - t0) * rate
+
+        return clock
+
+    async def main(self) -> None:
+        from ._workload import Workload
+
+        self.t0 = trio.current_time()
+        clock_factory = self._clock_factory if self.faults.clock_skew else None
+        async with open_cluster(
+            self.n,
+            config=self.config,
+            seed=self.seed,
+            flush_delay=self.faults.flush_delay if self.faults.crashes else None,
+            clock_factory=clock_factory,
+            observer=self.checker.observe,
+        ) as cluster:
+            self.cluster = cluster
+            cluster.router.on_event = self._on_message
+            self.workload = Workload(cluster, self.seed, self.now, self.checker.acknowledged)
+            await self._wait_first_leader(cluster)
+            self._start_network_faults(cluster)
+            stop_at = self.now() + self.duration
+            async with trio.open_nursery() as nursery:
+                for cid in range(self.clients):
+                    nursery.start_soon(self.workload.client, cid, stop_at)
+                nursery.start_soon(self._nemesis, cluster, stop_at)
+            await self._heal(cluster)
+            index = await self._liveness(cluster)
+            if index is not None:
+                await self._converge(cluster, index)
+            self.virtual_time = self.now()
+        self.checker.final_check()
+        self.lin = check(self.workload.history, KvModel(), budget=LINEARIZABILITY_BUDGET)
+        if self.lin.outcome is Outcome.ILLEGAL:
+            self.checker.fail("linearizability", self.lin.explanation)
+        elif self.lin.outcome is Outcome.UNKNOWN:
+            self.checker.fail("linearizability", "checker budget exhausted (UNKNOWN)")
+
+    async def _wait_first_leader(self, cluster: Cluster) -> None:
+        deadline = 10 * self.config.election_timeout_max
+        with trio.move_on_after(deadline):
+            await cluster.wait_for_leader(deadline)
+            return
+        self.checker.fail("liveness", f"no leader within {deadline}s of start")
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def _start_network_faults(self, cluster: Cluster) -> None:
+        f, r = self.faults, cluster.router
+        r.set_latency(*f.latency)
+        r.set_drop_rate(f.drop_rate)
+        r.set_duplicate_rate(f.duplicate_rate)
+        r.set_latency_spikes(f.spike_rate, f.spike)
+
+    def _fault(self, kind: str, *fields: Any) -> None:
+        self.fault_counts[kind] += 1
+        self.event("fault", kind, *fields)
+
+    async def _nemesis(self, cluster: Cluster, stop_at: float) -> None:
+        f, rng, r = self.faults, self.rng, cluster.router
+        max_down = f.max_crashed if f.max_crashed is not None else (self.n - 1) // 2
+        actions: list[str] = ["heal"]
+        if f.partitions and self.n > 1:
+            actions += ["partition", "one-way", "bridge", "isolate"]
+        if f.crashes:
+            actions += ["crash", "restart"]
+        if len(actions) == 1:
+            return
+        ids = list(range(1, self.n + 1))
+        while True:
+            await trio.sleep(rng.uniform(*f.fault_interval))
+            if self.now() >= stop_at:
+                return
+            action = rng.choice(actions)
+            if action == "heal":
+                r.heal()
+                self._fault("heal")
+            elif action == "partition":
+                shuffled = ids[:]
+                rng.shuffle(shuffled)
+                k = rng.randint(1, self.n - 1)
+                r.partition(shuffled[:k], shuffled[k:])
+                self._fault("partition", sorted(shuffled[:k]), sorted(shuffled[k:]))
+            elif action == "one-way":
+                src, dst = rng.sample(ids, 2)
+                r.block(src, dst)
+                self._fault("one-way", src, dst)
+            elif action == "bridge" and self.n >= 3:
+                shuffled = ids[:]
+                rng.shuffle(shuffled)
+                via, rest = shuffled[0], shuffled[1:]
+                k = rng.randint(1, len(rest) - 1) if len(rest) > 1 else 1
+                r.bridge(rest[:k], rest[k:], via)
+                self._fault("bridge", sorted(rest[:k]), sorted(rest[k:]), via)
+            elif action == "isolate":
+                victim = rng.choice(ids)
+                r.isolate(victim)
+                self._fault("isolate", victim)
+            elif action == "crash" and len(self.down) < max_down:
+                victim = rng.choice(cluster.node_ids)
+                await self._crash(cluster, victim)
+            elif action == "restart" and self.down:
+                await self._restart(cluster, self.down.pop(rng.randrange(len(self.down))))
+
+    async def _crash(self, cluster: Cluster, node_id: int) -> None:
+        self.checker.node_down(node_id)
+        await cluster.crash(node_id)
+        self.down.append(node_id)
+        self._fault("crash", node_id)
+
+    async def _restart(self, cluster: Cluster, node_id: int) -> None:
+        await cluster.restart(node_id)
+        self._fault("restart", node_id)
+
+    async def _heal(self, cluster: Cluster) -> None:
+        r = cluster.router
+        r.heal()
+        r.set_drop_rate(0.0)
+        r.set_duplicate_rate(0.0)
+        r.set_latency_spikes(0.0, 0.0)
+        while self.down:
+            await self._restart(cluster, self.down.pop(0))
+        self.event("phase", "healed")
+
+    # -- liveness and convergence ---------------------------------------------------------
+
+    async def _liveness(self, cluster: Cluster) -> int | None:
+        """A leader must be elected and commit a write within 10 election timeouts."""
+        budget = 10 * self.config.election_timeout_max
+        with trio.move_on_after(budget):
+            while True:
+                lid = cluster.leader_id()
+                if lid is not None:
+                    try:
+                        with trio.move_on_after(self.config.election_timeout_max):
+                            resp = await cluster.nodes[lid].client_write(
+                                Set("__liveness__", self.seed)
+                            )
+                            self.checker.acknowledged(resp.log_id)
+                            self.event("phase", "live", lid, resp.log_id.index)
+                            return resp.log_id.index
+                    except (ForwardToLeader, RaftError):
+                        pass
+                await trio.sleep(0.01)
+        self.checker.fail(
+            "liveness",
+            f"no leader committed a write within {budget:g}s after healing "
+            f"(states: {self._states(cluster)})",
+        )
+        return None
+
+    async def _converge(self, cluster: Cluster, index: int) -> None:
+        budget = 10 * self.config.election_timeout_max
+        with trio.move_on_after(budget):
+            await cluster.wait_applied(index, timeout=budget)
+            datas = {nid: cluster.state_machines[nid].data for nid in cluster.node_ids}
+            first = datas[cluster.node_ids[0]]
+            for nid, data in datas.items():
+                if data != first:
+                    self.checker.fail(
+                        "replicas differ", f"node {nid} state differs from node {cluster.node_ids[0]}"
+                    )
+            return
+        self.checker.fail("liveness", f"replicas did not all apply index {index} in {budget:g}s")
+
+    @staticmethod
+    def _states(cluster: Cluster) -> str:
+        return ", ".join(
+            f"{nid}:{m.state.value}/T{m.current_term}"
+            for nid in cluster.node_ids
+            for m in [cluster.nodes[nid].metrics]
+        )
+
+    # -- result ---------------------------------------------------------------------------
+
+    def result(self, wall: float) -> SimResult:
+        assert self.cluster is not None
+        router = self.cluster.router
+        w = self.workload
+        stats = SimStats(
+            commits=self.checker.max_commit_index + 1,
+            elections=len(self.checker.leader_of_term),
+            faults_injected=sum(self.fault_counts.values()),
+            fault_counts=dict(sorted(self.fault_counts.items())),
+            operations=len(w.history),
+            writes_acked=w.writes_acked,
+            writes_unknown=w.writes_unknown,
+            reads_ok=w.reads_ok,
+            messages=router.rpc_count,
+            dropped=router.dropped,
+            duplicated=router.duplicated,
+            virtual_time=self.virtual_time,
+            wall_time=wall,
+            trace_events=self.trace.count,
+        )
+        return SimResult(
+            seed=self.seed,
+            trace_hash=self.trace.hexdigest(),
+            violations=tuple(self.checker.violations),
+            history=tuple(w.history),
+            linearizability=self.lin,
+            stats=stats,
+            trace=tuple(self.trace.events),
+        )
+
+
+__all__ = ["SimResult", "SimStats", "default_sim_config", "run_simulation"]
