@@ -31,7 +31,7 @@ hot path.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, Literal
 
 from .._types import Entry, LogId, LogState, Vote, next_index
@@ -62,6 +62,7 @@ class MemLogStore:
         "_last_purged_log_id",
         "_pending_callbacks",
         "_vote",
+        "on_unflushed",
     )
 
     def __init__(self, flush_mode: FlushMode = "immediate") -> None:
@@ -77,6 +78,9 @@ class MemLogStore:
         # Entries with index < _durable_next survive crash(); the rest are unflushed.
         self._durable_next = 0
         self._pending_callbacks: list[IOCallback] = []
+        # "manual" mode: called (sync) when an append starts waiting for flush(); the
+        # simulated disk uses it to schedule a flush instead of polling.
+        self.on_unflushed: Callable[[], None] | None = None
 
     # -- RaftLogStorage -------------------------------------------------------------------
 
@@ -123,6 +127,8 @@ class MemLogStore:
             callback(None)
         else:
             self._pending_callbacks.append(callback)
+            if self.on_unflushed is not None:
+                self.on_unflushed()
 
     async def truncate_after(self, log_id: LogId | None) -> None:
         """Delete every entry after ``log_id`` (``None``: every entry).

@@ -11,6 +11,7 @@ import trio
 
 from .._config import Config
 from .._core.raft import Raft, open_raft
+from .._core.signals import Wakeup
 from .._errors import WaitTimeout
 from .._types import Node, ServerState
 from ..kv import KvStateMachine
@@ -107,9 +108,17 @@ class Cluster:
         """The node's "disk": makes appended entries durable after a random delay."""
         assert self.flush_delay is not None
         lo, hi = self.flush_delay
-        while True:
-            await trio.sleep(rng.uniform(lo, hi))
-            store.flush()
+        pending = Wakeup()
+        store.on_unflushed = pending.set
+        try:
+            while True:
+                if not store.pending_flush_count:
+                    await pending.wait()
+                    continue
+                await trio.sleep(rng.uniform(lo, hi))
+                store.flush()
+        finally:
+            store.on_unflushed = None
 
     async def crash(self, node_id: int) -> None:
         """Stop ``node_id`` abruptly, as a process crash: its tasks are cancelled, pending

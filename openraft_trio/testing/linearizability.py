@@ -37,7 +37,8 @@ history and each part is searched on its own, smallest first, which keeps the ex
 search small.
 
 A failing part is then shrunk greedily: drop one operation at a time while what remains is
-still not linearizable. The result is the :attr:`CheckResult.counterexample`.
+still not linearizable and every remaining operation keeps its explanation (see
+:class:`_Shrinker`). The result is the :attr:`CheckResult.counterexample`.
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ class _Entry:
     def __init__(self, op_index: int, is_call: bool) -> None:
         self.op_index = op_index
         self.is_call = is_call
-        self.match: _Entry = self  # a call's return event
+        self.match: _Entry = self  # a call's return event, and a return's call event
         self.prev: _Entry = self
         self.next: _Entry | None = None
 
@@ -296,6 +297,7 @@ def _build_list(operations: Sequence[Operation]) -> _Entry:
         call = _Entry(index, is_call=True)
         ret = _Entry(index, is_call=False)
         call.match = ret
+        ret.match = call
         # At equal times calls sort before returns, so a.ret == b.call stays concurrent.
         events.append((op.call, 0, index, call))
         events.append((op.ret, 1, index, ret))
@@ -336,56 +338,98 @@ class _Limits:
 @attrs.frozen
 class _SearchResult:
     outcome: Outcome
-    # The longest partial linearization reached (indices into the searched operations) and
-    # the model state after it: where an ILLEGAL search got stuck.
+    # OK: the operations linearized when the search succeeded (a bitset).
+    linearized: int = 0
+    # ILLEGAL: the longest partial linearization reached (indices into the searched
+    # operations) and the model state after it: where the search got stuck.
     longest: tuple[int, ...] = ()
     state_after_longest: Any = None
 
 
-def _search(operations: Sequence[Operation], model: Model, limits: _Limits) -> _SearchResult:
-    known_mask = 0
+def _search(
+    operations: Sequence[Operation],
+    model: Model,
+    limits: _Limits,
+    *,
+    required: int | None = None,
+) -> _SearchResult:
+    """Search for a linearization of ``operations``.
+
+    Args:
+        required: the operations that must take effect (a bitset); default: every one with a
+            known outcome. Other known-outcome operations become *optional*: when the walk
+            reaches the return of one not yet linearized, it may be skipped as if it never
+            ran (its reply is still checked if it does take effect).
+    """
+    known = 0
     for index, op in enumerate(operations):
         if op.outcome_known:
-            known_mask |= 1 << index
+            known |= 1 << index
+    if required is None:
+        required = known
+    optional = known & ~required
     head = _build_list(operations)
     state = model.init()
     linearized = 0
-    stack: list[tuple[_Entry, Any]] = []  # (lifted call, state before it)
-    seen: set[tuple[int, Any]] = {(linearized, state)}
+    skipped = 0
+    # (lifted call, state before it, whether it was skipped rather than linearized)
+    stack: list[tuple[_Entry, Any, bool]] = []
+    # The future depends only on which operations are still pending and on the state, so
+    # "decided" (linearized or skipped) plus the state is the cache key.
+    seen: set[tuple[int, Any]] = {(0, state)}
     longest: tuple[int, ...] = ()
     state_after_longest = state
     entry = head.next
-    while linearized & known_mask != known_mask:
-        # The list always ends with the return of an unlinearized operation, so the walk
-        # reaches a return (and backtracks) before it could run off the end.
+    while linearized & required != required:
+        # The list always ends with the return of an undecided operation, so the walk
+        # reaches a return (and skips or backtracks) before it could run off the end.
         assert entry is not None
+        bit = 1 << entry.op_index
         if entry.is_call:
             op = operations[entry.op_index]
             if not limits.spend():
                 return _SearchResult(Outcome.UNKNOWN)
             output = op.output if op.outcome_known else ANY_OUTPUT
             legal, new_state = model.step(state, op.input, output)
-            if legal:
-                new_linearized = linearized | (1 << entry.op_index)
-                if (new_linearized, new_state) not in seen:
-                    seen.add((new_linearized, new_state))
-                    stack.append((entry, state))
-                    state, linearized = new_state, new_linearized
-                    if len(stack) > len(longest):
-                        longest = tuple(lifted.op_index for lifted, _ in stack)
-                        state_after_longest = state
-                    _lift(entry)
-                    entry = head.next
-                    continue
-            entry = entry.next
-        else:
+            key = (linearized | skipped | bit, new_state)
+            if legal and key not in seen:
+                seen.add(key)
+                stack.append((entry, state, False))
+                state = new_state
+                linearized |= bit
+                if linearized.bit_count() > len(longest):
+                    longest = tuple(call.op_index for call, _, was_skip in stack if not was_skip)
+                    state_after_longest = state
+                _lift(entry)
+                entry = head.next
+            else:
+                entry = entry.next
+            continue
+        # A return: this operation cannot be put off any longer.
+        key = (linearized | skipped | bit, state)
+        if optional & bit and key not in seen:
+            seen.add(key)
+            call = entry.match
+            stack.append((call, state, True))
+            skipped |= bit
+            _lift(call)
+            entry = head.next
+            continue
+        while True:  # backtrack to the last linearized operation and try the next candidate
             if not stack:
-                return _SearchResult(Outcome.ILLEGAL, longest, state_after_longest)
-            entry, state = stack.pop()
-            linearized &= ~(1 << entry.op_index)
-            _unlift(entry)
-            entry = entry.next
-    return _SearchResult(Outcome.OK)
+                return _SearchResult(
+                    Outcome.ILLEGAL, longest=longest, state_after_longest=state_after_longest
+                )
+            call, state, was_skip = stack.pop()
+            _unlift(call)
+            if was_skip:
+                # Undoing a skip leaves the walk at that return again: backtrack further.
+                skipped &= ~(1 << call.op_index)
+                continue
+            linearized &= ~(1 << call.op_index)
+            entry = call.next
+            break
+    return _SearchResult(Outcome.OK, linearized=linearized)
 
 
 def _validate(operations: Sequence[Operation]) -> None:
@@ -396,46 +440,115 @@ def _validate(operations: Sequence[Operation]) -> None:
             raise ValueError(f"an operation cannot return before its call: {op!r}")
 
 
-def _shrink(
-    operations: list[Operation], model: Model, limits: _Limits
-) -> tuple[list[Operation], _SearchResult | None]:
-    """Drop operations one at a time while the rest stays illegal, until nothing drops.
+class _OutOfLimits(Exception):
+    pass
 
-    Returns the shrunk operations and the illegal search of them (``None`` if the limits
-    ran out before even that could be redone).
+
+@attrs.define
+class _Shrinker:
+    """Greedily drop operations from an illegal partition while it stays illegal.
+
+    Dropping alone would be misleading: drop the write that a read observed and the read
+    becomes a "read of a value never written", a different (and trivial) violation. So an
+    operation is dropped only if no remaining operation loses its *explanation*.
+
+    An operation is explainable if it can take effect legally when every other operation
+    is relaxed to an unknown outcome (may take effect any time after its call with any
+    reply, or never). The search that shows it yields a witness: the operations it
+    linearized. Dropping ``x`` can only break the explanations whose witness holds ``x``,
+    so only those are searched again.
+
+    Operations are named by their index in the partition; witnesses are bitsets of those.
     """
-    current = operations
-    changed = True
-    while changed:
-        changed = False
-        index = 0
-        while index < len(current):
-            candidate = current[:index] + current[index + 1 :]
-            result = _search(candidate, model, limits)
-            if result.outcome is Outcome.UNKNOWN:
-                return current, None
-            if result.outcome is Outcome.ILLEGAL:
-                current = candidate
-                changed = True
+
+    partition: list[Operation]
+    model: Model
+    limits: _Limits
+
+    def _run(self, operations: list[Operation]) -> _SearchResult:
+        result = _search(operations, self.model, self.limits)
+        if result.outcome is Outcome.UNKNOWN:
+            raise _OutOfLimits
+        return result
+
+    def witnesses(self, kept: list[int], targets: list[int]) -> dict[int, int | None]:
+        """Target -> the witness of its explanation among ``kept``, or ``None`` if it has none."""
+        found: dict[int, int | None] = {}
+        for target in targets:
+            if not self.partition[target].outcome_known:
+                found[target] = 0  # with any reply and the option of never: always explained
+                continue
+            relaxed = [
+                self.partition[index]
+                if index == target
+                else attrs.evolve(self.partition[index], ret=math.inf)
+                for index in kept
+            ]
+            result = self._run(relaxed)
+            if result.outcome is Outcome.OK:
+                found[target] = sum(
+                    1 << index
+                    for position, index in enumerate(kept)
+                    if result.linearized >> position & 1
+                )
             else:
-                index += 1
-    final = _search(current, model, limits)
-    return current, final if final.outcome is Outcome.ILLEGAL else None
+                found[target] = None
+        return found
+
+    def shrink(self) -> tuple[list[int], dict[int, int | None]]:
+        """The kept indices (in partition order) and their witnesses; stops at the limits."""
+        kept = list(range(len(self.partition)))
+        try:
+            witness = self.witnesses(kept, kept)
+        except _OutOfLimits:
+            return kept, {}
+        try:
+            changed = True
+            while changed:
+                changed = False
+                position = 0
+                while position < len(kept):
+                    dropped = kept[position]
+                    candidate = kept[:position] + kept[position + 1 :]
+                    if self._run([self.partition[i] for i in candidate]).outcome is Outcome.OK:
+                        position += 1
+                        continue
+                    affected = [
+                        index
+                        for index in candidate
+                        if (known := witness[index]) is not None and known >> dropped & 1
+                    ]
+                    rechecked = self.witnesses(candidate, affected)
+                    if any(rechecked[index] is None for index in affected):
+                        position += 1
+                        continue
+                    kept = candidate
+                    del witness[dropped]
+                    witness.update(rechecked)
+                    changed = True
+        except _OutOfLimits:
+            pass
+        return kept, witness
 
 
 def _explain_illegal(
-    operations: Sequence[Operation],
+    counterexample: Sequence[Operation],
     partition_size: int,
     search: _SearchResult | None,
+    unexplained: Sequence[int],
     model: Model,
 ) -> str:
+    """Explain a counterexample; ``search`` and ``unexplained`` index into it."""
     lines = [
-        f"not linearizable: these {len(operations)} operations (shrunk from a partition of "
-        f"{partition_size}) admit no legal order:"
+        f"not linearizable: these {len(counterexample)} operations (shrunk from a partition "
+        f"of {partition_size}) admit no legal order:"
     ]
-    for number, op in enumerate(operations, start=1):
+    for number, op in enumerate(counterexample, start=1):
         ret = "never (outcome unknown)" if not op.outcome_known else f"{op.ret!r}"
         lines.append(f"  [{number}] {model.describe(op)}  (called {op.call!r}, returned {ret})")
+    if unexplained:
+        names = ", ".join(f"[{index + 1}]" for index in unexplained)
+        lines.append(f"{names} cannot take effect legally at any point, whatever the others do")
     if search is not None:
         if search.longest:
             order = ", ".join(f"[{index + 1}]" for index in search.longest)
@@ -450,6 +563,21 @@ def _explain_illegal(
                 f"{model.describe_state(model.init())}"
             )
     return "\n".join(lines)
+
+
+def _illegal_result(
+    partition: list[Operation], model: Model, deadline: float | None, budget: int
+) -> tuple[tuple[Operation, ...], str, int]:
+    """Shrink an illegal partition; return the counterexample, its explanation, steps spent."""
+    limits = _Limits(steps_left=budget, deadline=deadline)
+    kept, witness = _Shrinker(partition, model, limits).shrink()
+    kept.sort(key=lambda index: partition[index].call)  # stable: ties stay in history order
+    counterexample = [partition[index] for index in kept]
+    search = _search(counterexample, model, limits)
+    stuck_at = search if search.outcome is Outcome.ILLEGAL else None  # else out of limits
+    unexplained = [number for number, index in enumerate(kept) if witness.get(index, 0) is None]
+    explanation = _explain_illegal(counterexample, len(partition), stuck_at, unexplained, model)
+    return tuple(counterexample), explanation, limits.steps_taken
 
 
 def check(
@@ -498,26 +626,16 @@ def check(
                 steps=limits.steps_taken,
             )
         if result.outcome is Outcome.ILLEGAL:
-            shrink_limits = _Limits(steps_left=budget, deadline=deadline)
-            shrunk, shrunk_search = _shrink(list(partition), model, shrink_limits)
-            if shrunk_search is None and len(shrunk) == len(partition):
-                shrunk_search = result
-            # Number the counterexample in call order; translate the search's indices to match.
-            call_order = sorted(range(len(shrunk)), key=lambda index: shrunk[index].call)
-            counterexample = tuple(shrunk[index] for index in call_order)
-            if shrunk_search is not None:
-                position = {index: number for number, index in enumerate(call_order)}
-                shrunk_search = attrs.evolve(
-                    shrunk_search,
-                    longest=tuple(position[index] for index in shrunk_search.longest),
-                )
+            counterexample, explanation, shrink_steps = _illegal_result(
+                partition, model, deadline, budget
+            )
             return CheckResult(
                 Outcome.ILLEGAL,
                 counterexample=counterexample,
-                explanation=_explain_illegal(counterexample, len(partition), shrunk_search, model),
+                explanation=explanation,
                 partitions_checked=checked + 1,
                 partitions_total=len(partitions),
-                steps=limits.steps_taken + shrink_limits.steps_taken,
+                steps=limits.steps_taken + shrink_steps,
             )
     return CheckResult(
         Outcome.OK,

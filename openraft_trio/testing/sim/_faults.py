@@ -29,6 +29,8 @@ class FaultPlan:
     drop_rate: float = 0.02
     duplicate_rate: float = 0.02
     latency: tuple[float, float] = (0.001, 0.010)
+    # Latencies are rounded up to this grid so that messages often arrive together.
+    latency_quantum: float = 0.001
     spike_rate: float = 0.02
     spike: float = 0.05
     partitions: bool = True

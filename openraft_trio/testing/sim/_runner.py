@@ -216,7 +216,7 @@ class _Simulation:
 
     def _start_network_faults(self, cluster: Cluster) -> None:
         f, r = self.faults, cluster.router
-        r.set_latency(*f.latency)
+        r.set_latency(*f.latency, quantum=f.latency_quantum)
         r.set_drop_rate(f.drop_rate)
         r.set_duplicate_rate(f.duplicate_rate)
         r.set_latency_spikes(f.spike_rate, f.spike)

@@ -63,7 +63,7 @@ class Workload:
             ids = self.cluster.node_ids
             if not ids:
                 continue
-            target = guess if guess in self.cluster.nodes else rng.choice(ids)
+            target: int = guess if guess is not None and guess in self.cluster.nodes else rng.choice(ids)
             node = self.cluster.nodes[target]
             key = rng.choice(KEYS)
             n += 1
