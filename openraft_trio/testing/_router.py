@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from .._errors import RaftError, RPCTimeout, Stopped, Unreachable
+from .._errors import RaftError, RemoteError, RPCTimeout, Stopped, Unreachable
 from .._messages import (
     AppendEntriesRequest,
     AppendEntriesResponse,
@@ -195,6 +195,11 @@ class Router:
                 except Stopped:
                     self._event("down", src, dst, kind)
                     raise Unreachable(f"node {dst} stopped") from None
+                except RaftError as e:
+                    # The remote handled the call and refused it (e.g. InvalidRequest):
+                    # what a transport reports as RemoteError.
+                    self._event("remote-error", src, dst, kind)
+                    raise RemoteError(f"node {dst}: {e}", remote=e) from e
                 if await self._hop(dst, src, kind + "-reply"):
                     self._event("ok", src, dst, kind)
                     return result

@@ -452,11 +452,11 @@ class _Shrinker:
     becomes a "read of a value never written", a different (and trivial) violation. So an
     operation is dropped only if no remaining operation loses its *explanation*.
 
-    An operation is explainable if it can take effect legally when every other operation
-    is relaxed to an unknown outcome (may take effect any time after its call with any
-    reply, or never). The search that shows it yields a witness: the operations it
-    linearized. Dropping ``x`` can only break the explanations whose witness holds ``x``,
-    so only those are searched again.
+    An operation is explained if some subset of the others, each taking effect within its
+    interval with its own reply, lets it take effect with its reply (a search in which it
+    alone is required and the others are optional). That search yields a witness: the
+    operations it linearized. Dropping ``x`` can only break explanations whose witness
+    holds ``x``, so only those are searched again.
 
     Operations are named by their index in the partition; witnesses are bitsets of those.
     """
@@ -465,26 +465,21 @@ class _Shrinker:
     model: Model
     limits: _Limits
 
-    def _run(self, operations: list[Operation]) -> _SearchResult:
-        result = _search(operations, self.model, self.limits)
+    def _run(self, operations: list[Operation], required: int | None = None) -> _SearchResult:
+        result = _search(operations, self.model, self.limits, required=required)
         if result.outcome is Outcome.UNKNOWN:
             raise _OutOfLimits
         return result
 
     def witnesses(self, kept: list[int], targets: list[int]) -> dict[int, int | None]:
         """Target -> the witness of its explanation among ``kept``, or ``None`` if it has none."""
+        operations = [self.partition[index] for index in kept]
         found: dict[int, int | None] = {}
         for target in targets:
             if not self.partition[target].outcome_known:
-                found[target] = 0  # with any reply and the option of never: always explained
+                found[target] = 0  # any reply, or never: nothing to explain
                 continue
-            relaxed = [
-                self.partition[index]
-                if index == target
-                else attrs.evolve(self.partition[index], ret=math.inf)
-                for index in kept
-            ]
-            result = self._run(relaxed)
+            result = self._run(operations, required=1 << kept.index(target))
             if result.outcome is Outcome.OK:
                 found[target] = sum(
                     1 << index
@@ -548,7 +543,10 @@ def _explain_illegal(
         lines.append(f"  [{number}] {model.describe(op)}  (called {op.call!r}, returned {ret})")
     if unexplained:
         names = ", ".join(f"[{index + 1}]" for index in unexplained)
-        lines.append(f"{names} cannot take effect legally at any point, whatever the others do")
+        lines.append(
+            f"{names} cannot be explained: no legal order of any of the others gives it "
+            "the reply seen"
+        )
     if search is not None:
         if search.longest:
             order = ", ".join(f"[{index + 1}]" for index in search.longest)

@@ -20,8 +20,10 @@ Safety invariants are checked after every core round of every node throughout.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
+import traceback
 from collections import Counter
 from typing import Any
 
@@ -111,8 +113,28 @@ def run_simulation(
     clock = trio.testing.MockClock(autojump_threshold=0)
     sim = _Simulation(seed, nodes, duration, clients, faults, config, keep_trace)
     wall = time.perf_counter()
-    trio.run(sim.main, clock=clock)
+    try:
+        trio.run(sim.main, clock=clock)
+    except Exception as e:  # a node died: a bug the run found; report it, do not hide it
+        sim.checker.fail("node failure", _describe_exception(e))
     return sim.result(time.perf_counter() - wall)
+
+
+def _describe_exception(e: BaseException) -> str:
+    leaves: list[BaseException] = []
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, BaseExceptionGroup):
+            stack.extend(x.exceptions)
+        else:
+            leaves.append(x)
+    parts = []
+    for leaf in leaves[:3]:
+        tb = traceback.extract_tb(leaf.__traceback__)
+        where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
+        parts.append(f"{type(leaf).__name__}: {leaf}{where}")
+    return "; ".join(parts)
 
 
 class _Simulation:
@@ -135,6 +157,7 @@ class _Simulation:
         self.trace = Trace(keep_trace)
         self.rng = random.Random(f"sim-{seed}")
         self.t0 = 0.0
+        self._last_now = 0.0
         self.checker = InvariantChecker(seed, self.now)
         self.checker.on_state = self._on_state
         self.fault_counts: Counter[str] = Counter()
@@ -145,7 +168,11 @@ class _Simulation:
         self.virtual_time = 0.0
 
     def now(self) -> float:
-        return trio.current_time() - self.t0
+        """Virtual seconds since the run started (the last known time once it ended)."""
+        # Outside trio.run (a failure reported after the run died) keep the last time.
+        with contextlib.suppress(RuntimeError):
+            self._last_now = trio.current_time() - self.t0
+        return self._last_now
 
     def event(self, kind: str, *fields: Any) -> None:
         self.trace.add((round(self.now(), 9), kind, *fields))
@@ -343,9 +370,10 @@ class _Simulation:
     # -- result ---------------------------------------------------------------------------
 
     def result(self, wall: float) -> SimResult:
-        assert self.cluster is not None
-        router = self.cluster.router
-        w = self.workload
+        from ._workload import Workload
+
+        router = self.cluster.router if self.cluster is not None else None
+        w = self.workload if self.workload is not None else Workload(None, self.seed, self.now, print)
         stats = SimStats(
             commits=self.checker.max_commit_index + 1,
             elections=len(self.checker.leader_of_term),
@@ -355,9 +383,9 @@ class _Simulation:
             writes_acked=w.writes_acked,
             writes_unknown=w.writes_unknown,
             reads_ok=w.reads_ok,
-            messages=router.rpc_count,
-            dropped=router.dropped,
-            duplicated=router.duplicated,
+            messages=router.rpc_count if router else 0,
+            dropped=router.dropped if router else 0,
+            duplicated=router.duplicated if router else 0,
             virtual_time=self.virtual_time,
             wall_time=wall,
             trace_events=self.trace.count,

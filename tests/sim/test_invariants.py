@@ -1,0 +1,121 @@
+"""Each safety invariant of the simulator's checker fires on a state that breaks it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from openraft_trio._engine.log_ids import LogIdList
+from openraft_trio._types import LeaderId, LogId, ServerState, Vote
+from openraft_trio.testing.sim import InvariantChecker
+
+
+def lid(term: int, node: int, index: int) -> LogId:
+    return LogId(LeaderId(term, node), index)
+
+
+def log(*ids: LogId) -> LogIdList:
+    out = LogIdList()
+    for i in ids:
+        out.append(i)
+    return out
+
+
+def core(
+    node: int,
+    ids: LogIdList,
+    *,
+    term: int,
+    leader: bool = False,
+    committed: LogId | None = None,
+    applied: LogId | None = None,
+) -> SimpleNamespace:
+    engine = SimpleNamespace(
+        id=node,
+        log_ids=ids,
+        committed=committed,
+        last_applied=applied,
+        server_state=ServerState.LEADER if leader else ServerState.FOLLOWER,
+        vote=Vote(LeaderId(term, node if leader else None), committed=leader),
+        leader=object() if leader else None,
+    )
+    return SimpleNamespace(engine=engine)
+
+
+def kinds(checker: InvariantChecker) -> list[str]:
+    return [v.kind for v in checker.violations]
+
+
+A, B = lid(1, 1, 0), lid(1, 1, 1)
+
+
+def test_clean_states_raise_nothing() -> None:
+    c = InvariantChecker(0, lambda: 0.0)
+    c.observe(core(1, log(A, B), term=1, leader=True, committed=B, applied=A))
+    c.observe(core(2, log(A, B), term=1, committed=B, applied=B))
+    c.final_check()
+    assert c.violations == []
+
+
+def test_two_leaders_in_one_term_break_election_safety() -> None:
+    c = InvariantChecker(7, lambda: 1.5)
+    c.observe(core(1, log(A), term=1, leader=True))
+    c.observe(core(2, log(A), term=1, leader=True))
+    assert kinds(c) == ["election safety"]
+    v = c.violations[0]
+    assert (v.seed, v.time) == (7, 1.5)
+    assert "two leaders" in str(v)
+
+
+def test_applied_beyond_committed() -> None:
+    c = InvariantChecker(0, lambda: 0.0)
+    c.observe(core(1, log(A, B), term=1, committed=A, applied=B))
+    assert kinds(c) == ["applied > committed"]
+
+
+def test_committed_index_moving_backwards() -> None:
+    c = InvariantChecker(0, lambda: 0.0)
+    c.observe(core(1, log(A, B), term=1, committed=B))
+    c.observe(core(1, log(A, B), term=1, committed=A))
+    assert kinds(c) == ["committed regressed"]
+
+
+def test_different_entries_committed_at_one_index() -> None:
+    c = InvariantChecker(0, lambda: 0.0)
+    c.observe(core(1, log(A, B), term=1, committed=B))
+    c.observe(core(2, log(A, lid(2, 2, 1)), term=2, committed=lid(2, 2, 1)))
+    assert "state machine safety" in kinds(c)
+
+
+def test_leader_rewriting_its_log_breaks_append_only() -> None:
+    c = InvariantChecker(0, lambda: 0.0)
+    ids = log(A, B)
+    c.observe(core(1, ids, term=1, leader=True))
+    ids.truncate_after(A)
+    ids.append(LogId(LeaderId(1, 9), 1))
+    c.observe(core(1, ids, term=1, leader=True))
+    assert "leader append-only" in kinds(c)
+
+
+def test_new_leader_without_a_committed_entry_breaks_completeness() -> None:
+    c = InvariantChecker(0, lambda: 0.0)
+    c.observe(core(1, log(A, B), term=1, committed=B))
+    c.observe(core(2, log(A), term=2, leader=True))
+    assert "leader completeness" in kinds(c)
+
+
+def test_logs_sharing_an_entry_but_differing_before_break_log_matching() -> None:
+    c = InvariantChecker(0, lambda: 0.0)
+    c.observe(core(1, log(A, lid(1, 1, 1), lid(3, 3, 2)), term=3))
+    c.observe(core(2, log(A, lid(2, 2, 1), lid(3, 3, 2)), term=3))
+    assert "log matching" in kinds(c)
+
+
+def test_an_acknowledged_write_that_is_not_committed_is_lost() -> None:
+    c = InvariantChecker(0, lambda: 0.0)
+    c.acknowledged(B)
+    c.observe(core(1, log(A, lid(2, 2, 1)), term=2, committed=lid(2, 2, 1)))
+    assert kinds(c) == ["acknowledged write lost"]
+    c2 = InvariantChecker(0, lambda: 0.0)
+    c2.acknowledged(B)
+    c2.final_check()
+    assert kinds(c2) == ["acknowledged write lost"]
