@@ -106,10 +106,21 @@ class EngineBase:
     # -- transitions shared by handlers ------------------------------------------------------
 
     def reset_election_timer(self) -> None:
+        """Draw the next election deadline: ``now + uniform(min, max)``.
+
+        After hearing from a leader, no voter grants a (pre-)vote until its lease from that
+        leader ends (leader stickiness), so campaigning earlier is wasted and costs a whole
+        extra timeout. Then the randomized range starts where our own lease ends:
+        ``leader_seen + lease + uniform(0, max - min)`` — the spread that avoids split
+        votes is kept, the doomed first attempt is not made.
+        """
         c = self.config
-        self.election_deadline = self.now + self.rng.uniform(
-            c.election_timeout_min, c.election_timeout_max
-        )
+        deadline = self.now + self.rng.uniform(c.election_timeout_min, c.election_timeout_max)
+        if self.leader is None and self.leader_seen_time is not None:
+            spread = c.election_timeout_max - c.election_timeout_min
+            lease_end = self.leader_seen_time + c.lease + self.rng.uniform(0, spread)
+            deadline = max(deadline, lease_end)
+        self.election_deadline = deadline
 
     def save_vote(self, vote: Vote) -> None:
         """Adopt ``vote`` and persist it; commands after this run once it is durable."""

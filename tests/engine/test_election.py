@@ -14,7 +14,7 @@ from openraft_trio._engine.commands import (
     SaveVote,
     SendVote,
 )
-from openraft_trio._messages import VoteRequest, VoteResponse
+from openraft_trio._messages import AppendEntriesRequest, VoteRequest, VoteResponse
 from openraft_trio._types import BLANK, Entry, MembershipChange, ServerState
 
 from ._engine_helpers import (
@@ -256,3 +256,22 @@ def test_late_vote_grant_to_a_leader_is_ignored() -> None:
     eng.handle_vote_resp(3, req, VoteResponse(vote(2, 1), True, INIT_LOG_ID))
     assert out(eng) == []
     assert eng.is_leader
+
+
+def test_after_hearing_from_a_leader_the_election_range_starts_at_lease_end() -> None:
+    """Campaigning while every voter's lease from the leader runs is refused anyway, so the
+    randomized range [min, max] is shifted to start where our own lease ends."""
+    leader_vote = vote(2, 2, committed=True)
+    eng = follower(vote=leader_vote)
+    eng.now = 5.0
+    eng.handle_append_entries(AppendEntriesRequest(leader_vote, None, (), None), object())
+    eng.take_output()
+    c = eng.config
+    assert 5.0 + c.lease <= eng.election_deadline <= 5.0 + c.lease + (
+        c.election_timeout_max - c.election_timeout_min
+    )
+    # Just before the lease ends: nothing. After the deadline: a pre-vote starts.
+    eng.tick(5.0 + c.lease - 0.01)
+    assert eng.take_output() == []
+    eng.tick(eng.election_deadline)
+    assert [type(cmd).__name__ for cmd in eng.take_output()] == ["SendVote"]
