@@ -36,9 +36,9 @@ sub-history is (P-compositionality, Horn & Kroening). :meth:`Model.partition` sp
 history and each part is searched on its own, smallest first, which keeps the exponential
 search small.
 
-A failing part is then shrunk greedily: drop one operation at a time while what remains is
-still not linearizable and every remaining operation keeps its explanation (see
-:class:`_Shrinker`). The result is the :attr:`CheckResult.counterexample`.
+A failing part is then shrunk greedily, one operation at a time, to the operations whose
+replies conflict plus those their replies depend on (see :class:`_Shrinker`). The result is
+the :attr:`CheckResult.counterexample`.
 """
 
 from __future__ import annotations
@@ -125,8 +125,10 @@ class CheckResult:
 
     Attributes:
         outcome: the verdict.
-        counterexample: for ``ILLEGAL``: the operations of the smallest failing partition,
-            shrunk greedily while they stay illegal, in call order.
+        counterexample: for ``ILLEGAL``: operations of the smallest failing partition, in
+            call order, shrunk greedily to a sub-history that is still illegal by itself:
+            the operations whose replies conflict, plus those needed to explain their
+            replies (marked ``*`` in the explanation).
         explanation: a readable account of the verdict (empty for ``OK``).
         partitions_checked: how many partitions were fully decided.
         partitions_total: how many partitions the model split the history into.
@@ -444,19 +446,29 @@ class _OutOfLimits(Exception):
     pass
 
 
+def _relax(op: Operation) -> Operation:
+    """``op`` with its reply and return forgotten: it may take effect any time after its call."""
+    return attrs.evolve(op, ret=math.inf)
+
+
 @attrs.define
 class _Shrinker:
-    """Greedily drop operations from an illegal partition while it stays illegal.
+    """Shrink an illegal partition to the operations that make it illegal.
 
-    Dropping alone would be misleading: drop the write that a read observed and the read
-    becomes a "read of a value never written", a different (and trivial) violation. So an
-    operation is dropped only if no remaining operation loses its *explanation*.
+    Simply dropping operations while the rest stays illegal would mislead: drop the write a
+    read observed and the read becomes a "read of a value never written", a new violation
+    that the history did not have. So shrinking goes in two passes.
 
-    An operation is explained if some subset of the others, each taking effect within its
-    interval with its own reply, lets it take effect with its reply (a search in which it
-    alone is required and the others are optional). That search yields a witness: the
-    operations it linearized. Dropping ``x`` can only break explanations whose witness
-    holds ``x``, so only those are searched again.
+    1. *Relax*, one operation at a time: forget its reply and return, as if its outcome
+       were unknown (it may take effect any time after its call, or never). Keep it relaxed
+       if the partition stays illegal. Relaxing only adds possible orders, so what stays
+       constrained at the end is a minimal set of operations whose replies conflict.
+    2. *Drop* relaxed operations the constrained ones do not need. A constrained operation
+       is *explained* if some subset of the others, each within its interval and with its
+       reply, lets it take effect with its own reply (a search in which it alone is
+       required and the others are optional); the search's linearized operations are its
+       witness. A relaxed operation is dropped unless that breaks an explanation. Dropping
+       a relaxed operation cannot make the partition legal (it could have never happened).
 
     Operations are named by their index in the partition; witnesses are bitsets of those.
     """
@@ -471,14 +483,19 @@ class _Shrinker:
             raise _OutOfLimits
         return result
 
-    def witnesses(self, kept: list[int], targets: list[int]) -> dict[int, int | None]:
+    def _operations(self, kept: list[int], relaxed: set[int]) -> list[Operation]:
+        return [
+            _relax(self.partition[index]) if index in relaxed else self.partition[index]
+            for index in kept
+        ]
+
+    def witnesses(
+        self, kept: list[int], relaxed: set[int], targets: list[int]
+    ) -> dict[int, int | None]:
         """Target -> the witness of its explanation among ``kept``, or ``None`` if it has none."""
-        operations = [self.partition[index] for index in kept]
+        operations = self._operations(kept, relaxed)
         found: dict[int, int | None] = {}
         for target in targets:
-            if not self.partition[target].outcome_known:
-                found[target] = 0  # any reply, or never: nothing to explain
-                continue
             result = self._run(operations, required=1 << kept.index(target))
             if result.outcome is Outcome.OK:
                 found[target] = sum(
@@ -490,44 +507,42 @@ class _Shrinker:
                 found[target] = None
         return found
 
-    def shrink(self) -> tuple[list[int], dict[int, int | None]]:
-        """The kept indices (in partition order) and their witnesses; stops at the limits."""
+    def shrink(self) -> tuple[list[int], set[int], dict[int, int | None]]:
+        """Return the kept indices, which of them are relaxed, and the constrained ones' witnesses.
+
+        Stops early, with what it has, when the limits run out.
+        """
         kept = list(range(len(self.partition)))
+        relaxed = {index for index in kept if not self.partition[index].outcome_known}
+        witness: dict[int, int | None] = {}
         try:
-            witness = self.witnesses(kept, kept)
-        except _OutOfLimits:
-            return kept, {}
-        try:
-            changed = True
-            while changed:
-                changed = False
-                position = 0
-                while position < len(kept):
-                    dropped = kept[position]
-                    candidate = kept[:position] + kept[position + 1 :]
-                    if self._run([self.partition[i] for i in candidate]).outcome is Outcome.OK:
-                        position += 1
-                        continue
-                    affected = [
-                        index
-                        for index in candidate
-                        if (known := witness[index]) is not None and known >> dropped & 1
-                    ]
-                    rechecked = self.witnesses(candidate, affected)
-                    if any(rechecked[index] is None for index in affected):
-                        position += 1
-                        continue
+            for index in kept:
+                if index in relaxed:
+                    continue
+                trial = self._operations(kept, relaxed | {index})
+                if self._run(trial).outcome is Outcome.ILLEGAL:
+                    relaxed.add(index)
+            constrained = [index for index in kept if index not in relaxed]
+            witness = self.witnesses(kept, relaxed, constrained)
+            for index in sorted(relaxed):
+                candidate = [other for other in kept if other != index]
+                affected = [
+                    target
+                    for target in constrained
+                    if (known := witness[target]) is not None and known >> index & 1
+                ]
+                rechecked = self.witnesses(candidate, relaxed, affected)
+                if all(rechecked[target] is not None for target in affected):
                     kept = candidate
-                    del witness[dropped]
                     witness.update(rechecked)
-                    changed = True
         except _OutOfLimits:
             pass
-        return kept, witness
+        return kept, relaxed & set(kept), witness
 
 
 def _explain_illegal(
     counterexample: Sequence[Operation],
+    relaxed: Sequence[bool],
     partition_size: int,
     search: _SearchResult | None,
     unexplained: Sequence[int],
@@ -535,12 +550,20 @@ def _explain_illegal(
 ) -> str:
     """Explain a counterexample; ``search`` and ``unexplained`` index into it."""
     lines = [
-        f"not linearizable: these {len(counterexample)} operations (shrunk from a partition "
-        f"of {partition_size}) admit no legal order:"
+        f"not linearizable: no legal order exists for these {len(counterexample)} operations "
+        f"(shrunk from a partition of {partition_size}):"
     ]
-    for number, op in enumerate(counterexample, start=1):
-        ret = "never (outcome unknown)" if not op.outcome_known else f"{op.ret!r}"
-        lines.append(f"  [{number}] {model.describe(op)}  (called {op.call!r}, returned {ret})")
+    for number, (op, free) in enumerate(zip(counterexample, relaxed, strict=True), start=1):
+        if not op.outcome_known:
+            when = f"called {op.call!r}, outcome unknown"
+        else:
+            when = f"called {op.call!r}, returned {op.ret!r}"
+        lines.append(f"  [{number}]{'*' if free else ' '} {model.describe(op)}  ({when})")
+    if any(relaxed):
+        lines.append(
+            "  * free: the violation stays even if it took effect any time after its call, "
+            "with any reply, or never; kept because the others' replies need it"
+        )
     if unexplained:
         names = ", ".join(f"[{index + 1}]" for index in unexplained)
         lines.append(
@@ -568,13 +591,27 @@ def _illegal_result(
 ) -> tuple[tuple[Operation, ...], str, int]:
     """Shrink an illegal partition; return the counterexample, its explanation, steps spent."""
     limits = _Limits(steps_left=budget, deadline=deadline)
-    kept, witness = _Shrinker(partition, model, limits).shrink()
+    kept, relaxed, witness = _Shrinker(partition, model, limits).shrink()
     kept.sort(key=lambda index: partition[index].call)  # stable: ties stay in history order
     counterexample = [partition[index] for index in kept]
-    search = _search(counterexample, model, limits)
+    search = _search(
+        [
+            _relax(op) if index in relaxed else op
+            for index, op in zip(kept, counterexample, strict=True)
+        ],
+        model,
+        limits,
+    )
     stuck_at = search if search.outcome is Outcome.ILLEGAL else None  # else out of limits
     unexplained = [number for number, index in enumerate(kept) if witness.get(index, 0) is None]
-    explanation = _explain_illegal(counterexample, len(partition), stuck_at, unexplained, model)
+    explanation = _explain_illegal(
+        counterexample,
+        [index in relaxed for index in kept],
+        len(partition),
+        stuck_at,
+        unexplained,
+        model,
+    )
     return tuple(counterexample), explanation, limits.steps_taken
 
 

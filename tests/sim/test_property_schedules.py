@@ -6,7 +6,6 @@ linearizability of the client history must hold.
 
 from __future__ import annotations
 
-
 import trio
 import trio.testing
 from hypothesis import HealthCheck, given, settings
@@ -96,7 +95,7 @@ def test_random_schedules_stay_safe_live_and_linearizable(data: st.DataObject) -
                     if lid is not None:
                         try:
                             resp = await c.nodes[lid].client_write(Set("live", 1))
-                        except Exception:  # noqa: BLE001 - retried until the deadline
+                        except Exception:
                             await trio.sleep(0.01)
                             continue
                         checker.acknowledged(resp.log_id)

@@ -371,7 +371,7 @@ def format_summary(
             lines.append(
                 f"  seed {s.seed}: {len(s.violations)} violation"
                 f"{'s' if len(s.violations) != 1 else ''}"
-                + (f" (trace hash {s.trace_hash[:16]})" if s.trace_hash else "")
+                + (f", trace hash {s.trace_hash}" if s.trace_hash else "")
             )
             for v in s.violations[:SHOWN_VIOLATIONS]:
                 lines += ["    " + ln for ln in v.splitlines()]
@@ -420,14 +420,15 @@ def _replay(args: argparse.Namespace, spec: RunSpec, out: TextIO) -> int:
     st = result.stats
     w = out.write
     w(f"Replay of seed {seed} ({spec.describe()})\n")
-    w(f"  trace hash       {result.trace_hash}\n")
-    w(f"  result           {'ok' if result.ok else 'FAILED'}\n")
-    w(f"  linearizability  {summary.linearizability}\n")
+    w(f"  {'trace hash':<18} {result.trace_hash}\n")
+    w(f"  {'result':<18} {'ok' if result.ok else 'FAILED'}\n")
+    w(f"  {'linearizability':<18} {summary.linearizability}\n")
     for key, label in STAT_ROWS:
-        w(f"  {label:<16} {_num(getattr(st, key))}\n")
+        w(f"  {label:<18} {_num(getattr(st, key))}\n")
     if st.fault_counts:
-        w("  fault kinds      " + "  ".join(f"{k}={v}" for k, v in st.fault_counts.items()) + "\n")
-    w(f"  wall time        {st.wall_time:.2f}s\n")
+        kinds = "  ".join(f"{k}={v}" for k, v in st.fault_counts.items())
+        w(f"  {'fault kinds':<18} {kinds}\n")
+    w(f"  {'wall time':<18} {st.wall_time:.2f}s\n")
     if result.violations:
         w(f"{len(result.violations)} violation(s):\n")
         for v in result.violations:
@@ -444,12 +445,14 @@ def _replay(args: argparse.Namespace, spec: RunSpec, out: TextIO) -> int:
         trace_path: Path = args.trace
         txt_path, default_html = timeline_paths(trace_path)
         html_path = html_path or default_html
+        trace_path.parent.mkdir(parents=True, exist_ok=True)
         with trace_path.open("w") as f:
             for e in result.trace:
                 f.write(json.dumps(_event_json(e)) + "\n")
         txt_path.write_text(text)
         written += [trace_path, txt_path]
     if html_path is not None:
+        html_path.parent.mkdir(parents=True, exist_ok=True)
         info = [
             ("seed", str(seed)),
             ("run", spec.describe()),

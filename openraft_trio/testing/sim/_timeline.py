@@ -222,10 +222,12 @@ def render_text(
         terms: dict[int, str] = {}
         commits: dict[int, str] = {}
         for c in ticks:
-            s = _at(segs, tl.start + (c + 1) * dt - 1e-12 if c < width - 1 else tl.end)
-            down = s is None or s.role not in ROLE_CHARS
-            terms[c] = "." if down or s is None or s.term is None else str(s.term)
-            commits[c] = "." if down or s is None or s.commit is None else str(s.commit)
+            seg = _at(segs, min(tl.start + (c + 1) * dt, tl.end))
+            up = seg is not None and seg.role in ROLE_CHARS
+            terms[c] = str(seg.term) if up and seg is not None and seg.term is not None else "."
+            commits[c] = (
+                str(seg.commit) if up and seg is not None and seg.commit is not None else "."
+            )
         lines.append(f"node {node} role".ljust(label_w) + "".join(row))
         lines.append("       term".ljust(label_w) + tick_row(terms))
         lines.append("       commit".ljust(label_w) + tick_row(commits))
