@@ -330,13 +330,13 @@ def format_summary(
         head += f" -- INTERRUPTED after {n} of {requested} seeds"
     lines.append(head)
     if quiet:
-        lines.append(
-            f"  {n} seeds, {len(failing)} failed, {wall:.1f}s wall, {rate:.2f} seeds/s"
-        )
+        lines.append(f"  {n} seeds, {len(failing)} failed, {wall:.1f}s wall, {rate:.2f} seeds/s")
     else:
         lin = Counter(s.linearizability for s in summaries)
         lin_text = "  ".join(
-            f"{k}={lin[k]}" for k in ("ok", "illegal", "unknown", "n/a", "error") if lin[k] or k == "ok"
+            f"{k}={lin[k]}"
+            for k in ("ok", "illegal", "unknown", "n/a", "error")
+            if lin[k] or k == "ok"
         )
         rows = [
             ("seeds run", f"{n:,}"),
@@ -360,7 +360,8 @@ def format_summary(
                 kinds.update(st.get("fault_counts", {}))
             if kinds:
                 lines.append(
-                    "  fault kinds        " + "  ".join(f"{k}={v}" for k, v in sorted(kinds.items()))
+                    "  fault kinds        "
+                    + "  ".join(f"{k}={v}" for k, v in sorted(kinds.items()))
                 )
     lines.append("")
     if not failing:
@@ -525,25 +526,35 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"virtual seconds of the fault phase (default {DEFAULT_DURATION:g})",
     )
     p.add_argument(
-        "--clients", type=_bounded(int, 0, "client count"), default=DEFAULT_CLIENTS,
+        "--clients",
+        type=_bounded(int, 0, "client count"),
+        default=DEFAULT_CLIENTS,
         help=f"concurrent simulated clients (default {DEFAULT_CLIENTS})",
     )
     p.add_argument(
-        "--jobs", "-j", type=_bounded(int, 1, "job count"), default=1,
+        "--jobs",
+        "-j",
+        type=_bounded(int, 1, "job count"),
+        default=1,
         help="worker processes for --seeds (default 1)",
     )
     p.add_argument(
-        "--no-faults", action="store_true",
+        "--no-faults",
+        action="store_true",
         help="no faults at all: FaultPlan.none() (healthy network, no crashes, exact clocks)",
     )
     p.add_argument("--json", type=Path, metavar="PATH", help="write every seed's summary as JSON")
     p.add_argument(
-        "--trace", type=Path, metavar="PATH",
+        "--trace",
+        type=Path,
+        metavar="PATH",
         help="with --replay: write the JSONL event trace here, plus PATH-stem.timeline.txt "
         "and PATH-stem.html next to it",
     )
     p.add_argument(
-        "--timeline", type=Path, metavar="PATH",
+        "--timeline",
+        type=Path,
+        metavar="PATH",
         help="with --replay: write the HTML/SVG timeline here (overrides the --trace-derived name)",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress; a short summary")
@@ -580,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wall = time.perf_counter() - start
     progress.close()
     out.write(
-        "\n"
+        ("" if args.quiet else "\n")
         + format_summary(
             summaries, spec, wall=wall, jobs=jobs, requested=len(seeds), quiet=args.quiet
         )

@@ -201,7 +201,8 @@ def render_text(
         return "".join(row).rstrip()
 
     lines.append(
-        "time (s)".ljust(label_w) + tick_row({c: f"{tl.start + (c + 1) * dt:.{dec}f}" for c in ticks})
+        "time (s)".ljust(label_w)
+        + tick_row({c: f"{tl.start + (c + 1) * dt:.{dec}f}" for c in ticks})
     )
     lines.append(" " * label_w + "".join("|" if c in ticks else "-" for c in range(width)))
     for node in tl.nodes:
@@ -268,7 +269,16 @@ FAULT_COLORS = {
     "crash": "#000000",
     "restart": "#0571b0",
 }
-NODE_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+NODE_COLORS = (
+    "#1f77b4",
+    "#2ca02c",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+)
 
 
 def _nice_step(span: float, target: int = 10) -> float:
@@ -405,8 +415,7 @@ def render_svg(
         )
         k += 1
     out.append(
-        f'<text x="{left + plot_width}" y="{axis_y + 30}" text-anchor="end">'
-        "virtual time (s)</text>"
+        f'<text x="{left + plot_width}" y="{axis_y + 30}" text-anchor="end">virtual time (s)</text>'
     )
     # Fault, phase and extra markers across everything.
     for m in tl.marks:
@@ -491,9 +500,7 @@ def render_html(
     parts.append(
         "<p>Hover over a lane segment or a fault marker for details. Lanes: role over time "
         "(numbers are terms); chart: commit index per node; vertical lines: faults "
-        "(dashed: phases"
-        + (", red: violations" if violations else "")
-        + ").</p>"
+        "(dashed: phases" + (", red: violations" if violations else "") + ").</p>"
     )
     parts.append(render_svg(evs, end=end, marks=violations))
     parts.append("<h2>Faults and phases</h2>")
