@@ -7,8 +7,17 @@ from collections import deque
 from typing import Any
 
 from .._config import Config
-from .._types import Entry, LeaderId, LogId, ServerState, StoredMembership, Vote
-from .commands import Command, IOId, QuitLeader, Respond, SaveVote
+from .._types import Entry, LeaderId, LogId, ServerState, StoredMembership, Vote, log_id_ge
+from .commands import (
+    AdvanceCommitted,
+    Apply,
+    Command,
+    IOId,
+    QuitLeader,
+    Respond,
+    SaveCommitted,
+    SaveVote,
+)
 from .log_ids import LogIdList
 from .state import CandidateState, LeaderState, MembershipState
 
@@ -49,9 +58,25 @@ class EngineBase:
     def push_after_flush(self, io: IOId, cmd: Command) -> None:
         """Emit ``cmd`` once ``io`` is durable (at once if it already is)."""
         if not self.gated and io.is_flushed_by(self.flushed):
-            self.output.append(cmd)
+            self._release(cmd)
         else:
             self.gated.append((io, cmd))
+
+    def _release(self, cmd: Command) -> None:
+        if isinstance(cmd, AdvanceCommitted):
+            self._advance_committed(cmd.committed)
+        else:
+            self.output.append(cmd)
+
+    def _advance_committed(self, committed: LogId) -> None:
+        """Move the commit index forward (never back): persist it, then apply."""
+        if log_id_ge(self.committed, committed):
+            return
+        self.committed = committed
+        self.membership.commit_upto(committed.index)
+        self.output.append(SaveCommitted(committed))
+        self.output.append(Apply(committed))
+        self.apply_requested = committed
 
     def respond(self, responder: Any, value: Any) -> None:
         self.output.append(Respond(responder, value))
@@ -162,4 +187,4 @@ class EngineBase:
         if self.flushed is None or not io.is_flushed_by(self.flushed):
             self.flushed = io
         while self.gated and self.gated[0][0].is_flushed_by(self.flushed):
-            self.output.append(self.gated.popleft()[1])
+            self._release(self.gated.popleft()[1])

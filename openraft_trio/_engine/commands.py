@@ -86,6 +86,14 @@ class Apply(Command):
 
 
 @attrs.frozen
+class AdvanceCommitted(Command):
+    """Internal to the Engine, never emitted: a follower's commit index move held back
+    until the entries it covers are flushed (``committed <= flushed``)."""
+
+    committed: LogId
+
+
+@attrs.frozen
 class SendVote(Command):
     """Send ``req`` to every target in ``targets`` (a pre-vote if ``req.pre_vote``)."""
 

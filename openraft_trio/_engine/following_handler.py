@@ -19,7 +19,7 @@ from .._errors import InvalidRequest
 from .._messages import AppendEntriesRequest, AppendEntriesResponse
 from .._types import Entry, LogId, MembershipChange, StoredMembership, log_id_ge
 from .base import EngineBase
-from .commands import AppendEntries, Apply, IOId, Respond, SaveCommitted, TruncateLog
+from .commands import AdvanceCommitted, AppendEntries, IOId, Respond, TruncateLog
 
 
 class FollowingHandler(EngineBase):
@@ -59,11 +59,9 @@ class FollowingHandler(EngineBase):
             upto_index = min(req.leader_commit.index, matching.index)
             new_committed = self.log_ids.get(upto_index)
             if new_committed is not None and not log_id_ge(self.committed, new_committed):
-                self.committed = new_committed
-                self.membership.commit_upto(new_committed.index)
-                self.push_after_flush(io, SaveCommitted(new_committed))
-                self.push_after_flush(io, Apply(new_committed))
-                self.apply_requested = new_committed
+                # committed <= flushed: the commit index moves only once the entries are
+                # durable here, so a crash can never take it backwards.
+                self.push_after_flush(io, AdvanceCommitted(new_committed))
 
     def _check_committed_unchanged(self, entries: tuple[Entry, ...]) -> None:
         """Refuse, before touching any state, a request that would rewrite a committed

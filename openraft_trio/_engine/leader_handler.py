@@ -37,7 +37,7 @@ from .._types import (
     max_log_id,
 )
 from .base import EngineBase
-from .commands import AppendEntries, Apply, Replicate, SaveCommitted, SendHeartbeat
+from .commands import AppendEntries, Replicate, SendHeartbeat
 from .state import LeaderState, PendingRead
 
 
@@ -182,11 +182,7 @@ class LeaderHandler(EngineBase):
         candidate = self.log_ids.get(index)
         if candidate is None or candidate.leader_id != leader.vote.leader_id:
             return
-        self.committed = candidate
-        self.membership.commit_upto(candidate.index)
-        self.push(SaveCommitted(candidate))
-        self.push(Apply(candidate))
-        self.apply_requested = candidate
+        self._advance_committed(candidate)
         self.replicate_all()
         self._resolve_reads()
 

@@ -276,8 +276,12 @@ def test_stale_flush_of_a_truncated_entry_acknowledges_nothing() -> None:
 def test_follower_commits_min_of_leader_commit_and_matching_after_flush() -> None:
     eng = f()
     r = object()
+    before = eng.committed
     eng.handle_append_entries(ae(V2, lid(2, 2, 4), [ent(2, 2, 5)], commit=lid(2, 2, 9)), r)
     assert out(eng) == [AppendEntries(V2, (ent(2, 2, 5),))]
+    # committed <= flushed: the commit index itself waits for the flush (a crash before
+    # it would otherwise take a restarted node's commit index backwards; simulator seed 18).
+    assert eng.committed == before
     eng.on_io_flushed(IOId(V2, lid(2, 2, 5)))
     assert out(eng) == [
         Responded(r, AppendEntriesResponse(V2, success=True, matching=lid(2, 2, 5))),
