@@ -24,7 +24,7 @@ class Cluster:
 
     Attributes:
         nodes: node id -> ``Raft`` handle of every running node.
-        state_machines: node id -> its ``KvStateMachine``.
+        state_machines: node id -> its state machine (``KvStateMachine`` by default).
         log_stores: node id -> its ``MemLogStore`` (kept across crash/restart).
         router: the ``Router`` (fault injection).
     """
@@ -39,8 +39,10 @@ class Cluster:
         flush_delay: tuple[float, float] | None = None,
         clock_factory: Callable[[int], Callable[[], float]] | None = None,
         observer: Callable[[Any], None] | None = None,
+        state_machine_factory: Callable[[], Any] = KvStateMachine,
     ) -> None:
         self._nursery = nursery
+        self.state_machine_factory = state_machine_factory
         self.config = config
         self.router = router
         self.seed = seed
@@ -52,7 +54,7 @@ class Cluster:
         self.observer = observer
         self.rng = random.Random(f"cluster-{seed}")
         self.nodes: dict[int, Raft] = {}
-        self.state_machines: dict[int, KvStateMachine] = {}
+        self.state_machines: dict[int, Any] = {}
         self.log_stores: dict[int, MemLogStore] = {}
         self._scopes: dict[int, trio.CancelScope] = {}
         self._exited: dict[int, trio.Event] = {}
@@ -69,7 +71,7 @@ class Cluster:
         store = self.log_stores.setdefault(
             node_id, MemLogStore("manual" if self.flush_delay else "immediate")
         )
-        sm = KvStateMachine()
+        sm = self.state_machine_factory()
         self.state_machines[node_id] = sm
         self._starts += 1
         rng = random.Random(f"{self.seed}-{node_id}-{self._starts}")
@@ -79,7 +81,7 @@ class Cluster:
         return raft
 
     async def _run_node(
-        self, node_id: int, store: MemLogStore, sm: KvStateMachine, rng: random.Random,
+        self, node_id: int, store: MemLogStore, sm: Any, rng: random.Random,
         task_status: Any = trio.TASK_STATUS_IGNORED,
     ) -> None:
         exited = trio.Event()
@@ -173,6 +175,7 @@ async def open_cluster(
     flush_delay: tuple[float, float] | None = None,
     clock_factory: Callable[[int], Callable[[], float]] | None = None,
     observer: Callable[[Any], None] | None = None,
+    state_machine_factory: Callable[[], Any] = KvStateMachine,
 ) -> AsyncIterator[Cluster]:
     """Start ``n`` nodes (ids 1..n) on a seeded ``Router``; initialize them as one cluster.
 
@@ -181,6 +184,7 @@ async def open_cluster(
             random delay in this range, and ``crash()`` loses unflushed appends.
         clock_factory: ``node_id -> clock`` for per-node protocol time (clock skew).
         observer: called with each node's RaftCore after every core round.
+        state_machine_factory: makes each node's state machine (at every (re)start).
 
     Leaving the block stops every node.
     """
@@ -191,6 +195,7 @@ async def open_cluster(
         cluster = Cluster(
             nursery, config, router, seed,
             flush_delay=flush_delay, clock_factory=clock_factory, observer=observer,
+            state_machine_factory=state_machine_factory,
         )
         for nid in range(1, n + 1):
             await cluster.start(nid)

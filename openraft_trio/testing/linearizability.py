@@ -354,6 +354,7 @@ def _search(
     limits: _Limits,
     *,
     required: int | None = None,
+    free: int = 0,
 ) -> _SearchResult:
     """Search for a linearization of ``operations``.
 
@@ -362,6 +363,7 @@ def _search(
             known outcome. Other known-outcome operations become *optional*: when the walk
             reaches the return of one not yet linearized, it may be skipped as if it never
             ran (its reply is still checked if it does take effect).
+        free: operations whose reply is not checked (a bitset).
     """
     known = 0
     for index, op in enumerate(operations):
@@ -391,7 +393,7 @@ def _search(
             op = operations[entry.op_index]
             if not limits.spend():
                 return _SearchResult(Outcome.UNKNOWN)
-            output = op.output if op.outcome_known else ANY_OUTPUT
+            output = op.output if op.outcome_known and not free & bit else ANY_OUTPUT
             legal, new_state = model.step(state, op.input, output)
             key = (linearized | skipped | bit, new_state)
             if legal and key not in seen:
@@ -446,11 +448,6 @@ class _OutOfLimits(Exception):
     pass
 
 
-def _relax(op: Operation) -> Operation:
-    """``op`` with its reply and return forgotten: it may take effect any time after its call."""
-    return attrs.evolve(op, ret=math.inf)
-
-
 @attrs.define
 class _Shrinker:
     """Shrink an illegal partition to the operations that make it illegal.
@@ -459,44 +456,42 @@ class _Shrinker:
     read observed and the read becomes a "read of a value never written", a new violation
     that the history did not have. So shrinking goes in two passes.
 
-    1. *Relax*, one operation at a time: forget its reply and return, as if its outcome
-       were unknown (it may take effect any time after its call, or never). Keep it relaxed
-       if the partition stays illegal. Relaxing only adds possible orders, so what stays
-       constrained at the end is a minimal set of operations whose replies conflict.
+    1. *Relax* operations: accept any reply from them, and let them never take effect at
+       all (they still cannot take effect outside their interval). Keep them relaxed if the
+       partition stays illegal. Relaxing only adds possible orders, so trying groups and
+       halving the ones that fail (latest operations first) still leaves a minimal set of
+       constrained operations whose replies conflict, in few searches.
     2. *Drop* relaxed operations the constrained ones do not need. A constrained operation
-       is *explained* if some subset of the others, each within its interval and with its
-       reply, lets it take effect with its own reply (a search in which it alone is
-       required and the others are optional); the search's linearized operations are its
-       witness. A relaxed operation is dropped unless that breaks an explanation. Dropping
-       a relaxed operation cannot make the partition legal (it could have never happened).
+       is *explained* if some subset of the others lets it take effect with its own reply
+       (a search in which it alone is required and the others are optional); the search's
+       linearized operations are its witness. A relaxed operation is dropped unless that
+       breaks an explanation. Dropping a relaxed operation cannot make the partition legal,
+       since it could have never taken effect anyway.
 
-    Operations are named by their index in the partition; witnesses are bitsets of those.
+    Operations are named by their index in the partition; witnesses and ``relaxed`` are
+    bitsets of those. Unknown-outcome operations start relaxed.
     """
 
     partition: list[Operation]
     model: Model
     limits: _Limits
 
-    def _run(self, operations: list[Operation], required: int | None = None) -> _SearchResult:
-        result = _search(operations, self.model, self.limits, required=required)
+    def _run(self, kept: list[int], relaxed: int, required: int | None = None) -> _SearchResult:
+        """Search ``kept`` with ``relaxed`` (and, unless given, the rest required)."""
+        operations = [self.partition[index] for index in kept]
+        free = _positions(kept, relaxed)
+        if required is None:
+            required = ((1 << len(kept)) - 1) & ~free
+        result = _search(operations, self.model, self.limits, required=required, free=free)
         if result.outcome is Outcome.UNKNOWN:
             raise _OutOfLimits
         return result
 
-    def _operations(self, kept: list[int], relaxed: set[int]) -> list[Operation]:
-        return [
-            _relax(self.partition[index]) if index in relaxed else self.partition[index]
-            for index in kept
-        ]
-
-    def witnesses(
-        self, kept: list[int], relaxed: set[int], targets: list[int]
-    ) -> dict[int, int | None]:
+    def witnesses(self, kept: list[int], relaxed: int, targets: list[int]) -> dict[int, int | None]:
         """Target -> the witness of its explanation among ``kept``, or ``None`` if it has none."""
-        operations = self._operations(kept, relaxed)
         found: dict[int, int | None] = {}
         for target in targets:
-            result = self._run(operations, required=1 << kept.index(target))
+            result = self._run(kept, relaxed, required=1 << kept.index(target))
             if result.outcome is Outcome.OK:
                 found[target] = sum(
                     1 << index
@@ -507,24 +502,34 @@ class _Shrinker:
                 found[target] = None
         return found
 
-    def shrink(self) -> tuple[list[int], set[int], dict[int, int | None]]:
-        """Return the kept indices, which of them are relaxed, and the constrained ones' witnesses.
+    def shrink(self) -> tuple[list[int], int, dict[int, int | None]]:
+        """Return the kept indices, which are relaxed, and the constrained ones' witnesses.
 
         Stops early, with what it has, when the limits run out.
         """
         kept = list(range(len(self.partition)))
-        relaxed = {index for index in kept if not self.partition[index].outcome_known}
+        relaxed = 0
+        for index in kept:
+            if not self.partition[index].outcome_known:
+                relaxed |= 1 << index
         witness: dict[int, int | None] = {}
         try:
-            for index in kept:
-                if index in relaxed:
-                    continue
-                trial = self._operations(kept, relaxed | {index})
-                if self._run(trial).outcome is Outcome.ILLEGAL:
-                    relaxed.add(index)
-            constrained = [index for index in kept if index not in relaxed]
+            # Latest first: a violation rarely needs what came long after it.
+            by_call = sorted(kept, key=lambda index: self.partition[index].call, reverse=True)
+            pending = [[index for index in by_call if not relaxed >> index & 1]]
+            while pending:
+                group = pending.pop()
+                bits = sum(1 << index for index in group)
+                if self._run(kept, relaxed | bits).outcome is Outcome.ILLEGAL:
+                    relaxed |= bits
+                elif len(group) > 1:
+                    middle = len(group) // 2
+                    pending += [group[middle:], group[:middle]]  # the first half is tried first
+            constrained = [index for index in kept if not relaxed >> index & 1]
             witness = self.witnesses(kept, relaxed, constrained)
-            for index in sorted(relaxed):
+            for index in kept[:]:
+                if not relaxed >> index & 1:
+                    continue
                 candidate = [other for other in kept if other != index]
                 affected = [
                     target
@@ -537,7 +542,12 @@ class _Shrinker:
                     witness.update(rechecked)
         except _OutOfLimits:
             pass
-        return kept, relaxed & set(kept), witness
+        return kept, relaxed, witness
+
+
+def _positions(kept: list[int], indices: int) -> int:
+    """Translate a bitset of partition indices to one of positions in ``kept``."""
+    return sum(1 << position for position, index in enumerate(kept) if indices >> index & 1)
 
 
 def _explain_illegal(
@@ -561,8 +571,8 @@ def _explain_illegal(
         lines.append(f"  [{number}]{'*' if free else ' '} {model.describe(op)}  ({when})")
     if any(relaxed):
         lines.append(
-            "  * free: the violation stays even if it took effect any time after its call, "
-            "with any reply, or never; kept because the others' replies need it"
+            "  * free: the violation stays whatever it replied, even if it never took effect; "
+            "kept because the others' replies need it"
         )
     if unexplained:
         names = ", ".join(f"[{index + 1}]" for index in unexplained)
@@ -594,19 +604,14 @@ def _illegal_result(
     kept, relaxed, witness = _Shrinker(partition, model, limits).shrink()
     kept.sort(key=lambda index: partition[index].call)  # stable: ties stay in history order
     counterexample = [partition[index] for index in kept]
-    search = _search(
-        [
-            _relax(op) if index in relaxed else op
-            for index, op in zip(kept, counterexample, strict=True)
-        ],
-        model,
-        limits,
-    )
+    free = _positions(kept, relaxed)
+    required = ((1 << len(kept)) - 1) & ~free
+    search = _search(counterexample, model, limits, required=required, free=free)
     stuck_at = search if search.outcome is Outcome.ILLEGAL else None  # else out of limits
     unexplained = [number for number, index in enumerate(kept) if witness.get(index, 0) is None]
     explanation = _explain_illegal(
         counterexample,
-        [index in relaxed for index in kept],
+        [bool(relaxed >> index & 1) for index in kept],
         len(partition),
         stuck_at,
         unexplained,

@@ -11,12 +11,12 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from openraft_trio import Config
-from openraft_trio.kv import CompareAndSwap, Delete, Set
+from openraft_trio import Config, ReadPolicy
+from openraft_trio.kv import CompareAndSwap, Delete, Get, Set
 from openraft_trio.testing import open_cluster
 from openraft_trio.testing.linearizability import KvModel, Outcome, check
 from openraft_trio.testing.sim import InvariantChecker
-from openraft_trio.testing.sim._workload import Workload
+from openraft_trio.testing.sim._workload import Clients
 
 NODES = 3
 KEYS = ("x", "y")
@@ -41,7 +41,7 @@ def test_random_schedules_stay_safe_live_and_linearizable(data: st.DataObject) -
             NODES, config=config, seed=seed, flush_delay=(0.0, 0.003), observer=checker.observe
         ) as c:
             c.router.set_latency(0.001, 0.008)
-            work = Workload(c, seed, now, checker.acknowledged, op_timeout=1.0)
+            work = Clients(c, seed, now, checker.acknowledged, op_timeout=1.0)
             await c.wait_for_leader(10)
             down: list[int] = []
             n = 0
@@ -55,8 +55,8 @@ def test_random_schedules_stay_safe_live_and_linearizable(data: st.DataObject) -
                         node = c.nodes[target]
                         key = data.draw(st.sampled_from(KEYS))
                         if action == "read":
-                            rng = _FixedRandom(data.draw(st.booleans()))
-                            ops.start_soon(work._read, n, node, target, key, rng, None)
+                            policy = data.draw(st.sampled_from(list(ReadPolicy)))
+                            ops.start_soon(work.read, n, node, target, Get(key), policy, None)
                         else:
                             kind = data.draw(st.sampled_from(["set", "delete", "cas"]))
                             req = (
@@ -64,7 +64,7 @@ def test_random_schedules_stay_safe_live_and_linearizable(data: st.DataObject) -
                                 else Delete(key) if kind == "delete"
                                 else CompareAndSwap(key, None, f"v{n}")
                             )
-                            ops.start_soon(work._write, n, node, target, req, {}, None)
+                            ops.start_soon(work.write, n, node, target, req, None)
                     elif action == "sleep":
                         await trio.sleep(data.draw(st.floats(0.0, 1.0)))
                     elif action == "partition":
@@ -110,15 +110,3 @@ def test_random_schedules_stay_safe_live_and_linearizable(data: st.DataObject) -
         assert result.outcome is Outcome.OK, result.explanation
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-
-
-class _FixedRandom:
-    """Stands in for the workload's RNG when hypothesis picks the read policy."""
-
-    def __init__(self, lease: bool) -> None:
-        self._value = 0.0 if lease else 1.0
-
-    def random(self) -> float:
-        return self._value
-
-

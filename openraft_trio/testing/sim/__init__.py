@@ -12,3 +12,5 @@ from ._invariants import Violation as Violation
 from ._runner import SimResult as SimResult
 from ._runner import SimStats as SimStats
 from ._runner import run_simulation as run_simulation
+from ._workload import KvWorkload as KvWorkload
+from ._workload import SimWorkload as SimWorkload

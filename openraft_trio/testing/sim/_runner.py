@@ -35,10 +35,11 @@ from ..._config import Config
 from ..._errors import ForwardToLeader, RaftError
 from ...kv import Set
 from .._cluster import Cluster, open_cluster
-from ..linearizability import CheckResult, KvModel, Operation, Outcome, check
+from ..linearizability import CheckResult, Operation, Outcome, check
 from ._faults import FaultPlan
 from ._invariants import InvariantChecker, Violation
 from ._trace import Trace
+from ._workload import Clients, KvWorkload, SimWorkload
 
 LINEARIZABILITY_BUDGET = 2_000_000
 
@@ -96,10 +97,17 @@ def run_simulation(
     clients: int = 8,
     faults: FaultPlan | None = None,
     config: Config | None = None,
+    workload: SimWorkload | None = None,
     keep_trace: bool = False,
 ) -> SimResult:
     """Run one seeded simulation; see the module docstring. Never raises for a protocol
-    failure: everything that went wrong is in ``SimResult.violations``."""
+    failure: everything that went wrong is in ``SimResult.violations``.
+
+    Args:
+        workload: the replicated application and its client operations
+            (default :class:`KvWorkload`); pass your own to test your state machine.
+        keep_trace: keep every trace event in ``SimResult.trace`` (for replays).
+    """
     faults = (faults if faults is not None else FaultPlan()).validate()
     config = (config or default_sim_config()).validate()
     if nodes < 1 or clients < 0 or duration < 0:
@@ -111,7 +119,10 @@ def run_simulation(
     setattr(trio_run, "_ALLOW_DETERMINISTIC_SCHEDULING", True)  # noqa: B010
     trio_run._r.seed(seed)
     clock = trio.testing.MockClock(autojump_threshold=0)
-    sim = _Simulation(seed, nodes, duration, clients, faults, config, keep_trace)
+    sim = _Simulation(
+        seed, nodes, duration, clients, faults, config, keep_trace,
+        workload if workload is not None else KvWorkload(),
+    )
     wall = time.perf_counter()
     try:
         trio.run(sim.main, clock=clock)
@@ -147,7 +158,9 @@ class _Simulation:
         faults: FaultPlan,
         config: Config,
         keep_trace: bool,
+        workload: SimWorkload,
     ) -> None:
+        self.app = workload
         self.seed = seed
         self.n = nodes
         self.duration = duration
@@ -198,8 +211,6 @@ class _Simulation:
         return clock
 
     async def main(self) -> None:
-        from ._workload import Workload
-
         self.t0 = trio.current_time()
         clock_factory = self._clock_factory if self.faults.clock_skew else None
         async with open_cluster(
@@ -209,10 +220,13 @@ class _Simulation:
             flush_delay=self.faults.flush_delay if self.faults.crashes else None,
             clock_factory=clock_factory,
             observer=self.checker.observe,
+            state_machine_factory=self.app.new_state_machine,
         ) as cluster:
             self.cluster = cluster
             cluster.router.on_event = self._on_message
-            self.workload = Workload(cluster, self.seed, self.now, self.checker.acknowledged)
+            self.workload = Clients(
+                cluster, self.seed, self.now, self.checker.acknowledged, workload=self.app
+            )
             await self._wait_first_leader(cluster)
             self._start_network_faults(cluster)
             stop_at = self.now() + self.duration
@@ -226,7 +240,7 @@ class _Simulation:
                 await self._converge(cluster, index)
             self.virtual_time = self.now()
         self.checker.final_check()
-        self.lin = check(self.workload.history, KvModel(), budget=LINEARIZABILITY_BUDGET)
+        self.lin = check(self.workload.history, self.app.model(), budget=LINEARIZABILITY_BUDGET)
         if self.lin.outcome is Outcome.ILLEGAL:
             self.checker.fail("linearizability", self.lin.explanation)
         elif self.lin.outcome is Outcome.UNKNOWN:
@@ -349,7 +363,7 @@ class _Simulation:
         budget = 10 * self.config.election_timeout_max
         with trio.move_on_after(budget):
             await cluster.wait_applied(index, timeout=budget)
-            datas = {nid: cluster.state_machines[nid].data for nid in cluster.node_ids}
+            datas = {nid: self.app.state(cluster.state_machines[nid]) for nid in cluster.node_ids}
             first = datas[cluster.node_ids[0]]
             for nid, data in datas.items():
                 if data != first:
@@ -370,10 +384,8 @@ class _Simulation:
     # -- result ---------------------------------------------------------------------------
 
     def result(self, wall: float) -> SimResult:
-        from ._workload import Workload
-
         router = self.cluster.router if self.cluster is not None else None
-        w = self.workload if self.workload is not None else Workload(None, self.seed, self.now, print)
+        w = self.workload if self.workload is not None else Clients(None, self.seed, self.now, print)
         stats = SimStats(
             commits=self.checker.max_commit_index + 1,
             elections=len(self.checker.leader_of_term),

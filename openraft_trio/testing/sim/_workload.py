@@ -1,14 +1,21 @@
-"""Simulated clients: the operations they issue and the history they record.
+"""What simulated clients do, and the history they record.
 
-Each client picks an operation on a small key set (so operations contend), sends it to the
-node it believes leads, follows ``ForwardToLeader`` hints, and records an
+A :class:`SimWorkload` describes the replicated application under test: how to make its
+state machine, the sequential :class:`~openraft_trio.testing.linearizability.Model` its
+history is checked against, which operation a client issues next, and how a read is served
+from a node's state machine. :class:`KvWorkload` is the one for ``openraft_trio.kv``; write
+your own to run your state machine through the simulator.
+
+:class:`Clients` drives the clients. Each sends its operation to the node it believes
+leads, follows ``ForwardToLeader`` hints, and records an
 :class:`~openraft_trio.testing.linearizability.Operation` with virtual call/return times:
 
 * a write that returned: its reply;
 * a write whose outcome is unknown (timed out, node stopped, or leadership lost after it
   was appended — ``ForwardToLeader.maybe_committed``): ``ret=inf, output=None``;
 * a write refused before it was appended, or a read that failed: nothing (no effect);
-* a linearizable read: ``ensure_linearizable`` on the node, then its state machine's value.
+* a read: ``ensure_linearizable`` on the node, then ``workload.read`` on its state machine
+  with no checkpoint in between.
 """
 
 from __future__ import annotations
@@ -16,19 +23,85 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import trio
 
 from ..._errors import ForwardToLeader, QuorumNotEnough, Stopped
 from ..._types import ReadPolicy
-from ...kv import CompareAndSwap, Delete, Get, Set
-from ..linearizability import Operation
-
-KEYS = ("a", "b", "c", "d")
+from ...kv import CompareAndSwap, Delete, Get, KvStateMachine, Set
+from ..linearizability import KvModel, Model, Operation
 
 
-class Workload:
+@runtime_checkable
+class SimWorkload(Protocol):
+    """The application a simulation replicates (see the module docstring)."""
+
+    def new_state_machine(self) -> Any:
+        """A fresh ``RaftStateMachine`` (one per node start; restarts replay the log)."""
+
+    def model(self) -> Model:
+        """The sequential specification the client history must be linearizable against."""
+
+    def next_op(self, rng: random.Random, client_id: int) -> tuple[Any, bool]:
+        """The next request of ``client_id`` and whether it is a read (drawn from ``rng``)."""
+
+    def read(self, state_machine: Any, request: Any) -> Any:
+        """Serve read ``request`` from a node's state machine (after ensure_linearizable)."""
+
+    def on_reply(self, client_id: int, request: Any, reply: Any) -> None:
+        """A client saw ``reply`` (to pick plausible next requests, e.g. CAS values)."""
+
+    def state(self, state_machine: Any) -> Any:
+        """A comparable picture of a state machine: replicas must end equal."""
+
+
+class KvWorkload:
+    """Set / Delete / CompareAndSwap / Get on a few contended keys of ``KvStateMachine``."""
+
+    def __init__(self, keys: tuple[str, ...] = ("a", "b", "c", "d"), read_share: float = 0.3):
+        self.keys = keys
+        self.read_share = read_share
+        self._seen: dict[tuple[int, str], Any] = {}
+        self._n: dict[int, int] = {}
+
+    def new_state_machine(self) -> KvStateMachine:
+        return KvStateMachine()
+
+    def model(self) -> Model:
+        return KvModel()
+
+    def next_op(self, rng: random.Random, client_id: int) -> tuple[Any, bool]:
+        key = rng.choice(self.keys)
+        n = self._n[client_id] = self._n.get(client_id, 0) + 1
+        roll = rng.random()
+        if roll < self.read_share:
+            return Get(key), True
+        value = f"{client_id}.{n}"  # unique values make the history check sharp
+        if roll < self.read_share + 0.35:
+            return Set(key, value), False
+        if roll < self.read_share + 0.45:
+            return Delete(key), False
+        return CompareAndSwap(key, self._seen.get((client_id, key)), value), False
+
+    def read(self, state_machine: Any, request: Any) -> Any:
+        return state_machine.get(request.key)
+
+    def state(self, state_machine: Any) -> Any:
+        return state_machine.data
+
+    def on_reply(self, client_id: int, request: Any, reply: Any) -> None:
+        if isinstance(request, Set):
+            self._seen[(client_id, request.key)] = request.value
+        elif isinstance(request, Delete):
+            self._seen[(client_id, request.key)] = None
+        elif isinstance(request, CompareAndSwap):
+            self._seen[(client_id, request.key)] = reply[1]
+        elif isinstance(request, Get):
+            self._seen[(client_id, request.key)] = reply
+
+
+class Clients:
     def __init__(
         self,
         cluster: Any,
@@ -36,6 +109,7 @@ class Workload:
         now: Callable[[], float],
         on_ack: Callable[[Any], None],
         *,
+        workload: SimWorkload | None = None,
         think_time: tuple[float, float] = (0.05, 0.4),
         op_timeout: float = 1.0,
     ) -> None:
@@ -43,6 +117,7 @@ class Workload:
         self.seed = seed
         self.now = now
         self.on_ack = on_ack
+        self.workload: SimWorkload = workload if workload is not None else KvWorkload()
         self.think_time = think_time
         self.op_timeout = op_timeout
         self.history: list[Operation] = []
@@ -54,8 +129,6 @@ class Workload:
     async def client(self, cid: int, stop_at: float) -> None:
         rng = random.Random(f"{self.seed}-client-{cid}")
         guess: int | None = None
-        seen: dict[str, Any] = {}
-        n = 0
         while self.now() < stop_at:
             await trio.sleep(rng.uniform(*self.think_time))
             if self.now() >= stop_at:
@@ -65,24 +138,15 @@ class Workload:
                 continue
             target: int = guess if guess is not None and guess in self.cluster.nodes else rng.choice(ids)
             node = self.cluster.nodes[target]
-            key = rng.choice(KEYS)
-            n += 1
-            roll = rng.random()
-            if roll < 0.3:
-                guess = await self._read(cid, node, target, key, rng, guess)
-                continue
-            value = f"{cid}.{n}"
-            req: Any
-            if roll < 0.65:
-                req = Set(key, value)
-            elif roll < 0.75:
-                req = Delete(key)
+            request, is_read = self.workload.next_op(rng, cid)
+            if is_read:
+                policy = ReadPolicy.LEASE_READ if rng.random() < 0.5 else ReadPolicy.READ_INDEX
+                guess = await self.read(cid, node, target, request, policy, guess)
             else:
-                req = CompareAndSwap(key, seen.get(key), value)
-            guess = await self._write(cid, node, target, req, seen, guess)
+                guess = await self.write(cid, node, target, request, guess)
 
-    async def _write(
-        self, cid: int, node: Any, target: int, req: Any, seen: dict[str, Any], guess: int | None
+    async def write(
+        self, cid: int, node: Any, target: int, req: Any, guess: int | None
     ) -> int | None:
         call = self.now()
         try:
@@ -98,22 +162,16 @@ class Workload:
         self.history.append(Operation(cid, req, resp.data, call, self.now()))
         self.writes_acked += 1
         self.on_ack(resp.log_id)
-        if isinstance(req, Set):
-            seen[req.key] = req.value
-        elif isinstance(req, Delete):
-            seen[req.key] = None
-        else:
-            seen[req.key] = resp.data[1]
+        self.workload.on_reply(cid, req, resp.data)
         return target if guess is None else guess
 
     def _unknown(self, cid: int, req: Any, call: float) -> None:
         self.history.append(Operation(cid, req, None, call, math.inf))
         self.writes_unknown += 1
 
-    async def _read(
-        self, cid: int, node: Any, target: int, key: str, rng: random.Random, guess: int | None
+    async def read(
+        self, cid: int, node: Any, target: int, req: Any, policy: ReadPolicy, guess: int | None
     ) -> int | None:
-        policy = ReadPolicy.LEASE_READ if rng.random() < 0.5 else ReadPolicy.READ_INDEX
         call = self.now()
         try:
             with trio.fail_after(self.op_timeout):
@@ -125,8 +183,8 @@ class Workload:
             self.failed += 1
             return None
         # No checkpoint between the confirmation and the read of this node's state machine.
-        sm = self.cluster.state_machines[target]
-        value = sm.get(key)
-        self.history.append(Operation(cid, Get(key), value, call, self.now()))
+        value = self.workload.read(self.cluster.state_machines[target], req)
+        self.history.append(Operation(cid, req, value, call, self.now()))
         self.reads_ok += 1
+        self.workload.on_reply(cid, req, value)
         return target if guess is None else guess
