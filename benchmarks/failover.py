@@ -1,7 +1,7 @@
 """Failover time: crash the leader of a healthy 5-node cluster, measure until a new leader
 commits its first entry. Seeded trials on the deterministic simulator's clock (virtual time).
 
-    python benchmarks/failover.py [--trials 1000] [--json PATH]
+    python benchmarks/failover.py [--trials 1000] [--quick] [--json-failover PATH]
 
 Setting: election timeout 150-300 ms, heartbeat 50 ms, one-way latency 5-10 ms, no other
 faults. Each trial runs a fresh cluster under MockClock with trio's deterministic
@@ -71,8 +71,13 @@ def percentile(values: list[float], pct: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=1000)
-    p.add_argument("--json", type=Path, default=Path("benchmarks/results/failover.json"))
-    args = p.parse_args(argv)
+    p.add_argument("--quick", action="store_true", help="100 trials")
+    p.add_argument("--json-failover", dest="json", type=Path,
+                   default=Path("benchmarks/results/failover.json"))
+    # run_all.py passes every benchmark the same arguments: ignore the others' options.
+    args, _ = p.parse_known_args(argv)
+    if args.quick:
+        args.trials = min(args.trials, 100)
     wall = time.perf_counter()
     times = [run_trial(seed) for seed in range(args.trials)]
     wall = time.perf_counter() - wall

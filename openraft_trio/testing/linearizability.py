@@ -36,7 +36,7 @@ sub-history is (P-compositionality, Horn & Kroening). :meth:`Model.partition` sp
 history and each part is searched on its own, smallest first, which keeps the exponential
 search small.
 
-A failing part is then shrunk greedily, one operation at a time, to the operations whose
+A failing part is then shrunk greedily to the operations whose
 replies conflict plus those their replies depend on (see :class:`_Shrinker`). The result is
 the :attr:`CheckResult.counterexample`.
 """
