@@ -5,7 +5,6 @@ Import as ``import openraft_trio as raft``; see ``docs/`` for guides and the ref
 
 from ._config import Config as Config
 from ._config import SnapshotPolicy as SnapshotPolicy
-from ._core.messages import ClientWriteResponse as ClientWriteResponse
 from ._core.raft import Raft as Raft
 from ._core.raft import RuntimeConfig as RuntimeConfig
 from ._core.raft import open_raft as open_raft
@@ -32,6 +31,7 @@ from ._errors import Unreachable as Unreachable
 from ._errors import WaitTimeout as WaitTimeout
 from ._messages import AppendEntriesRequest as AppendEntriesRequest
 from ._messages import AppendEntriesResponse as AppendEntriesResponse
+from ._messages import ClientWriteResponse as ClientWriteResponse
 from ._messages import InstallSnapshotResponse as InstallSnapshotResponse
 from ._messages import TransferLeaderRequest as TransferLeaderRequest
 from ._messages import VoteRequest as VoteRequest

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from ._types import Entry, LogId, Vote
@@ -78,3 +80,27 @@ class TransferLeaderRequest:
 @attrs.frozen
 class InstallSnapshotResponse:
     vote: Vote
+
+
+class ClientWriteResponse:
+    """Reply to a committed write: its ``log_id``, the state machine's ``data`` and, for a
+    membership entry, the ``membership``."""
+
+    __slots__ = ("data", "log_id", "membership")
+
+    def __init__(self, log_id: LogId, data: Any, membership: Any = None) -> None:
+        self.log_id = log_id
+        self.data = data
+        self.membership = membership
+
+    def __repr__(self) -> str:
+        return f"ClientWriteResponse(log_id={self.log_id}, data={self.data!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ClientWriteResponse)
+            and (self.log_id, self.data, self.membership)
+            == (other.log_id, other.data, other.membership)
+        )
+
+    __hash__ = None  # type: ignore[assignment]

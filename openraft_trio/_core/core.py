@@ -12,9 +12,10 @@ waits for every task in it to finish before it takes its next message.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -79,6 +80,7 @@ class RaftCore:
         self.clients: dict[int, RaftNetwork] = {}
         self.replication: dict[int, ReplicationHandle] = {}
         self.heartbeat_triggers: dict[int, Any] = {}
+        self.target_scopes: dict[int, tuple[trio.CancelScope, ...]] = {}
         self.leader_nursery: trio.Nursery | None = None
         self.rpc_nursery: trio.Nursery | None = None
         self.quit_leader = False
@@ -118,6 +120,7 @@ class RaftCore:
                     self.leader_nursery = None
                     self.replication.clear()
                     self.heartbeat_triggers.clear()
+                    self.target_scopes.clear()
                     self._publish_metrics()
         finally:
             with trio.CancelScope(shield=True):
@@ -234,6 +237,10 @@ class RaftCore:
                     call.responder.send(e)
                 else:
                     eng.respond(call.responder, None)
+            elif isinstance(call, m.AddLearner):
+                eng.add_learner(call.node_id, call.node, call.responder)
+            elif isinstance(call, m.ChangeMembership):
+                eng.change_membership(call.voter_ids, call.retain, call.responder)
             elif isinstance(call, m.Query):
                 call.responder.send(call.fn(self))
             elif isinstance(call, m.TriggerElect):
@@ -290,8 +297,12 @@ class RaftCore:
             elif isinstance(c, cmd.SendHeartbeat):
                 for trigger in self.heartbeat_triggers.values():
                     trigger.trigger(c.read_round)
-            elif isinstance(c, cmd.BecomeLeader):
-                await self._start_leader_tasks(c)
+            elif isinstance(c, cmd.BecomeLeader | cmd.AddReplicationTargets):
+                await self._start_targets(c.vote, c.targets)
+            elif isinstance(c, cmd.RemoveReplicationTargets):
+                self._stop_targets(c.targets)
+            elif isinstance(c, cmd.RespondWhenApplied):
+                self.pending_writes[c.log_id.index] = (c.log_id, c.responder)
             elif isinstance(c, cmd.QuitLeader):
                 self._quit_leader(c.leader_id)
             else:  # pragma: no cover
@@ -327,28 +338,46 @@ class RaftCore:
         await self.notify_tx.send(m.VoteResult(target, req, resp))
         self.wake()
 
-    async def _start_leader_tasks(self, c: cmd.BecomeLeader) -> None:
+    async def _start_targets(self, vote: Any, targets: tuple[int, ...]) -> None:
+        """Start ``replication[t]`` and ``heartbeat[t]`` for each target, in the leader
+        nursery, each pair under a cancel scope of its own (membership changes stop only
+        the targets they remove)."""
         from .signals import HeartbeatTrigger
 
         nursery = self.leader_nursery
         assert nursery is not None
-        for target in c.targets:
+        for target in targets:
             client = await self._client_for(target)
+            scopes = (trio.CancelScope(), trio.CancelScope())
+            self.target_scopes[target] = scopes
             handle = ReplicationHandle()
             self.replication[target] = handle
             stream = ReplicationStream(
-                target, c.vote, handle, client, self.log_store, self.config, self._notifier(),
+                target, vote, handle, client, self.log_store, self.config, self._notifier(),
                 self.clock,
             )
-            nursery.start_soon(stream.run, name=f"openraft_trio.replication[{target}]")
+            nursery.start_soon(
+                _scoped, scopes[0], stream.run, name=f"openraft_trio.replication[{target}]"
+            )
             trigger = HeartbeatTrigger()
             self.heartbeat_triggers[target] = trigger
             nursery.start_soon(
-                heartbeat_task,
-                target, c.vote, trigger, client, self.config, self._notifier(),
-                self.runtime_config, self.clock,
+                _scoped,
+                scopes[1],
+                functools.partial(
+                    heartbeat_task,
+                    target, vote, trigger, client, self.config, self._notifier(),
+                    self.runtime_config, self.clock,
+                ),
                 name=f"openraft_trio.heartbeat[{target}]",
             )
+
+    def _stop_targets(self, targets: tuple[int, ...]) -> None:
+        for target in targets:
+            for scope in self.target_scopes.pop(target, ()):
+                scope.cancel()
+            self.replication.pop(target, None)
+            self.heartbeat_triggers.pop(target, None)
 
     def _notifier(self) -> _WakingSender:
         return _WakingSender(self)
@@ -430,6 +459,11 @@ class RaftCore:
             self.metrics_watch.value = attrs.evolve(
                 self.last_metrics, state=ServerState.SHUTDOWN, current_leader=None, replication=None
             )
+
+
+async def _scoped(scope: trio.CancelScope, fn: Callable[[], Awaitable[None]]) -> None:
+    with scope:
+        await fn()
 
 
 class _WakingSender:

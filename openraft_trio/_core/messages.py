@@ -7,7 +7,8 @@ from typing import Any
 import attrs
 
 from .._messages import AppendEntriesRequest, VoteRequest, VoteResponse
-from .._types import LogId, Membership, ReadPolicy, Vote
+from .._messages import ClientWriteResponse as ClientWriteResponse
+from .._types import LogId, Membership, Node, ReadPolicy, Vote
 
 
 class Responder:
@@ -36,30 +37,6 @@ class Responder:
         if isinstance(self._value, BaseException):
             raise self._value
         return self._value
-
-
-class ClientWriteResponse:
-    """Reply to a committed write: its ``log_id``, the state machine's ``data`` and, for a
-    membership entry, the ``membership``."""
-
-    __slots__ = ("data", "log_id", "membership")
-
-    def __init__(self, log_id: LogId, data: Any, membership: Any = None) -> None:
-        self.log_id = log_id
-        self.data = data
-        self.membership = membership
-
-    def __repr__(self) -> str:
-        return f"ClientWriteResponse(log_id={self.log_id}, data={self.data!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, ClientWriteResponse)
-            and (self.log_id, self.data, self.membership)
-            == (other.log_id, other.data, other.membership)
-        )
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 # -- API calls --------------------------------------------------------------------------------
@@ -92,6 +69,20 @@ class InboundAppendEntries:
 @attrs.frozen(eq=False)
 class InboundVote:
     req: VoteRequest
+    responder: Responder
+
+
+@attrs.frozen(eq=False)
+class AddLearner:
+    node_id: int
+    node: Node
+    responder: Responder
+
+
+@attrs.frozen(eq=False)
+class ChangeMembership:
+    voter_ids: frozenset[int]
+    retain: bool
     responder: Responder
 
 

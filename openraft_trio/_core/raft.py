@@ -15,7 +15,7 @@ fail with ``Stopped``.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -25,7 +25,7 @@ import trio_util
 
 from .._config import Config
 from .._engine import Engine
-from .._errors import InvalidRequest, Stopped, WaitTimeout
+from .._errors import ForwardToLeader, InvalidRequest, Stopped, WaitTimeout
 from .._messages import AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse
 from .._metrics import RaftMetrics
 from .._types import (
@@ -262,6 +262,59 @@ class Raft:
                 if self._stopped:
                     raise Stopped()
         return read_log_id
+
+    async def add_learner(
+        self, node_id: int, node: Node, blocking: bool = True
+    ) -> ClientWriteResponse:
+        """Add ``node_id`` as a learner: it receives the log but never votes or campaigns.
+
+        Returns once the membership entry is committed and applied here; with ``blocking``
+        also waits until the learner's lag is within ``replication_lag_threshold``.
+        Adding a node that is already a member changes nothing.
+
+        Raises:
+            ForwardToLeader: this node does not lead.
+            InProgress: another membership change is not committed yet.
+        """
+        if not isinstance(node_id, int) or isinstance(node_id, bool) or not isinstance(node, Node):
+            raise InvalidRequest("add_learner(node_id: int, node: Node)")
+        resp: ClientWriteResponse = await self._call(lambda r: m.AddLearner(node_id, node, r))
+        if blocking:
+            threshold = self.config.replication_lag_threshold
+
+            def caught_up(x: RaftMetrics) -> bool:
+                if x.state != ServerState.LEADER or x.replication is None:
+                    return True
+                matching = x.replication.get(node_id)
+                last = x.last_log_index or 0
+                return matching is not None and last - matching.index <= threshold
+
+            mtr = await self._metrics_watch.wait_value(caught_up)
+            if mtr.state != ServerState.LEADER:
+                raise ForwardToLeader(mtr.current_leader, None, maybe_committed=True)
+        return resp
+
+    async def change_membership(
+        self, voter_ids: Iterable[int], retain: bool = False
+    ) -> ClientWriteResponse:
+        """Make ``voter_ids`` the voters, through a joint configuration; returns once the
+        final configuration is committed and applied. ``retain`` keeps removed voters as
+        learners.
+
+        Raises:
+            ForwardToLeader: this node does not lead (or lost leadership during the change:
+                then ``maybe_committed`` is True).
+            InProgress: another change is in progress, or this leader has not committed an
+                entry of its term yet (retry shortly).
+            EmptyMembership: ``voter_ids`` is empty.
+            LearnerNotFound: a new voter is not a learner (or voter) yet.
+        """
+        voters = frozenset(voter_ids)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in voters):
+            raise InvalidRequest("change_membership() takes node ids (ints)")
+        return await self._call(  # type: ignore[no-any-return]
+            lambda r: m.ChangeMembership(voters, bool(retain), r)
+        )
 
     async def shutdown(self) -> None:
         """Stop the node: cancel every task; pending calls fail with ``Stopped``."""

@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from .._errors import ForwardToLeader
-from .._types import LogId, log_id_ge, next_index
+from .._types import LogId, MembershipChange, log_id_ge, next_index
 from .messages import Applied, ClientWriteResponse
 from .signals import Notifier, Wakeup
 
@@ -62,9 +62,10 @@ async def sm_worker(
                     log_id, responder = slot
                     # A different log id at our index: our entry was replaced (we lost
                     # leadership before it committed).
-                    responder.send(
-                        ClientWriteResponse(log_id, reply)
-                        if log_id == e.log_id
-                        else ForwardToLeader(None)
-                    )
+                    if log_id != e.log_id:
+                        responder.send(ForwardToLeader(None))
+                    elif isinstance(e.payload, MembershipChange):
+                        responder.send(ClientWriteResponse(log_id, reply, e.payload.membership))
+                    else:
+                        responder.send(ClientWriteResponse(log_id, reply))
         await notify.send(Applied(applied))

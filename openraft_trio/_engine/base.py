@@ -166,6 +166,11 @@ class EngineBase:
 
             for read in leader.pending_reads:
                 self.respond(read.responder, ForwardToLeader(new_leader, self.node_of(new_leader)))
+            if leader.pending_change is not None:
+                self.respond(
+                    leader.pending_change.responder,
+                    ForwardToLeader(new_leader, self.node_of(new_leader), maybe_committed=True),
+                )
             self.leader_seen_time = None
         self.current_leader = new_leader
         self.reset_election_timer()
@@ -180,6 +185,13 @@ class EngineBase:
         raise NotImplementedError
 
     def start_stream(self, target: int, prev: LogId | None) -> None:
+        raise NotImplementedError
+
+    def replicate_all(self) -> None:
+        raise NotImplementedError
+
+    # Provided by MembershipHandler.
+    def after_commit(self) -> None:
         raise NotImplementedError
 
     def on_flushed(self, io: IOId) -> None:

@@ -110,6 +110,29 @@ class BecomeLeader(Command):
 
 
 @attrs.frozen
+class AddReplicationTargets(Command):
+    """A membership change added ``targets``: start their replication and heartbeat tasks."""
+
+    vote: Vote
+    targets: tuple[int, ...]
+
+
+@attrs.frozen
+class RemoveReplicationTargets(Command):
+    """A membership change removed ``targets``: stop (cancel and await) their tasks."""
+
+    targets: tuple[int, ...]
+
+
+@attrs.frozen(eq=False)
+class RespondWhenApplied(Command):
+    """Answer ``responder`` with the ClientWriteResponse of ``log_id`` once it is applied."""
+
+    log_id: LogId
+    responder: Any
+
+
+@attrs.frozen
 class QuitLeader(Command):
     """Cancel the leader nursery; fail pending client writes."""
 
@@ -151,14 +174,17 @@ class Respond(Command):
 
 
 __all__ = [
+    "AddReplicationTargets",
     "AppendEntries",
     "Apply",
     "BecomeLeader",
     "Command",
     "IOId",
     "QuitLeader",
+    "RemoveReplicationTargets",
     "Replicate",
     "Respond",
+    "RespondWhenApplied",
     "SaveCommitted",
     "SaveVote",
     "SendHeartbeat",

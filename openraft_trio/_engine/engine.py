@@ -38,6 +38,7 @@ from .commands import Apply, IOId
 from .following_handler import FollowingHandler
 from .leader_handler import LeaderHandler
 from .log_ids import LogIdList
+from .membership_handler import MembershipHandler
 from .vote_handler import VoteHandler
 
 # The log id of the membership entry ``initialize`` writes. It is the same on every node,
@@ -45,7 +46,7 @@ from .vote_handler import VoteHandler
 INIT_LOG_ID = LogId(LeaderId(0, 0), 0)
 
 
-class Engine(VoteHandler, FollowingHandler, LeaderHandler):
+class Engine(VoteHandler, FollowingHandler, LeaderHandler, MembershipHandler):
     """One node's Raft protocol state. See the module docstring."""
 
     def startup(
@@ -130,7 +131,9 @@ class Engine(VoteHandler, FollowingHandler, LeaderHandler):
         """When ``tick`` next has something to check: the lease expiry for a leader (check-
         quorum), the election deadline for a voter, never for a learner."""
         if self.leader is not None:
-            return self.quorum_ack_time() + self.config.lease
+            return max(
+                self.quorum_ack_time() + self.config.lease, self.leader.check_quorum_grace_until
+            )
         if not self.is_voter:
             return math.inf
         return self.election_deadline

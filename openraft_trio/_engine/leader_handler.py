@@ -183,6 +183,9 @@ class LeaderHandler(EngineBase):
         if candidate is None or candidate.leader_id != leader.vote.leader_id:
             return
         self._advance_committed(candidate)
+        self.after_commit()
+        if self.leader is None:
+            return
         self.replicate_all()
         self._resolve_reads()
 
@@ -232,7 +235,10 @@ class LeaderHandler(EngineBase):
 
     def check_quorum(self) -> None:
         """Check-quorum: a leader not acked by a quorum within the lease steps down."""
-        if self.leader is not None and self.now >= self.quorum_ack_time() + self.config.lease:
+        leader = self.leader
+        if leader is None or self.now < leader.check_quorum_grace_until:
+            return
+        if self.now >= self.quorum_ack_time() + self.config.lease:
             self.step_down(None)
 
     def ensure_linearizable(self, policy: ReadPolicy, responder: Any) -> None:

@@ -10,6 +10,7 @@ submitted coincide here); ``flushed`` is the last :class:`IOId` storage reported
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
@@ -90,6 +91,20 @@ class LeaderState:
     ack_round: dict[int, int] = attrs.field(factory=dict)
     read_round: int = 0
     pending_reads: list[PendingRead] = attrs.field(factory=list)
+    # A change_membership() in progress: its joint entry is in the log, the uniform one
+    # follows once the joint one commits.
+    pending_change: PendingChange | None = None
+    # Check-quorum does not depose the leader before this time (voters just added by a
+    # membership change get one lease to acknowledge it).
+    check_quorum_grace_until: float = -math.inf
+
+
+@attrs.define
+class PendingChange:
+    voter_ids: frozenset[int]
+    retain: bool
+    joint_log_id: LogId
+    responder: Any
 
 
 @attrs.define

@@ -17,7 +17,7 @@ from openraft_trio._engine.commands import (
 )
 from openraft_trio._errors import ForwardToLeader
 from openraft_trio._messages import AppendEntriesRequest, AppendEntriesResponse, VoteResponse
-from openraft_trio._types import Entry, Node, Normal, ServerState
+from openraft_trio._types import Entry, Membership, MembershipChange, Node, Normal, ServerState
 
 from ._engine_helpers import (
     INIT_LOG_ID,
@@ -276,10 +276,14 @@ def test_joint_membership_commit_needs_a_majority_of_each_config() -> None:
     eng.handle_replication_progress(2, v, 1, noop, 0.5)
     assert out(eng) == []  # 3/3 of the old config, only 1/3 of the new one
     eng.handle_replication_progress(5, v, 1, noop, 0.5)
+    # Committed with a joint configuration left by an earlier leader, it finishes the
+    # change: the uniform new configuration is appended and replicated with the commit.
+    uniform = Entry(lid(2, 3, 2), MembershipChange(Membership([{3, 4, 5}], joint.nodes)))
     assert out(eng) == [
         SaveCommitted(noop),
         Apply(noop),
-        *(Replicate(t, 1, INIT_LOG_ID, noop, noop) for t in (1, 2, 4, 5)),
+        AppendEntries(v, (uniform,)),
+        *(Replicate(t, 1, INIT_LOG_ID, uniform.log_id, noop) for t in (1, 2, 4, 5)),
     ]
 
 

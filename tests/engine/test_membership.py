@@ -1,0 +1,176 @@
+"""Membership changes in the Engine: learners and joint consensus (PROTOCOL-NOTES
+"Membership"; Raft §6, Ongaro's thesis §4)."""
+
+from __future__ import annotations
+
+from openraft_trio._engine.commands import (
+    AddReplicationTargets,
+    AppendEntries,
+    Apply,
+    QuitLeader,
+    RemoveReplicationTargets,
+    Replicate,
+    RespondWhenApplied,
+    SaveCommitted,
+)
+from openraft_trio._errors import EmptyMembership, ForwardToLeader, InProgress, LearnerNotFound
+from openraft_trio._messages import ClientWriteResponse
+from openraft_trio._types import Entry, Membership, MembershipChange, Node
+
+from ._engine_helpers import (
+    INIT_LOG_ID,
+    M123,
+    Raises,
+    Responded,
+    commit_blank,
+    flush_own_log,
+    follower,
+    leader,
+    lid,
+    out,
+    vote,
+)
+
+V = vote(2, 1, committed=True)
+
+
+def ready_leader():
+    """Leader 1 of term 2 over {1,2,3} whose blank entry (index 1) is committed."""
+    eng = leader(1)
+    commit_blank(eng, acks=(2, 3))
+    return eng
+
+
+def ack(eng, target: int, log_id) -> None:
+    p = eng.leader.progress[target]
+    eng.handle_replication_progress(target, eng.vote, p.epoch, log_id, eng.now)
+
+
+def test_add_learner_exact_commands() -> None:
+    eng = ready_leader()
+    r = object()
+    eng.add_learner(4, Node("n4"), r)
+    cmds = eng.take_output()
+    m = Membership([{1, 2, 3}], {**M123.nodes, 4: Node("n4")})
+    entry = Entry(lid(2, 1, 2), MembershipChange(m))
+    noop = lid(2, 1, 1)
+    assert cmds[:5] == [
+        AppendEntries(V, (entry,)),
+        AddReplicationTargets(V, (4,)),
+        Replicate(4, 1, None, entry.log_id, noop),
+        Replicate(2, 1, INIT_LOG_ID, entry.log_id, noop),
+        Replicate(3, 1, INIT_LOG_ID, entry.log_id, noop),
+    ]
+    [respond] = cmds[5:]
+    assert isinstance(respond, RespondWhenApplied)
+    assert (respond.log_id, respond.responder) == (entry.log_id, r)
+    # A learner is replicated to but never counted toward quorums or the lease.
+    assert eng.membership.membership.learner_ids == {4}
+    assert sorted(eng.leader.progress) == [2, 3, 4]
+    assert 4 not in eng.leader.ack_time
+
+
+def test_a_change_before_the_blank_entry_commits_is_refused() -> None:
+    """The known bug shape: a config change right after a leader change could build two
+    disjoint majorities. Commit an entry of the current term first."""
+    eng = leader(1)
+    flush_own_log(eng)
+    r = object()
+    eng.change_membership(frozenset({1, 2}), False, r)
+    assert out(eng) == [Responded(r, Raises(InProgress))]
+    eng.add_learner(4, Node("n4"), r)
+    assert out(eng) == [Responded(r, Raises(InProgress))]
+
+
+def test_change_membership_validates() -> None:
+    eng = ready_leader()
+    r = object()
+    eng.change_membership(frozenset(), False, r)
+    assert out(eng) == [Responded(r, Raises(EmptyMembership))]
+    eng.change_membership(frozenset({1, 2, 9}), False, r)
+    assert out(eng) == [Responded(r, Raises(LearnerNotFound, {"node_id": 9}))]
+    f = follower(2, vote=vote(2, 1, committed=True))
+    f.change_membership(frozenset({1, 2}), False, r)
+    [resp] = f.take_output()
+    assert isinstance(resp.value, ForwardToLeader)
+
+
+def test_unchanged_voters_answer_at_once() -> None:
+    eng = ready_leader()
+    r = object()
+    eng.change_membership(frozenset({1, 2, 3}), False, r)
+    init = lid(0, 0, 0)
+    assert out(eng) == [Responded(r, ClientWriteResponse(init, None, M123))]
+
+
+def test_joint_then_uniform_and_one_change_at_a_time() -> None:
+    eng = ready_leader()
+    r = object()
+    eng.change_membership(frozenset({1, 2}), False, r)
+    joint = Membership([{1, 2, 3}, {1, 2}], M123.nodes)
+    joint_entry = Entry(lid(2, 1, 2), MembershipChange(joint))
+    noop = lid(2, 1, 1)
+    assert out(eng) == [
+        AppendEntries(V, (joint_entry,)),
+        Replicate(2, 1, INIT_LOG_ID, joint_entry.log_id, noop),
+        Replicate(3, 1, INIT_LOG_ID, joint_entry.log_id, noop),
+    ]
+    # The joint configuration is in effect at once (appended, not yet committed).
+    assert eng.membership.membership.is_joint
+    r2 = object()
+    eng.change_membership(frozenset({1, 3}), False, r2)
+    assert out(eng) == [Responded(r2, Raises(InProgress))]
+    # Committing the joint entry needs a majority of both {1,2,3} and {1,2}: 3 alone won't.
+    flush_own_log(eng)
+    ack(eng, 3, joint_entry.log_id)
+    assert out(eng) == []
+    ack(eng, 2, joint_entry.log_id)
+    uniform = Membership([{1, 2}], {1: M123.nodes[1], 2: M123.nodes[2]})
+    uniform_entry = Entry(lid(2, 1, 3), MembershipChange(uniform))
+    cmds = eng.take_output()
+    assert cmds[:5] == [
+        SaveCommitted(joint_entry.log_id),
+        Apply(joint_entry.log_id),
+        AppendEntries(V, (uniform_entry,)),
+        RemoveReplicationTargets((3,)),
+        Replicate(2, 1, INIT_LOG_ID, uniform_entry.log_id, joint_entry.log_id),
+    ]
+    [respond] = cmds[5:]
+    assert isinstance(respond, RespondWhenApplied)
+    assert (respond.log_id, respond.responder) == (uniform_entry.log_id, r)
+    assert sorted(eng.leader.progress) == [2]
+
+
+def test_a_removed_leader_steps_down_once_the_uniform_config_commits() -> None:
+    eng = ready_leader()
+    eng.change_membership(frozenset({2, 3}), False, object())
+    flush_own_log(eng)
+    joint_id = lid(2, 1, 2)
+    ack(eng, 2, joint_id)
+    ack(eng, 3, joint_id)
+    eng.take_output()
+    assert eng.is_leader  # still leads during the change, though not in C(new)
+    flush_own_log(eng)
+    uniform_id = lid(2, 1, 3)
+    ack(eng, 2, uniform_id)
+    assert eng.is_leader  # C(new) = {2, 3}: our own copy no longer counts
+    ack(eng, 3, uniform_id)
+    cmds = eng.take_output()
+    assert cmds[:3] == [SaveCommitted(uniform_id), Apply(uniform_id), QuitLeader(None)]
+    assert not eng.is_leader
+    assert not eng.is_voter
+
+
+def test_new_voters_get_one_lease_before_check_quorum_counts_them() -> None:
+    eng = ready_leader()
+    eng.add_learner(4, Node("n4"), object())
+    flush_own_log(eng)
+    learner_entry = lid(2, 1, 2)
+    ack(eng, 2, learner_entry)
+    eng.take_output()
+    eng.change_membership(frozenset({1, 2, 3, 4}), False, object())
+    eng.take_output()
+    # Node 4 has never acknowledged as a voter; the leader is not deposed at once...
+    eng.tick(eng.now + 0.001)
+    assert eng.is_leader
+    assert eng.next_deadline() >= eng.now + eng.config.lease - 0.01
