@@ -57,3 +57,13 @@ def test_fault_plan_is_validated() -> None:
         FaultPlan(drop_rate=2.0).validate()
     with pytest.raises(ValueError, match="latency"):
         run_simulation(0, duration=1.0, faults=FaultPlan(latency=(0.01, 0.001)))
+
+
+@pytest.mark.parametrize("seed", [1003, 1011])
+def test_membership_churn_under_faults_is_clean(seed: int) -> None:
+    result = run_simulation(
+        seed, nodes=5, duration=15.0, faults=FaultPlan(membership_changes=True), keep_trace=True
+    )
+    assert result.ok, "\n".join(map(str, result.violations))
+    kinds = {e[2] for e in result.trace if e[1] == "fault"}
+    assert {"add-learner", "change-membership"} & kinds

@@ -133,9 +133,11 @@ class RunSpec:
     duration: float = DEFAULT_DURATION
     clients: int = DEFAULT_CLIENTS
     faults: bool = True
+    membership: bool = False
 
     def plan(self) -> FaultPlan:
-        return FaultPlan() if self.faults else FaultPlan.none()
+        plan = FaultPlan() if self.faults else FaultPlan.none()
+        return attrs.evolve(plan, membership_changes=True) if self.membership else plan
 
     def extra_args(self) -> str:
         extra = ""
@@ -143,12 +145,15 @@ class RunSpec:
             extra += f" --clients {self.clients}"
         if not self.faults:
             extra += " --no-faults"
+        if self.membership:
+            extra += " --membership"
         return extra
 
     def describe(self) -> str:
         return (
             f"{self.nodes} nodes, {self.duration:g}s of faults, {self.clients} clients, "
             f"faults {'on' if self.faults else 'off'}"
+            + (", membership churn" if self.membership else "")
         )
 
 
@@ -543,6 +548,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no faults at all: FaultPlan.none() (healthy network, no crashes, exact clocks)",
     )
+    p.add_argument(
+        "--membership",
+        action="store_true",
+        help="membership churn too: add learners, promote them, remove voters",
+    )
     p.add_argument("--json", type=Path, metavar="PATH", help="write every seed's summary as JSON")
     p.add_argument(
         "--trace",
@@ -566,7 +576,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = sys.stdout
     spec = RunSpec(
-        nodes=args.nodes, duration=args.duration, clients=args.clients, faults=not args.no_faults
+        nodes=args.nodes,
+        duration=args.duration,
+        clients=args.clients,
+        faults=not args.no_faults,
+        membership=args.membership,
     )
     if args.replay is not None:
         return _replay(args, spec, out)

@@ -39,6 +39,11 @@ class FaultPlan:
     fault_interval: tuple[float, float] = (0.3, 2.0)
     flush_delay: tuple[float, float] = (0.0, 0.005)
     clock_skew: float = 0.01
+    # Membership churn: the nemesis also adds learners (from ``spare_nodes`` extra nodes
+    # that start outside the cluster), promotes learners to voters and removes voters
+    # (never below three), with or without ``retain``.
+    membership_changes: bool = False
+    spare_nodes: int = 2
 
     @classmethod
     def none(cls) -> FaultPlan:
@@ -66,6 +71,8 @@ class FaultPlan:
             raise ValueError("FaultPlan.fault_interval must allow a positive interval")
         if not 0 <= self.clock_skew < 0.5:
             raise ValueError(f"FaultPlan.clock_skew must be in [0, 0.5), got {self.clock_skew}")
+        if self.spare_nodes < 0:
+            raise ValueError("FaultPlan.spare_nodes must be >= 0")
         if self.spike < 0:
             raise ValueError("FaultPlan.spike must be >= 0")
         return self

@@ -33,6 +33,7 @@ import trio.testing
 
 from ..._config import Config
 from ..._errors import ForwardToLeader, RaftError
+from ..._types import Node
 from ...kv import Set
 from .._cluster import Cluster, open_cluster
 from ..linearizability import CheckResult, Operation, Outcome, check
@@ -228,12 +229,15 @@ class _Simulation:
                 cluster, self.seed, self.now, self.checker.acknowledged, workload=self.app
             )
             await self._wait_first_leader(cluster)
+            if self.faults.membership_changes:
+                for nid in range(self.n + 1, self.n + 1 + self.faults.spare_nodes):
+                    await cluster.start(nid)  # outside the cluster until added
             self._start_network_faults(cluster)
             stop_at = self.now() + self.duration
             async with trio.open_nursery() as nursery:
                 for cid in range(self.clients):
                     nursery.start_soon(self.workload.client, cid, stop_at)
-                nursery.start_soon(self._nemesis, cluster, stop_at)
+                nursery.start_soon(self._nemesis, cluster, stop_at, nursery)
             await self._heal(cluster)
             index = await self._liveness(cluster)
             if index is not None:
@@ -266,7 +270,7 @@ class _Simulation:
         self.fault_counts[kind] += 1
         self.event("fault", kind, *fields)
 
-    async def _nemesis(self, cluster: Cluster, stop_at: float) -> None:
+    async def _nemesis(self, cluster: Cluster, stop_at: float, nursery: trio.Nursery) -> None:
         f, rng, r = self.faults, self.rng, cluster.router
         max_down = f.max_crashed if f.max_crashed is not None else (self.n - 1) // 2
         actions: list[str] = ["heal"]
@@ -274,9 +278,12 @@ class _Simulation:
             actions += ["partition", "one-way", "bridge", "isolate"]
         if f.crashes:
             actions += ["crash", "restart"]
+        if f.membership_changes:
+            actions += ["add-learner", "change-membership"]
         if len(actions) == 1:
             return
-        ids = list(range(1, self.n + 1))
+        spares = f.spare_nodes if f.membership_changes else 0
+        ids = list(range(1, self.n + 1 + spares))
         while True:
             await trio.sleep(rng.uniform(*f.fault_interval))
             if self.now() >= stop_at:
@@ -311,6 +318,42 @@ class _Simulation:
                 await self._crash(cluster, victim)
             elif action == "restart" and self.down:
                 await self._restart(cluster, self.down.pop(rng.randrange(len(self.down))))
+            elif action in ("add-learner", "change-membership"):
+                self._membership_fault(cluster, action, nursery)
+
+    def _membership_fault(self, cluster: Cluster, action: str, nursery: trio.Nursery) -> None:
+        """Ask the current leader for a membership change, in the background (it may fail:
+        another change in progress, leadership lost — that is part of the test)."""
+        rng = self.rng
+        lid = cluster.leader_id()
+        if lid is None:
+            return
+        leader = cluster.nodes[lid]
+        m = leader.metrics.membership.membership
+        if action == "add-learner":
+            outside = [n for n in cluster.node_ids if n not in m.nodes and n not in m.voter_ids]
+            if not outside:
+                return
+            nid = rng.choice(outside)
+            self._fault("add-learner", nid)
+            nursery.start_soon(self._admin, leader.add_learner(nid, Node(f"node-{nid}"), False))
+            return
+        voters = set(m.voter_ids)
+        learners = sorted(m.learner_ids)
+        if learners and (len(voters) <= 3 or rng.random() < 0.5):
+            new = voters | {rng.choice(learners)}
+        elif len(voters) > 3:
+            new = voters - {rng.choice(sorted(voters))}
+        else:
+            return
+        retain = rng.random() < 0.5
+        self._fault("change-membership", sorted(new), retain)
+        nursery.start_soon(self._admin, leader.change_membership(new, retain))
+
+    async def _admin(self, call: Any) -> None:
+        with trio.move_on_after(2 * self.config.election_timeout_max):
+            with contextlib.suppress(RaftError):
+                await call
 
     async def _crash(self, cluster: Cluster, node_id: int) -> None:
         self.checker.node_down(node_id)
@@ -360,15 +403,24 @@ class _Simulation:
         return None
 
     async def _converge(self, cluster: Cluster, index: int) -> None:
+        """Every member (voter or learner) of the final membership reaches ``index`` and
+        ends with the same state; nodes removed from the cluster are not expected to."""
         budget = 10 * self.config.election_timeout_max
         with trio.move_on_after(budget):
-            await cluster.wait_applied(index, timeout=budget)
-            datas = {nid: self.app.state(cluster.state_machines[nid]) for nid in cluster.node_ids}
-            first = datas[cluster.node_ids[0]]
+            lid = cluster.leader_id()
+            members = (
+                set(cluster.nodes[lid].metrics.membership.membership.nodes)
+                if lid is not None
+                else set(cluster.node_ids)
+            )
+            ids = [n for n in cluster.node_ids if n in members]
+            await cluster.wait_applied(index, timeout=budget, nodes=ids)
+            datas = {nid: self.app.state(cluster.state_machines[nid]) for nid in ids}
+            first = datas[ids[0]]
             for nid, data in datas.items():
                 if data != first:
                     self.checker.fail(
-                        "replicas differ", f"node {nid} state differs from node {cluster.node_ids[0]}"
+                        "replicas differ", f"node {nid} state differs from node {ids[0]}"
                     )
             return
         self.checker.fail("liveness", f"replicas did not all apply index {index} in {budget:g}s")
