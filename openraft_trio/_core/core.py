@@ -12,6 +12,7 @@ waits for every task in it to finish before it takes its next message.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections import deque
@@ -245,6 +246,11 @@ class RaftCore:
                 call.responder.send(call.fn(self))
             elif isinstance(call, m.TriggerElect):
                 eng.elect()
+            elif isinstance(call, m.TriggerTransferLeader):
+                eng.transfer_leader(call.to)
+            elif isinstance(call, m.InboundTransferLeader):
+                eng.handle_transfer_leader(call.req)
+                eng.respond(call.responder, None)
             elif isinstance(call, m.TriggerHeartbeat):
                 for trigger in self.heartbeat_triggers.values():
                     trigger.set()
@@ -291,6 +297,11 @@ class RaftCore:
                 await self.log_store.save_vote(c.vote)
             elif isinstance(c, cmd.TruncateLog):
                 await self.log_store.truncate_after(c.after)
+            elif isinstance(c, cmd.SendTransferLeader):
+                assert self.rpc_nursery is not None
+                self.rpc_nursery.start_soon(
+                    self._transfer_rpc, c.req, name=f"openraft_trio.transfer[{c.req.to_node_id}]"
+                )
             elif isinstance(c, cmd.SendVote):
                 for target in c.targets:
                     self._send_vote(target, c.req)
@@ -337,6 +348,14 @@ class RaftCore:
             return
         await self.notify_tx.send(m.VoteResult(target, req, resp))
         self.wake()
+
+    async def _transfer_rpc(self, req: Any) -> None:
+        from .._errors import RPCError
+
+        client = await self._client_for(req.to_node_id)
+        # A lost request only delays the handover; the leader gives up at its deadline.
+        with contextlib.suppress(RPCError):
+            await client.transfer_leader(req, RPCOption(hard_ttl=self.config.election_timeout_min))
 
     async def _start_targets(self, vote: Any, targets: tuple[int, ...]) -> None:
         """Start ``replication[t]`` and ``heartbeat[t]`` for each target, in the leader

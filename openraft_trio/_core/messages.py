@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from .._messages import AppendEntriesRequest, VoteRequest, VoteResponse
+from .._messages import AppendEntriesRequest, TransferLeaderRequest, VoteRequest, VoteResponse
 from .._messages import ClientWriteResponse as ClientWriteResponse
 from .._types import LogId, Membership, Node, ReadPolicy, Vote
 
@@ -102,6 +102,17 @@ class TriggerElect:
 @attrs.frozen(eq=False)
 class TriggerHeartbeat:
     pass
+
+
+@attrs.frozen(eq=False)
+class TriggerTransferLeader:
+    to: int
+
+
+@attrs.frozen(eq=False)
+class InboundTransferLeader:
+    req: TransferLeaderRequest
+    responder: Responder
 
 
 # -- Notifications from workers ----------------------------------------------------------------

@@ -26,7 +26,13 @@ import trio_util
 from .._config import Config
 from .._engine import Engine
 from .._errors import ForwardToLeader, InvalidRequest, Stopped, WaitTimeout
-from .._messages import AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse
+from .._messages import (
+    AppendEntriesRequest,
+    AppendEntriesResponse,
+    TransferLeaderRequest,
+    VoteRequest,
+    VoteResponse,
+)
 from .._metrics import RaftMetrics
 from .._types import (
     LogId,
@@ -68,6 +74,17 @@ class Trigger:
     async def heartbeat(self) -> None:
         """Make the leader send a heartbeat to every target now."""
         await self._raft._send(m.TriggerHeartbeat())
+
+    async def transfer_leader(self, to: int) -> None:
+        """Hand leadership to voter ``to`` (leader only; otherwise nothing happens).
+
+        The leader stops accepting writes (they raise ``ForwardToLeader(to)``), brings
+        ``to`` up to date, then tells it to campaign at once; if ``to`` has not taken over
+        within ``election_timeout_max`` the leader accepts writes again.
+        """
+        if not isinstance(to, int) or isinstance(to, bool):
+            raise InvalidRequest(f"transfer_leader(to) takes a node id, got {to!r}")
+        await self._raft._send(m.TriggerTransferLeader(to))
 
 
 class Wait:
@@ -347,6 +364,12 @@ class Raft:
         """
         check_append_entries(req)
         return await self._call(lambda r: m.InboundAppendEntries(req, r))  # type: ignore[no-any-return]
+
+    async def handle_transfer_leader(self, req: TransferLeaderRequest) -> None:
+        """Inbound: our leader asks us to take over (called by the network server)."""
+        if not isinstance(req, TransferLeaderRequest):
+            raise InvalidRequest(f"expected TransferLeaderRequest, got {type(req).__name__}")
+        await self._call(lambda r: m.InboundTransferLeader(req, r))
 
     async def vote(self, req: VoteRequest) -> VoteResponse:
         """Handle a (pre-)vote request.

@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from .._messages import VoteRequest
+from .._messages import TransferLeaderRequest, VoteRequest
 from .._types import Entry, LogId, Vote
 
 
@@ -133,6 +133,13 @@ class RespondWhenApplied(Command):
 
 
 @attrs.frozen
+class SendTransferLeader(Command):
+    """Tell ``req.to_node_id`` to campaign now (it is up to date; we stopped writing)."""
+
+    req: TransferLeaderRequest
+
+
+@attrs.frozen
 class QuitLeader(Command):
     """Cancel the leader nursery; fail pending client writes."""
 
@@ -188,6 +195,7 @@ __all__ = [
     "SaveCommitted",
     "SaveVote",
     "SendHeartbeat",
+    "SendTransferLeader",
     "SendVote",
     "TruncateLog",
 ]

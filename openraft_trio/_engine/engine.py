@@ -119,6 +119,7 @@ class Engine(VoteHandler, FollowingHandler, LeaderHandler, MembershipHandler):
         self.now = now
         if self.leader is not None:
             self.check_quorum()
+            self.check_transfer_timeout()
             if self.leader is not None:
                 self.leader_seen_time = now
             return
@@ -130,10 +131,14 @@ class Engine(VoteHandler, FollowingHandler, LeaderHandler, MembershipHandler):
     def next_deadline(self) -> float:
         """When ``tick`` next has something to check: the lease expiry for a leader (check-
         quorum), the election deadline for a voter, never for a learner."""
-        if self.leader is not None:
-            return max(
-                self.quorum_ack_time() + self.config.lease, self.leader.check_quorum_grace_until
+        leader = self.leader
+        if leader is not None:
+            deadline = max(
+                self.quorum_ack_time() + self.config.lease, leader.check_quorum_grace_until
             )
+            if leader.transfer_to is not None:
+                deadline = min(deadline, leader.transfer_deadline)
+            return deadline
         if not self.is_voter:
             return math.inf
         return self.election_deadline

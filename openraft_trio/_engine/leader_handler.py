@@ -23,7 +23,7 @@ import sys
 from typing import Any
 
 from .._errors import ForwardToLeader, QuorumNotEnough
-from .._messages import AppendEntriesResponse
+from .._messages import AppendEntriesResponse, TransferLeaderRequest
 from .._types import (
     Entry,
     LogId,
@@ -37,7 +37,7 @@ from .._types import (
     max_log_id,
 )
 from .base import EngineBase
-from .commands import AppendEntries, Replicate, SendHeartbeat
+from .commands import AppendEntries, Replicate, SendHeartbeat, SendTransferLeader
 from .state import LeaderState, PendingRead
 
 
@@ -56,6 +56,9 @@ class LeaderHandler(EngineBase):
             ForwardToLeader: this node does not lead.
         """
         leader = self._require_leader()
+        if leader.transfer_to is not None:
+            # Handing leadership over: no new writes, ask the new leader.
+            raise ForwardToLeader(leader.transfer_to, self.node_of(leader.transfer_to))
         start = self.log_ids.last.index + 1 if self.log_ids.last is not None else 0
         entries = [
             Entry(LogId(leader.vote.leader_id, start + i), p) for i, p in enumerate(payloads)
@@ -116,6 +119,7 @@ class LeaderHandler(EngineBase):
             p.matching = matching
         self._record_ack(target, send_time)
         self.update_commit()
+        self._maybe_send_transfer()
 
     def handle_replication_conflict(
         self, target: int, vote: Vote, epoch: int, prev: LogId | None, hint: int, send_time: float
@@ -154,6 +158,42 @@ class LeaderHandler(EngineBase):
         if target in leader.ack_round and read_round > leader.ack_round[target]:
             leader.ack_round[target] = read_round
         self._record_ack(target, send_time, force_reads=True)
+
+    # -- leader transfer (Ongaro's thesis §3.10) -------------------------------------------
+
+    def transfer_leader(self, to: int) -> None:
+        """Hand leadership to voter ``to``: stop accepting writes, bring ``to`` up to date,
+        then tell it to campaign at once (its vote request carries the transfer flag, so
+        followers' leases do not block it). Gives up after ``election_timeout_max``."""
+        leader = self.leader
+        if leader is None or to == self.id or not self.membership.membership.is_voter(to):
+            return
+        leader.transfer_to = to
+        leader.transfer_deadline = self.now + self.config.election_timeout_max
+        leader.transfer_sent = False
+        self._maybe_send_transfer()
+
+    def _maybe_send_transfer(self) -> None:
+        leader = self.leader
+        if leader is None or leader.transfer_to is None or leader.transfer_sent:
+            return
+        p = leader.progress.get(leader.transfer_to)
+        if p is None or p.matching != self.log_ids.last:
+            return  # not up to date yet: replication continues
+        leader.transfer_sent = True
+        self.push(
+            SendTransferLeader(
+                TransferLeaderRequest(leader.vote, leader.transfer_to, self.log_ids.last)
+            )
+        )
+
+    def check_transfer_timeout(self) -> None:
+        leader = self.leader
+        if leader is not None and leader.transfer_to is not None and (
+            self.now >= leader.transfer_deadline
+        ):
+            leader.transfer_to = None  # the target did not take over: lead on
+            leader.transfer_sent = False
 
     # -- commit ----------------------------------------------------------------------------
 

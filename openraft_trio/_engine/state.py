@@ -97,6 +97,10 @@ class LeaderState:
     # Check-quorum does not depose the leader before this time (voters just added by a
     # membership change get one lease to acknowledge it).
     check_quorum_grace_until: float = -math.inf
+    # Leader transfer in progress: the target, and when we give up and lead on.
+    transfer_to: int | None = None
+    transfer_deadline: float = -math.inf
+    transfer_sent: bool = False
 
 
 @attrs.define

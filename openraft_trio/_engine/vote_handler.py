@@ -12,7 +12,7 @@ last log id is >= ours), Ongaro's thesis §9.6 (pre-vote) and openraft ``vote.md
 
 from __future__ import annotations
 
-from .._messages import VoteRequest, VoteResponse
+from .._messages import TransferLeaderRequest, VoteRequest, VoteResponse
 from .._types import BLANK, Entry, LeaderId, LogId, Vote, log_id_ge
 from .base import EngineBase
 from .commands import BecomeLeader, SendVote
@@ -54,6 +54,18 @@ class VoteHandler(EngineBase):
     def _candidate_has_quorum(self) -> bool:
         assert self.candidate is not None
         return self.membership.membership.is_quorum(self.candidate.granted)
+
+    def handle_transfer_leader(self, req: TransferLeaderRequest) -> None:
+        """Our leader hands over to us: campaign now, flagged as a transfer, if the request
+        is from the leader we follow, for us, and we hold its whole log."""
+        if (
+            req.to_node_id != self.id
+            or req.from_vote != self.vote
+            or not self.is_voter
+            or not log_id_ge(self.last_log_id, req.last_log_id)
+        ):
+            return
+        self._start_real_election(leader_transfer=True)
 
     def handle_vote_req(self, req: VoteRequest) -> VoteResponse:
         """Answer a vote or pre-vote request. The caller sends the response with

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from openraft_trio._engine.commands import (
     AddReplicationTargets,
     AppendEntries,
@@ -174,3 +176,60 @@ def test_new_voters_get_one_lease_before_check_quorum_counts_them() -> None:
     eng.tick(eng.now + 0.001)
     assert eng.is_leader
     assert eng.next_deadline() >= eng.now + eng.config.lease - 0.01
+
+
+# -- leader transfer (Ongaro's thesis §3.10) --------------------------------------------------
+
+
+def test_transfer_waits_for_the_target_to_catch_up_then_sends_and_blocks_writes() -> None:
+    from openraft_trio._engine.commands import SendTransferLeader
+    from openraft_trio._messages import TransferLeaderRequest
+    from openraft_trio._types import Normal
+
+    eng = ready_leader()
+    [entry] = eng.client_write([Normal("x")])
+    eng.take_output()
+    flush_own_log(eng)
+    eng.transfer_leader(2)
+    assert eng.take_output() == []  # node 2 does not have ``entry`` yet
+    with pytest.raises(ForwardToLeader) as info:
+        eng.client_write([Normal("y")])
+    assert info.value.leader_id == 2
+    ack(eng, 2, entry)
+    cmds = eng.take_output()
+    assert cmds[-1] == SendTransferLeader(TransferLeaderRequest(V, 2, entry))
+
+
+def test_transfer_gives_up_at_its_deadline() -> None:
+    from openraft_trio._types import Normal
+
+    eng = ready_leader()
+    eng.transfer_leader(3)
+    eng.take_output()
+    deadline = eng.now + eng.config.election_timeout_max
+    eng.now = deadline - 0.01  # followers keep acking: the lease is fine
+    eng.handle_heartbeat_ack(2, V, eng.now, V)
+    eng.handle_heartbeat_ack(3, V, eng.now, V)
+    eng.tick(deadline)
+    assert eng.leader is not None
+    assert eng.leader.transfer_to is None
+    assert eng.client_write([Normal("z")])
+
+
+def test_transfer_target_campaigns_at_once_with_the_transfer_flag() -> None:
+    from openraft_trio._engine.commands import SaveVote, SendVote
+    from openraft_trio._messages import TransferLeaderRequest, VoteRequest
+
+    leader_vote = vote(2, 1, committed=True)
+    eng = follower(2, vote=leader_vote, log=[INIT_LOG_ID])
+    eng.handle_transfer_leader(TransferLeaderRequest(leader_vote, 2, INIT_LOG_ID))
+    new = vote(3, 2)
+    assert eng.take_output() == [
+        SaveVote(new),
+        SendVote(VoteRequest(new, INIT_LOG_ID, leader_transfer=True), (1, 3)),
+    ]
+    # A request from a leader we do not follow, or for someone else, is ignored.
+    other = follower(2, vote=leader_vote, log=[INIT_LOG_ID])
+    other.handle_transfer_leader(TransferLeaderRequest(vote(1, 3, committed=True), 2, INIT_LOG_ID))
+    other.handle_transfer_leader(TransferLeaderRequest(leader_vote, 3, INIT_LOG_ID))
+    assert other.take_output() == []
