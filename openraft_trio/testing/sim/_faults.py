@@ -40,8 +40,8 @@ class FaultPlan:
     flush_delay: tuple[float, float] = (0.0, 0.005)
     clock_skew: float = 0.01
     # Membership churn: the nemesis also adds learners (from ``spare_nodes`` extra nodes
-    # that start outside the cluster), promotes learners to voters and removes voters
-    # (never below three), with or without ``retain``.
+    # that start outside the cluster), promotes learners to voters, removes voters (never
+    # below three), with or without ``retain``, and transfers leadership.
     membership_changes: bool = False
     spare_nodes: int = 2
 

@@ -279,7 +279,7 @@ class _Simulation:
         if f.crashes:
             actions += ["crash", "restart"]
         if f.membership_changes:
-            actions += ["add-learner", "change-membership"]
+            actions += ["add-learner", "change-membership", "transfer-leader"]
         if len(actions) == 1:
             return
         spares = f.spare_nodes if f.membership_changes else 0
@@ -318,7 +318,7 @@ class _Simulation:
                 await self._crash(cluster, victim)
             elif action == "restart" and self.down:
                 await self._restart(cluster, self.down.pop(rng.randrange(len(self.down))))
-            elif action in ("add-learner", "change-membership"):
+            elif action in ("add-learner", "change-membership", "transfer-leader"):
                 self._membership_fault(cluster, action, nursery)
 
     def _membership_fault(self, cluster: Cluster, action: str, nursery: trio.Nursery) -> None:
@@ -330,6 +330,13 @@ class _Simulation:
             return
         leader = cluster.nodes[lid]
         m = leader.metrics.membership.membership
+        if action == "transfer-leader":
+            others = sorted(m.voter_ids - {lid})
+            if others:
+                to = rng.choice(others)
+                self._fault("transfer-leader", lid, to)
+                nursery.start_soon(self._admin, leader.trigger.transfer_leader(to))
+            return
         if action == "add-learner":
             outside = [n for n in cluster.node_ids if n not in m.nodes and n not in m.voter_ids]
             if not outside:
