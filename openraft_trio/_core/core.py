@@ -52,8 +52,10 @@ class RaftCore:
         apply_handle: ApplyHandle,
         clock: Callable[[], float] = trio.current_time,
         observer: Callable[[RaftCore], None] | None = None,
+        state_machine: Any = None,
     ) -> None:
         self.engine = engine
+        self.state_machine = state_machine
         # Called after every core round (the simulator checks invariants there).
         self.observer = observer
         # The node's clock for protocol time (leases, elections). trio's clock by default;
@@ -198,6 +200,10 @@ class RaftCore:
             eng.handle_replication_conflict(
                 note.target, note.vote, note.epoch, note.prev, note.hint, note.send_time
             )
+        elif isinstance(note, m.SnapshotBuilt):
+            eng.on_snapshot_built(note.meta)
+        elif isinstance(note, m.SnapshotInstalled):
+            eng.on_snapshot_installed(note.meta)
         elif isinstance(note, m.HigherVote):
             eng.handle_higher_vote(note.vote)
         elif isinstance(note, m.WorkerFailed):
@@ -246,6 +252,12 @@ class RaftCore:
                 call.responder.send(call.fn(self))
             elif isinstance(call, m.TriggerElect):
                 eng.elect()
+            elif isinstance(call, m.InboundInstallSnapshot):
+                eng.handle_install_snapshot(call.vote, call.snapshot, call.responder)
+            elif isinstance(call, m.TriggerSnapshot):
+                eng.maybe_build_snapshot(force=True)
+            elif isinstance(call, m.TriggerPurge):
+                eng.purge_log(call.upto)
             elif isinstance(call, m.TriggerTransferLeader):
                 eng.transfer_leader(call.to)
             elif isinstance(call, m.InboundTransferLeader):
@@ -297,6 +309,12 @@ class RaftCore:
                 await self.log_store.save_vote(c.vote)
             elif isinstance(c, cmd.TruncateLog):
                 await self.log_store.truncate_after(c.after)
+            elif isinstance(c, cmd.BuildSnapshot):
+                self.apply_handle.request_build()
+            elif isinstance(c, cmd.InstallSnapshot):
+                self.apply_handle.request_install(c.snapshot)
+            elif isinstance(c, cmd.PurgeLog):
+                await self.log_store.purge(c.upto)
             elif isinstance(c, cmd.SendTransferLeader):
                 assert self.rpc_nursery is not None
                 self.rpc_nursery.start_soon(
@@ -373,7 +391,7 @@ class RaftCore:
             self.replication[target] = handle
             stream = ReplicationStream(
                 target, vote, handle, client, self.log_store, self.config, self._notifier(),
-                self.clock,
+                self.clock, self.state_machine,
             )
             nursery.start_soon(
                 _scoped, scopes[0], stream.run, name=f"openraft_trio.replication[{target}]"

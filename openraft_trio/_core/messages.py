@@ -8,7 +8,7 @@ import attrs
 
 from .._messages import AppendEntriesRequest, TransferLeaderRequest, VoteRequest, VoteResponse
 from .._messages import ClientWriteResponse as ClientWriteResponse
-from .._types import LogId, Membership, Node, ReadPolicy, Vote
+from .._types import LogId, Membership, Node, ReadPolicy, Snapshot, SnapshotMeta, Vote
 
 
 class Responder:
@@ -167,6 +167,33 @@ class HeartbeatAck:
 @attrs.frozen
 class Applied:
     upto: LogId
+
+
+@attrs.frozen
+class SnapshotBuilt:
+    meta: SnapshotMeta
+
+
+@attrs.frozen
+class SnapshotInstalled:
+    meta: SnapshotMeta
+
+
+@attrs.frozen(eq=False)
+class InboundInstallSnapshot:
+    vote: Vote
+    snapshot: Snapshot
+    responder: Responder
+
+
+@attrs.frozen(eq=False)
+class TriggerSnapshot:
+    pass
+
+
+@attrs.frozen(eq=False)
+class TriggerPurge:
+    upto: int
 
 
 @attrs.frozen(eq=False)

@@ -29,6 +29,7 @@ from .._errors import ForwardToLeader, InvalidRequest, Stopped, WaitTimeout
 from .._messages import (
     AppendEntriesRequest,
     AppendEntriesResponse,
+    InstallSnapshotResponse,
     TransferLeaderRequest,
     VoteRequest,
     VoteResponse,
@@ -41,7 +42,9 @@ from .._types import (
     Node,
     ReadPolicy,
     ServerState,
+    Snapshot,
     StoredMembership,
+    Vote,
 )
 from .._validate import check_append_entries, check_vote_request
 from . import messages as m
@@ -74,6 +77,16 @@ class Trigger:
     async def heartbeat(self) -> None:
         """Make the leader send a heartbeat to every target now."""
         await self._raft._send(m.TriggerHeartbeat())
+
+    async def snapshot(self) -> None:
+        """Build a snapshot of everything applied now (then purge per the config)."""
+        await self._raft._send(m.TriggerSnapshot())
+
+    async def purge_log(self, upto: int) -> None:
+        """Purge log entries up to index ``upto``, never beyond the latest snapshot."""
+        if not isinstance(upto, int) or isinstance(upto, bool):
+            raise InvalidRequest(f"purge_log(upto) takes a log index, got {upto!r}")
+        await self._raft._send(m.TriggerPurge(upto))
 
     async def transfer_leader(self, to: int) -> None:
         """Hand leadership to voter ``to`` (leader only; otherwise nothing happens).
@@ -365,6 +378,17 @@ class Raft:
         check_append_entries(req)
         return await self._call(lambda r: m.InboundAppendEntries(req, r))  # type: ignore[no-any-return]
 
+    async def install_full_snapshot(
+        self, vote: Vote, snapshot: Snapshot
+    ) -> InstallSnapshotResponse:
+        """Inbound: the leader's snapshot, because entries we need are purged there. Returns
+        once it is installed (or found not newer than what we have)."""
+        if not isinstance(vote, Vote) or not isinstance(snapshot, Snapshot):
+            raise InvalidRequest("install_full_snapshot(vote: Vote, snapshot: Snapshot)")
+        return await self._call(  # type: ignore[no-any-return]
+            lambda r: m.InboundInstallSnapshot(vote, snapshot, r)
+        )
+
     async def handle_transfer_leader(self, req: TransferLeaderRequest) -> None:
         """Inbound: our leader asks us to take over (called by the network server)."""
         if not isinstance(req, TransferLeaderRequest):
@@ -412,6 +436,8 @@ async def _read_startup_state(engine: Engine, log_store: Any, state_machine: Any
             if isinstance(e.payload, MembershipChange) and e.index > applied_index:
                 memberships.append(StoredMembership(e.log_id, e.payload.membership))
         start = chunk[-1].index + 1
+    current = await state_machine.get_current_snapshot()
+    engine.snapshot_last_log_id = None if current is None else current.meta.last_log_id
     engine.startup(
         vote=vote,
         log_ids=log_ids,
@@ -501,6 +527,7 @@ async def open_raft(
         apply_handle=apply_handle,
         clock=clock,
         observer=observer,
+        state_machine=state_machine,
     )
     core._publish_metrics()
     core._update_deadline()

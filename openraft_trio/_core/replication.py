@@ -68,8 +68,10 @@ class ReplicationStream:
         config: Config,
         notify: Notifier,
         clock: Callable[[], float] = trio.current_time,
+        state_machine: Any = None,
     ) -> None:
         self.clock = clock
+        self.state_machine = state_machine
         self.target = target
         self.vote = vote
         self.handle = handle
@@ -120,6 +122,10 @@ class ReplicationStream:
                 start = _index(self.sent) + 1
                 stop = min(_index(upto) + 1, start + config.max_payload_entries) if has_entries else start
                 entries = await self.log_store.try_get_log_entries(start, stop) if stop > start else []
+                if stop > start and (not entries or entries[0].index != start):
+                    # The entries the target needs next were purged: send the snapshot.
+                    await self._send_snapshot()
+                    continue
                 req = AppendEntriesRequest(self.vote, self.sent, tuple(entries), committed)
                 await nursery.start(
                     self._send, req, self.epoch, name=f"openraft_trio.append_entries[{self.target}]"
@@ -127,6 +133,30 @@ class ReplicationStream:
                 if entries:
                     self.sent = entries[-1].log_id
                 self.sent_committed = committed
+
+    async def _send_snapshot(self) -> None:
+        """Send the state machine's current snapshot (whole; a transport may chunk it by
+        ``snapshot_max_chunk_size``), then stream entries after its last log id."""
+        snapshot = await self.state_machine.get_current_snapshot()
+        if snapshot is None:
+            raise RuntimeError("log entries were purged but there is no snapshot")
+        epoch, send_time = self.epoch, self.clock()
+        option = RPCOption(hard_ttl=self.config.install_snapshot_timeout)
+        try:
+            resp = await self.client.full_snapshot(self.vote, snapshot, option)
+        except RPCError:
+            self.retry_at = trio.current_time() + self.backoff
+            self.backoff = min(self.backoff * 2, self.config.election_timeout_max)
+            return
+        if epoch != self.epoch:
+            return
+        if resp.vote > self.vote:
+            self.stalled = True
+            await self.notify.send(HigherVote(self.target, resp.vote))
+            return
+        last = snapshot.meta.last_log_id
+        self.sent = self.acked = last
+        await self.notify.send(ReplicationProgress(self.target, self.vote, epoch, last, send_time))
 
     def _commit_only_due(self) -> bool:
         """A new commit index alone waits up to a heartbeat interval for entries to ride on."""

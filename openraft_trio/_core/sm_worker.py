@@ -15,8 +15,8 @@ from typing import Any
 import attrs
 
 from .._errors import ForwardToLeader
-from .._types import LogId, MembershipChange, log_id_ge, next_index
-from .messages import Applied, ClientWriteResponse
+from .._types import LogId, MembershipChange, Snapshot, log_id_ge, next_index
+from .messages import Applied, ClientWriteResponse, SnapshotBuilt, SnapshotInstalled
 from .signals import Notifier, Wakeup
 
 APPLY_CHUNK = 4096
@@ -28,6 +28,17 @@ class ApplyHandle:
     wakeup: Wakeup = attrs.field(factory=Wakeup)
     # index -> (log id, responder) of client writes waiting to be applied (leader only).
     pending: dict[int, tuple[LogId, Any]] = attrs.field(factory=dict)
+    # Snapshot work, serialized with apply: a build request, and a snapshot to install.
+    build_requested: bool = False
+    install: Snapshot | None = None
+
+    def request_build(self) -> None:
+        self.build_requested = True
+        self.wakeup.set()
+
+    def request_install(self, snapshot: Snapshot) -> None:
+        self.install = snapshot
+        self.wakeup.set()
 
     def apply_upto(self, upto: LogId) -> None:
         if not log_id_ge(self.upto, upto):
@@ -43,6 +54,21 @@ async def sm_worker(
     notify: Notifier,
 ) -> None:
     while True:
+        if handle.install is not None:
+            # Install and apply never race: this task does both, one at a time. A snapshot
+            # not newer than what is applied is ignored (applied never moves backwards).
+            snapshot, handle.install = handle.install, None
+            if not log_id_ge(applied, snapshot.meta.last_log_id):
+                await state_machine.install_snapshot(snapshot.meta, snapshot.data)
+                applied = snapshot.meta.last_log_id
+            await notify.send(SnapshotInstalled(snapshot.meta))
+            continue
+        if handle.build_requested:
+            # A snapshot of everything applied so far (apply waits meanwhile).
+            handle.build_requested = False
+            built = await state_machine.build_snapshot()
+            await notify.send(SnapshotBuilt(built.meta))
+            continue
         upto = handle.upto
         if upto is None or log_id_ge(applied, upto):
             await handle.wakeup.wait()

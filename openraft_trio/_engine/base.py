@@ -37,6 +37,9 @@ class EngineBase:
         self.apply_requested: LogId | None = None
         self.last_applied: LogId | None = None
         self.snapshot_last_log_id: LogId | None = None
+        self.snapshot_building = False
+        # Snapshots being installed for a leader, and who waits for each.
+        self.pending_installs: list[tuple[Any, Any]] = []
         self.membership = MembershipState()
         self.leader: LeaderState | None = None
         self.candidate: CandidateState | None = None
@@ -188,6 +191,10 @@ class EngineBase:
         raise NotImplementedError
 
     def replicate_all(self) -> None:
+        raise NotImplementedError
+
+    # Provided by FollowingHandler.
+    def accept_leader_vote(self, vote: Vote) -> None:
         raise NotImplementedError
 
     # Provided by MembershipHandler.

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from .._messages import TransferLeaderRequest, VoteRequest
-from .._types import Entry, LogId, Vote
+from .._types import Entry, LogId, Snapshot, Vote
 
 
 @attrs.frozen(order=False)
@@ -91,6 +91,25 @@ class AdvanceCommitted(Command):
     until the entries it covers are flushed (``committed <= flushed``)."""
 
     committed: LogId
+
+
+@attrs.frozen
+class BuildSnapshot(Command):
+    """Ask the state machine worker for a snapshot of everything applied."""
+
+
+@attrs.frozen(eq=False)
+class InstallSnapshot(Command):
+    """Install ``snapshot`` on the state machine (serialized with apply)."""
+
+    snapshot: Snapshot
+
+
+@attrs.frozen
+class PurgeLog(Command):
+    """Delete log entries up to and including ``upto`` (covered by a snapshot)."""
+
+    upto: LogId
 
 
 @attrs.frozen
@@ -185,8 +204,11 @@ __all__ = [
     "AppendEntries",
     "Apply",
     "BecomeLeader",
+    "BuildSnapshot",
     "Command",
     "IOId",
+    "InstallSnapshot",
+    "PurgeLog",
     "QuitLeader",
     "RemoveReplicationTargets",
     "Replicate",

@@ -39,6 +39,7 @@ from .following_handler import FollowingHandler
 from .leader_handler import LeaderHandler
 from .log_ids import LogIdList
 from .membership_handler import MembershipHandler
+from .snapshot_handler import SnapshotHandler
 from .vote_handler import VoteHandler
 
 # The log id of the membership entry ``initialize`` writes. It is the same on every node,
@@ -46,7 +47,7 @@ from .vote_handler import VoteHandler
 INIT_LOG_ID = LogId(LeaderId(0, 0), 0)
 
 
-class Engine(VoteHandler, FollowingHandler, LeaderHandler, MembershipHandler):
+class Engine(VoteHandler, FollowingHandler, LeaderHandler, MembershipHandler, SnapshotHandler):
     """One node's Raft protocol state. See the module docstring."""
 
     def startup(
@@ -152,3 +153,4 @@ class Engine(VoteHandler, FollowingHandler, LeaderHandler, MembershipHandler):
     def on_applied(self, upto: LogId) -> None:
         if log_id_ge(upto, self.last_applied):
             self.last_applied = upto
+        self.maybe_build_snapshot()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .._errors import InvalidRequest
 from .._messages import AppendEntriesRequest, AppendEntriesResponse
-from .._types import Entry, LogId, MembershipChange, StoredMembership, log_id_ge
+from .._types import Entry, LogId, MembershipChange, StoredMembership, Vote, log_id_ge
 from .base import EngineBase
 from .commands import AdvanceCommitted, AppendEntries, IOId, Respond, TruncateLog
 
@@ -33,7 +33,7 @@ class FollowingHandler(EngineBase):
         except InvalidRequest as e:
             self.respond(responder, e)
             return
-        self._accept_leader(req)
+        self.accept_leader_vote(req.vote)
         if req.is_heartbeat:
             self.respond(responder, AppendEntriesResponse(self.vote, success=True))
             return
@@ -76,12 +76,13 @@ class FollowingHandler(EngineBase):
             if mine is not None and mine != entry.log_id:
                 raise InvalidRequest(f"entry {entry.log_id} conflicts with committed {mine}")
 
-    def _accept_leader(self, req: AppendEntriesRequest) -> None:
-        leader = req.vote.leader_id.node_id
-        if req.vote.partial_cmp(self.vote) != 0:
+    def accept_leader_vote(self, vote: Vote) -> None:
+        """A committed vote >= ours reached us: follow its leader (saving it if newer)."""
+        leader = vote.leader_id.node_id
+        if vote.partial_cmp(self.vote) != 0:
             if self.leader is not None or self.candidate is not None:
                 self.step_down(leader)
-            self.save_vote(req.vote)
+            self.save_vote(vote)
         elif self.candidate is not None:
             self.candidate = None
         self.current_leader = leader

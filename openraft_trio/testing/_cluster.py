@@ -72,6 +72,12 @@ class Cluster:
             node_id, MemLogStore("manual" if self.flush_delay else "immediate")
         )
         sm = self.state_machine_factory()
+        previous = self.state_machines.get(node_id)
+        if previous is not None:
+            # Restart = latest snapshot (as if kept on disk) + replay of the log after it.
+            snapshot = await previous.get_current_snapshot()
+            if snapshot is not None:
+                await sm.install_snapshot(snapshot.meta, snapshot.data)
         self.state_machines[node_id] = sm
         self._starts += 1
         rng = random.Random(f"{self.seed}-{node_id}-{self._starts}")
