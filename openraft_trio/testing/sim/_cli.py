@@ -137,7 +137,9 @@ class RunSpec:
 
     def plan(self) -> FaultPlan:
         plan = FaultPlan() if self.faults else FaultPlan.none()
-        return attrs.evolve(plan, membership_changes=True) if self.membership else plan
+        if not self.membership:
+            return plan
+        return attrs.evolve(plan, membership_changes=True, snapshot_every=100)
 
     def extra_args(self) -> str:
         extra = ""
@@ -551,7 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--membership",
         action="store_true",
-        help="membership churn too: add learners, promote them, remove voters",
+        help="membership churn too (add learners, promote, remove voters, transfer "
+        "leadership) and a snapshot every 100 entries with purging",
     )
     p.add_argument("--json", type=Path, metavar="PATH", help="write every seed's summary as JSON")
     p.add_argument(

@@ -44,6 +44,10 @@ class FaultPlan:
     # below three), with or without ``retain``, and transfers leadership.
     membership_changes: bool = False
     spare_nodes: int = 2
+    # Log compaction: build a snapshot every this many applied entries and keep a fifth of
+    # that in the log (None: the config's policy), so followers behind a purge, restarts
+    # and new learners go through snapshots.
+    snapshot_every: int | None = None
 
     @classmethod
     def none(cls) -> FaultPlan:
@@ -71,6 +75,8 @@ class FaultPlan:
             raise ValueError("FaultPlan.fault_interval must allow a positive interval")
         if not 0 <= self.clock_skew < 0.5:
             raise ValueError(f"FaultPlan.clock_skew must be in [0, 0.5), got {self.clock_skew}")
+        if self.snapshot_every is not None and self.snapshot_every < 1:
+            raise ValueError("FaultPlan.snapshot_every must be >= 1")
         if self.spare_nodes < 0:
             raise ValueError("FaultPlan.spare_nodes must be >= 0")
         if self.spike < 0:

@@ -61,6 +61,8 @@ class InvariantChecker:
         self.log_shape: dict[int, tuple[int, int]] = {}
         self.acked: dict[int, LogId] = {}  # index -> log id of an acknowledged write
         self.observations = 0
+        self.snapshots: set[tuple[int, int]] = set()  # (node, snapshot index) seen
+        self.max_purged = -1
         self.on_state: Callable[[int, str, int, int], None] | None = None
         self._last_state: dict[int, tuple[str, int, int]] = {}
 
@@ -88,6 +90,13 @@ class InvariantChecker:
         self.observations += 1
         ids: LogIdList = eng.log_ids
         self.logs[nid] = ids
+        snap = eng.snapshot_last_log_id
+        if snap is not None:
+            self.snapshots.add((nid, snap.index))
+        if ids.purged is not None:
+            if snap is None or ids.purged.index > snap.index:
+                self.fail("purged beyond snapshot", f"node {nid}: purged {ids.purged}, snapshot {snap}")
+            self.max_purged = max(self.max_purged, ids.purged.index)
         committed: LogId | None = eng.committed
         c_index = -1 if committed is None else committed.index
         a_index = -1 if eng.last_applied is None else eng.last_applied.index

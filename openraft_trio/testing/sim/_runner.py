@@ -61,6 +61,8 @@ class SimStats:
     virtual_time: float
     wall_time: float
     trace_events: int
+    snapshots: int = 0
+    max_purged: int = -1
 
 
 @attrs.frozen
@@ -110,7 +112,14 @@ def run_simulation(
         keep_trace: keep every trace event in ``SimResult.trace`` (for replays).
     """
     faults = (faults if faults is not None else FaultPlan()).validate()
-    config = (config or default_sim_config()).validate()
+    config = config or default_sim_config()
+    if faults.snapshot_every is not None:
+        config = attrs.evolve(
+            config,
+            snapshot_policy=faults.snapshot_every,
+            max_in_snapshot_log_to_keep=faults.snapshot_every // 5,
+        )
+    config = config.validate()
     if nodes < 1 or clients < 0 or duration < 0:
         raise ValueError("need nodes >= 1, clients >= 0, duration >= 0")
     import trio._core._run as trio_run
@@ -460,6 +469,8 @@ class _Simulation:
             virtual_time=self.virtual_time,
             wall_time=wall,
             trace_events=self.trace.count,
+            snapshots=len(self.checker.snapshots),
+            max_purged=self.checker.max_purged,
         )
         return SimResult(
             seed=self.seed,
