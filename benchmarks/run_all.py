@@ -15,7 +15,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 # Modules in this directory with a ``main(argv) -> int``, run in this order.
-BENCHMARKS: tuple[str, ...] = ("bench_core", "failover")
+BENCHMARKS: tuple[str, ...] = ("bench_core", "failover", "bench_snapshot")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

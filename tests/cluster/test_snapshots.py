@@ -43,8 +43,10 @@ async def test_learner_joining_after_compaction_catches_up_through_a_snapshot(au
     async with open_cluster(3, seed=62, config=CONFIG) as c:
         lid = await c.wait_for_leader(5)
         leader = c.nodes[lid]
-        last = await write_many(leader, 0, 2000)
-        await leader.wait(5).metrics(lambda m: m.purged is not None and m.purged.index > 100, "purged")
+        last = await write_many(leader, 0, 20_000)
+        await leader.wait(5).metrics(
+            lambda m: m.purged is not None and m.purged.index > 19_000, "purged"
+        )
         await c.start(4)
         await leader.add_learner(4, raft.Node("node-4"), blocking=True)
         learner = c.nodes[4]
