@@ -18,3 +18,15 @@ def live_task_names() -> list[str]:
 
 def our_tasks(prefix: str = "openraft_trio.") -> list[str]:
     return sorted(n for n in live_task_names() if n.startswith(prefix))
+
+
+def live_tasks_by_name(prefix: str = "openraft_trio.") -> dict[str, list[trio.lowlevel.Task]]:
+    out: dict[str, list[trio.lowlevel.Task]] = {}
+    stack = [trio.lowlevel.current_root_task()]
+    while stack:
+        task = stack.pop()
+        if task.name.startswith(prefix):
+            out.setdefault(task.name, []).append(task)
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return out

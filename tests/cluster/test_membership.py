@@ -168,3 +168,30 @@ async def test_retain_keeps_removed_voters_as_learners(autojump_clock):
         )
         r = await c.nodes[lid].client_write(Set("after", 1))
         await c.nodes[victim].wait(5).applied_index_at_least(r.log_id.index)
+
+
+async def test_a_membership_change_rebuilds_only_the_changed_targets(autojump_clock):
+    from .._tasks import live_tasks_by_name
+
+    async with open_cluster(3, seed=45) as c:
+        lid = await c.wait_for_leader(5)
+        others = [n for n in c.node_ids if n != lid]
+        before = live_tasks_by_name()
+        await c.start(4)
+        await c.nodes[lid].add_learner(4, raft.Node("node-4"))
+        after = live_tasks_by_name()
+        for t in others:  # the very same task objects: untouched
+            for kind in ("replication", "heartbeat"):
+                name = f"openraft_trio.{kind}[{t}]"
+                assert after[name] == before[name]
+        assert "openraft_trio.replication[4]" in after
+        assert "openraft_trio.replication[4]" not in before
+        # Promote node 4, then remove it again: that stops exactly its tasks.
+        voters = {1, 2, 3}
+        await c.nodes[lid].change_membership(voters | {4})
+        await c.nodes[lid].change_membership(voters, retain=False)
+        await trio.sleep(0.1)
+        final = live_tasks_by_name()
+        assert "openraft_trio.replication[4]" not in final
+        for t in others:
+            assert final[f"openraft_trio.replication[{t}]"] == before[f"openraft_trio.replication[{t}]"]

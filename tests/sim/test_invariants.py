@@ -37,6 +37,7 @@ def core(
         server_state=ServerState.LEADER if leader else ServerState.FOLLOWER,
         vote=Vote(LeaderId(term, node if leader else None), committed=leader),
         leader=object() if leader else None,
+        snapshot_last_log_id=None,
     )
     return SimpleNamespace(engine=engine)
 
@@ -119,3 +120,11 @@ def test_an_acknowledged_write_that_is_not_committed_is_lost() -> None:
     c2.acknowledged(B)
     c2.final_check()
     assert kinds(c2) == ["acknowledged write lost"]
+
+
+def test_purging_beyond_the_snapshot_is_caught() -> None:
+    c = InvariantChecker(0, lambda: 0.0)
+    ids = log(A, B, lid(1, 1, 2))
+    ids.purge(B)
+    c.observe(core(1, ids, term=1))  # purged B with no snapshot at all
+    assert kinds(c) == ["purged beyond snapshot"]

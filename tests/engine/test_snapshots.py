@@ -1,0 +1,104 @@
+"""Snapshots and compaction in the Engine (PROTOCOL-NOTES "Snapshots"; Raft §7)."""
+
+from __future__ import annotations
+
+import attrs
+
+from openraft_trio._engine.commands import BuildSnapshot, InstallSnapshot, PurgeLog, TruncateLog
+from openraft_trio._messages import InstallSnapshotResponse
+from openraft_trio._types import Snapshot, SnapshotMeta, StoredMembership
+
+from ._engine_helpers import CONFIG, INIT_LOG_ID, M123, Responded, follower, lid, out, vote
+
+POLICY = attrs.evolve(CONFIG, snapshot_policy=10, max_in_snapshot_log_to_keep=3)
+LOG = [INIT_LOG_ID] + [lid(1, 2, i) for i in range(1, 21)]
+V = vote(1, 2, committed=True)
+
+
+def f(**kw):
+    kw.setdefault("vote", V)
+    kw.setdefault("log", LOG)
+    kw.setdefault("committed", LOG[-1])
+    return follower(config=POLICY, **kw)
+
+
+def meta(last) -> SnapshotMeta:
+    return SnapshotMeta(last, StoredMembership(INIT_LOG_ID, M123), "s")
+
+
+def test_policy_asks_for_a_snapshot_every_n_applied_entries_one_at_a_time() -> None:
+    eng = follower(config=POLICY, vote=V, log=LOG, committed=LOG[5])
+    eng.on_applied(LOG[5])
+    assert eng.take_output() == []  # 6 entries since none: not yet
+    eng.on_applied(LOG[10])
+    assert eng.take_output() == [BuildSnapshot()]
+    eng.on_applied(LOG[15])
+    assert eng.take_output() == []  # one build in flight
+
+
+def test_built_snapshot_purges_keeping_the_configured_tail() -> None:
+    eng = f()
+    eng.maybe_build_snapshot(force=True)
+    eng.take_output()
+    eng.on_snapshot_built(meta(LOG[20]))
+    assert eng.take_output() == [PurgeLog(LOG[17])]  # keep 3 snapshotted entries
+    assert eng.log_ids.purged == LOG[17]
+    assert eng.snapshot_last_log_id == LOG[20]
+
+
+def test_purge_never_goes_beyond_the_snapshot() -> None:
+    eng = f()
+    eng.purge_log(15)
+    assert eng.take_output() == []  # no snapshot yet: nothing may be purged
+    eng.maybe_build_snapshot(force=True)
+    eng.take_output()
+    eng.on_snapshot_built(meta(LOG[12]))
+    eng.take_output()
+    eng.purge_log(100)
+    assert eng.take_output() == [PurgeLog(LOG[12])]
+
+
+def test_install_of_an_older_snapshot_is_acknowledged_and_ignored() -> None:
+    eng = f()
+    r = object()
+    eng.handle_install_snapshot(V, Snapshot(meta(LOG[10]), b""), r)
+    assert out(eng) == [Responded(r, InstallSnapshotResponse(V))]
+
+
+def test_install_newer_snapshot_then_align_log_and_answer_after_installed() -> None:
+    eng = f(log=LOG[:6], committed=LOG[3])  # has 0..5, committed 3
+    r = object()
+    snap = Snapshot(meta(LOG[15]), b"data")
+    eng.handle_install_snapshot(V, snap, r)
+    [install] = eng.take_output()
+    assert isinstance(install, InstallSnapshot)
+    assert install.snapshot is snap
+    eng.on_snapshot_installed(snap.meta)
+    # Our log ends before the snapshot: discard it, the snapshot's last id is the new base.
+    assert out(eng) == [
+        TruncateLog(None),
+        PurgeLog(LOG[15]),
+        Responded(r, InstallSnapshotResponse(V)),
+    ]
+    assert eng.committed == LOG[15]
+    assert eng.last_applied == LOG[15]
+    assert eng.log_ids.last == LOG[15]
+
+
+def test_install_keeps_a_matching_log_suffix() -> None:
+    eng = f(committed=LOG[3])  # has 0..20, committed 3
+    snap = Snapshot(meta(LOG[10]), b"data")
+    eng.handle_install_snapshot(V, snap, object())
+    eng.take_output()
+    eng.on_snapshot_installed(snap.meta)
+    cmds = eng.take_output()
+    assert cmds[0] == PurgeLog(LOG[10])
+    assert eng.log_ids.last == LOG[20]  # entries after the snapshot stay
+    assert eng.committed == LOG[10]
+
+
+def test_a_stale_leader_cannot_install() -> None:
+    eng = f(vote=vote(3, 3, committed=True))
+    r = object()
+    eng.handle_install_snapshot(V, Snapshot(meta(LOG[20]), b""), r)
+    assert out(eng) == [Responded(r, InstallSnapshotResponse(vote(3, 3, committed=True)))]
