@@ -104,7 +104,10 @@ class SnapshotHandler(EngineBase):
             self.last_applied = last
         if not log_id_ge(self.snapshot_last_log_id, last):
             self.snapshot_last_log_id = last
-        for m, responder in self.pending_installs:
-            if m == meta:
-                self.respond(responder, InstallSnapshotResponse(self.vote))
-        self.pending_installs = [(m, r) for m, r in self.pending_installs if m != meta]
+        # Answer every install this one covers (an older one queued behind it was skipped).
+        done = [(m, r) for m, r in self.pending_installs if log_id_ge(last, m.last_log_id)]
+        for _, responder in done:
+            self.respond(responder, InstallSnapshotResponse(self.vote))
+        self.pending_installs = [
+            (m, r) for m, r in self.pending_installs if not log_id_ge(last, m.last_log_id)
+        ]
