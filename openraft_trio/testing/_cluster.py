@@ -197,6 +197,7 @@ async def open_cluster(
     config = (config or Config(cluster_name="test")).validate()
     async with trio.open_nursery() as nursery:
         router = Router(seed)
+        router.snapshot_chunk_size = config.snapshot_max_chunk_size
         router.attach(nursery)
         cluster = Cluster(
             nursery, config, router, seed,

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from .._errors import RaftError, RemoteError, RPCTimeout, Stopped, Unreachable
+from .._errors import NetworkError, RaftError, RemoteError, RPCTimeout, Stopped, Unreachable
 from .._messages import (
     AppendEntriesRequest,
     AppendEntriesResponse,
@@ -54,6 +54,10 @@ class Router:
         self.rpc_count = 0
         self.dropped = 0
         self.duplicated = 0
+        # Snapshots travel in chunks of at most this many bytes (Config.snapshot_max_chunk_size).
+        self.snapshot_chunk_size = 3 * 1024 * 1024
+        self.snapshot_chunks_sent = 0
+        self.max_snapshot_chunk = 0
 
     # -- membership of the router ---------------------------------------------------------
 
@@ -256,9 +260,26 @@ class RouterNetwork:
     async def full_snapshot(
         self, vote: Vote, snapshot: Snapshot, option: RPCOption
     ) -> InstallSnapshotResponse:
-        return await self.router.deliver(
-            self.src, self.target, option, lambda t: t.install_full_snapshot(vote, snapshot)
-        )
+        """Send ``snapshot`` as a stream of chunks of at most ``router.snapshot_chunk_size``
+        bytes — each one a message with its own latency and loss, like a transport would —
+        and have the target install it once the last chunk arrived."""
+        router = self.router
+        size = router.snapshot_chunk_size
+        chunks = [snapshot.data[i : i + size] for i in range(0, len(snapshot.data), size)] or [b""]
+        with trio.move_on_after(option.hard_ttl):
+            received = bytearray()
+            for chunk in chunks:
+                router.snapshot_chunks_sent += 1
+                router.max_snapshot_chunk = max(router.max_snapshot_chunk, len(chunk))
+                if not await router._hop(self.src, self.target, "snapshot-chunk"):
+                    raise NetworkError(f"snapshot chunk {self.src}->{self.target} lost")
+                received += chunk
+            assembled = Snapshot(snapshot.meta, bytes(received))
+            return await router.deliver(
+                self.src, self.target, option, lambda t: t.install_full_snapshot(vote, assembled),
+                "snapshot",
+            )
+        raise RPCTimeout(f"snapshot {self.src}->{self.target} timed out after {option.hard_ttl}s")
 
     async def transfer_leader(self, req: TransferLeaderRequest, option: RPCOption) -> None:
         await self.router.deliver(

@@ -60,6 +60,21 @@ async def test_learner_joining_after_compaction_catches_up_through_a_snapshot(au
         assert c.state_machines[4].get("after") == 1
 
 
+async def test_snapshots_travel_in_chunks_of_at_most_the_configured_size(autojump_clock):
+    config = attrs.evolve(CONFIG, snapshot_max_chunk_size=1024)
+    async with open_cluster(3, seed=65, config=config) as c:
+        lid = await c.wait_for_leader(5)
+        leader = c.nodes[lid]
+        last = await write_many(leader, 0, 3000)
+        await leader.wait(5).metrics(lambda m: m.purged is not None and m.purged.index > 2000, "p")
+        await c.start(4)
+        await leader.add_learner(4, raft.Node("node-4"), blocking=True)
+        await c.nodes[4].wait(5).applied_index_at_least(last)
+        assert c.router.snapshot_chunks_sent > 10
+        assert 0 < c.router.max_snapshot_chunk <= 1024
+        assert c.state_machines[4].data == c.state_machines[lid].data
+
+
 async def test_trigger_snapshot_and_purge_log(autojump_clock):
     config = attrs.evolve(CONFIG, snapshot_policy=100_000)
     async with open_cluster(1, seed=63, config=config) as c:
