@@ -23,12 +23,11 @@ import sys
 from typing import Any
 
 from .._errors import ForwardToLeader, QuorumNotEnough
-from .._messages import AppendEntriesResponse, TransferLeaderRequest
+from .._messages import TransferLeaderRequest
 from .._types import (
     Entry,
     LogId,
     MembershipChange,
-    Normal,
     Payload,
     ReadPolicy,
     StoredMembership,
@@ -66,9 +65,6 @@ class LeaderHandler(EngineBase):
         self.leader_append_entries(entries)
         self.replicate_all()
         return [e.log_id for e in entries]
-
-    def client_write_data(self, items: list[Any]) -> list[LogId]:
-        return self.client_write([Normal(d) for d in items])
 
     def leader_append_entries(self, entries: list[Entry]) -> None:
         for e in entries:
@@ -134,10 +130,6 @@ class LeaderHandler(EngineBase):
         floor = -1 if p.matching is None else p.matching.index
         new_prev_index = max(min(hint, tried) - 1, floor)
         self.start_stream(target, self.log_ids.get(new_prev_index))
-
-    def handle_append_response_vote(self, target: int, resp: AppendEntriesResponse) -> None:
-        """A target refused our request because it has a greater vote: step down."""
-        self.handle_higher_vote(resp.vote)
 
     def handle_higher_vote(self, vote: Vote) -> None:
         if vote > self.vote:

@@ -201,7 +201,7 @@ def test_conflict_from_an_older_epoch_is_ignored() -> None:
 def test_higher_vote_in_append_response_makes_leader_step_down() -> None:
     eng = leader()
     higher = vote(3, 3)
-    eng.handle_append_response_vote(2, AppendEntriesResponse(higher, success=False))
+    eng.handle_higher_vote(AppendEntriesResponse(higher, success=False).vote)
     assert out(eng) == [QuitLeader(None), SaveVote(higher)]
     assert eng.server_state is ServerState.FOLLOWER
     assert eng.vote == higher
@@ -217,7 +217,7 @@ def test_higher_committed_vote_in_heartbeat_ack_makes_leader_step_down_to_it() -
 
 def test_equal_or_lower_vote_in_response_changes_nothing() -> None:
     eng = leader()
-    eng.handle_append_response_vote(2, AppendEntriesResponse(V, success=False))
+    eng.handle_higher_vote(AppendEntriesResponse(V, success=False).vote)
     eng.handle_heartbeat_ack(2, V, 0.5, vote(1, 2, committed=True))
     assert out(eng) == []
     assert eng.is_leader

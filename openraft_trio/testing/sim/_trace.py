@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
 from typing import Any, TextIO
 
 
@@ -41,13 +40,3 @@ def _plain(x: Any) -> Any:
     if isinstance(x, list | tuple):
         return [_plain(v) for v in x]
     return str(x)
-
-
-def node_states(events: Iterable[tuple[Any, ...]]) -> dict[int, list[tuple[float, str, int, int]]]:
-    """Per node: ``(time, role, term, commit_index)`` at every change (``state`` events)."""
-    out: dict[int, list[tuple[float, str, int, int]]] = {}
-    for e in events:
-        if e[1] == "state":
-            _, _, node, role, term, commit = e
-            out.setdefault(node, []).append((e[0], role, term, commit))
-    return out
