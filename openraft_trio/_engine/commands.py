@@ -138,7 +138,7 @@ class AddReplicationTargets(Command):
 
 @attrs.frozen
 class RemoveReplicationTargets(Command):
-    """A membership change removed ``targets``: stop (cancel and await) their tasks."""
+    """A membership change removed ``targets``: cancel their tasks."""
 
     targets: tuple[int, ...]
 
