@@ -89,3 +89,23 @@ async def test_trigger_elect_and_runtime_switches(autojump_clock):
         c.router.isolate(lid)
         await c.nodes[other].trigger.elect()
         await c.nodes[other].wait(2).state(raft.ServerState.LEADER)
+
+
+async def test_heartbeat_switch_and_trigger(autojump_clock):
+    async with open_cluster(3, seed=54) as c:
+        lid = await c.wait_for_leader(5)
+        sent: list[str] = []
+        c.router.on_event = lambda fate, src, dst, kind: (
+            sent.append(kind) if src == lid and kind == "heartbeat" else None
+        )
+        await trio.sleep(0.5)
+        assert sent.count("heartbeat") >= 2 * int(0.5 / c.config.heartbeat_interval) - 2
+        leader = c.nodes[lid]
+        leader.runtime_config.heartbeat = False
+        await trio.sleep(0.1)
+        sent.clear()
+        await trio.sleep(0.12)
+        assert sent == []  # no periodic heartbeats
+        await leader.trigger.heartbeat()
+        await trio.sleep(0.01)
+        assert sent.count("heartbeat") == 2  # one to each follower, on demand
