@@ -50,13 +50,20 @@ TARGET_LAT_CLIENTS = 1
 TARGET_LAT_ROUND_TRIPS = 6.0  # Raft p50 commit latency <= 6 floor round trips at 1 client
 
 
-def bench_config() -> Config:
-    """Election timeouts generous enough that leadership holds under full load."""
+def bench_config(snapshots: bool = False) -> Config:
+    """Election timeouts generous enough that leadership holds under full load.
+
+    Snapshots are off (a policy no run reaches) unless ``snapshots``: this benchmark
+    measures the write path; snapshot cost grows with the state machine (every write here
+    adds a key) and is measured on its own by ``bench_snapshot.py``. The ``snap`` row shows
+    the default policy (every 5000 entries) in the same run.
+    """
     return Config(
         cluster_name="bench",
         election_timeout_min=1.0,
         election_timeout_max=2.0,
         heartbeat_interval=0.1,
+        snapshot_policy=5000 if snapshots else 10**12,
     )
 
 
@@ -232,10 +239,10 @@ async def run_floor(clients: int, batch: int, warmup: float, duration: float) ->
 
 
 async def run_raft(
-    clients: int, batch: int, warmup: float, duration: float, seed: int
+    clients: int, batch: int, warmup: float, duration: float, seed: int, snapshots: bool = False
 ) -> tuple[Sample, dict[str, int]]:
     """Fresh 3-node cluster; ``clients`` tasks writing unique keys to the leader."""
-    async with open_cluster(3, config=bench_config(), seed=seed) as cluster:
+    async with open_cluster(3, config=bench_config(snapshots), seed=seed) as cluster:
         leader_id = await cluster.wait_for_leader(10)
         leader = cluster.nodes[leader_id]
         term = leader.metrics.current_term
@@ -292,6 +299,8 @@ class Scenario:
     batch: int  # items per call; 1 = client_write, >1 = client_write_many
     # Run with CPython's collector tuned for throughput (floor and Raft alike): see _gc_mode.
     gc_tuned: bool = False
+    # The default snapshot policy (a snapshot of the whole kv store every 5000 entries).
+    snapshots: bool = False
 
 
 @dataclass
@@ -356,6 +365,7 @@ def scenarios(batch_clients: int) -> list[Scenario]:
     out.append(Scenario(f"batch{BATCH_SIZE} x{batch_clients}", batch_clients, BATCH_SIZE))
     n = TARGET_TPUT_CLIENTS
     out.append(Scenario(f"write x{n} gc", n, 1, gc_tuned=True))
+    out.append(Scenario(f"write x{n} snap", n, 1, snapshots=True))
     return out
 
 
@@ -382,7 +392,7 @@ def targets(results: dict[str, Result]) -> list[dict[str, Any]]:
     by_clients = {
         r.scenario.clients: r
         for r in results.values()
-        if r.scenario.batch == 1 and not r.scenario.gc_tuned
+        if r.scenario.batch == 1 and not r.scenario.gc_tuned and not r.scenario.snapshots
     }
     out: list[dict[str, Any]] = []
     if TARGET_TPUT_CLIENTS in by_clients:
@@ -501,7 +511,8 @@ async def run_all(args: argparse.Namespace) -> dict[str, Result]:
             gc.collect()
             with _gc_mode(sc.gc_tuned):
                 raft, info = await run_raft(
-                    sc.clients, sc.batch, args.warmup, args.duration, seed=rep
+                    sc.clients, sc.batch, args.warmup, args.duration, seed=rep,
+                    snapshots=sc.snapshots,
                 )
             res.raft.append(raft)
             res.raft_info.append(info)
