@@ -386,6 +386,8 @@ def format_summary(
             if len(s.violations) > SHOWN_VIOLATIONS:
                 lines.append(f"    ... and {len(s.violations) - SHOWN_VIOLATIONS} more")
             lines.append(f"    replay: {s.replay}")
+    # The plain closing line CI tools read: seeds passed and failed.
+    lines.append(f"{n - len(failing)} passed, {len(failing)} failed")
     return "\n".join(lines) + "\n"
 
 
