@@ -7,7 +7,8 @@ from collections import deque
 from typing import Any
 
 from .._config import Config
-from .._types import Entry, LeaderId, LogId, ServerState, StoredMembership, Vote, log_id_ge
+from .._errors import ForwardToLeader
+from .._types import Entry, LeaderId, LogId, ServerState, Vote, log_id_ge
 from .commands import (
     AdvanceCommitted,
     Apply,
@@ -17,6 +18,7 @@ from .commands import (
     Respond,
     SaveCommitted,
     SaveVote,
+    TruncateLog,
 )
 from .log_ids import LogIdList
 from .state import CandidateState, LeaderState, MembershipState
@@ -96,10 +98,6 @@ class EngineBase:
         return self.log_ids.last
 
     @property
-    def effective_membership(self) -> StoredMembership:
-        return self.membership.effective
-
-    @property
     def is_leader(self) -> bool:
         return self.leader is not None
 
@@ -165,8 +163,6 @@ class EngineBase:
             leader = self.leader
             self.leader = None
             self.push(QuitLeader(new_leader))
-            from .._errors import ForwardToLeader
-
             for read in leader.pending_reads:
                 self.respond(read.responder, ForwardToLeader(new_leader, self.node_of(new_leader)))
             if leader.pending_change is not None:
@@ -177,6 +173,15 @@ class EngineBase:
             self.leader_seen_time = None
         self.current_leader = new_leader
         self.reset_election_timer()
+
+    def truncate_log_after(self, after: LogId | None) -> None:
+        """Delete our log after ``after`` (a real conflict): memberships appended in the
+        deleted part revert, and ``flushed`` cannot point past the new end."""
+        self.push(TruncateLog(after))
+        self.log_ids.truncate_after(after)
+        self.membership.truncate_after(-1 if after is None else after.index)
+        if self.flushed is not None and not log_id_ge(after, self.flushed.log_id):
+            self.flushed = IOId(self.flushed.vote, after)
 
     def node_of(self, node_id: int | None) -> Any:
         if node_id is None:

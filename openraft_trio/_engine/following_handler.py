@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from .._errors import InvalidRequest
 from .._messages import AppendEntriesRequest, AppendEntriesResponse
-from .._types import Entry, LogId, MembershipChange, StoredMembership, Vote, log_id_ge
+from .._types import Entry, MembershipChange, StoredMembership, Vote, log_id_ge
 from .base import EngineBase
-from .commands import AdvanceCommitted, AppendEntries, IOId, Respond, TruncateLog
+from .commands import AdvanceCommitted, AppendEntries, IOId, Respond
 
 
 class FollowingHandler(EngineBase):
@@ -118,16 +118,9 @@ class FollowingHandler(EngineBase):
             if mine == entry.log_id:
                 continue
             if mine is not None:
-                self._truncate_after(self.log_ids.get(entry.index - 1))
+                self.truncate_log_after(self.log_ids.get(entry.index - 1))
             return list(entries[i:])
         return []
-
-    def _truncate_after(self, after: LogId | None) -> None:
-        self.push(TruncateLog(after))
-        self.log_ids.truncate_after(after)
-        self.membership.truncate_after(-1 if after is None else after.index)
-        if self.flushed is not None and not log_id_ge(after, self.flushed.log_id):
-            self.flushed = IOId(self.flushed.vote, after)
 
     def _append_as_follower(self, entries: list[Entry]) -> None:
         for e in entries:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from .._errors import ForwardToLeader, QuorumNotEnough
@@ -189,18 +190,25 @@ class LeaderHandler(EngineBase):
 
     # -- commit ----------------------------------------------------------------------------
 
+    def _quorum_value(self, value_of: Callable[[int], float]) -> float:
+        """The highest value a quorum has reached: per voter set the value a majority is at
+        or above, the lowest over the sets (joint consensus); ``inf`` with no voter set."""
+        result = math.inf
+        for config in self.membership.membership.configs:
+            values = sorted((value_of(v) for v in config), reverse=True)
+            result = min(result, values[len(values) // 2])
+        return result
+
     def _quorum_index(self) -> int:
         assert self.leader is not None
         own = self.flushed.log_id if self.flushed is not None else None
         progress = self.leader.progress
-        result = math.inf
-        for config in self.membership.membership.configs:
-            values = []
-            for v in config:
-                m = own if v == self.id else (progress[v].matching if v in progress else None)
-                values.append(-1 if m is None else m.index)
-            values.sort(reverse=True)
-            result = min(result, values[len(values) // 2])
+
+        def index_of(v: int) -> float:
+            m = own if v == self.id else (progress[v].matching if v in progress else None)
+            return -1 if m is None else m.index
+
+        result = self._quorum_value(index_of)
         return -1 if result == math.inf else int(result)
 
     def update_commit(self) -> None:
@@ -237,27 +245,16 @@ class LeaderHandler(EngineBase):
         leader = self.leader
         if leader is None:
             return -math.inf
-        result = math.inf
-        for config in self.membership.membership.configs:
-            times = sorted(
-                (math.inf if v == self.id else leader.ack_time.get(v, -math.inf) for v in config),
-                reverse=True,
-            )
-            result = min(result, times[len(times) // 2])
-        return result
+        acks = leader.ack_time
+        return self._quorum_value(lambda v: math.inf if v == self.id else acks.get(v, -math.inf))
 
     def quorum_ack_round(self) -> int:
         """The highest ReadIndex round a quorum of voters has acknowledged."""
         leader = self.leader
         if leader is None:
             return -1
-        result: float = math.inf
-        for config in self.membership.membership.configs:
-            rounds = sorted(
-                (math.inf if v == self.id else leader.ack_round.get(v, -1) for v in config),
-                reverse=True,
-            )
-            result = min(result, rounds[len(rounds) // 2])
+        rounds = leader.ack_round
+        result = self._quorum_value(lambda v: math.inf if v == self.id else rounds.get(v, -1))
         # Only ourselves in every config: every round is acknowledged at once.
         return sys.maxsize if result == math.inf else int(result)
 

@@ -20,7 +20,7 @@ from typing import Any
 from .._messages import InstallSnapshotResponse
 from .._types import Snapshot, SnapshotMeta, Vote, log_id_ge
 from .base import EngineBase
-from .commands import BuildSnapshot, InstallSnapshot, IOId, PurgeLog, TruncateLog
+from .commands import BuildSnapshot, InstallSnapshot, IOId, PurgeLog
 
 
 class SnapshotHandler(EngineBase):
@@ -85,10 +85,7 @@ class SnapshotHandler(EngineBase):
         if last is not None and not log_id_ge(self.committed, last):
             if not self.log_ids.contains(last):
                 # Our log conflicts with (or ends before) the snapshot: discard it.
-                after = self.log_ids.purged
-                self.push(TruncateLog(after))
-                self.log_ids.truncate_after(after)
-                self.membership.truncate_after(-1 if after is None else after.index)
+                self.truncate_log_after(self.log_ids.purged)
             self.log_ids.purge(last)
             self.push(PurgeLog(last))
             self.committed = last
