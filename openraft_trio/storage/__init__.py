@@ -1,7 +1,9 @@
 """Storage: the log store and state machine interfaces, and the shipped implementations.
 
 * :class:`RaftLogStorage`, :class:`RaftStateMachine`: the interfaces (``typing.Protocol``).
+* :class:`FileLogStore` (open with :func:`open_file_log_store`): the durable default.
 * :class:`MemLogStore`: an in-memory log store with a crash/flush model for tests.
+* :class:`FileSystem`, :class:`OsFileSystem`: the file layer under the durable stores.
 """
 
 from ._mem import MemLogStore as MemLogStore
@@ -9,6 +11,10 @@ from ._protocols import IOCallback as IOCallback
 from ._protocols import RaftLogStorage as RaftLogStorage
 from ._protocols import RaftStateMachine as RaftStateMachine
 
-# Durable default, coming in ._file:
-# from ._file import FileLogStore as FileLogStore
-# from ._file import open_file_log_store as open_file_log_store
+from ._file import FileLogStore as FileLogStore
+from ._file import open_file_log_store as open_file_log_store
+from ._file import run_in_thread as run_in_thread
+from ._file import run_inline as run_inline
+from ._fs import FileHandle as FileHandle
+from ._fs import FileSystem as FileSystem
+from ._fs import OsFileSystem as OsFileSystem

@@ -1,0 +1,260 @@
+"""The one cattrs converter: how openraft_trio values become CBOR and come back.
+
+Used by the durable log store (entries on disk) and the TCP transport (frames). Hot types
+have positional (list) encodings, registered as cattrs hooks, because building attrs
+objects dominates codec cost and lists shrink frames:
+
+* ``LogId`` -> ``[term, node_id, index]``; ``Vote`` -> ``[term, node_id, committed]``
+* ``Entry`` -> ``[term, node_id, index, kind, ...]`` with kind 0 ``Blank``, 1 ``Normal``
+  (``[tag, value]`` follows), 2 ``MembershipChange`` (the membership follows)
+* ``Membership`` -> ``[[sorted voter ids]...], {node_id: [addr, data]}]``
+
+**Application data** (``Normal(data)`` payloads and state-machine replies) is either plain
+CBOR (None, bool, int, float, str, bytes, lists, maps; tuples come back as lists) or an
+instance of a class registered with :func:`register_data_type`, which travels as
+``[tag, converter.unstructure(value)]``::
+
+    @attrs.frozen
+    class Deposit:
+        account: str
+        amount: int
+
+    openraft_trio.codec.register_data_type(Deposit, "bank.deposit")
+
+Register the same types under the same tags on every node (at import time of the module
+that defines them); :mod:`openraft_trio.kv` registers its requests as ``kv.Set`` and so on.
+Decoding an unknown tag or a value of the wrong shape raises :class:`DecodeError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
+
+import cattrs
+import cbor2
+
+from ._types import (
+    BLANK,
+    Blank,
+    Entry,
+    LeaderId,
+    LogId,
+    Membership,
+    MembershipChange,
+    Node,
+    Normal,
+    StoredMembership,
+    Vote,
+)
+
+T = TypeVar("T")
+
+converter: Final = cattrs.Converter(detailed_validation=False)
+"""The converter every openraft_trio codec goes through; register your hooks on it."""
+
+
+class DecodeError(ValueError):
+    """Bytes or a decoded value do not have the shape the codec expects."""
+
+
+_KIND_BLANK: Final = 0
+_KIND_NORMAL: Final = 1
+_KIND_MEMBERSHIP: Final = 2
+
+_tag_of: dict[type, str] = {}
+_type_of: dict[str, type] = {}
+
+
+def register_data_type(cls: type[Any], tag: str) -> None:
+    """Let instances of ``cls`` travel as application data under ``tag``.
+
+    Registering the same class under the same tag again is a no-op.
+
+    Raises:
+        ValueError: ``tag`` is taken by another class, or ``cls`` has another tag.
+    """
+    if _type_of.get(tag, cls) is not cls or _tag_of.get(cls, tag) != tag:
+        raise ValueError(f"cannot register {cls.__qualname__} as {tag!r}: already registered")
+    _tag_of[cls] = tag
+    _type_of[tag] = cls
+
+
+def encode_data(value: Any) -> Any:
+    """Application data -> a CBOR-ready value (``[tag, fields]`` or ``[None, value]``)."""
+    tag = _tag_of.get(type(value))
+    if tag is None:
+        return [None, value]
+    return [tag, converter.unstructure(value)]
+
+
+def decode_data(raw: Any) -> Any:
+    """The inverse of :func:`encode_data`.
+
+    Raises:
+        DecodeError: not ``[tag, value]``, an unknown tag, or fields of the wrong shape.
+    """
+    if not (isinstance(raw, list) and len(raw) == 2):
+        raise DecodeError(f"application data must be [tag, value], got {_short(raw)}")
+    tag, value = raw
+    if tag is None:
+        return value
+    cls = _type_of.get(tag) if isinstance(tag, str) else None
+    if cls is None:
+        raise DecodeError(f"unknown application data tag {tag!r} (not registered)")
+    try:
+        return converter.structure(value, cls)
+    except Exception as exc:
+        raise DecodeError(f"bad fields for {tag!r}: {exc}") from exc
+
+
+# -- hot types -------------------------------------------------------------------------------
+
+
+def _int(raw: Any) -> int:
+    if type(raw) is not int:
+        raise DecodeError(f"expected an int, got {_short(raw)}")
+    return raw
+
+
+def _opt_int(raw: Any) -> int | None:
+    return None if raw is None else _int(raw)
+
+
+def unstructure_log_id(log_id: LogId | None) -> list[Any] | None:
+    if log_id is None:
+        return None
+    leader = log_id.leader_id
+    return [leader.term, leader.node_id, log_id.index]
+
+
+def structure_log_id(raw: Any) -> LogId | None:
+    if raw is None:
+        return None
+    if not (isinstance(raw, list) and len(raw) == 3):
+        raise DecodeError(f"a log id is [term, node_id, index], got {_short(raw)}")
+    return LogId(LeaderId(_int(raw[0]), _opt_int(raw[1])), _int(raw[2]))
+
+
+def unstructure_vote(vote: Vote) -> list[Any]:
+    return [vote.leader_id.term, vote.leader_id.node_id, vote.committed]
+
+
+def structure_vote(raw: Any) -> Vote:
+    if not (isinstance(raw, list) and len(raw) == 3 and isinstance(raw[2], bool)):
+        raise DecodeError(f"a vote is [term, node_id, committed], got {_short(raw)}")
+    return Vote(LeaderId(_int(raw[0]), _opt_int(raw[1])), raw[2])
+
+
+def unstructure_membership(membership: Membership) -> list[Any]:
+    nodes = membership.nodes
+    return [
+        [sorted(config) for config in membership.configs],
+        {node_id: [nodes[node_id].addr, dict(nodes[node_id].data)] for node_id in sorted(nodes)},
+    ]
+
+
+def structure_membership(raw: Any) -> Membership:
+    if not (isinstance(raw, list) and len(raw) == 2):
+        raise DecodeError(f"a membership is [configs, nodes], got {_short(raw)}")
+    configs, nodes = raw
+    if not (isinstance(configs, list) and all(isinstance(c, list) for c in configs)):
+        raise DecodeError("membership configs must be lists of node ids")
+    if not isinstance(nodes, dict):
+        raise DecodeError("membership nodes must be a map")
+    decoded: dict[int, Node] = {}
+    for node_id, value in nodes.items():
+        if not (
+            isinstance(value, list)
+            and len(value) == 2
+            and isinstance(value[0], str)
+            and isinstance(value[1], dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in value[1].items())
+        ):
+            raise DecodeError(f"membership node {node_id!r} must be [addr, {{str: str}}]")
+        decoded[_int(node_id)] = Node(value[0], value[1])
+    return Membership(configs=[[_int(i) for i in c] for c in configs], nodes=decoded)
+
+
+def unstructure_stored_membership(stored: StoredMembership) -> list[Any]:
+    return [unstructure_log_id(stored.log_id), unstructure_membership(stored.membership)]
+
+
+def structure_stored_membership(raw: Any) -> StoredMembership:
+    if not (isinstance(raw, list) and len(raw) == 2):
+        raise DecodeError(f"a stored membership is [log_id, membership], got {_short(raw)}")
+    return StoredMembership(structure_log_id(raw[0]), structure_membership(raw[1]))
+
+
+def unstructure_entry(entry: Entry) -> list[Any]:
+    leader = entry.log_id.leader_id
+    payload = entry.payload
+    head = [leader.term, leader.node_id, entry.log_id.index]
+    if isinstance(payload, Normal):
+        return [*head, _KIND_NORMAL, encode_data(payload.data)]
+    if isinstance(payload, MembershipChange):
+        return [*head, _KIND_MEMBERSHIP, unstructure_membership(payload.membership)]
+    return [*head, _KIND_BLANK]
+
+
+def structure_entry(raw: Any) -> Entry:
+    if not (isinstance(raw, list) and len(raw) >= 4):
+        raise DecodeError(f"an entry is [term, node_id, index, kind, ...], got {_short(raw)}")
+    log_id = LogId(LeaderId(_int(raw[0]), _opt_int(raw[1])), _int(raw[2]))
+    kind = raw[3]
+    if kind == _KIND_NORMAL and len(raw) == 5:
+        return Entry(log_id, Normal(decode_data(raw[4])))
+    if kind == _KIND_MEMBERSHIP and len(raw) == 5:
+        return Entry(log_id, MembershipChange(structure_membership(raw[4])))
+    if kind == _KIND_BLANK and len(raw) == 4:
+        return Entry(log_id, BLANK)
+    raise DecodeError(f"unknown entry payload kind {_short(kind)} (or wrong length)")
+
+
+def _structure_hook(fn: Callable[[Any], T]) -> Callable[[Any, Any], T]:
+    return lambda raw, _cls: fn(raw)
+
+
+converter.register_unstructure_hook(LogId, unstructure_log_id)
+converter.register_structure_hook(LogId, _structure_hook(structure_log_id))
+converter.register_unstructure_hook(Vote, unstructure_vote)
+converter.register_structure_hook(Vote, _structure_hook(structure_vote))
+converter.register_unstructure_hook(Membership, unstructure_membership)
+converter.register_structure_hook(Membership, _structure_hook(structure_membership))
+converter.register_unstructure_hook(StoredMembership, unstructure_stored_membership)
+converter.register_structure_hook(
+    StoredMembership, _structure_hook(structure_stored_membership)
+)
+converter.register_unstructure_hook(Entry, unstructure_entry)
+converter.register_structure_hook(Entry, _structure_hook(structure_entry))
+converter.register_unstructure_hook(Blank, lambda _b: [])
+
+
+def dumps(value: Any) -> bytes:
+    """``value`` (anything the converter knows) -> CBOR bytes."""
+    return cbor2.dumps(converter.unstructure(value))
+
+
+def loads(data: bytes, cls: type[T]) -> T:
+    """CBOR bytes -> a ``cls`` instance.
+
+    Raises:
+        DecodeError: not CBOR, or not the shape of ``cls``.
+    """
+    try:
+        raw = cbor2.loads(data)
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError) as exc:
+        raise DecodeError(f"not valid CBOR: {exc}") from exc
+    if cls is Entry:
+        return structure_entry(raw)  # type: ignore[return-value]
+    try:
+        return converter.structure(raw, cls)
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise DecodeError(f"not a {cls.__qualname__}: {exc}") from exc
+
+
+def _short(raw: Any) -> str:
+    text = repr(raw)
+    return text if len(text) <= 80 else text[:77] + "..."
