@@ -34,6 +34,7 @@ from typing import Any, Final, TypeVar
 import cattrs
 import cbor2
 
+from ._errors import InvalidRequest
 from ._types import (
     BLANK,
     Blank,
@@ -106,6 +107,22 @@ def decode_data(raw: Any) -> Any:
         return converter.structure(value, cls)
     except Exception as exc:
         raise DecodeError(f"bad fields for {tag!r}: {exc}") from exc
+
+
+def check_encodable(data: Any) -> None:
+    """Raise ``InvalidRequest`` unless ``data`` can travel as application data.
+
+    Raises:
+        InvalidRequest: ``data`` (or something inside it) is neither plain CBOR nor of a
+            registered type.
+    """
+    try:
+        cbor2.dumps(encode_data(data))
+    except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
+        raise InvalidRequest(
+            f"cannot encode {type(data).__qualname__} as application data: {exc} "
+            "(register its type with openraft_trio.codec.register_data_type)"
+        ) from exc
 
 
 # -- hot types -------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ fail with ``Stopped``.
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -25,7 +27,7 @@ import trio_util
 
 from .._config import Config
 from .._engine import Engine
-from .._errors import ForwardToLeader, InvalidRequest, Stopped, WaitTimeout
+from .._errors import Fatal, ForwardToLeader, InvalidRequest, Stopped, StorageError, WaitTimeout
 from .._messages import (
     AppendEntriesRequest,
     AppendEntriesResponse,
@@ -47,6 +49,8 @@ from .._types import (
     Vote,
 )
 from .._validate import check_append_entries, check_vote_request
+from ..codec import check_encodable
+from ..storage import open_file_log_store
 from . import messages as m
 from .core import RaftCore
 from .messages import ClientWriteResponse
@@ -151,6 +155,16 @@ class Wait:
         )
 
 
+_log = logging.getLogger("openraft_trio")
+
+
+def _first_leaf(group: BaseExceptionGroup[StorageError | OSError]) -> StorageError | OSError:
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return cast("StorageError | OSError", first)
+
+
 class Raft:
     """Handle to a running node. Obtain one from :func:`open_raft`."""
 
@@ -164,6 +178,10 @@ class Raft:
         self._metrics_watch: trio_util.AsyncValue[RaftMetrics] = core.metrics_watch
         self._pending: set[m.Responder] = set()
         self._stopped = False
+        self._fatal: Fatal | None = None
+        # Stores that encode entries (FileLogStore) declare it: then a write whose data
+        # cannot be encoded is refused up front instead of failing the store.
+        self._check_encodable = bool(getattr(core.log_store, "requires_encodable_data", False))
         # The node's own tasks, each in a cancel scope of its own, so that shutdown() stops
         # them without cancelling the caller's ``async with open_raft()`` body.
         self._task_scopes: list[trio.CancelScope] = []
@@ -177,9 +195,19 @@ class Raft:
         self._pending.add(r)
         return r
 
+    def _stop_error(self) -> Fatal:
+        """What calls on a stopped node raise: the storage failure that stopped it, or
+        ``Stopped``."""
+        return self._fatal if self._fatal is not None else Stopped()
+
+    @property
+    def fatal_error(self) -> Fatal | None:
+        """The ``Fatal`` error (a ``StorageError``) that stopped this node, if one did."""
+        return self._fatal
+
     async def _send(self, msg: Any) -> None:
         if self._stopped:
-            raise Stopped()
+            raise self._stop_error()
         try:
             # Fast path: no scheduling round trip when the core's channel has room (the
             # caller blocks on its reply right after, which is the checkpoint).
@@ -188,9 +216,9 @@ class Raft:
             try:
                 await self._api_tx.send(msg)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
-                raise Stopped() from None
+                raise self._stop_error() from None
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise Stopped() from None
+            raise self._stop_error() from None
         self._core.wake()
 
     async def _call(self, make: Callable[[m.Responder], Any]) -> Any:
@@ -202,10 +230,11 @@ class Raft:
             self._pending.discard(r)
 
     def _stop(self) -> None:
-        """Fail every pending call with ``Stopped`` (the node is going away)."""
+        """Fail every pending call with ``Stopped`` (or the fatal error that stopped us)."""
         self._stopped = True
+        error = self._stop_error()
         for r in list(self._pending):
-            r.send(Stopped())
+            r.send(error)
         self._pending.clear()
         self._core.publish_shutdown()
 
@@ -248,7 +277,11 @@ class Raft:
         Raises:
             ForwardToLeader: this node does not lead. If leadership is lost after the write
                 was appended, the write's outcome is unknown (it may still commit).
+            InvalidRequest: the log store writes entries to disk and ``data`` cannot be
+                encoded (see :mod:`openraft_trio.codec`); nothing was written.
         """
+        if self._check_encodable:
+            check_encodable(data)
         return await self._call(lambda r: m.ClientWrite([data], [r]))  # type: ignore[no-any-return]
 
     async def client_write_many(self, items: list[Any]) -> list[ClientWriteResponse]:
@@ -256,6 +289,9 @@ class Raft:
         items = list(items)
         if not items:
             return []
+        if self._check_encodable:
+            for item in items:
+                check_encodable(item)
         rs = [self._responder() for _ in items]
         try:
             await self._send(m.ClientWrite(items, rs))
@@ -290,7 +326,7 @@ class Raft:
                     or x.state == ServerState.SHUTDOWN
                 )
                 if self._stopped:
-                    raise Stopped()
+                    raise self._stop_error()
         return read_log_id
 
     async def add_learner(
@@ -360,12 +396,29 @@ class Raft:
                 self._task_scopes.append(scope)
                 if self._stopped:
                     scope.cancel()
-                await fn(*args)
+                try:
+                    await fn(*args)
+                except* (StorageError, OSError) as group:
+                    self._fail_stop(_first_leaf(group))
         finally:
             self._running_tasks -= 1
             if self._running_tasks == 0:
                 self._stop()
                 self._done.set()
+
+    def _fail_stop(self, exc: StorageError | OSError) -> None:
+        """Storage failed: stop the whole node, never retry-and-continue (DESIGN §6)."""
+        if isinstance(exc, StorageError):
+            error = exc
+        else:
+            error = StorageError(f"storage I/O failed: {exc}")
+            error.__cause__ = exc
+        if self._fatal is None:
+            self._fatal = error
+            _log.error("raft node %s stopped: %s", self.node_id, error)
+        self._stop()
+        for scope in self._task_scopes:
+            scope.cancel()
 
     # -- inbound RPCs (called by the network server) ------------------------------------------
 
@@ -483,8 +536,9 @@ async def open_raft(
     config: Config,
     *,
     network: Any,
-    log_store: Any,
+    log_store: Any = None,
     state_machine: Any,
+    data_dir: str | os.PathLike[str] | None = None,
     rng: random.Random | None = None,
     clock: Callable[[], float] | None = None,
     observer: Callable[[RaftCore], None] | None = None,
@@ -495,7 +549,12 @@ async def open_raft(
         node_id: this node's id (an int).
         config: validated with ``Config.validate()`` (``ConfigError`` names the bad field).
         network: a ``RaftNetworkFactory``.
-        log_store: a ``RaftLogStorage``.
+        log_store: a ``RaftLogStorage``; omit it and give ``data_dir`` for the durable
+            default, a :class:`~openraft_trio.storage.FileLogStore` in ``data_dir/log``.
+        state_machine: a ``RaftStateMachine``.
+        data_dir: the node's directory for the durable default log store (see
+            ``log_store``). Give a durable state machine a directory of its own, e.g.
+            ``KvStateMachine(snapshot_dir=data_dir / "snapshots")``.
         state_machine: a ``RaftStateMachine``.
         rng: randomness for election timeouts (seed it for reproducible runs).
         clock: the node's clock for protocol time (default ``trio.current_time``). Leases
@@ -507,6 +566,35 @@ async def open_raft(
     config.validate()
     if not isinstance(node_id, int) or isinstance(node_id, bool):
         raise InvalidRequest(f"node_id must be an int, got {node_id!r}")
+    if (log_store is None) == (data_dir is None):
+        raise InvalidRequest("give open_raft either log_store or data_dir (exactly one)")
+    if log_store is None:
+        assert data_dir is not None
+        async with (
+            open_file_log_store(os.path.join(os.fspath(data_dir), "log")) as store,
+            _open_raft(
+                node_id, config, network, store, state_machine, rng, clock, observer
+            ) as raft,
+        ):
+            yield raft
+        return
+    async with _open_raft(
+        node_id, config, network, log_store, state_machine, rng, clock, observer
+    ) as raft:
+        yield raft
+
+
+@asynccontextmanager
+async def _open_raft(
+    node_id: int,
+    config: Config,
+    network: Any,
+    log_store: Any,
+    state_machine: Any,
+    rng: random.Random | None,
+    clock: Callable[[], float] | None,
+    observer: Callable[[RaftCore], None] | None,
+) -> AsyncIterator[Raft]:
     engine = Engine(node_id, config, rng if rng is not None else random.Random())
     clock = clock if clock is not None else trio.current_time
     engine.now = clock()

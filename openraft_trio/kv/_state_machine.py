@@ -17,17 +17,29 @@ snapshot as lists.
 A malformed payload (not one of the requests above, or a non-``str`` key) gets the reply
 ``None`` and is counted in :attr:`KvStateMachine.rejected`: a bad client request must never
 crash the node's apply loop.
+
+Durability: ``KvStateMachine()`` keeps everything in memory. ``KvStateMachine(directory)``
+also writes every snapshot it builds or installs to a checksummed file in ``directory``
+before the call returns (the log store purges the entries a snapshot covers, so the
+snapshot must be durable first), and on construction restores the newest valid one. The
+entries applied after that snapshot are re-applied from the log on restart, as Raft
+expects of a state machine whose applied index is only as durable as its last snapshot.
+File names and format: :mod:`openraft_trio.kv._snapshot_files`.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import cbor2
+import trio
 
-from .._errors import InvalidRequest
+from .. import codec
+from .._errors import InvalidRequest, StorageError
 from .._types import (
     Entry,
     LeaderId,
@@ -41,8 +53,21 @@ from .._types import (
     StoredMembership,
     log_id_ge,
 )
+from ..storage._fs import FileSystem, OsFileSystem, join, write_file_atomic
+from ._snapshot_files import (
+    IORunner,
+    SnapshotFileError,
+    decode_snapshot_file,
+    encode_snapshot_file,
+    is_snapshot_tmp_name,
+    log_id_position,
+    parse_snapshot_file_name,
+    snapshot_file_name,
+)
 
 _SNAPSHOT_FORMAT = 1
+
+logger = logging.getLogger("openraft_trio.kv")
 
 
 @attrs.frozen
@@ -81,21 +106,82 @@ class Get:
 
 _Request = Set | Delete | CompareAndSwap | Get
 
+# Requests travel in log entries on disk and over the network: give them stable tags.
+for _cls in (Set, Delete, CompareAndSwap, Get):
+    codec.register_data_type(_cls, f"kv.{_cls.__name__}")
+
 
 class KvStateMachine:
-    """An in-memory key-value :class:`~openraft_trio.storage.RaftStateMachine`.
+    """A key-value :class:`~openraft_trio.storage.RaftStateMachine`, in memory or durable.
+
+    With ``snapshot_dir=None`` everything lives in memory and is lost with the process.
+    With a directory, every snapshot that :meth:`build_snapshot` builds or
+    :meth:`install_snapshot` installs is durable before the call returns: it is written to a
+    ``.tmp`` file, fsynced, renamed into place, and the directory fsynced. Construction
+    (synchronous: it runs once, at startup) creates the directory if needed, removes the
+    ``snapshot-*.tmp`` files an interrupted write left behind, and restores the data, last
+    applied log id, last membership and current snapshot from the newest valid snapshot
+    file. A file that fails its checksum or does not decode, or whose content disagrees
+    with its name, is skipped with a warning on the ``openraft_trio.kv`` logger; it is left
+    in place until a newer snapshot is durable, then deleted if it sorts before that one.
+    After each new snapshot only the ``keep_snapshots`` newest snapshot files are kept.
+
+    The directory should belong to this state machine alone.
+
+    Args:
+        snapshot_dir: where snapshots are kept; ``None`` for a purely in-memory machine.
+        fs: the file system every file operation goes through (default
+            :class:`~openraft_trio.storage._fs.OsFileSystem`); tests pass an in-memory one
+            that models crashes. Ignored without ``snapshot_dir``.
+        keep_snapshots: how many snapshot files to keep (at least 1).
+        run_io: how the blocking writes of :meth:`build_snapshot` and
+            :meth:`install_snapshot` run: an async callable taking a no-argument function
+            and returning its result. The default, ``trio.to_thread.run_sync``, keeps the
+            Trio thread free; the deterministic simulator and in-memory file systems pass
+            :func:`openraft_trio.storage.run_inline`, which calls the function
+            on the spot.
+
+    Raises:
+        StorageError: the directory cannot be created or read, or a leftover temp file
+            cannot be removed (chained to the ``OSError``).
+        TypeError: ``keep_snapshots`` is not an ``int``.
+        ValueError: ``keep_snapshots`` is less than 1.
 
     Attributes:
         rejected: how many malformed ``Normal`` payloads were answered with ``None``.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        snapshot_dir: str | os.PathLike[str] | None = None,
+        *,
+        fs: FileSystem | None = None,
+        keep_snapshots: int = 2,
+        run_io: IORunner = trio.to_thread.run_sync,
+    ) -> None:
+        if isinstance(keep_snapshots, bool) or not isinstance(keep_snapshots, int):
+            raise TypeError(f"keep_snapshots must be an int, got {keep_snapshots!r}")
+        if keep_snapshots < 1:
+            raise ValueError(f"keep_snapshots must be at least 1, got {keep_snapshots}")
         self._data: dict[str, Any] = {}
         self._last_applied: LogId | None = None
         self._last_membership = StoredMembership()
         self._current_snapshot: Snapshot | None = None
         self._snapshot_counter = 0
         self.rejected = 0
+        self._snapshot_dir = None if snapshot_dir is None else os.fspath(snapshot_dir)
+        self._fs: FileSystem = OsFileSystem() if fs is None else fs
+        self._keep_snapshots = keep_snapshots
+        self._run_io = run_io
+        # Snapshot files found damaged at startup: deleted once a newer snapshot is durable.
+        self._invalid_files: set[str] = set()
+        if self._snapshot_dir is not None:
+            self._load(self._snapshot_dir)
+
+    @property
+    def snapshot_dir(self) -> str | None:
+        """The directory snapshots persist to, or ``None`` when in memory only."""
+        return self._snapshot_dir
 
     # -- local reads ----------------------------------------------------------------------
 
@@ -158,8 +244,12 @@ class KvStateMachine:
     async def build_snapshot(self) -> Snapshot:
         """Snapshot every applied entry (data, last applied log id, last membership).
 
+        With a snapshot directory the snapshot is durable when this returns.
+
         Raises:
             cbor2.CBOREncodeError: if a stored value is not CBOR-encodable.
+            StorageError: the snapshot could not be written (chained to the ``OSError``);
+                the current snapshot stays the previous one.
         """
         self._snapshot_counter += 1
         last = self._last_applied
@@ -178,6 +268,7 @@ class KvStateMachine:
             }
         )
         snapshot = Snapshot(meta=meta, data=data)
+        await self._persist(snapshot)
         self._current_snapshot = snapshot
         return snapshot
 
@@ -185,11 +276,14 @@ class KvStateMachine:
         """Replace the state with the snapshot's, unless it is not newer than what is applied.
 
         A snapshot whose last log id is ``<=`` the last applied one is ignored: applied
-        never moves backwards.
+        never moves backwards. With a snapshot directory an installed snapshot is durable
+        when this returns.
 
         Raises:
             InvalidRequest: if ``data`` is not a snapshot built by :meth:`build_snapshot`,
                 or disagrees with ``meta``. Nothing changes.
+            StorageError: the snapshot could not be written (chained to the ``OSError``).
+                Nothing changes in memory.
         """
         if log_id_ge(self._last_applied, meta.last_log_id):
             return
@@ -200,13 +294,139 @@ class KvStateMachine:
             )
         if decoded.last_membership != meta.last_membership:
             raise InvalidRequest("snapshot data and meta disagree on the last membership")
+        snapshot = Snapshot(meta=meta, data=bytes(data))
+        if self._snapshot_dir is not None:
+            self._snapshot_counter += 1
+            await self._persist(snapshot)
         self._data = decoded.data
         self._last_applied = meta.last_log_id
         self._last_membership = meta.last_membership
-        self._current_snapshot = Snapshot(meta=meta, data=bytes(data))
+        self._current_snapshot = snapshot
 
     async def get_current_snapshot(self) -> Snapshot | None:
         return self._current_snapshot
+
+    # -- snapshot files -------------------------------------------------------------------
+
+    async def _persist(self, snapshot: Snapshot) -> None:
+        """Make ``snapshot`` durable as file number ``_snapshot_counter``, then prune."""
+        directory = self._snapshot_dir
+        if directory is None:
+            return
+        name = snapshot_file_name(snapshot.meta.last_log_id, self._snapshot_counter)
+        blob = encode_snapshot_file(snapshot.meta.snapshot_id, snapshot.data)
+        fs, keep, invalid = self._fs, self._keep_snapshots, frozenset(self._invalid_files)
+
+        def write() -> list[str]:
+            _write_snapshot_file(fs, directory, name, blob)
+            return _prune_snapshot_files(fs, directory, name, keep, invalid)
+
+        deleted = await self._run_io(write)
+        self._invalid_files.difference_update(deleted)
+
+    def _load(self, directory: str) -> None:
+        """Create ``directory`` if missing, drop temp files, restore the newest snapshot."""
+        fs = self._fs
+        try:
+            fs.makedirs(directory)
+            names = fs.listdir(directory)
+        except OSError as exc:
+            raise StorageError(f"cannot open snapshot directory {directory!r}: {exc}") from exc
+        leftovers = [name for name in names if is_snapshot_tmp_name(name)]
+        for name in leftovers:
+            path = join(directory, name)
+            try:
+                fs.unlink(path)
+            except OSError as exc:
+                raise StorageError(f"cannot remove temp file {path!r}: {exc}") from exc
+        if leftovers:
+            _fsync_dir(fs, directory)
+        found: list[tuple[tuple[int, int, int], str]] = []
+        for name in names:
+            parsed = parse_snapshot_file_name(name)
+            if parsed is not None:
+                found.append((parsed, name))
+        found.sort()
+        if found:
+            self._snapshot_counter = max(seq for (_, _, seq), _ in found)
+        for (term, index, _), name in reversed(found):
+            path = join(directory, name)
+            try:
+                raw = fs.read_file(path)
+            except OSError as exc:
+                raise StorageError(f"cannot read snapshot file {path!r}: {exc}") from exc
+            try:
+                snapshot_id, payload = decode_snapshot_file(raw)
+                decoded = _decode_snapshot(payload)
+            except (SnapshotFileError, InvalidRequest) as exc:
+                logger.warning("skipping damaged snapshot file %s: %s", path, exc)
+                self._invalid_files.add(name)
+                continue
+            if log_id_position(decoded.last_log_id) != (term, index):
+                logger.warning(
+                    "skipping snapshot file %s: its name says term %d index %d, its data %s",
+                    path,
+                    term,
+                    index,
+                    decoded.last_log_id,
+                )
+                self._invalid_files.add(name)
+                continue
+            meta = SnapshotMeta(
+                last_log_id=decoded.last_log_id,
+                last_membership=decoded.last_membership,
+                snapshot_id=snapshot_id,
+            )
+            self._data = decoded.data
+            self._last_applied = decoded.last_log_id
+            self._last_membership = decoded.last_membership
+            self._current_snapshot = Snapshot(meta=meta, data=payload)
+            return
+
+
+def _fsync_dir(fs: FileSystem, directory: str) -> None:
+    try:
+        fs.fsync_dir(directory)
+    except OSError as exc:
+        raise StorageError(f"cannot fsync snapshot directory {directory!r}: {exc}") from exc
+
+
+def _write_snapshot_file(fs: FileSystem, directory: str, name: str, blob: bytes) -> None:
+    path = join(directory, name)
+    try:
+        write_file_atomic(fs, directory, name, blob)
+    except OSError as exc:
+        raise StorageError(f"cannot write snapshot file {path!r}: {exc}") from exc
+
+
+def _prune_snapshot_files(
+    fs: FileSystem, directory: str, newest: str, keep: int, invalid: frozenset[str]
+) -> list[str]:
+    """Delete snapshot files older than ``newest`` beyond the ``keep`` newest; return them.
+
+    Files that were found damaged (``invalid``) do not count towards ``keep`` and go too.
+    Files sorting after ``newest`` (damaged ones only, as applied never moves backwards)
+    are left alone.
+    """
+    try:
+        names = fs.listdir(directory)
+    except OSError as exc:
+        raise StorageError(f"cannot list snapshot directory {directory!r}: {exc}") from exc
+    older = sorted(
+        name for name in names if parse_snapshot_file_name(name) is not None and name < newest
+    )
+    damaged = [name for name in older if name in invalid]
+    good = [name for name in older if name not in invalid]
+    doomed = damaged + good[: max(0, len(good) - (keep - 1))]
+    for name in doomed:
+        path = join(directory, name)
+        try:
+            fs.unlink(path)
+        except OSError as exc:
+            raise StorageError(f"cannot delete old snapshot file {path!r}: {exc}") from exc
+    if doomed:
+        _fsync_dir(fs, directory)
+    return doomed
 
 
 # -- snapshot codec -------------------------------------------------------------------------

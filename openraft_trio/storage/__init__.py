@@ -6,11 +6,6 @@
 * :class:`FileSystem`, :class:`OsFileSystem`: the file layer under the durable stores.
 """
 
-from ._mem import MemLogStore as MemLogStore
-from ._protocols import IOCallback as IOCallback
-from ._protocols import RaftLogStorage as RaftLogStorage
-from ._protocols import RaftStateMachine as RaftStateMachine
-
 from ._file import FileLogStore as FileLogStore
 from ._file import open_file_log_store as open_file_log_store
 from ._file import run_in_thread as run_in_thread
@@ -18,3 +13,7 @@ from ._file import run_inline as run_inline
 from ._fs import FileHandle as FileHandle
 from ._fs import FileSystem as FileSystem
 from ._fs import OsFileSystem as OsFileSystem
+from ._mem import MemLogStore as MemLogStore
+from ._protocols import IOCallback as IOCallback
+from ._protocols import RaftLogStorage as RaftLogStorage
+from ._protocols import RaftStateMachine as RaftStateMachine

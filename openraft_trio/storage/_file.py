@@ -116,6 +116,9 @@ class FileLogStore:
         directory: the store's directory.
     """
 
+    #: ``open_raft`` refuses client data the codec cannot encode, before it is logged.
+    requires_encodable_data = True
+
     def __init__(
         self,
         directory: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,7 +16,7 @@ from .._core.signals import Wakeup
 from .._errors import WaitTimeout
 from .._types import Node, ServerState
 from ..kv import KvStateMachine
-from ..storage import MemLogStore
+from ..storage import FileSystem, MemLogStore, open_file_log_store
 from ._router import Router
 
 
@@ -40,8 +41,16 @@ class Cluster:
         clock_factory: Callable[[int], Callable[[], float]] | None = None,
         observer: Callable[[Any], None] | None = None,
         state_machine_factory: Callable[[], Any] = KvStateMachine,
+        data_dir: str | None = None,
+        fs: FileSystem | None = None,
+        run_io: Any = None,
     ) -> None:
         self._nursery = nursery
+        # With data_dir, node n keeps a FileLogStore in data_dir/node-n/log and (with the
+        # default state machine factory) a durable KvStateMachine in data_dir/node-n/sm.
+        self.data_dir = data_dir
+        self.fs = fs
+        self.run_io = run_io
         self.state_machine_factory = state_machine_factory
         self.config = config
         self.router = router
@@ -55,7 +64,7 @@ class Cluster:
         self.rng = random.Random(f"cluster-{seed}")
         self.nodes: dict[int, Raft] = {}
         self.state_machines: dict[int, Any] = {}
-        self.log_stores: dict[int, MemLogStore] = {}
+        self.log_stores: dict[int, Any] = {}
         self._scopes: dict[int, trio.CancelScope] = {}
         self._exited: dict[int, trio.Event] = {}
         self._starts = 0
@@ -68,12 +77,23 @@ class Cluster:
         """Start (or restart) ``node_id`` with its log store; a fresh state machine."""
         if node_id in self.nodes:
             raise ValueError(f"node {node_id} is already running")
-        store = self.log_stores.setdefault(
-            node_id, MemLogStore("manual" if self.flush_delay else "immediate")
-        )
-        sm = self.state_machine_factory()
+        if self.data_dir is not None:
+            store: Any = None  # opened by the node's task (a FileLogStore)
+            if self.state_machine_factory is KvStateMachine:
+                sm = KvStateMachine(
+                    snapshot_dir=os.path.join(self.data_dir, f"node-{node_id}", "sm"),
+                    fs=self.fs,
+                    **({} if self.run_io is None else {"run_io": self.run_io}),
+                )
+            else:
+                sm = self.state_machine_factory()
+        else:
+            store = self.log_stores.setdefault(
+                node_id, MemLogStore("manual" if self.flush_delay else "immediate")
+            )
+            sm = self.state_machine_factory()
         previous = self.state_machines.get(node_id)
-        if previous is not None:
+        if previous is not None and store is not None:
             # Restart = latest snapshot (as if kept on disk) + replay of the log after it.
             snapshot = await previous.get_current_snapshot()
             if snapshot is not None:
@@ -87,7 +107,7 @@ class Cluster:
         return raft
 
     async def _run_node(
-        self, node_id: int, store: MemLogStore, sm: Any, rng: random.Random,
+        self, node_id: int, store: Any, sm: Any, rng: random.Random,
         task_status: Any = trio.TASK_STATUS_IGNORED,
     ) -> None:
         exited = trio.Event()
@@ -95,22 +115,37 @@ class Cluster:
         try:
             with trio.CancelScope() as scope:
                 self._scopes[node_id] = scope
-                async with open_raft(
-                    node_id,
-                    self.config,
-                    network=self.router.factory(node_id),
-                    log_store=store,
-                    state_machine=sm,
-                    rng=rng,
-                    clock=self.clock_factory(node_id) if self.clock_factory else None,
-                    observer=self.observer,
-                ) as raft:
-                    task_status.started(raft)
-                    if self.flush_delay is None:
-                        await trio.sleep_forever()
-                    await self._flusher(store, rng)
+                if store is None:
+                    assert self.data_dir is not None
+                    async with open_file_log_store(
+                        os.path.join(self.data_dir, f"node-{node_id}", "log"),
+                        fs=self.fs,
+                        run_io=self.run_io,
+                    ) as file_store:
+                        self.log_stores[node_id] = file_store
+                        await self._serve_node(node_id, file_store, sm, rng, task_status)
+                else:
+                    await self._serve_node(node_id, store, sm, rng, task_status)
         finally:
             exited.set()
+
+    async def _serve_node(
+        self, node_id: int, store: Any, sm: Any, rng: random.Random, task_status: Any
+    ) -> None:
+        async with open_raft(
+            node_id,
+            self.config,
+            network=self.router.factory(node_id),
+            log_store=store,
+            state_machine=sm,
+            rng=rng,
+            clock=self.clock_factory(node_id) if self.clock_factory else None,
+            observer=self.observer,
+        ) as raft:
+            task_status.started(raft)
+            if self.flush_delay is None:
+                await trio.sleep_forever()
+            await self._flusher(store, rng)
 
     async def _flusher(self, store: MemLogStore, rng: random.Random) -> None:
         """The node's "disk": makes appended entries durable after a random delay."""
@@ -137,7 +172,7 @@ class Cluster:
         self._scopes.pop(node_id).cancel()
         await self._exited[node_id].wait()
         store = self.log_stores[node_id]
-        if store.flush_mode == "manual":
+        if isinstance(store, MemLogStore) and store.flush_mode == "manual":
             store.crash()
 
     async def restart(self, node_id: int) -> Raft:
@@ -182,6 +217,9 @@ async def open_cluster(
     clock_factory: Callable[[int], Callable[[], float]] | None = None,
     observer: Callable[[Any], None] | None = None,
     state_machine_factory: Callable[[], Any] = KvStateMachine,
+    data_dir: str | os.PathLike[str] | None = None,
+    fs: FileSystem | None = None,
+    run_io: Any = None,
 ) -> AsyncIterator[Cluster]:
     """Start ``n`` nodes (ids 1..n) on a seeded ``Router``; initialize them as one cluster.
 
@@ -191,6 +229,11 @@ async def open_cluster(
         clock_factory: ``node_id -> clock`` for per-node protocol time (clock skew).
         observer: called with each node's RaftCore after every core round.
         state_machine_factory: makes each node's state machine (at every (re)start).
+        data_dir: durable nodes: node ``n`` keeps a ``FileLogStore`` in
+            ``data_dir/node-n/log`` and (with the default factory) a durable
+            ``KvStateMachine`` in ``data_dir/node-n/sm``; a restart reads both back.
+        fs, run_io: passed to ``open_file_log_store`` (e.g. a ``CrashFS`` and
+            ``run_inline``).
 
     Leaving the block stops every node.
     """
@@ -203,6 +246,7 @@ async def open_cluster(
             nursery, config, router, seed,
             flush_delay=flush_delay, clock_factory=clock_factory, observer=observer,
             state_machine_factory=state_machine_factory,
+            data_dir=None if data_dir is None else os.fspath(data_dir), fs=fs, run_io=run_io,
         )
         for nid in range(1, n + 1):
             await cluster.start(nid)
