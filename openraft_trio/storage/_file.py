@@ -154,6 +154,8 @@ class FileLogStore:
         self._idle = trio.Event()
         self._idle.set()
         self._handles_lock = threading.Lock()
+        # Files written but not fsynced yet (touched only by the flusher's I/O calls).
+        self._unsynced: dict[str, FileHandle] = {}
         self.fsync_count = 0
         self.batch_count = 0
 
@@ -196,7 +198,9 @@ class FileLogStore:
         if log_id is None or log_id == self._committed_written or not self._segments:
             return
         self._committed_written = log_id
-        self._queue_chunks([fmt.encode_committed(log_id)], None, None)
+        record = fmt.encode_committed(log_id)
+        self._segments[-1].size += len(record)  # entries appended later start after it
+        self._queue_chunks([record], None, None)
 
     async def append(self, entries: Sequence[Entry], callback: IOCallback) -> None:
         """Append ``entries`` (readable on return); ``callback(None)`` once fsynced.
@@ -431,25 +435,33 @@ class FileLogStore:
             self._finish_batch(batch)
 
     def _write_batch(self, batch: list[_Write | _Call]) -> None:
-        """Run a batch in order (worker thread). Writes before a call are fsynced first."""
-        dirty: dict[int, FileHandle] = {}
+        """Run a batch in order (worker thread).
+
+        Every file written since its last fsync is fsynced before a call runs (a vote, a
+        truncation, a new segment: nothing may become durable ahead of earlier writes) and
+        at the end of a batch that carries an append callback. Only a batch of nothing but
+        commit records skips the fsync (the committed log id is advisory).
+        """
+        unsynced = self._unsynced
+        need_sync = False
         for op in batch:
             if isinstance(op, _Write):
                 if op.chunks and op.segment is not None:
                     handle = self._handle(op.segment)
                     handle.write(b"".join(op.chunks))
-                    if op.needs_fsync:
-                        dirty[id(handle)] = handle
+                    unsynced[op.segment.path] = handle
+                need_sync = need_sync or op.needs_fsync or bool(op.callbacks)
             else:
-                self._fsync_all(dirty)
+                self._fsync_all()
                 op.fn()
-        self._fsync_all(dirty)
+        if need_sync:
+            self._fsync_all()
 
-    def _fsync_all(self, dirty: dict[int, FileHandle]) -> None:
-        for handle in dirty.values():
+    def _fsync_all(self) -> None:
+        for handle in self._unsynced.values():
             handle.fsync()
             self.fsync_count += 1
-        dirty.clear()
+        self._unsynced.clear()
 
     def _finish_batch(self, batch: list[_Write | _Call]) -> None:
         for op in batch:
@@ -518,6 +530,7 @@ class FileLogStore:
         if not segments:
             return
         for segment in segments:
+            self._unsynced.pop(segment.path, None)
             with self._handles_lock:
                 handle = self._handles.pop(segment.path, None)
             if handle is not None:
