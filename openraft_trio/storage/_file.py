@@ -158,6 +158,9 @@ class FileLogStore:
         self._unsynced: dict[str, FileHandle] = {}
         self.fsync_count = 0
         self.batch_count = 0
+        #: What opening had to repair: torn-tail bytes cut, stray segments removed.
+        self.recovered_cut_bytes = 0
+        self.recovered_removed_files = 0
 
     # -- opening -------------------------------------------------------------------------
 
@@ -169,6 +172,8 @@ class FileLogStore:
         self._committed = self._committed_written = state.committed
         self._last_log_id = state.last_log_id
         self._segments = state.segments
+        self.recovered_cut_bytes = state.cut_bytes
+        self.recovered_removed_files = state.removed_files
         self._cache_first = self._durable_next = next_index(state.last_log_id)
 
     # -- RaftLogStorage ------------------------------------------------------------------

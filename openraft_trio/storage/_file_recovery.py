@@ -51,6 +51,8 @@ class Recovered:
     committed: LogId | None
     last_log_id: LogId | None
     segments: list[Segment]
+    cut_bytes: int = 0  # torn tail bytes cut off (a write that was never fsynced)
+    removed_files: int = 0  # half-created or wholly purged segments removed
 
 
 def recover(fs: FileSystem, directory: str) -> Recovered:
@@ -82,7 +84,8 @@ def _recover(fs: FileSystem, directory: str) -> Recovered:
     segments: list[Segment] = []
     committed = meta_committed
     last_log_id: LogId | None = None
-    removed = False
+    removed = 0
+    cut_bytes = 0
     purged_next = 0 if purged is None else purged.index + 1
     for n, first in enumerate(firsts):
         path = join(directory, fmt.segment_name(first))
@@ -92,7 +95,7 @@ def _recover(fs: FileSystem, directory: str) -> Recovered:
             if not is_last:
                 raise StorageError(f"corrupt log segment {path!r}: short header at offset 0")
             fs.unlink(path)
-            removed = True
+            removed += 1
             continue
         try:
             header_first = fmt.decode_segment_header(data)
@@ -106,6 +109,7 @@ def _recover(fs: FileSystem, directory: str) -> Recovered:
         segment = Segment(first, path)
         good_end, seg_last, seg_committed = _scan_records(data, segment, is_last)
         if good_end < len(data):
+            cut_bytes += len(data) - good_end
             handle = fs.open(path)
             try:
                 handle.truncate(good_end)
@@ -118,7 +122,7 @@ def _recover(fs: FileSystem, directory: str) -> Recovered:
         if segment.next_index <= purged_next:
             # Wholly purged (a purge interrupted after writing meta left it behind).
             fs.unlink(path)
-            removed = True
+            removed += 1
             continue
         if segments:
             expected = segments[-1].next_index
@@ -142,7 +146,7 @@ def _recover(fs: FileSystem, directory: str) -> Recovered:
         last_log_id = purged
     if committed is not None and last_log_id is not None and committed.index > last_log_id.index:
         committed = meta_committed
-    return Recovered(vote, purged, committed, last_log_id, segments)
+    return Recovered(vote, purged, committed, last_log_id, segments, cut_bytes, removed)
 
 
 def _scan_records(

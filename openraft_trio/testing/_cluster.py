@@ -18,6 +18,7 @@ from .._types import Node, ServerState
 from ..kv import KvStateMachine
 from ..storage import FileSystem, MemLogStore, open_file_log_store
 from ._router import Router
+from .crashfs import CrashFS, SimulatedCrash
 
 
 class Cluster:
@@ -42,14 +43,15 @@ class Cluster:
         observer: Callable[[Any], None] | None = None,
         state_machine_factory: Callable[[], Any] = KvStateMachine,
         data_dir: str | None = None,
-        fs: FileSystem | None = None,
+        fs: FileSystem | Callable[[int], FileSystem] | None = None,
         run_io: Any = None,
     ) -> None:
         self._nursery = nursery
         # With data_dir, node n keeps a FileLogStore in data_dir/node-n/log and (with the
         # default state machine factory) a durable KvStateMachine in data_dir/node-n/sm.
         self.data_dir = data_dir
-        self.fs = fs
+        self._fs_source = fs
+        self.node_fs: dict[int, FileSystem | None] = {}
         self.run_io = run_io
         self.state_machine_factory = state_machine_factory
         self.config = config
@@ -77,12 +79,15 @@ class Cluster:
         """Start (or restart) ``node_id`` with its log store; a fresh state machine."""
         if node_id in self.nodes:
             raise ValueError(f"node {node_id} is already running")
+        durable_sm = False
         if self.data_dir is not None:
             store: Any = None  # opened by the node's task (a FileLogStore)
+            fs = self._node_fs(node_id)
             if self.state_machine_factory is KvStateMachine:
+                durable_sm = True
                 sm = KvStateMachine(
                     snapshot_dir=os.path.join(self.data_dir, f"node-{node_id}", "sm"),
-                    fs=self.fs,
+                    fs=fs,
                     **({} if self.run_io is None else {"run_io": self.run_io}),
                 )
             else:
@@ -93,7 +98,7 @@ class Cluster:
             )
             sm = self.state_machine_factory()
         previous = self.state_machines.get(node_id)
-        if previous is not None and store is not None:
+        if previous is not None and not durable_sm:
             # Restart = latest snapshot (as if kept on disk) + replay of the log after it.
             snapshot = await previous.get_current_snapshot()
             if snapshot is not None:
@@ -117,17 +122,30 @@ class Cluster:
                 self._scopes[node_id] = scope
                 if store is None:
                     assert self.data_dir is not None
-                    async with open_file_log_store(
-                        os.path.join(self.data_dir, f"node-{node_id}", "log"),
-                        fs=self.fs,
-                        run_io=self.run_io,
-                    ) as file_store:
-                        self.log_stores[node_id] = file_store
-                        await self._serve_node(node_id, file_store, sm, rng, task_status)
+                    try:
+                        async with open_file_log_store(
+                            os.path.join(self.data_dir, f"node-{node_id}", "log"),
+                            fs=self.node_fs[node_id],
+                            run_io=self.run_io,
+                        ) as file_store:
+                            self.log_stores[node_id] = file_store
+                            await self._serve_node(node_id, file_store, sm, rng, task_status)
+                    except* SimulatedCrash:
+                        # crash() pulled the plug on this node's CrashFS: every write after
+                        # that point failed, as after a power cut. Anything else is a bug.
+                        if node_id in self.nodes:
+                            raise
                 else:
                     await self._serve_node(node_id, store, sm, rng, task_status)
         finally:
             exited.set()
+
+    def _node_fs(self, node_id: int) -> FileSystem | None:
+        fs = self.node_fs.get(node_id)
+        if fs is None and self._fs_source is not None:
+            fs = self._fs_source(node_id) if callable(self._fs_source) else self._fs_source
+            self.node_fs[node_id] = fs
+        return fs
 
     async def _serve_node(
         self, node_id: int, store: Any, sm: Any, rng: random.Random, task_status: Any
@@ -169,11 +187,18 @@ class Cluster:
         ``restart``; with ``flush_delay`` set, appends not yet flushed are lost."""
         self.router.remove(node_id)
         self.nodes.pop(node_id)
+        fs = self.node_fs.get(node_id)
+        if isinstance(fs, CrashFS):
+            fs.crash_at = fs.op_count  # power cut: no write from now on reaches the disk
         self._scopes.pop(node_id).cancel()
         await self._exited[node_id].wait()
         store = self.log_stores[node_id]
         if isinstance(store, MemLogStore) and store.flush_mode == "manual":
             store.crash()
+        if isinstance(fs, CrashFS):
+            # What the disk holds after the power cut: each file keeps a random prefix of
+            # the bytes written since its last fsync (nothing, a torn record, or all).
+            self.node_fs[node_id] = fs.crash(rng=self.rng)
 
     async def restart(self, node_id: int) -> Raft:
         """Bring a crashed node back, as after a process restart."""
@@ -218,7 +243,7 @@ async def open_cluster(
     observer: Callable[[Any], None] | None = None,
     state_machine_factory: Callable[[], Any] = KvStateMachine,
     data_dir: str | os.PathLike[str] | None = None,
-    fs: FileSystem | None = None,
+    fs: FileSystem | Callable[[int], FileSystem] | None = None,
     run_io: Any = None,
 ) -> AsyncIterator[Cluster]:
     """Start ``n`` nodes (ids 1..n) on a seeded ``Router``; initialize them as one cluster.
@@ -232,8 +257,11 @@ async def open_cluster(
         data_dir: durable nodes: node ``n`` keeps a ``FileLogStore`` in
             ``data_dir/node-n/log`` and (with the default factory) a durable
             ``KvStateMachine`` in ``data_dir/node-n/sm``; a restart reads both back.
-        fs, run_io: passed to ``open_file_log_store`` (e.g. a ``CrashFS`` and
-            ``run_inline``).
+        fs: the file system of the durable nodes, or ``node_id -> FileSystem`` (one
+            ``CrashFS`` per node: then ``crash()`` is a power cut that keeps a random
+            prefix of each file's unsynced bytes).
+        run_io: passed to ``open_file_log_store`` and the durable state machine (e.g.
+            ``run_inline``, or a runner that sleeps to model fsync latency).
 
     Leaving the block stops every node.
     """

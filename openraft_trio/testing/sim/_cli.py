@@ -134,9 +134,12 @@ class RunSpec:
     clients: int = DEFAULT_CLIENTS
     faults: bool = True
     membership: bool = False
+    storage: str = "mem"
 
     def plan(self) -> FaultPlan:
         plan = FaultPlan() if self.faults else FaultPlan.none()
+        if self.storage != "mem":
+            plan = attrs.evolve(plan, storage=self.storage)
         if not self.membership:
             return plan
         return attrs.evolve(plan, membership_changes=True, snapshot_every=100)
@@ -149,6 +152,8 @@ class RunSpec:
             extra += " --no-faults"
         if self.membership:
             extra += " --membership"
+        if self.storage != "mem":
+            extra += f" --storage {self.storage}"
         return extra
 
     def describe(self) -> str:
@@ -156,6 +161,7 @@ class RunSpec:
             f"{self.nodes} nodes, {self.duration:g}s of faults, {self.clients} clients, "
             f"faults {'on' if self.faults else 'off'}"
             + (", membership churn" if self.membership else "")
+            + (f", {self.storage} storage" if self.storage != "mem" else "")
         )
 
 
@@ -558,6 +564,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="membership churn too (add learners, promote, remove voters, transfer "
         "leadership) and a snapshot every 100 entries with purging",
     )
+    p.add_argument(
+        "--storage",
+        choices=("mem", "file"),
+        default="mem",
+        help="mem: MemLogStore with a flush delay (default); file: the durable FileLogStore "
+        "and KvStateMachine on a simulated disk (CrashFS) where a crash is a power cut that "
+        "tears unsynced writes",
+    )
     p.add_argument("--json", type=Path, metavar="PATH", help="write every seed's summary as JSON")
     p.add_argument(
         "--trace",
@@ -586,6 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clients=args.clients,
         faults=not args.no_faults,
         membership=args.membership,
+        storage=args.storage,
     )
     if args.replay is not None:
         return _replay(args, spec, out)

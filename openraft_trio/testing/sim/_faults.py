@@ -20,6 +20,13 @@ class FaultPlan:
     if ``crashes``; healing. A crash loses log writes that were appended but not yet
     flushed: the disk flushes after a delay drawn from ``flush_delay``.
 
+    Storage: ``storage="mem"`` (default) gives each node a ``MemLogStore`` whose flushes
+    come ``flush_delay`` after the append. ``storage="file"`` runs the real durable stack
+    instead: ``FileLogStore`` and the durable ``KvStateMachine`` (with the default
+    workload) on a per-node ``CrashFS``, each disk operation taking ``flush_delay``; a
+    crash is a power cut after which every file keeps a random prefix of its unsynced
+    bytes (nothing, a torn record, or all of it), and the restart runs real recovery.
+
     Clocks: each node's clock runs at a rate in ``[1 - clock_skew, 1 + clock_skew]``.
     Lease reads stay safe while the rates of two nodes differ by less than
     ``lease_clock_drift / election_timeout_max`` (0.01 / 0.30 = 3.3 % by default), so the
@@ -48,6 +55,7 @@ class FaultPlan:
     # that in the log (None: the config's policy), so followers behind a purge, restarts
     # and new learners go through snapshots.
     snapshot_every: int | None = None
+    storage: str = "mem"
 
     @classmethod
     def none(cls) -> FaultPlan:
@@ -71,6 +79,8 @@ class FaultPlan:
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi:
                 raise ValueError(f"FaultPlan.{name} must be 0 <= lo <= hi, got {(lo, hi)}")
+        if self.storage not in ("mem", "file"):
+            raise ValueError(f"FaultPlan.storage must be 'mem' or 'file', got {self.storage!r}")
         if self.fault_interval[1] <= 0:
             raise ValueError("FaultPlan.fault_interval must allow a positive interval")
         if not 0 <= self.clock_skew < 0.5:

@@ -9,7 +9,9 @@ Checked (Raft paper Figure 3, plus the log pointers of openraft ``log_pointers.m
 * **leader completeness**: a committed entry is in the log of every later leader;
 * **state machine safety**: no two nodes commit (hence apply) different entries at one
   index;
-* the committed index of a node never moves backwards, across restarts too;
+* the committed index of a node never moves backwards, across restarts too when the log
+  store persists it durably (``MemLogStore``); a ``FileLogStore`` persists it lazily
+  (Raft's commit index is volatile state, §5.3), so there it may restart lower;
 * ``applied <= committed`` on every node;
 * **no acknowledged write lost**: the log id a client was told is committed stays the
   committed entry at that index.
@@ -65,6 +67,9 @@ class InvariantChecker:
         self.max_purged = -1
         self.on_state: Callable[[int, str, int, int], None] | None = None
         self._last_state: dict[int, tuple[str, int, int]] = {}
+        # False when the log store persists the committed log id lazily (FileLogStore):
+        # then a restarted node's committed index is checked afresh, not against before.
+        self.committed_survives_restart = True
 
     def fail(self, kind: str, message: str) -> None:
         self.violations.append(Violation(self.seed, self.now(), kind, message))
@@ -74,6 +79,8 @@ class InvariantChecker:
         self.log_shape.pop(node_id, None)
         self.leader_last.pop(node_id, None)
         self._last_state.pop(node_id, None)
+        if not self.committed_survives_restart:
+            self.node_commit.pop(node_id, None)
 
     def acknowledged(self, log_id: LogId) -> None:
         """A client was told ``log_id`` committed."""

@@ -25,6 +25,7 @@ import random
 import time
 import traceback
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -34,8 +35,9 @@ import trio.testing
 from ..._config import Config
 from ..._errors import ForwardToLeader, RaftError
 from ..._types import Node
-from ...kv import Set
+from ...kv import KvStateMachine, Set
 from .._cluster import Cluster, open_cluster
+from ..crashfs import CrashFS
 from ..linearizability import CheckResult, Operation, Outcome, check
 from ._faults import FaultPlan
 from ._invariants import InvariantChecker, Violation
@@ -182,6 +184,7 @@ class _Simulation:
         self.t0 = 0.0
         self._last_now = 0.0
         self.checker = InvariantChecker(seed, self.now)
+        self.checker.committed_survives_restart = self.faults.storage == "mem"
         self.checker.on_state = self._on_state
         self.fault_counts: Counter[str] = Counter()
         self.down: list[int] = []
@@ -220,17 +223,37 @@ class _Simulation:
 
         return clock
 
+    def _slow_disk(self) -> Callable[[Callable[[], Any]], Awaitable[Any]]:
+        """An I/O runner for the simulated disks: each operation takes ``flush_delay``."""
+        rng = random.Random(f"disk-{self.seed}")
+        lo, hi = self.faults.flush_delay
+
+        async def run(fn: Callable[[], Any]) -> Any:
+            await trio.sleep(rng.uniform(lo, hi))
+            return fn()
+
+        return run
+
     async def main(self) -> None:
         self.t0 = trio.current_time()
         clock_factory = self._clock_factory if self.faults.clock_skew else None
+        file_storage = self.faults.storage == "file"
+        sm_factory: Any = self.app.new_state_machine
+        if file_storage and type(self.app) is KvWorkload:
+            sm_factory = KvStateMachine  # the cluster makes it durable, on the node's disk
         async with open_cluster(
             self.n,
             config=self.config,
             seed=self.seed,
-            flush_delay=self.faults.flush_delay if self.faults.crashes else None,
+            flush_delay=(
+                self.faults.flush_delay if self.faults.crashes and not file_storage else None
+            ),
             clock_factory=clock_factory,
             observer=self.checker.observe,
-            state_machine_factory=self.app.new_state_machine,
+            state_machine_factory=sm_factory,
+            data_dir="/sim" if file_storage else None,
+            fs=(lambda _node_id: CrashFS()) if file_storage else None,
+            run_io=self._slow_disk() if file_storage else None,
         ) as cluster:
             self.cluster = cluster
             cluster.router.on_event = self._on_message
@@ -380,6 +403,9 @@ class _Simulation:
     async def _restart(self, cluster: Cluster, node_id: int) -> None:
         await cluster.restart(node_id)
         self._fault("restart", node_id)
+        store = cluster.log_stores.get(node_id)
+        if getattr(store, "recovered_cut_bytes", 0):
+            self.fault_counts["torn-tail-cut"] += 1
 
     async def _heal(self, cluster: Cluster) -> None:
         r = cluster.router
