@@ -48,6 +48,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
+import cbor2
 import trio
 
 from .._errors import StorageError
@@ -235,10 +236,15 @@ class FileLogStore:
                 f"appended entries are not contiguous: {len(entries)} entries "
                 f"span indexes {first}..{last}"
             )
+        try:
+            records = [fmt.encode_entry(entry) for entry in entries]
+        except (TypeError, ValueError, cbor2.CBOREncodeError) as exc:
+            # open_raft checks client data up front; reaching this is a bug, and a log
+            # that cannot be written is a storage failure (nothing was changed).
+            raise StorageError(f"cannot encode entries {first}..{last}: {exc}") from exc
         chunks: list[bytes] = []
         segment = self._active_segment(first)
-        for entry in entries:
-            record = fmt.encode_entry(entry)
+        for entry, record in zip(entries, records, strict=True):
             if segment.size >= self._segment_size:
                 self._queue_chunks(chunks, None, None)
                 chunks = []
