@@ -15,7 +15,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 # Modules in this directory with a ``main(argv) -> int``, run in this order.
-BENCHMARKS: tuple[str, ...] = ("bench_core", "failover", "bench_snapshot")
+BENCHMARKS: tuple[str, ...] = ("bench_core", "failover", "bench_snapshot", "bench_storage")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,7 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in BENCHMARKS:
         print(f"=== {name} ===", flush=True)
         module = importlib.import_module(name)
-        rc = module.main(args)
+        try:
+            rc = module.main(args)
+        except SystemExit as exc:  # e.g. argparse refusing an option meant for another one
+            rc = exc.code if isinstance(exc.code, int) else 1
         if rc:
             failed.append(f"{name} (exit {rc})")
         print()

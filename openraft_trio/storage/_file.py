@@ -149,6 +149,7 @@ class FileLogStore:
         self._durable_next = 0
         self._queue: deque[_Write | _Call] = deque()
         self._queued = trio.Event()
+        self._urgent = False  # something queued waits for a callback or a caller
         self._failed: StorageError | None = None
         self._closed = False
         self._flusher_done = False
@@ -376,7 +377,7 @@ class FileLogStore:
         self._segments.append(segment)
         header = fmt.encode_segment_header(first_index)
         self._queue.append(_Call(lambda: self._create_segment(segment, header)))
-        self._queued.set()
+        self._wake_flusher()
         return segment
 
     def _queue_chunks(
@@ -401,6 +402,13 @@ class FileLogStore:
                 write.needs_fsync = True
         if durable_next is not None:
             write.durable_next = durable_next
+        if callback is not None:
+            self._wake_flusher()
+        # Bytes without a callback (commit records) wait for the next batch: a batch of
+        # their own would cost a thread round trip and delay the append queued behind it.
+
+    def _wake_flusher(self) -> None:
+        self._urgent = True
         self._queued.set()
 
     def _meta_writer(self) -> Callable[[], None]:
@@ -410,7 +418,7 @@ class FileLogStore:
     async def _call(self, fn: Callable[[], None], durable_next: int | None = None) -> None:
         call = _Call(fn, durable_next)
         self._queue.append(call)
-        self._queued.set()
+        self._wake_flusher()
         await call.done.wait()
         if call.error is not None:
             raise call.error
@@ -426,12 +434,15 @@ class FileLogStore:
 
     async def _flush_forever(self) -> None:
         while True:
-            if not self._queue:
+            if not self._urgent:
                 self._idle.set()
                 await self._queued.wait()
                 self._queued = trio.Event()
                 continue
-            self._idle = trio.Event()
+            self._urgent = False
+            if self._idle.is_set():
+                # Replace only a set event: _drain() may be waiting on the current one.
+                self._idle = trio.Event()
             batch = list(self._queue)
             self._queue.clear()
             if self._failed is not None:
@@ -580,6 +591,8 @@ class FileLogStore:
     async def _drain(self) -> None:
         """Wait until every queued operation ran (or failed)."""
         while not self._flusher_done and (self._queue or not self._idle.is_set()):
+            if self._queue:
+                self._wake_flusher()
             await self._idle.wait()
 
     def _close_files(self) -> None:

@@ -125,7 +125,7 @@ class Cluster:
                     try:
                         async with open_file_log_store(
                             os.path.join(self.data_dir, f"node-{node_id}", "log"),
-                            fs=self.node_fs[node_id],
+                            fs=self.node_fs.get(node_id),
                             run_io=self.run_io,
                         ) as file_store:
                             self.log_stores[node_id] = file_store
