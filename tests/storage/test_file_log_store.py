@@ -350,3 +350,25 @@ async def test_commit_records_between_entries_keep_entry_offsets_right() -> None
         assert await store.try_get_log_entries(0, 4) == [entry(0), entry(1), entry(2), entry(3, 2)]
         # The commit record for index 3 was cut with the truncated entry; 1 survives.
         assert await store.read_committed() == lid(1)
+
+
+async def test_a_commit_record_waits_for_the_next_batch() -> None:
+    # A COMMITTED record alone would cost a batch (a thread round trip) and delay the
+    # append queued behind it; it rides with the next append instead, or the close.
+    fs = CrashFS()
+    async with open_file_log_store(D, fs=fs, run_io=run_inline) as store:
+        await store.append([entry(0), entry(1)], lambda err: None)
+        await trio.testing.wait_all_tasks_blocked()
+        ops = fs.op_count
+        batches = store.batch_count
+        await store.save_committed(lid(1))
+        await trio.testing.wait_all_tasks_blocked()
+        assert (fs.op_count, store.batch_count) == (ops, batches)
+        await store.append([entry(2)], lambda err: None)
+        await trio.testing.wait_all_tasks_blocked()
+        assert store.batch_count == batches + 1
+        assert [op.name for op in fs.op_log[ops:]] == ["write", "fsync"]
+        await store.save_committed(lid(2))
+    # Closing writes what is still queued.
+    async with open_file_log_store(D, fs=fs.crash(), run_io=run_inline) as store:
+        assert await store.read_committed() == lid(2)
