@@ -45,8 +45,11 @@ class Cluster:
         data_dir: str | None = None,
         fs: FileSystem | Callable[[int], FileSystem] | None = None,
         run_io: Any = None,
+        disk_latency: tuple[float, float] | None = None,
     ) -> None:
         self._nursery = nursery
+        self.disk_latency = disk_latency
+        self._runners: dict[int, Any] = {}
         # With data_dir, node n keeps a FileLogStore in data_dir/node-n/log and (with the
         # default state machine factory) a durable KvStateMachine in data_dir/node-n/sm.
         self.data_dir = data_dir
@@ -83,12 +86,13 @@ class Cluster:
         if self.data_dir is not None:
             store: Any = None  # opened by the node's task (a FileLogStore)
             fs = self._node_fs(node_id)
+            run_io = self._node_runner(node_id, fs)
             if self.state_machine_factory is KvStateMachine:
                 durable_sm = True
                 sm = KvStateMachine(
                     snapshot_dir=os.path.join(self.data_dir, f"node-{node_id}", "sm"),
                     fs=fs,
-                    **({} if self.run_io is None else {"run_io": self.run_io}),
+                    **({} if run_io is None else {"run_io": run_io}),
                 )
             else:
                 sm = self.state_machine_factory()
@@ -126,7 +130,7 @@ class Cluster:
                         async with open_file_log_store(
                             os.path.join(self.data_dir, f"node-{node_id}", "log"),
                             fs=self.node_fs.get(node_id),
-                            run_io=self.run_io,
+                            run_io=self._runners.get(node_id, self.run_io),
                         ) as file_store:
                             self.log_stores[node_id] = file_store
                             await self._serve_node(node_id, file_store, sm, rng, task_status)
@@ -139,6 +143,25 @@ class Cluster:
                     await self._serve_node(node_id, store, sm, rng, task_status)
         finally:
             exited.set()
+
+    def _node_runner(self, node_id: int, fs: FileSystem | None) -> Any:
+        """The node's I/O runner: with ``disk_latency`` and a CrashFS, every I/O call is
+        issued at once but its fsyncs complete only after a random delay, so a power cut
+        (crash) can land while they are in flight."""
+        if self.disk_latency is None or not isinstance(fs, CrashFS):
+            return self.run_io
+        lo, hi = self.disk_latency
+        rng = self.rng
+        fs.defer_syncs = True
+
+        async def run_io(fn: Callable[[], Any]) -> Any:
+            result = fn()
+            await trio.sleep(rng.uniform(lo, hi))
+            fs.complete_syncs()
+            return result
+
+        self._runners[node_id] = run_io
+        return run_io
 
     def _node_fs(self, node_id: int) -> FileSystem | None:
         fs = self.node_fs.get(node_id)
@@ -245,6 +268,7 @@ async def open_cluster(
     data_dir: str | os.PathLike[str] | None = None,
     fs: FileSystem | Callable[[int], FileSystem] | None = None,
     run_io: Any = None,
+    disk_latency: tuple[float, float] | None = None,
 ) -> AsyncIterator[Cluster]:
     """Start ``n`` nodes (ids 1..n) on a seeded ``Router``; initialize them as one cluster.
 
@@ -262,6 +286,8 @@ async def open_cluster(
             prefix of each file's unsynced bytes).
         run_io: passed to ``open_file_log_store`` and the durable state machine (e.g.
             ``run_inline``, or a runner that sleeps to model fsync latency).
+        disk_latency: with a ``CrashFS`` per node: each I/O call's fsyncs take effect a
+            random delay in this range after it is issued (a crash in between loses them).
 
     Leaving the block stops every node.
     """
@@ -275,6 +301,7 @@ async def open_cluster(
             flush_delay=flush_delay, clock_factory=clock_factory, observer=observer,
             state_machine_factory=state_machine_factory,
             data_dir=None if data_dir is None else os.fspath(data_dir), fs=fs, run_io=run_io,
+            disk_latency=disk_latency,
         )
         for nid in range(1, n + 1):
             await cluster.start(nid)

@@ -100,7 +100,7 @@ import itertools
 import os
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
@@ -203,6 +203,12 @@ class CrashFS:
         self._crashed = False
         #: The index of the operation that raises :class:`SimulatedCrash` (``None``: never).
         self.crash_at = crash_at
+        #: When True, ``fsync`` and ``fsync_dir`` are *issued* but take effect only at
+        #: :meth:`complete_syncs` (an fsync in flight): a crash in between loses them. An
+        #: I/O runner that sleeps to model disk latency calls ``complete_syncs`` after the
+        #: sleep, so a power cut can land in the middle of a batch's fsync.
+        self.defer_syncs = False
+        self._pending_syncs: list[Callable[[], None]] = []
 
     # --- test controls --------------------------------------------------------------------
 
@@ -435,8 +441,21 @@ class CrashFS:
             names = self._names.get(path)
             if names is None:
                 self._dir_error(path)
-            self._durable_names[path] = dict(names)
+            snapshot = dict(names)
+            if self.defer_syncs:
+                self._pending_syncs.append(
+                    lambda: self._durable_names.__setitem__(path, snapshot)
+                )
+            else:
+                self._durable_names[path] = snapshot
             self._record("fsync_dir", path)
+
+    def complete_syncs(self) -> None:
+        """Make the fsyncs issued since the last call durable, in order (``defer_syncs``)."""
+        with self._mutex:
+            pending, self._pending_syncs = self._pending_syncs, []
+            for apply in pending:
+                apply()
 
     def lock(self, path: str) -> FileLock:
         """Exclusive lock on ``path`` within this instance; creates the file if missing."""
@@ -511,7 +530,11 @@ class CrashFS:
     def _fsync(self, inode: _Inode, path: str) -> None:
         with self._mutex:
             self._begin("fsync", path)
-            inode.durable = bytes(inode.data)
+            data = bytes(inode.data)
+            if self.defer_syncs:
+                self._pending_syncs.append(lambda: setattr(inode, "durable", data))
+            else:
+                inode.durable = data
             self._record("fsync", path)
 
     def _truncate(self, inode: _Inode, path: str, size: int) -> None:

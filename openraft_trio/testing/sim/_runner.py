@@ -25,7 +25,6 @@ import random
 import time
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -223,17 +222,6 @@ class _Simulation:
 
         return clock
 
-    def _slow_disk(self) -> Callable[[Callable[[], Any]], Awaitable[Any]]:
-        """An I/O runner for the simulated disks: each operation takes ``flush_delay``."""
-        rng = random.Random(f"disk-{self.seed}")
-        lo, hi = self.faults.flush_delay
-
-        async def run(fn: Callable[[], Any]) -> Any:
-            await trio.sleep(rng.uniform(lo, hi))
-            return fn()
-
-        return run
-
     async def main(self) -> None:
         self.t0 = trio.current_time()
         clock_factory = self._clock_factory if self.faults.clock_skew else None
@@ -253,7 +241,7 @@ class _Simulation:
             state_machine_factory=sm_factory,
             data_dir="/sim" if file_storage else None,
             fs=(lambda _node_id: CrashFS()) if file_storage else None,
-            run_io=self._slow_disk() if file_storage else None,
+            disk_latency=self.faults.flush_delay if file_storage else None,
         ) as cluster:
             self.cluster = cluster
             cluster.router.on_event = self._on_message
