@@ -544,13 +544,15 @@ class FileLogStore:
         self._fs.fsync_dir(self.directory)
 
     def _do_truncate(self, cut: tuple[Segment, int] | None, drop: list[Segment]) -> None:
+        # Newest first: remove the later segments (durably), then cut the kept one. A crash
+        # in between leaves a longer prefix of the old log, never a gap between segments.
+        self._remove_segments(drop)
         if cut is not None:
             segment, size = cut
             handle = self._handle(segment)
             handle.truncate(size)
             handle.fsync()
             self.fsync_count += 1
-        self._remove_segments(drop)
 
     def _remove_segments(self, segments: list[Segment]) -> None:
         if not segments:
