@@ -65,12 +65,15 @@ _KIND_MEMBERSHIP: Final = 2
 
 _tag_of: dict[type, str] = {}
 _type_of: dict[str, type] = {}
+# Unstructure hook per registered type, looked up once (the hot path of every write).
+_unstructure_of: dict[type, Callable[[Any], Any]] = {}
 
 
 def register_data_type(cls: type[Any], tag: str) -> None:
     """Let instances of ``cls`` travel as application data under ``tag``.
 
-    Registering the same class under the same tag again is a no-op.
+    Registering the same class under the same tag again is a no-op. Register any custom
+    cattrs hooks for ``cls`` on :data:`converter` before the first value is encoded.
 
     Raises:
         ValueError: ``tag`` is taken by another class, or ``cls`` has another tag.
@@ -83,10 +86,14 @@ def register_data_type(cls: type[Any], tag: str) -> None:
 
 def encode_data(value: Any) -> Any:
     """Application data -> a CBOR-ready value (``[tag, fields]`` or ``[None, value]``)."""
-    tag = _tag_of.get(type(value))
+    cls = type(value)
+    tag = _tag_of.get(cls)
     if tag is None:
         return [None, value]
-    return [tag, converter.unstructure(value)]
+    hook = _unstructure_of.get(cls)
+    if hook is None:
+        hook = _unstructure_of[cls] = converter.get_unstructure_hook(cls)
+    return [tag, hook(value)]
 
 
 def decode_data(raw: Any) -> Any:
@@ -109,6 +116,33 @@ def decode_data(raw: Any) -> Any:
         raise DecodeError(f"bad fields for {tag!r}: {exc}") from exc
 
 
+_IMMUTABLE_SCALARS: Final = (str, bytes, int, float, bool, type(None))
+_ENCODED_CACHE_SIZE: Final = 4096
+# id(data) -> (data, CBOR of encode_data(data)) for immutable values: a write is checked
+# (check_encodable) and then written to disk; both use one encoding. Holding ``data``
+# keeps its id from being reused while the entry is cached.
+_encoded: dict[int, tuple[Any, bytes]] = {}
+
+
+def encoded_data(data: Any) -> bytes:
+    """The CBOR bytes of :func:`encode_data` ``(data)``, cached for immutable values
+    (registered frozen types and scalars; a mutable container is encoded every time).
+
+    Raises:
+        cbor2.CBOREncodeError, TypeError, ValueError: ``data`` cannot be encoded.
+    """
+    key = id(data)
+    hit = _encoded.get(key)
+    if hit is not None and hit[0] is data:
+        return hit[1]
+    raw = cbor2.dumps(encode_data(data))
+    if type(data) in _tag_of or isinstance(data, _IMMUTABLE_SCALARS):
+        if len(_encoded) >= _ENCODED_CACHE_SIZE:
+            _encoded.clear()
+        _encoded[key] = (data, raw)
+    return raw
+
+
 def check_encodable(data: Any) -> None:
     """Raise ``InvalidRequest`` unless ``data`` can travel as application data.
 
@@ -117,7 +151,7 @@ def check_encodable(data: Any) -> None:
             registered type.
     """
     try:
-        cbor2.dumps(encode_data(data))
+        encoded_data(data)
     except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
         raise InvalidRequest(
             f"cannot encode {type(data).__qualname__} as application data: {exc} "

@@ -17,9 +17,11 @@ Record (37-byte header, then the payload)::
     | u32 header_crc = crc32(previous 29 bytes)
     | u32 record_crc = crc32(payload, header_crc)       (header *and* payload)
 
-``kind`` is ``ENTRY`` (payload: the CBOR of the whole entry, see :mod:`openraft_trio.codec`)
-or ``COMMITTED`` (no payload; the log id in the header is the committed log id), with bit
-``0x80`` set when the log id's node id is not ``None``. The header has its own checksum so a
+``kind`` is ``ENTRY`` or ``COMMITTED``, with bit ``0x80`` set when the log id's node id is
+not ``None``. An ENTRY's payload is the CBOR of the entry's payload: ``[0]`` (Blank),
+``[1, data]`` (Normal) or ``[2, membership]``, in :mod:`openraft_trio.codec`'s encodings;
+its log id is the header's. A COMMITTED record has no payload: the log id in its header is
+the committed log id. The header has its own checksum so a
 flipped bit in ``payload_len`` is caught as corruption instead of looking like a record cut
 short by a crash.
 
@@ -36,13 +38,14 @@ from typing import Any, Final
 import cbor2
 
 from .. import codec
-from .._types import Entry, LeaderId, LogId, Vote
+from .._types import BLANK, Entry, LeaderId, LogId, MembershipChange, Normal, Vote
 
 SEGMENT_MAGIC: Final = b"ORTLOG\r\n"
 FORMAT_VERSION: Final = 1
 SEGMENT_HEADER: Final = struct.Struct("<8sIQI")
 RECORD_HEADER: Final = struct.Struct("<IBQQqII")
 _HEADER_FIELDS: Final = struct.Struct("<IBQQq")
+_CRCS: Final = struct.Struct("<II")
 _CRC_FIELDS_END: Final = _HEADER_FIELDS.size  # header_crc covers bytes [0, 29)
 
 KIND_ENTRY: Final = 1
@@ -100,12 +103,24 @@ def encode_record(kind: int, log_id: LogId, payload: bytes) -> bytes:
         len(payload), kind, log_id.index, log_id.leader_id.term, node_id or 0
     )
     header_crc = zlib.crc32(fields)
-    record_crc = zlib.crc32(payload, header_crc)
-    return fields + struct.pack("<II", header_crc, record_crc) + payload
+    return b"".join((fields, _CRCS.pack(header_crc, zlib.crc32(payload, header_crc)), payload))
+
+
+# ENTRY payloads hold only the payload (the log id is in the header): CBOR
+# ``[0]`` (Blank), ``[1, data]`` (Normal; data as codec.encode_data) or ``[2, membership]``.
+_BLANK_PAYLOAD: Final = cbor2.dumps([0])
+_NORMAL_PREFIX: Final = b"\x82\x01"  # a CBOR array of 2 items, the first the int 1
 
 
 def encode_entry(entry: Entry) -> bytes:
-    return encode_record(KIND_ENTRY, entry.log_id, cbor2.dumps(codec.unstructure_entry(entry)))
+    payload = entry.payload
+    if isinstance(payload, Normal):
+        body = _NORMAL_PREFIX + codec.encoded_data(payload.data)
+    elif isinstance(payload, MembershipChange):
+        body = cbor2.dumps([2, codec.unstructure_membership(payload.membership)])
+    else:
+        body = _BLANK_PAYLOAD
+    return encode_record(KIND_ENTRY, entry.log_id, body)
 
 
 def encode_committed(log_id: LogId) -> bytes:
@@ -143,13 +158,20 @@ def decode_entry_payload(header: RecordHeader, payload: bytes | memoryview) -> E
     Raises:
         FormatError: the payload does not decode, or disagrees with the header's log id.
     """
+    log_id = header.log_id
     try:
-        entry = codec.structure_entry(cbor2.loads(payload))
+        raw = cbor2.loads(payload)
+        if isinstance(raw, list) and raw:
+            kind = raw[0]
+            if kind == 1 and len(raw) == 2:
+                return Entry(log_id, Normal(codec.decode_data(raw[1])))
+            if kind == 0 and len(raw) == 1:
+                return Entry(log_id, BLANK)
+            if kind == 2 and len(raw) == 2:
+                return Entry(log_id, MembershipChange(codec.structure_membership(raw[1])))
     except (codec.DecodeError, cbor2.CBORDecodeError, ValueError, TypeError) as exc:
-        raise FormatError(f"entry {header.log_id} does not decode: {exc}") from exc
-    if entry.log_id != header.log_id:
-        raise FormatError(f"entry payload is {entry.log_id}, header says {header.log_id}")
-    return entry
+        raise FormatError(f"entry {log_id} does not decode: {exc}") from exc
+    raise FormatError(f"entry {log_id}: unknown payload {payload[:16]!r}")
 
 
 def encode_meta(vote: Vote | None, purged: LogId | None, committed: LogId | None) -> bytes:

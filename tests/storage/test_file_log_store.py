@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import cbor2
 import pytest
 import trio
 import trio.testing
@@ -372,3 +373,16 @@ async def test_a_commit_record_waits_for_the_next_batch() -> None:
     # Closing writes what is still queued.
     async with open_file_log_store(D, fs=fs.crash(), run_io=run_inline) as store:
         assert await store.read_committed() == lid(2)
+
+
+def test_encoded_data_is_cached_only_for_immutable_values() -> None:
+    from openraft_trio import codec
+    from openraft_trio.kv import Set
+
+    request = Set("k", 1)
+    assert codec.encoded_data(request) is codec.encoded_data(request)  # one encoding
+    mutable = {"a": 1}
+    first = codec.encoded_data(mutable)
+    mutable["a"] = 2  # a dict may change between the check and the write: never cached
+    assert codec.encoded_data(mutable) != first
+    assert codec.decode_data(cbor2.loads(codec.encoded_data(mutable))) == {"a": 2}
