@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import attrs
 import cbor2
@@ -42,11 +42,8 @@ from .. import codec
 from .._errors import InvalidRequest, StorageError
 from .._types import (
     Entry,
-    LeaderId,
     LogId,
-    Membership,
     MembershipChange,
-    Node,
     Normal,
     Snapshot,
     SnapshotMeta,
@@ -65,7 +62,9 @@ from ._snapshot_files import (
     snapshot_file_name,
 )
 
-_SNAPSHOT_FORMAT = 1
+T = TypeVar("T")
+
+_SNAPSHOT_FORMAT = 2  # 2: log ids and membership in openraft_trio.codec's encodings
 
 logger = logging.getLogger("openraft_trio.kv")
 
@@ -262,8 +261,8 @@ class KvStateMachine:
         data = cbor2.dumps(
             {
                 "format": _SNAPSHOT_FORMAT,
-                "last_log_id": _encode_log_id(meta.last_log_id),
-                "last_membership": _encode_stored_membership(meta.last_membership),
+                "last_log_id": codec.unstructure_log_id(meta.last_log_id),
+                "last_membership": codec.unstructure_stored_membership(meta.last_membership),
                 "data": self._data,
             }
         )
@@ -439,75 +438,11 @@ class _DecodedSnapshot:
     data: dict[str, Any]
 
 
-def _encode_log_id(log_id: LogId | None) -> list[Any] | None:
-    if log_id is None:
-        return None
-    return [log_id.leader_id.term, log_id.leader_id.node_id, log_id.index]
-
-
-def _decode_log_id(raw: Any) -> LogId | None:
-    if raw is None:
-        return None
-    if not (isinstance(raw, list) and len(raw) == 3):
-        raise InvalidRequest(f"snapshot: a log id must be [term, node_id, index], got {raw!r}")
-    term, node_id, index = raw
-    if not (_is_int(term) and (node_id is None or _is_int(node_id)) and _is_int(index)):
-        raise InvalidRequest(f"snapshot: malformed log id {raw!r}")
-    return LogId(LeaderId(term, node_id), index)
-
-
-def _encode_membership(membership: Membership) -> dict[str, Any]:
-    return {
-        "configs": [sorted(config) for config in membership.configs],
-        "nodes": {
-            str(node_id): [membership.nodes[node_id].addr, dict(membership.nodes[node_id].data)]
-            for node_id in sorted(membership.nodes)
-        },
-    }
-
-
-def _decode_membership(raw: Any) -> Membership:
-    if not isinstance(raw, dict):
-        raise InvalidRequest("snapshot: membership must be a map")
-    configs = raw.get("configs")
-    nodes = raw.get("nodes")
-    if not (
-        isinstance(configs, list)
-        and all(isinstance(c, list) and all(_is_int(i) for i in c) for c in configs)
-    ):
-        raise InvalidRequest("snapshot: membership configs must be lists of node ids")
-    if not isinstance(nodes, dict):
-        raise InvalidRequest("snapshot: membership nodes must be a map")
-    decoded_nodes: dict[int, Node] = {}
-    for key, value in nodes.items():
-        if not (isinstance(key, str) and key.lstrip("-").isdigit()):
-            raise InvalidRequest(f"snapshot: membership node id {key!r} is not an integer")
-        if not (
-            isinstance(value, list)
-            and len(value) == 2
-            and isinstance(value[0], str)
-            and isinstance(value[1], dict)
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in value[1].items())
-        ):
-            raise InvalidRequest(f"snapshot: membership node {key} must be [addr, data]")
-        decoded_nodes[int(key)] = Node(value[0], value[1])
-    return Membership(configs=configs, nodes=decoded_nodes)
-
-
-def _encode_stored_membership(stored: StoredMembership) -> dict[str, Any]:
-    return {
-        "log_id": _encode_log_id(stored.log_id),
-        "membership": _encode_membership(stored.membership),
-    }
-
-
-def _decode_stored_membership(raw: Any) -> StoredMembership:
-    if not isinstance(raw, dict):
-        raise InvalidRequest("snapshot: last membership must be a map")
-    return StoredMembership(
-        log_id=_decode_log_id(raw.get("log_id")),
-        membership=_decode_membership(raw.get("membership")),
-    )
+def _decode_field(what: str, decode: Callable[[Any], T], raw: Any) -> T:
+    try:
+        return decode(raw)
+    except codec.DecodeError as exc:
+        raise InvalidRequest(f"snapshot: malformed {what}: {exc}") from exc
 
 
 def _decode_snapshot(data: bytes) -> _DecodedSnapshot:
@@ -521,8 +456,10 @@ def _decode_snapshot(data: bytes) -> _DecodedSnapshot:
     if not (isinstance(kv, dict) and all(isinstance(k, str) for k in kv)):
         raise InvalidRequest("snapshot: data must be a map with str keys")
     return _DecodedSnapshot(
-        last_log_id=_decode_log_id(raw.get("last_log_id")),
-        last_membership=_decode_stored_membership(raw.get("last_membership")),
+        last_log_id=_decode_field("last log id", codec.structure_log_id, raw.get("last_log_id")),
+        last_membership=_decode_field(
+            "last membership", codec.structure_stored_membership, raw.get("last_membership")
+        ),
         data=kv,
     )
 

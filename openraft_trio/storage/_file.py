@@ -56,7 +56,7 @@ from .._types import Entry, LogId, LogState, Vote, next_index
 from . import _file_format as fmt
 from ._file_recovery import Segment, recover
 from ._fs import FileHandle, FileLock, FileSystem, OsFileSystem, join, write_file_atomic
-from ._protocols import IOCallback
+from ._protocols import IOCallback, check_append
 
 T = TypeVar("T")
 RunIO = Callable[[Callable[[], T]], Awaitable[T]]
@@ -224,19 +224,9 @@ class FileLogStore:
             else:
                 self._queue_chunks([], callback, None)
             return
-        expected = next_index(self._last_log_id)
+        check_append(entries, self._last_log_id)
         first = entries[0].log_id.index
         last = entries[-1].log_id.index
-        if first != expected:
-            raise ValueError(
-                f"append must start at index {expected} (right after the last log id "
-                f"{self._last_log_id}), got index {first}: the log never has holes"
-            )
-        if last != first + len(entries) - 1:
-            raise ValueError(
-                f"appended entries are not contiguous: {len(entries)} entries "
-                f"span indexes {first}..{last}"
-            )
         try:
             records = [fmt.encode_entry(entry) for entry in entries]
         except (TypeError, ValueError, cbor2.CBOREncodeError) as exc:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import Final, Literal
 
 from .._types import Entry, LogId, LogState, Vote, next_index
-from ._protocols import IOCallback
+from ._protocols import IOCallback, check_append
 
 FlushMode = Literal["immediate", "manual"]
 
@@ -108,19 +108,7 @@ class MemLogStore:
                 callback is not called.
         """
         if entries:
-            expected = self._first_index + len(self._entries)
-            first = entries[0].log_id.index
-            last = entries[-1].log_id.index
-            if first != expected:
-                raise ValueError(
-                    f"append must start at index {expected} (right after the last log id "
-                    f"{self._last_log_id()}), got index {first}: the log never has holes"
-                )
-            if last != first + len(entries) - 1:
-                raise ValueError(
-                    f"appended entries are not contiguous: {len(entries)} entries "
-                    f"span indexes {first}..{last}"
-                )
+            check_append(entries, self._last_log_id())
             self._entries.extend(entries)
         if self._flush_mode == "immediate":
             self._durable_next = self._first_index + len(self._entries)

@@ -21,6 +21,25 @@ from .._types import Entry, LogId, LogState, Snapshot, SnapshotMeta, StoredMembe
 IOCallback = Callable[[BaseException | None], None]
 
 
+def check_append(entries: Sequence[Entry], last_log_id: LogId | None) -> None:
+    """Raise ``ValueError`` unless ``entries`` (non-empty) continue the log right after
+    ``last_log_id`` and are contiguous themselves (both ends checked): no holes, no overlap.
+    """
+    expected = 0 if last_log_id is None else last_log_id.index + 1
+    first = entries[0].log_id.index
+    last = entries[-1].log_id.index
+    if first != expected:
+        raise ValueError(
+            f"append must start at index {expected} (right after the last log id "
+            f"{last_log_id}), got index {first}: the log never has holes"
+        )
+    if last != first + len(entries) - 1:
+        raise ValueError(
+            f"appended entries are not contiguous: {len(entries)} entries "
+            f"span indexes {first}..{last}"
+        )
+
+
 @runtime_checkable
 class RaftLogStorage(Protocol):
     async def get_log_state(self) -> LogState: ...

@@ -192,8 +192,9 @@ def corrupt_variants(data: bytes) -> list[bytes]:
         ("data", {1: "int key"}),
         ("last_log_id", [1, 2]),
         ("last_log_id", [9, 1, 9]),  # disagrees with meta
-        ("last_membership", {"log_id": None, "membership": {"configs": "x"}}),
-        ("last_membership", {"log_id": None, "membership": {"configs": [], "nodes": {"a": 1}}}),
+        ("last_membership", [None, ["x", {}]]),
+        ("last_membership", [None, [[], {"a": 1}]]),
+        ("last_membership", {"log_id": None}),
     ]:
         variants.append(cbor2.dumps({**decoded, key: bad}))
     return variants
