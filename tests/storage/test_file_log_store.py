@@ -386,3 +386,35 @@ def test_encoded_data_is_cached_only_for_immutable_values() -> None:
     mutable["a"] = 2  # a dict may change between the check and the write: never cached
     assert codec.encoded_data(mutable) != first
     assert codec.decode_data(cbor2.loads(codec.encoded_data(mutable))) == {"a": 2}
+
+
+async def test_a_second_process_on_the_same_directory_is_refused(tmp_path: object) -> None:
+    import subprocess
+    import sys
+
+    directory = os.fspath(tmp_path)  # type: ignore[call-overload]
+    code = (
+        "import sys, trio\n"
+        "from openraft_trio import StorageError\n"
+        "from openraft_trio.storage import open_file_log_store\n"
+        "async def main():\n"
+        "    try:\n"
+        "        async with open_file_log_store(sys.argv[1]):\n"
+        "            print('opened')\n"
+        "    except StorageError as exc:\n"
+        "        print('refused:', exc)\n"
+        "trio.run(main)\n"
+    )
+
+    def other_process() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", code, directory],
+            capture_output=True, text=True, timeout=60, check=True,
+        )
+        return done.stdout
+
+    async with open_file_log_store(directory):
+        out = await trio.to_thread.run_sync(other_process)
+        assert out.startswith("refused:"), out
+        assert "in use" in out
+    assert (await trio.to_thread.run_sync(other_process)).startswith("opened")
