@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -32,8 +29,21 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from _bench_common import (
+    AGGREGATION,
+    bench_config,
+    check_leadership,
+    config_settings,
+    environment,
+    lost_leadership,
+    percentile,
+    report_leadership_changed,
+    run_settings,
+    table_lines,
+    write_report,
+)
 
-from openraft_trio import Config, ForwardToLeader, ServerState
+from openraft_trio import ForwardToLeader
 from openraft_trio._core.messages import Responder
 from openraft_trio.kv import Set
 from openraft_trio.testing import open_cluster
@@ -48,27 +58,6 @@ TARGET_TPUT_CLIENTS = 256
 TARGET_TPUT_RATIO = 0.60  # Raft throughput >= 60% of the floor's at 256 clients
 TARGET_LAT_CLIENTS = 1
 TARGET_LAT_ROUND_TRIPS = 6.0  # Raft p50 commit latency <= 6 floor round trips at 1 client
-
-
-def bench_config(snapshots: bool = False) -> Config:
-    """Election timeouts generous enough that leadership holds under full load.
-
-    Snapshots are off (a policy no run reaches) unless ``snapshots``: this benchmark
-    measures the write path; snapshot cost grows with the state machine (every write here
-    adds a key) and is measured on its own by ``bench_snapshot.py``. The ``snap`` row shows
-    the default policy (every 5000 entries) in the same run.
-    """
-    return Config(
-        cluster_name="bench",
-        election_timeout_min=1.0,
-        election_timeout_max=2.0,
-        heartbeat_interval=0.1,
-        snapshot_policy=5000 if snapshots else 10**12,
-    )
-
-
-class LeadershipChanged(RuntimeError):
-    """Leadership moved during a measurement: the run is invalid."""
 
 
 # -- measurement -------------------------------------------------------------------------------
@@ -106,8 +95,8 @@ class Sample:
         return cls(
             ops_per_s=len(lat) * per_call / duration,
             calls_per_s=len(lat) / duration,
-            p50_us=_percentile(lat, 50) * 1e6,
-            p99_us=_percentile(lat, 99) * 1e6,
+            p50_us=percentile(lat, 50) * 1e6,
+            p99_us=percentile(lat, 99) * 1e6,
             calls=len(lat),
             gc_collections=len(pauses),
             gc_pause_ms=sum(pauses) * 1e3,
@@ -143,12 +132,6 @@ class _GcPauses:
 
     def __exit__(self, *exc: object) -> None:
         gc.callbacks.remove(self._callback)
-
-
-def _percentile(sorted_values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile of an ascending sequence."""
-    rank = max(1, -(-len(sorted_values) * pct // 100))  # ceil(n * pct / 100)
-    return sorted_values[int(rank) - 1]
 
 
 async def _drive(
@@ -256,7 +239,7 @@ async def run_raft(
                 try:
                     return await leader.client_write(Set(f"c{k}-{i}", i))
                 except ForwardToLeader as e:
-                    raise LeadershipChanged(f"node {leader_id} lost leadership: {e!r}") from e
+                    raise lost_leadership(leader_id, e) from e
 
             async def write_batch() -> Any:
                 nonlocal i
@@ -265,27 +248,12 @@ async def run_raft(
                 try:
                     return await leader.client_write_many(items)
                 except ForwardToLeader as e:
-                    raise LeadershipChanged(f"node {leader_id} lost leadership: {e!r}") from e
+                    raise lost_leadership(leader_id, e) from e
 
             return write_one if batch == 1 else write_batch
 
         run = await _drive(clients, make_call, warmup, duration)
-        for nid in cluster.node_ids:
-            mtr = cluster.nodes[nid].metrics
-            if mtr.current_term != term or mtr.current_leader != leader_id:
-                raise LeadershipChanged(
-                    f"node {nid}: term {mtr.current_term} leader {mtr.current_leader}, "
-                    f"expected term {term} leader {leader_id}"
-                )
-        if leader.metrics.state != ServerState.LEADER:
-            raise LeadershipChanged(f"node {leader_id} is {leader.metrics.state}, not leader")
-        mtr = leader.metrics
-        info = {
-            "leader": leader_id,
-            "term": term,
-            "last_log_index": mtr.last_log_index or 0,
-            "committed_index": mtr.committed.index if mtr.committed is not None else 0,
-        }
+        info = check_leadership(cluster, leader_id, term)
     return Sample.from_run(run, batch), info
 
 
@@ -420,17 +388,6 @@ def targets(results: dict[str, Result]) -> list[dict[str, Any]]:
     return out
 
 
-def environment() -> dict[str, Any]:
-    return {
-        "python": sys.version.split()[0],
-        "python_implementation": platform.python_implementation(),
-        "trio": trio.__version__,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-    }
-
-
 def format_table(results: dict[str, Result], tgts: list[dict[str, Any]]) -> str:
     header = (
         "scenario", "ops/s", "p50 us", "p99 us",
@@ -453,14 +410,7 @@ def format_table(results: dict[str, Result], tgts: list[dict[str, Any]]) -> str:
             f"{ratio['p99_round_trips']:.1f}",
             f"{raft['gc_pause_ms']:,.0f}",
         ))
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
-        return "  ".join([first, *rest])
-
-    out = [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows), ""]
+    out = [*table_lines(header, rows), ""]
     out.append(
         "ops/s: committed entries per second (median of repeats); latency per call "
         "(a batch, for batchN); floor = same clients, one round trip to one Trio task;\n"
@@ -525,12 +475,6 @@ async def run_all(args: argparse.Namespace) -> dict[str, Result]:
     return results
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     env = environment()
@@ -542,11 +486,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         results = trio.run(run_all, args)
     except BaseException as exc:
-        changed = [e for e in _leaves(exc) if isinstance(e, LeadershipChanged)]
-        if not changed:
+        if not report_leadership_changed("bench_core", exc):
             raise
-        for e in changed:
-            print(f"bench_core: FAILED, leadership changed mid-run: {e}", file=sys.stderr)
         return 2
     tgts = targets(results)
     print()
@@ -555,25 +496,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "bench_core",
         "env": env,
         "settings": {
-            "duration_s": args.duration,
-            "warmup_s": args.warmup,
-            "repeats": args.repeats,
+            **run_settings(args),
             "batch_size": BATCH_SIZE,
             "batch_clients": args.batch_clients,
             "cluster": "3 nodes, open_cluster: MemLogStore, Router (no faults), KvStateMachine",
-            "config": {
-                "election_timeout_min": bench_config().election_timeout_min,
-                "election_timeout_max": bench_config().election_timeout_max,
-                "heartbeat_interval": bench_config().heartbeat_interval,
-            },
-            "aggregation": "median across repeats; latency percentiles are nearest-rank per run",
+            "config": config_settings(bench_config()),
+            "aggregation": AGGREGATION,
         },
         "scenarios": [res.to_json() for res in results.values()],
         "targets": tgts,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nJSON written to {args.json}")
+    write_report(args.json, report)
     return 0
 
 

@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import gc
-import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -41,8 +39,21 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from _bench_common import (
+    AGGREGATION,
+    bench_config,
+    check_leadership,
+    config_settings,
+    environment,
+    lost_leadership,
+    percentile,
+    report_leadership_changed,
+    run_settings,
+    table_lines,
+    write_report,
+)
 
-from openraft_trio import Config, ForwardToLeader, ServerState
+from openraft_trio import ForwardToLeader
 from openraft_trio._types import Entry, LeaderId, LogId, Normal
 from openraft_trio.kv import Set
 from openraft_trio.storage import open_file_log_store
@@ -67,29 +78,6 @@ TARGET_TPUT_CLIENTS = 256
 TARGET_TPUT_RATIO = 0.50  # file ops/s >= 50% of mem ops/s at 256 clients
 TARGET_LAT_CLIENTS = 1
 TARGET_LAT_FSYNCS = 2.5  # file p50 <= mem p50 + 2.5 x raw fsync p50 at 1 client
-
-
-def bench_config() -> Config:
-    """As ``bench_core``: election timeouts generous enough that leadership holds under full
-    load, and snapshots off (a policy no run reaches) — this measures the write path; the
-    snapshot cost is ``bench_snapshot.py``'s."""
-    return Config(
-        cluster_name="bench",
-        election_timeout_min=1.0,
-        election_timeout_max=2.0,
-        heartbeat_interval=0.1,
-        snapshot_policy=10**12,
-    )
-
-
-class LeadershipChanged(RuntimeError):
-    """Leadership moved during a measurement: the run is invalid."""
-
-
-def _percentile(sorted_values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile of an ascending sequence."""
-    rank = max(1, -(-len(sorted_values) * pct // 100))  # ceil(n * pct / 100)
-    return sorted_values[int(rank) - 1]
 
 
 # -- raw fsync -----------------------------------------------------------------------------------
@@ -149,12 +137,12 @@ def measure_fsync(directory: str, samples: int) -> FsyncSample:
     single.sort()
     together = sorted(x for lat in concurrent for x in lat)
     return FsyncSample(
-        p50_us=_percentile(single, 50) * 1e6,
-        p99_us=_percentile(single, 99) * 1e6,
+        p50_us=percentile(single, 50) * 1e6,
+        p99_us=percentile(single, 99) * 1e6,
         mean_us=statistics.fmean(single) * 1e6,
         samples=len(single),
-        concurrent_p50_us=_percentile(together, 50) * 1e6,
-        concurrent_p99_us=_percentile(together, 99) * 1e6,
+        concurrent_p50_us=percentile(together, 50) * 1e6,
+        concurrent_p99_us=percentile(together, 99) * 1e6,
     )
 
 
@@ -244,7 +232,7 @@ async def run_cluster(
                 try:
                     await leader.client_write(Set(f"c{k}-{i}", i))
                 except ForwardToLeader as e:
-                    raise LeadershipChanged(f"node {leader_id} lost leadership: {e!r}") from e
+                    raise lost_leadership(leader_id, e) from e
                 t1 = clock()
                 if start <= t1 <= end:
                     record(t1 - t0)
@@ -260,22 +248,7 @@ async def run_cluster(
                 nursery.start_soon(client, k)
 
         await _quiesce(cluster, leader)
-        for nid in cluster.node_ids:
-            mtr = cluster.nodes[nid].metrics
-            if mtr.current_term != term or mtr.current_leader != leader_id:
-                raise LeadershipChanged(
-                    f"node {nid}: term {mtr.current_term} leader {mtr.current_leader}, "
-                    f"expected term {term} leader {leader_id}"
-                )
-        if leader.metrics.state != ServerState.LEADER:
-            raise LeadershipChanged(f"node {leader_id} is {leader.metrics.state}, not leader")
-        mtr = leader.metrics
-        info = {
-            "leader": leader_id,
-            "term": term,
-            "last_log_index": mtr.last_log_index or 0,
-            "committed_index": mtr.committed.index if mtr.committed is not None else 0,
-        }
+        info = check_leadership(cluster, leader_id, term)
     if not latencies:
         raise RuntimeError("no write completed inside the measurement window")
     lat = sorted(latencies)
@@ -288,8 +261,8 @@ async def run_cluster(
         batches = (last.batches - first.batches) / committed
     sample = Sample(
         ops_per_s=len(lat) / duration,
-        p50_us=_percentile(lat, 50) * 1e6,
-        p99_us=_percentile(lat, 99) * 1e6,
+        p50_us=percentile(lat, 50) * 1e6,
+        p99_us=percentile(lat, 99) * 1e6,
         writes=len(lat),
         fsyncs_per_write=fsyncs,
         batches_per_write=batches,
@@ -531,14 +504,9 @@ async def run_recovery(base: str, size_gb: float) -> dict[str, Any]:
 # -- report ------------------------------------------------------------------------------------
 
 
-def environment(directory: str) -> dict[str, Any]:
+def storage_environment(directory: str) -> dict[str, Any]:
     return {
-        "python": sys.version.split()[0],
-        "python_implementation": platform.python_implementation(),
-        "trio": trio.__version__,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
+        **environment(),
         "data_dir": directory,
         "file_system": _file_system(directory),
     }
@@ -596,14 +564,7 @@ def format_report(
                 _fmt(cmp["throughput_ratio"] if is_file and cmp else None, ".2f"),
                 _fmt(cmp["p50_extra_in_fsyncs"] if is_file and cmp else None, ".1f"),
             ))
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
-        return "  ".join([first, *rest])
-
-    out += [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows), ""]
+    out += [*table_lines(header, rows), ""]
     out.append(
         "ops/s: writes committed and applied per second, medians of repeats; mem = "
         "MemLogStore, file = FileLogStore + durable KvStateMachine;\n"
@@ -747,17 +708,11 @@ async def run_all(args: argparse.Namespace, base: str) -> Results:
     return res
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
     base = tempfile.mkdtemp(prefix="bench_storage-", dir=args.dir)
-    env = environment(base)
+    env = storage_environment(base)
     fsinfo = env["file_system"] or {}
     print(
         f"bench_storage: {args.repeats} repeat(s) x {args.duration:g}s (+{args.warmup:g}s "
@@ -772,11 +727,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             res = trio.run(run_all, args, base)
         except BaseException as exc:
-            changed = [e for e in _leaves(exc) if isinstance(e, LeadershipChanged)]
-            if not changed:
+            if not report_leadership_changed("bench_storage", exc):
                 raise
-            for e in changed:
-                print(f"bench_storage: FAILED, leadership changed mid-run: {e}", file=sys.stderr)
             return 2
         if not args.no_recovery:
             size_gb, note = recovery_size(args.recovery_gb, base)
@@ -799,23 +751,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "bench_storage",
         "env": env,
         "settings": {
-            "duration_s": args.duration,
-            "warmup_s": args.warmup,
-            "repeats": args.repeats,
+            **run_settings(args),
             "clients": args.clients,
             "fsync_samples": args.fsync_samples,
             "fsync_record_bytes": FSYNC_RECORD,
             "cluster": "3 nodes, open_cluster, Router (no faults), KvStateMachine; "
                        "mem = MemLogStore, file = data_dir (FileLogStore + durable "
                        "KvStateMachine per node)",
-            "config": {
-                "election_timeout_min": bench_config().election_timeout_min,
-                "election_timeout_max": bench_config().election_timeout_max,
-                "heartbeat_interval": bench_config().heartbeat_interval,
-                "snapshot_policy": "off",
-            },
+            "config": {**config_settings(bench_config()), "snapshot_policy": "off"},
             "recovery_gb": None if args.no_recovery else args.recovery_gb,
-            "aggregation": "median across repeats; latency percentiles are nearest-rank per run",
+            "aggregation": AGGREGATION,
         },
         "fsync": {
             "median": res.fsync_median(),
@@ -835,9 +780,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "targets": tgts,
         "recovery": recovery,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nJSON written to {args.json}")
+    write_report(args.json, report)
     return 0
 
 

@@ -1,0 +1,146 @@
+"""What ``bench_core`` and ``bench_storage`` share: the cluster config, the leadership check
+around a measured run, nearest-rank percentiles, and the pieces of their reports (the
+environment record, the text table, the common settings, the JSON file).
+
+Imported as the top-level module ``_bench_common``: running ``python benchmarks/X.py``
+puts this directory first on ``sys.path``, and ``run_all.py`` adds it before importing the
+benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from openraft_trio import Config, ServerState
+from openraft_trio.testing import Cluster
+
+AGGREGATION = "median across repeats; latency percentiles are nearest-rank per run"
+
+
+def bench_config(snapshots: bool = False) -> Config:
+    """Election timeouts generous enough that leadership holds under full load.
+
+    Snapshots are off (a policy no run reaches) unless ``snapshots``: the benchmarks measure
+    the write path; snapshot cost grows with the state machine (every write here adds a
+    key) and is measured on its own by ``bench_snapshot.py``. ``bench_core``'s ``snap`` row
+    shows the default policy (every 5000 entries) in the same run.
+    """
+    return Config(
+        cluster_name="bench",
+        election_timeout_min=1.0,
+        election_timeout_max=2.0,
+        heartbeat_interval=0.1,
+        snapshot_policy=5000 if snapshots else 10**12,
+    )
+
+
+def config_settings(config: Config) -> dict[str, Any]:
+    """The timing settings of ``config``, for a report's ``settings.config``."""
+    return {
+        "election_timeout_min": config.election_timeout_min,
+        "election_timeout_max": config.election_timeout_max,
+        "heartbeat_interval": config.heartbeat_interval,
+    }
+
+
+# -- leadership ----------------------------------------------------------------------------------
+
+
+class LeadershipChanged(RuntimeError):
+    """Leadership moved during a measurement: the run is invalid."""
+
+
+def lost_leadership(leader_id: int, exc: BaseException) -> LeadershipChanged:
+    """The error for a write the leader refused (``ForwardToLeader``); raise it ``from exc``."""
+    return LeadershipChanged(f"node {leader_id} lost leadership: {exc!r}")
+
+
+def check_leadership(cluster: Cluster, leader_id: int, term: int) -> dict[str, int]:
+    """After a run: raise ``LeadershipChanged`` unless every node still has ``leader_id`` as
+    leader in ``term`` and that node is leader; return the leader's log position."""
+    for nid in cluster.node_ids:
+        mtr = cluster.nodes[nid].metrics
+        if mtr.current_term != term or mtr.current_leader != leader_id:
+            raise LeadershipChanged(
+                f"node {nid}: term {mtr.current_term} leader {mtr.current_leader}, "
+                f"expected term {term} leader {leader_id}"
+            )
+    leader = cluster.nodes[leader_id]
+    if leader.metrics.state != ServerState.LEADER:
+        raise LeadershipChanged(f"node {leader_id} is {leader.metrics.state}, not leader")
+    mtr = leader.metrics
+    return {
+        "leader": leader_id,
+        "term": term,
+        "last_log_index": mtr.last_log_index or 0,
+        "committed_index": mtr.committed.index if mtr.committed is not None else 0,
+    }
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def report_leadership_changed(benchmark: str, exc: BaseException) -> bool:
+    """Print every ``LeadershipChanged`` inside ``exc`` (an exception group's leaves) to
+    stderr; False if there is none (the caller re-raises ``exc``)."""
+    changed = [e for e in _leaves(exc) if isinstance(e, LeadershipChanged)]
+    for e in changed:
+        print(f"{benchmark}: FAILED, leadership changed mid-run: {e}", file=sys.stderr)
+    return bool(changed)
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def percentile(sorted_values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile of an ascending sequence."""
+    rank = max(1, -(-len(sorted_values) * pct // 100))  # ceil(n * pct / 100)
+    return sorted_values[int(rank) - 1]
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "trio": trio.__version__,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+    }
+
+
+def table_lines(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A text table: the first column left-aligned, the others right-aligned, two spaces
+    apart; a rule of dashes under the header."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
+        return "  ".join([first, *rest])
+
+    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The first keys of a report's ``settings``: the window, warm-up and repeats."""
+    return {"duration_s": args.duration, "warmup_s": args.warmup, "repeats": args.repeats}
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """Write ``report`` as indented JSON to ``path`` (its directory is created); say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nJSON written to {path}")
