@@ -9,7 +9,9 @@ Task tree (DESIGN.md §3)::
      └─ openraft_trio.ticker
 
 Leaving ``open_raft()`` (or ``await raft.shutdown()``) cancels N0; calls still pending then
-fail with ``Stopped``.
+fail with ``Stopped``. A storage failure (``StorageError`` or ``OSError`` from a storage call)
+stops the node the same way, fail-stop: pending and later calls raise that ``StorageError``
+(also in ``Raft.fatal_error``) and nothing is retried.
 """
 
 from __future__ import annotations
