@@ -253,6 +253,8 @@ def structure_entry(raw: Any) -> Entry:
         raise DecodeError(f"an entry is [term, node_id, index, kind, ...], got {_short(raw)}")
     log_id = LogId(LeaderId(_int(raw[0]), _opt_int(raw[1])), _int(raw[2]))
     kind = raw[3]
+    if type(kind) is not int:
+        raise DecodeError(f"an entry's payload kind must be an int, got {_short(kind)}")
     if kind == _KIND_NORMAL and len(raw) == 5:
         return Entry(log_id, Normal(decode_data(raw[4])))
     if kind == _KIND_MEMBERSHIP and len(raw) == 5:

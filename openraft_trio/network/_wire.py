@@ -1,0 +1,436 @@
+"""Wire format of the TCP transport: RPC messages <-> CBOR frames (sans-I/O).
+
+Every frame body (the transport adds the length prefix) is one CBOR array, the envelope::
+
+    [kind_code, request_id, body]
+
+``request_id`` is a non-negative int below 2**64 chosen by the caller; the reply (or the
+``error`` reply) to a request carries the same id. Bodies are positional lists, built by
+the hooks this module registers on :data:`openraft_trio.codec.converter` at import:
+
+==== ============= ======================= ==============================================
+code kind          Python value            body
+==== ============= ======================= ==============================================
+0    error         ErrorReply              [error_type_name, message]
+1    vote          VoteRequest             [vote, last_log_id, pre_vote, leader_transfer]
+2    vote_resp     VoteResponse            [vote, vote_granted, last_log_id]
+3    append        AppendEntriesRequest    [vote, prev_log_id, [entry...], leader_commit]
+4    append_resp   AppendEntriesResponse   [vote, success, matching, conflict, hint]
+5    transfer      TransferLeaderRequest   [from_vote, to_node_id, last_log_id]
+6    transfer_resp None                    null
+7    snapshot      FullSnapshotRequest     [vote, [snapshot_meta, data]]
+8    snapshot_resp InstallSnapshotResponse [vote]
+9-15 (reserved)                            chunked snapshot / future kinds: decoding fails
+==== ============= ======================= ==============================================
+
+``snapshot_meta`` is ``[last_log_id, stored_membership, snapshot_id]``, ``data`` a byte
+string. Leaves use the codec's encodings: ``vote`` is ``[term, node_id, committed]``, a log
+id ``[term, node_id, index]`` or ``null``, an entry ``[term, node_id, index, kind, ...]``,
+``stored_membership`` ``[log_id, [configs, nodes]]``. Flags are CBOR booleans; ids and
+``hint`` (``conflict_hint``, may be ``null``) ints; the error strings and ``snapshot_id``
+text strings.
+
+Decoding is strict about *shape* (list lengths, exact ``int``/``bool``/``str``/``bytes``
+types, no trailing bytes, no shared-reference tags, no duplicate map keys) and raises
+:class:`openraft_trio.codec.DecodeError` for anything else, never another exception type.
+Protocol-level checks (non-negative terms, consecutive entries, ...) stay in
+``openraft_trio._validate`` and run when the node handles the request.
+"""
+
+from __future__ import annotations
+
+import io
+import reprlib
+from collections.abc import Callable
+from typing import Any, Final
+
+import attrs
+import cbor2
+
+from .. import codec
+from .._messages import (
+    AppendEntriesRequest,
+    AppendEntriesResponse,
+    InstallSnapshotResponse,
+    TransferLeaderRequest,
+    VoteRequest,
+    VoteResponse,
+)
+from .._types import Snapshot, SnapshotMeta, Vote
+
+DecodeError: Final = codec.DecodeError
+
+MAX_REQUEST_ID: Final = 2**64 - 1
+"""Request ids are CBOR unsigned ints: ``0 <= request_id <= MAX_REQUEST_ID``."""
+
+
+@attrs.frozen
+class FullSnapshotRequest:
+    """Body of a ``snapshot`` frame: ``RaftNetwork.full_snapshot(vote, snapshot)``."""
+
+    vote: Vote
+    snapshot: Snapshot
+
+
+@attrs.frozen
+class ErrorReply:
+    """Body of an ``error`` frame: the remote handler failed; the transport raises
+    ``RemoteError``."""
+
+    error_type: str
+    message: str
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorReply:
+        return cls(type(exc).__name__, str(exc))
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+_repr = reprlib.Repr()
+_repr.maxlevel = 3
+_repr.maxlist = 6
+_repr.maxdict = 4
+_repr.maxstring = 40
+_repr.maxother = 40
+
+
+def _short(raw: Any) -> str:
+    """A bounded repr of hostile input (bounded depth and size, no recursion blowup)."""
+    try:
+        return _repr.repr(raw)
+    except Exception:  # a weird object from a CBOR tag: its type is enough
+        return f"<{type(raw).__name__}>"
+
+
+def _fields(raw: Any, n: int, what: str) -> list[Any]:
+    if type(raw) is not list or len(raw) != n:
+        raise DecodeError(f"{what}: expected a list of {n}, got {_short(raw)}")
+    return raw
+
+
+def _bool(raw: Any, what: str) -> bool:
+    if type(raw) is not bool:
+        raise DecodeError(f"{what}: expected a bool, got {_short(raw)}")
+    return raw
+
+
+def _int(raw: Any, what: str) -> int:
+    if type(raw) is not int:
+        raise DecodeError(f"{what}: expected an int, got {_short(raw)}")
+    return raw
+
+
+def _str(raw: Any, what: str) -> str:
+    if type(raw) is not str:
+        raise DecodeError(f"{what}: expected a str, got {_short(raw)}")
+    return raw
+
+
+_log_id = codec.unstructure_log_id
+_vote = codec.unstructure_vote
+_struct_log_id = codec.structure_log_id
+_struct_vote = codec.structure_vote
+
+
+# -- per-type encodings ----------------------------------------------------------------------
+
+
+def unstructure_vote_request(req: VoteRequest) -> list[Any]:
+    return [_vote(req.vote), _log_id(req.last_log_id), req.pre_vote, req.leader_transfer]
+
+
+def structure_vote_request(raw: Any) -> VoteRequest:
+    f = _fields(raw, 4, "vote request [vote, last_log_id, pre_vote, leader_transfer]")
+    return VoteRequest(
+        _struct_vote(f[0]),
+        _struct_log_id(f[1]),
+        _bool(f[2], "vote request pre_vote"),
+        _bool(f[3], "vote request leader_transfer"),
+    )
+
+
+def unstructure_vote_response(resp: VoteResponse) -> list[Any]:
+    return [_vote(resp.vote), resp.vote_granted, _log_id(resp.last_log_id)]
+
+
+def structure_vote_response(raw: Any) -> VoteResponse:
+    f = _fields(raw, 3, "vote response [vote, vote_granted, last_log_id]")
+    return VoteResponse(
+        _struct_vote(f[0]), _bool(f[1], "vote response vote_granted"), _struct_log_id(f[2])
+    )
+
+
+def unstructure_append_entries_request(req: AppendEntriesRequest) -> list[Any]:
+    entry = codec.unstructure_entry
+    return [
+        _vote(req.vote),
+        _log_id(req.prev_log_id),
+        [entry(e) for e in req.entries],
+        _log_id(req.leader_commit),
+    ]
+
+
+def structure_append_entries_request(raw: Any) -> AppendEntriesRequest:
+    f = _fields(raw, 4, "append entries [vote, prev_log_id, entries, leader_commit]")
+    entries = f[2]
+    if type(entries) is not list:
+        raise DecodeError(f"append entries: entries must be a list, got {_short(entries)}")
+    entry = codec.structure_entry
+    return AppendEntriesRequest(
+        _struct_vote(f[0]),
+        _struct_log_id(f[1]),
+        tuple([entry(e) for e in entries]),
+        _struct_log_id(f[3]),
+    )
+
+
+def unstructure_append_entries_response(resp: AppendEntriesResponse) -> list[Any]:
+    return [
+        _vote(resp.vote),
+        resp.success,
+        _log_id(resp.matching),
+        resp.conflict,
+        resp.conflict_hint,
+    ]
+
+
+def structure_append_entries_response(raw: Any) -> AppendEntriesResponse:
+    f = _fields(raw, 5, "append entries response [vote, success, matching, conflict, hint]")
+    hint = f[4]
+    return AppendEntriesResponse(
+        _struct_vote(f[0]),
+        _bool(f[1], "append entries response success"),
+        _struct_log_id(f[2]),
+        _bool(f[3], "append entries response conflict"),
+        None if hint is None else _int(hint, "append entries response conflict_hint"),
+    )
+
+
+def unstructure_transfer_leader_request(req: TransferLeaderRequest) -> list[Any]:
+    return [_vote(req.from_vote), req.to_node_id, _log_id(req.last_log_id)]
+
+
+def structure_transfer_leader_request(raw: Any) -> TransferLeaderRequest:
+    f = _fields(raw, 3, "transfer leader [from_vote, to_node_id, last_log_id]")
+    return TransferLeaderRequest(
+        _struct_vote(f[0]), _int(f[1], "transfer leader to_node_id"), _struct_log_id(f[2])
+    )
+
+
+def unstructure_install_snapshot_response(resp: InstallSnapshotResponse) -> list[Any]:
+    return [_vote(resp.vote)]
+
+
+def structure_install_snapshot_response(raw: Any) -> InstallSnapshotResponse:
+    return InstallSnapshotResponse(_struct_vote(_fields(raw, 1, "snapshot response [vote]")[0]))
+
+
+def unstructure_snapshot_meta(meta: SnapshotMeta) -> list[Any]:
+    return [
+        _log_id(meta.last_log_id),
+        codec.unstructure_stored_membership(meta.last_membership),
+        meta.snapshot_id,
+    ]
+
+
+def structure_snapshot_meta(raw: Any) -> SnapshotMeta:
+    f = _fields(raw, 3, "snapshot meta [last_log_id, last_membership, snapshot_id]")
+    return SnapshotMeta(
+        _struct_log_id(f[0]),
+        codec.structure_stored_membership(f[1]),
+        _str(f[2], "snapshot meta snapshot_id"),
+    )
+
+
+def unstructure_snapshot(snapshot: Snapshot) -> list[Any]:
+    return [unstructure_snapshot_meta(snapshot.meta), bytes(snapshot.data)]
+
+
+def structure_snapshot(raw: Any) -> Snapshot:
+    f = _fields(raw, 2, "snapshot [meta, data]")
+    if type(f[1]) is not bytes:
+        raise DecodeError(f"snapshot data: expected bytes, got {_short(f[1])}")
+    return Snapshot(structure_snapshot_meta(f[0]), f[1])
+
+
+def unstructure_full_snapshot_request(req: FullSnapshotRequest) -> list[Any]:
+    return [_vote(req.vote), unstructure_snapshot(req.snapshot)]
+
+
+def structure_full_snapshot_request(raw: Any) -> FullSnapshotRequest:
+    f = _fields(raw, 2, "full snapshot [vote, snapshot]")
+    return FullSnapshotRequest(_struct_vote(f[0]), structure_snapshot(f[1]))
+
+
+def unstructure_error_reply(reply: ErrorReply) -> list[Any]:
+    return [reply.error_type, reply.message]
+
+
+def structure_error_reply(raw: Any) -> ErrorReply:
+    f = _fields(raw, 2, "error [error_type_name, message]")
+    return ErrorReply(_str(f[0], "error type name"), _str(f[1], "error message"))
+
+
+def _unstructure_none(_msg: None) -> None:
+    return None
+
+
+def _structure_none(raw: Any) -> None:
+    if raw is not None:
+        raise DecodeError(f"transfer leader response: expected null, got {_short(raw)}")
+
+
+_HOOKS: Final[list[tuple[type[Any], Callable[[Any], Any], Callable[[Any], Any]]]] = [
+    (VoteRequest, unstructure_vote_request, structure_vote_request),
+    (VoteResponse, unstructure_vote_response, structure_vote_response),
+    (AppendEntriesRequest, unstructure_append_entries_request, structure_append_entries_request),
+    (
+        AppendEntriesResponse,
+        unstructure_append_entries_response,
+        structure_append_entries_response,
+    ),
+    (
+        TransferLeaderRequest,
+        unstructure_transfer_leader_request,
+        structure_transfer_leader_request,
+    ),
+    (
+        InstallSnapshotResponse,
+        unstructure_install_snapshot_response,
+        structure_install_snapshot_response,
+    ),
+    (SnapshotMeta, unstructure_snapshot_meta, structure_snapshot_meta),
+    (Snapshot, unstructure_snapshot, structure_snapshot),
+    (FullSnapshotRequest, unstructure_full_snapshot_request, structure_full_snapshot_request),
+    (ErrorReply, unstructure_error_reply, structure_error_reply),
+]
+
+
+def _structure_hook(fn: Callable[[Any], Any]) -> Callable[[Any, Any], Any]:
+    return lambda raw, _cls: fn(raw)
+
+
+for _cls, _unstructure, _structure in _HOOKS:
+    codec.converter.register_unstructure_hook(_cls, _unstructure)
+    codec.converter.register_structure_hook(_cls, _structure_hook(_structure))
+
+
+# -- the envelope ----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Kind:
+    name: str
+    code: int
+    cls: type[Any] | None  # None: the body is CBOR null (``transfer_resp``)
+    unstructure: Callable[[Any], Any]
+    structure: Callable[[Any], Any]
+
+
+_KINDS: Final = (
+    _Kind("error", 0, ErrorReply, unstructure_error_reply, structure_error_reply),
+    _Kind("vote", 1, VoteRequest, unstructure_vote_request, structure_vote_request),
+    _Kind("vote_resp", 2, VoteResponse, unstructure_vote_response, structure_vote_response),
+    _Kind(
+        "append",
+        3,
+        AppendEntriesRequest,
+        unstructure_append_entries_request,
+        structure_append_entries_request,
+    ),
+    _Kind(
+        "append_resp",
+        4,
+        AppendEntriesResponse,
+        unstructure_append_entries_response,
+        structure_append_entries_response,
+    ),
+    _Kind(
+        "transfer",
+        5,
+        TransferLeaderRequest,
+        unstructure_transfer_leader_request,
+        structure_transfer_leader_request,
+    ),
+    _Kind("transfer_resp", 6, None, _unstructure_none, _structure_none),
+    _Kind(
+        "snapshot",
+        7,
+        FullSnapshotRequest,
+        unstructure_full_snapshot_request,
+        structure_full_snapshot_request,
+    ),
+    _Kind(
+        "snapshot_resp",
+        8,
+        InstallSnapshotResponse,
+        unstructure_install_snapshot_response,
+        structure_install_snapshot_response,
+    ),
+)
+_BY_NAME: Final = {k.name: k for k in _KINDS}
+_BY_CODE: Final = {k.code: k for k in _KINDS}
+
+KIND_CODES: Final = {k.name: k.code for k in _KINDS}
+"""Kind name -> code (the table in the module docstring)."""
+
+
+def _reject_shared_reference(_decoder: Any) -> Any:
+    raise DecodeError("shared-reference CBOR tags (28/29) are not allowed")
+
+
+# Tags 28/29 build shared (even cyclic) structures: refuse them, nothing we send uses them.
+_SEMANTIC_DECODERS: Final = {28: _reject_shared_reference, 29: _reject_shared_reference}
+
+
+def encode_message(kind: str, request_id: int, msg: Any) -> bytes:
+    """One frame body: CBOR of ``[kind_code, request_id, body]``.
+
+    Raises:
+        ValueError: unknown ``kind`` or ``request_id`` out of range.
+        TypeError: ``msg`` is not the type ``kind`` carries, or ``request_id`` not an int.
+        cbor2.CBOREncodeError: application data in ``msg`` cannot be encoded.
+    """
+    k = _BY_NAME.get(kind)
+    if k is None:
+        raise ValueError(f"unknown message kind {kind!r}")
+    if type(request_id) is not int:
+        raise TypeError(f"request_id must be an int, got {type(request_id).__name__}")
+    if not 0 <= request_id <= MAX_REQUEST_ID:
+        raise ValueError(f"request_id {request_id} out of range")
+    if (msg is not None) if k.cls is None else (type(msg) is not k.cls):
+        expected = "None" if k.cls is None else k.cls.__name__
+        raise TypeError(f"a {kind!r} message must be {expected}, got {type(msg).__name__}")
+    return cbor2.dumps([k.code, request_id, k.unstructure(msg)])
+
+
+def decode_message(data: bytes | bytearray | memoryview) -> tuple[str, int, Any]:
+    """The inverse of :func:`encode_message`: ``(kind, request_id, msg)``.
+
+    Raises:
+        DecodeError: not (exactly one item of) CBOR, not an envelope, an unknown kind code,
+            a bad request id, or a body of the wrong shape.
+    """
+    fp = io.BytesIO(data)
+    try:
+        raw = cbor2.load(fp, semantic_decoders=_SEMANTIC_DECODERS, allow_duplicate_keys=False)
+    except Exception as exc:  # cbor2 raises several types (and RecursionError, ...)
+        raise DecodeError(f"not valid CBOR: {exc}") from exc
+    if fp.read(1):
+        raise DecodeError("trailing bytes after the CBOR message")
+    if type(raw) is not list or len(raw) != 3:
+        raise DecodeError(f"a message is [kind, request_id, body], got {_short(raw)}")
+    code, request_id, body = raw
+    k = _BY_CODE.get(code) if type(code) is int else None
+    if k is None:
+        raise DecodeError(f"unknown message kind code {_short(code)}")
+    if type(request_id) is not int or not 0 <= request_id <= MAX_REQUEST_ID:
+        raise DecodeError(f"bad request id {_short(request_id)}")
+    try:
+        msg = k.structure(body)
+    except DecodeError as exc:
+        raise DecodeError(f"bad {k.name!r} body: {exc}") from exc
+    except Exception as exc:  # a hook deeper down tripped over hostile input
+        raise DecodeError(f"bad {k.name!r} body: {type(exc).__name__}: {exc}") from exc
+    return k.name, request_id, msg
