@@ -1312,6 +1312,19 @@ async def check_sm_build_snapshot(factory: StateMachineFactory, make_request: Ma
         await _assert_same_state(r, ref, make_request, "after building snapshots")
 
 
+async def _install_checked(target: _Replica, snapshot: Snapshot, pos: int) -> None:
+    """Install ``snapshot`` into ``target``; it must then be applied up to script ``pos``
+    and report the snapshot as its current one."""
+    await target.sm.install_snapshot(snapshot.meta, snapshot.data)
+    await target.adopt_recovered_position("after install_snapshot()", pos)
+    if target.pos != pos:
+        raise AssertionError(
+            f"after install_snapshot() of {_fmt_snapshot(snapshot)}, applied_state() says "
+            f"{target.expected_state()[0]}"
+        )
+    await _expect_current_snapshot(target, snapshot, "after install_snapshot()")
+
+
 async def check_sm_install_snapshot_into_new_state_machine(
     factory: StateMachineFactory, make_request: MakeRequest
 ) -> None:
@@ -1323,14 +1336,7 @@ async def check_sm_install_snapshot_into_new_state_machine(
     ):
         await source.apply(13)
         snapshot = await _build_checked(source)
-        await target.sm.install_snapshot(snapshot.meta, snapshot.data)
-        await target.adopt_recovered_position("after install_snapshot()", 13)
-        if target.pos != 13:
-            raise AssertionError(
-                f"after install_snapshot() of {_fmt_snapshot(snapshot)}, applied_state() says "
-                f"{target.expected_state()[0]}"
-            )
-        await _expect_current_snapshot(target, snapshot, "after install_snapshot()")
+        await _install_checked(target, snapshot, 13)
         from_source = await source.apply(len(script))
         from_target = await target.apply(len(script))
         if from_source != from_target:
@@ -1353,14 +1359,7 @@ async def check_sm_install_snapshot_over_older_state(
         await target.apply(6)
         await source.apply(16)
         snapshot = await _build_checked(source)
-        await target.sm.install_snapshot(snapshot.meta, snapshot.data)
-        await target.adopt_recovered_position("after install_snapshot()", 16)
-        if target.pos != 16:
-            raise AssertionError(
-                f"after install_snapshot() of {_fmt_snapshot(snapshot)}, applied_state() says "
-                f"{target.expected_state()[0]}"
-            )
-        await _expect_current_snapshot(target, snapshot, "after install_snapshot()")
+        await _install_checked(target, snapshot, 16)
         await source.apply(len(script))
         await target.apply(len(script))
         await _assert_same_state(source, target, make_request, "after the same entries")

@@ -6,19 +6,15 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
 from openraft_trio._errors import InvalidRequest, StorageError
 from openraft_trio._types import (
-    Entry,
-    LeaderId,
-    LogId,
     Membership,
     MembershipChange,
     Node,
-    Normal,
     SnapshotMeta,
     StoredMembership,
 )
@@ -34,6 +30,8 @@ from openraft_trio.kv._snapshot_files import (
 from openraft_trio.storage import RaftStateMachine, run_inline
 from openraft_trio.storage._fs import FileHandle, OsFileSystem
 
+from ._kv_log import Log, apply, log_id
+
 T = TypeVar("T")
 
 MEMBERSHIP = Membership(
@@ -46,27 +44,6 @@ MEMBERSHIP = Membership(
 )
 
 
-def log_id(term: int, index: int, node_id: int = 1) -> LogId:
-    return LogId(LeaderId(term, node_id), index)
-
-
-class Log:
-    """Builds consecutive entries for a state machine."""
-
-    def __init__(self, term: int = 1) -> None:
-        self.term = term
-        self.next_index = 1
-
-    def entry(self, payload: Any) -> Entry:
-        if not isinstance(payload, MembershipChange):
-            payload = Normal(payload)
-        entry = Entry(log_id(self.term, self.next_index), payload)
-        self.next_index += 1
-        return entry
-
-
-async def apply(sm: KvStateMachine, log: Log, *payloads: Any) -> None:
-    await sm.apply([log.entry(p) for p in payloads])
 
 
 def snapshot_files(directory: Path) -> list[str]:

@@ -11,8 +11,6 @@ from openraft_trio._errors import InvalidRequest
 from openraft_trio._types import (
     Blank,
     Entry,
-    LeaderId,
-    LogId,
     Membership,
     MembershipChange,
     Node,
@@ -22,6 +20,8 @@ from openraft_trio._types import (
 )
 from openraft_trio.kv import CompareAndSwap, Delete, Get, KvStateMachine, Set
 from openraft_trio.storage import RaftStateMachine
+
+from ._kv_log import Log, apply, log_id
 
 pytestmark = pytest.mark.trio
 
@@ -36,27 +36,6 @@ MEMBERSHIP = Membership(
 )
 
 
-def log_id(term: int, index: int, node_id: int = 1) -> LogId:
-    return LogId(LeaderId(term, node_id), index)
-
-
-class Log:
-    """Builds consecutive entries for a state machine."""
-
-    def __init__(self, term: int = 1) -> None:
-        self.term = term
-        self.next_index = 1
-
-    def entry(self, payload: Any) -> Entry:
-        if not isinstance(payload, Blank | MembershipChange):
-            payload = Normal(payload)
-        entry = Entry(log_id(self.term, self.next_index), payload)
-        self.next_index += 1
-        return entry
-
-
-async def apply(sm: KvStateMachine, log: Log, *payloads: Any) -> list[Any]:
-    return await sm.apply([log.entry(p) for p in payloads])
 
 
 async def test_is_a_raft_state_machine() -> None:
