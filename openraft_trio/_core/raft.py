@@ -183,7 +183,9 @@ class Raft:
         self._fatal: Fatal | None = None
         # Stores that encode entries (FileLogStore) declare it: then a write whose data
         # cannot be encoded is refused up front instead of failing the store.
-        self._check_encodable = bool(getattr(core.log_store, "requires_encodable_data", False))
+        self._check_encodable = any(
+            getattr(part, "requires_encodable_data", False) for part in (core.log_store, core.network)
+        )
         # The node's own tasks, each in a cancel scope of its own, so that shutdown() stops
         # them without cancelling the caller's ``async with open_raft()`` body.
         self._task_scopes: list[trio.CancelScope] = []
@@ -230,6 +232,42 @@ class Raft:
             return await r.wait()
         finally:
             self._pending.discard(r)
+
+    def _post(self, make: Callable[[m.Responder], Any]) -> m.Responder | None:
+        """Submit a call without waiting for it, so calls reach the core in the order they
+        are posted (the TCP server feeds one connection's pipelined requests in arrival
+        order). Returns the reply slot, or None when the core's channel is full (then use
+        the awaiting method). Await the slot with :meth:`_await_posted`."""
+        if self._stopped:
+            raise self._stop_error()
+        r = self._responder()
+        try:
+            self._api_tx.send_nowait(make(r))
+        except trio.WouldBlock:
+            self._pending.discard(r)
+            return None
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            self._pending.discard(r)
+            raise self._stop_error() from None
+        self._core.wake()
+        return r
+
+    async def _await_posted(self, r: m.Responder) -> Any:
+        try:
+            return await r.wait()
+        finally:
+            self._pending.discard(r)
+
+    def post_append_entries(self, req: AppendEntriesRequest) -> m.Responder | None:
+        """Inbound, for transports: :meth:`append_entries` split in submit (now, in arrival
+        order) and :meth:`_await_posted`. None when the core is busy."""
+        check_append_entries(req)
+        return self._post(lambda r: m.InboundAppendEntries(req, r))
+
+    def post_vote(self, req: VoteRequest) -> m.Responder | None:
+        """Inbound, for transports: :meth:`vote` split like :meth:`post_append_entries`."""
+        check_vote_request(req)
+        return self._post(lambda r: m.InboundVote(req, r))
 
     def _stop(self) -> None:
         """Fail every pending call with ``Stopped`` (or the fatal error that stopped us)."""

@@ -20,8 +20,23 @@ code kind          Python value            body
 6    transfer_resp None                    null
 7    snapshot      FullSnapshotRequest     [vote, [snapshot_meta, data]]
 8    snapshot_resp InstallSnapshotResponse [vote]
-9-15 (reserved)                            chunked snapshot / future kinds: decoding fails
+9    hello         Hello                   [version, cluster_name, role, from_id, to_id]
+10   hello_ok      HelloOk                 [cluster_name, node_id]
+11   chunk         SnapshotChunk           [vote, snapshot_meta, offset, data, done]
+12   chunk_ack     None                    null
+13   client        ClientRequest           [op, args]
+14   client_resp   ClientReply             value (any CBOR)
+15   (reserved)                            future kinds: decoding fails
 ==== ============= ======================= ==============================================
+
+``hello``/``hello_ok`` is the handshake, the first frame each way on a connection (request
+id 0). ``role`` is ``"raft"`` (a peer: ``from_id`` and ``to_id`` are node ids) or
+``"client"`` (the KV client API: both ids ``null``). ``chunk`` frames stream a snapshot in
+order (``offset`` is where ``data`` starts); every chunk but the last is answered by
+``chunk_ack``, the last (``done``) by ``snapshot_resp`` once the snapshot is installed.
+``client`` carries an operation name and a list of arguments that the service validates
+itself; its reply value is any CBOR. An ``error`` body may carry a third item, ``detail``
+(e.g. ``[leader_id, leader_addr]`` with ``ForwardToLeader``).
 
 ``snapshot_meta`` is ``[last_log_id, stored_membership, snapshot_id]``, ``data`` a byte
 string. Leaves use the codec's encodings: ``vote`` is ``[term, node_id, committed]``, a log
@@ -79,10 +94,62 @@ class ErrorReply:
 
     error_type: str
     message: str
+    detail: Any = None
 
     @classmethod
-    def from_exception(cls, exc: BaseException) -> ErrorReply:
-        return cls(type(exc).__name__, str(exc))
+    def from_exception(cls, exc: BaseException, detail: Any = None) -> ErrorReply:
+        return cls(type(exc).__name__, str(exc), detail)
+
+
+PROTOCOL_VERSION: Final = 1
+"""Version of this wire format, sent in the handshake; a peer speaking another is refused."""
+
+ROLES: Final = ("raft", "client")
+
+
+@attrs.frozen
+class Hello:
+    """The first frame of a connection, from the side that connected."""
+
+    cluster_name: str
+    role: str
+    from_id: int | None
+    to_id: int | None
+    version: int = PROTOCOL_VERSION
+
+
+@attrs.frozen
+class HelloOk:
+    """The server's answer to an accepted :class:`Hello`."""
+
+    cluster_name: str
+    node_id: int
+
+
+@attrs.frozen
+class SnapshotChunk:
+    """One piece of a snapshot streamed by ``full_snapshot``."""
+
+    vote: Vote
+    meta: SnapshotMeta
+    offset: int
+    data: bytes
+    done: bool
+
+
+@attrs.frozen
+class ClientRequest:
+    """A call of the service's client API: ``op`` with positional ``args``."""
+
+    op: str
+    args: list[Any]
+
+
+@attrs.frozen
+class ClientReply:
+    """The value a client API call returned."""
+
+    value: Any
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -264,12 +331,92 @@ def structure_full_snapshot_request(raw: Any) -> FullSnapshotRequest:
 
 
 def unstructure_error_reply(reply: ErrorReply) -> list[Any]:
-    return [reply.error_type, reply.message]
+    if reply.detail is None:
+        return [reply.error_type, reply.message]
+    return [reply.error_type, reply.message, reply.detail]
 
 
 def structure_error_reply(raw: Any) -> ErrorReply:
-    f = _fields(raw, 2, "error [error_type_name, message]")
+    if type(raw) is list and len(raw) == 3:
+        return ErrorReply(_str(raw[0], "error type name"), _str(raw[1], "error message"), raw[2])
+    f = _fields(raw, 2, "error [error_type_name, message(, detail)]")
     return ErrorReply(_str(f[0], "error type name"), _str(f[1], "error message"))
+
+
+def _opt_int(raw: Any, what: str) -> int | None:
+    return None if raw is None else _int(raw, what)
+
+
+def unstructure_hello(hello: Hello) -> list[Any]:
+    return [hello.version, hello.cluster_name, hello.role, hello.from_id, hello.to_id]
+
+
+def structure_hello(raw: Any) -> Hello:
+    f = _fields(raw, 5, "hello [version, cluster_name, role, from_id, to_id]")
+    role = _str(f[2], "hello role")
+    if role not in ROLES:
+        raise DecodeError(f"hello role: expected one of {ROLES}, got {_short(role)}")
+    return Hello(
+        _str(f[1], "hello cluster_name"),
+        role,
+        _opt_int(f[3], "hello from_id"),
+        _opt_int(f[4], "hello to_id"),
+        _int(f[0], "hello version"),
+    )
+
+
+def unstructure_hello_ok(ok: HelloOk) -> list[Any]:
+    return [ok.cluster_name, ok.node_id]
+
+
+def structure_hello_ok(raw: Any) -> HelloOk:
+    f = _fields(raw, 2, "hello_ok [cluster_name, node_id]")
+    return HelloOk(_str(f[0], "hello_ok cluster_name"), _int(f[1], "hello_ok node_id"))
+
+
+def unstructure_snapshot_chunk(chunk: SnapshotChunk) -> list[Any]:
+    return [
+        _vote(chunk.vote),
+        unstructure_snapshot_meta(chunk.meta),
+        chunk.offset,
+        bytes(chunk.data),
+        chunk.done,
+    ]
+
+
+def structure_snapshot_chunk(raw: Any) -> SnapshotChunk:
+    f = _fields(raw, 5, "snapshot chunk [vote, meta, offset, data, done]")
+    offset = _int(f[2], "snapshot chunk offset")
+    if offset < 0:
+        raise DecodeError(f"snapshot chunk offset must be >= 0, got {offset}")
+    if type(f[3]) is not bytes:
+        raise DecodeError(f"snapshot chunk data: expected bytes, got {_short(f[3])}")
+    return SnapshotChunk(
+        _struct_vote(f[0]),
+        structure_snapshot_meta(f[1]),
+        offset,
+        f[3],
+        _bool(f[4], "snapshot chunk done"),
+    )
+
+
+def unstructure_client_request(req: ClientRequest) -> list[Any]:
+    return [req.op, list(req.args)]
+
+
+def structure_client_request(raw: Any) -> ClientRequest:
+    f = _fields(raw, 2, "client request [op, args]")
+    if type(f[1]) is not list:
+        raise DecodeError(f"client request args: expected a list, got {_short(f[1])}")
+    return ClientRequest(_str(f[0], "client request op"), f[1])
+
+
+def unstructure_client_reply(reply: ClientReply) -> Any:
+    return reply.value
+
+
+def structure_client_reply(raw: Any) -> ClientReply:
+    return ClientReply(raw)
 
 
 def _unstructure_none(_msg: None) -> None:
@@ -278,7 +425,7 @@ def _unstructure_none(_msg: None) -> None:
 
 def _structure_none(raw: Any) -> None:
     if raw is not None:
-        raise DecodeError(f"transfer leader response: expected null, got {_short(raw)}")
+        raise DecodeError(f"expected null, got {_short(raw)}")
 
 
 _HOOKS: Final[list[tuple[type[Any], Callable[[Any], Any], Callable[[Any], Any]]]] = [
@@ -304,6 +451,10 @@ _HOOKS: Final[list[tuple[type[Any], Callable[[Any], Any], Callable[[Any], Any]]]
     (Snapshot, unstructure_snapshot, structure_snapshot),
     (FullSnapshotRequest, unstructure_full_snapshot_request, structure_full_snapshot_request),
     (ErrorReply, unstructure_error_reply, structure_error_reply),
+    (Hello, unstructure_hello, structure_hello),
+    (HelloOk, unstructure_hello_ok, structure_hello_ok),
+    (SnapshotChunk, unstructure_snapshot_chunk, structure_snapshot_chunk),
+    (ClientRequest, unstructure_client_request, structure_client_request),
 ]
 
 
@@ -368,6 +519,12 @@ _KINDS: Final = (
         unstructure_install_snapshot_response,
         structure_install_snapshot_response,
     ),
+    _Kind("hello", 9, Hello, unstructure_hello, structure_hello),
+    _Kind("hello_ok", 10, HelloOk, unstructure_hello_ok, structure_hello_ok),
+    _Kind("chunk", 11, SnapshotChunk, unstructure_snapshot_chunk, structure_snapshot_chunk),
+    _Kind("chunk_ack", 12, None, _unstructure_none, _structure_none),
+    _Kind("client", 13, ClientRequest, unstructure_client_request, structure_client_request),
+    _Kind("client_resp", 14, ClientReply, unstructure_client_reply, structure_client_reply),
 )
 _BY_NAME: Final = {k.name: k for k in _KINDS}
 _BY_CODE: Final = {k.code: k for k in _KINDS}

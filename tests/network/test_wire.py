@@ -37,8 +37,13 @@ from openraft_trio.kv import Set
 from openraft_trio.network._wire import (
     KIND_CODES,
     MAX_REQUEST_ID,
+    ClientReply,
+    ClientRequest,
     ErrorReply,
     FullSnapshotRequest,
+    Hello,
+    HelloOk,
+    SnapshotChunk,
     decode_message,
     encode_message,
 )
@@ -98,6 +103,17 @@ MESSAGES: list[tuple[str, Any]] = [
     ("snapshot_resp", InstallSnapshotResponse(VOTE)),
     ("error", ErrorReply("StorageError", "disk on fire")),
     ("error", ErrorReply.from_exception(ValueError("bad value"))),
+    ("error", ErrorReply("ForwardToLeader", "not the leader", [2, "127.0.0.1:7002"])),
+    ("hello", Hello("prod", "raft", 1, 2)),
+    ("hello", Hello("prod", "client", None, None)),
+    ("hello_ok", HelloOk("prod", 2)),
+    ("chunk", SnapshotChunk(VOTE, SNAPSHOT.meta, 0, b"abc", False)),
+    ("chunk", SnapshotChunk(VOTE, SNAPSHOT.meta, 3, b"", True)),
+    ("chunk_ack", None),
+    ("client", ClientRequest("put", ["k", "v"])),
+    ("client", ClientRequest("status", [])),
+    ("client_resp", ClientReply({"value": "v", "revision": 7})),
+    ("client_resp", ClientReply(None)),
 ]
 
 
@@ -110,7 +126,7 @@ def test_round_trip(kind: str, msg: Any, request_id: int) -> None:
     assert decode_message(encode_message(kind, request_id, msg)) == (kind, request_id, msg)
 
 
-@pytest.mark.parametrize(("kind", "msg"), [m for m in MESSAGES if m[1] is not None])
+@pytest.mark.parametrize(("kind", "msg"), [m for m in MESSAGES if m[1] is not None and m[0] != "client_resp"])
 def test_converter_hooks_round_trip(kind: str, msg: Any) -> None:
     raw = codec.converter.unstructure(msg)
     assert isinstance(raw, list)
@@ -129,6 +145,12 @@ def test_kind_codes_are_a_fixed_table() -> None:
         "transfer_resp": 6,
         "snapshot": 7,
         "snapshot_resp": 8,
+        "hello": 9,
+        "hello_ok": 10,
+        "chunk": 11,
+        "chunk_ack": 12,
+        "client": 13,
+        "client_resp": 14,
     }
 
 
@@ -137,6 +159,8 @@ def test_envelope_layout() -> None:
     assert raw == [1, 7, [[4, 2, False], None, False, False]]
     raw = cbor2.loads(encode_message("error", 9, ErrorReply("X", "y")))
     assert raw == [0, 9, ["X", "y"]]
+    raw = cbor2.loads(encode_message("hello", 0, Hello("c", "raft", 1, 2)))
+    assert raw == [9, 0, [1, "c", "raft", 1, 2]]
 
 
 def test_decoded_requests_pass_validation() -> None:
@@ -261,7 +285,8 @@ WRONG_SHAPES: list[Any] = [
     [1, 0, [GOOD_VOTE, None, False, False], "extra"],
     # unknown / ill-typed kind codes
     [99, 0, None],
-    [9, 0, None],
+    [15, 0, None],
+    [9, 0, None],  # a hello without a body,
     [-1, 0, None],
     [True, 0, [GOOD_VOTE, None, False, False]],
     [1.0, 0, [GOOD_VOTE, None, False, False]],

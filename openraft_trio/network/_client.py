@@ -1,0 +1,246 @@
+"""The calling side of a framed connection: :class:`RpcChannel`.
+
+One channel is one reused connection to one address. Calls are pipelined on it: each gets a
+request id, its frame goes through the connection's coalescing writer, and the reader task
+matches replies back by id. The channel connects on first use and reconnects after a loss,
+backing off exponentially while the address is unreachable (calls during the backoff fail
+at once with ``Unreachable``). Errors map as DESIGN.md says:
+
+* cannot connect, handshake refused, the remote node is stopped -> ``Unreachable``
+* the connection broke while the call was outstanding -> ``NetworkError``
+* no reply within the call's timeout -> ``RPCTimeout``
+* the remote handler raised -> ``RemoteError`` (``remote`` is the :class:`ErrorReply`)
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import Any
+
+import trio
+
+from .._errors import NetworkError, RemoteError, RPCTimeout, Unreachable
+from . import _wire as wire
+from ._conn import ConnectionClosed, ConnectionTimeout, FramedStream
+from ._frames import DEFAULT_MAX_FRAME_SIZE, FrameError
+
+log = logging.getLogger("openraft_trio.network")
+
+_CONNECTION_ERRORS = (
+    OSError,
+    ssl.SSLError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    ConnectionClosed,
+    ConnectionTimeout,
+    FrameError,
+    wire.DecodeError,
+)
+_STOPPED_TYPES = frozenset({"Stopped", "StorageError", "Fatal"})
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    """``"host:port"`` (``"[v6]:port"`` for IPv6) -> ``(host, port)``.
+
+    Raises:
+        ValueError: not of that form.
+    """
+    if not isinstance(addr, str):
+        raise ValueError(f"address must be a 'host:port' string, got {addr!r}")
+    host, sep, port_text = addr.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"address must be 'host:port' with a port in 1..65535, got {addr!r}")
+    return host, int(port_text)
+
+
+class _Slot:
+    __slots__ = ("event", "value")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.value: Any = None
+
+    def set(self, value: Any) -> None:
+        self.value = value
+        self.event.set()
+
+
+class ChannelStats:
+    """Counters of a channel (or summed over a factory's channels)."""
+
+    def __init__(self) -> None:
+        self.connects = 0
+        self.connect_failures = 0
+        self.connections_lost = 0
+        self.calls = 0
+        self.timeouts = 0
+
+
+class RpcChannel:
+    """A reused, reconnecting connection to ``addr``; see the module docstring."""
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        addr: str,
+        hello: wire.Hello,
+        *,
+        expect_node_id: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        backoff_min: float = 0.05,
+        backoff_max: float = 1.0,
+        stats: ChannelStats | None = None,
+    ) -> None:
+        self.nursery = nursery
+        self.addr = addr
+        self.hello = hello
+        self.expect_node_id = expect_node_id
+        self.ssl_context = ssl_context
+        self.max_frame_size = max_frame_size
+        self.backoff_min = backoff_min
+        self.backoff_max = backoff_max
+        self.stats = stats if stats is not None else ChannelStats()
+        self._backoff = backoff_min
+        self._retry_at = -float("inf")
+        self._last_error = ""
+        self._conn: FramedStream | None = None
+        self._lock = trio.Lock()
+        self._pending: dict[int, _Slot] = {}
+        self._next_id = 1
+        self._closed = False
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
+    async def call(self, kind: str, msg: Any, reply_kind: str, timeout: float) -> Any:
+        """Send one request and return the reply's body (see the module docstring for the
+        errors)."""
+        self.stats.calls += 1
+        with trio.move_on_after(timeout) as scope:
+            conn = await self._ensure_connected()
+            rid = self._next_id
+            self._next_id += 1
+            slot = _Slot()
+            self._pending[rid] = slot
+            try:
+                conn.send_nowait(wire.encode_message(kind, rid, msg))
+            except trio.ClosedResourceError:
+                self._pending.pop(rid, None)
+                raise NetworkError(f"{self.addr}: connection closed") from None
+            try:
+                await slot.event.wait()
+            finally:
+                self._pending.pop(rid, None)
+        if scope.cancelled_caught:
+            self.stats.timeouts += 1
+            raise RPCTimeout(f"{kind} to {self.addr}: no reply within {timeout}s")
+        got, value = slot.value
+        if got == "lost":
+            raise NetworkError(f"{kind} to {self.addr}: {value}")
+        if got == "error":
+            raise self._remote_error(value)
+        if got != reply_kind:
+            raise NetworkError(f"{kind} to {self.addr}: answered with {got!r}")
+        return value
+
+    def _remote_error(self, reply: wire.ErrorReply) -> Exception:
+        if reply.error_type in _STOPPED_TYPES:
+            return Unreachable(f"{self.addr}: node stopped: {reply.message}")
+        return RemoteError(f"{self.addr}: {reply.error_type}: {reply.message}", remote=reply)
+
+    def _current(self) -> FramedStream | None:
+        return self._conn
+
+    async def _ensure_connected(self) -> FramedStream:
+        if self._conn is not None:
+            return self._conn
+        async with self._lock:
+            conn = self._current()  # another caller may have connected while we waited
+            if conn is not None:
+                return conn
+            if self._closed:
+                raise Unreachable(f"{self.addr}: channel closed")
+            now = trio.current_time()
+            if now < self._retry_at:
+                raise Unreachable(
+                    f"{self.addr}: {self._last_error} (next attempt in {self._retry_at - now:.2f}s)"
+                )
+            try:
+                conn = await self._connect()
+            except _CONNECTION_ERRORS as e:
+                self.stats.connect_failures += 1
+                if self._backoff == self.backoff_min or self._last_error != str(e):
+                    log.warning("cannot connect to %s: %s", self.addr, e)
+                self._last_error = str(e) or type(e).__name__
+                self._retry_at = trio.current_time() + self._backoff
+                self._backoff = min(self._backoff * 2, self.backoff_max)
+                raise Unreachable(f"{self.addr}: {self._last_error}") from e
+            self.stats.connects += 1
+            self._backoff = self.backoff_min
+            self._retry_at = -float("inf")
+            self._last_error = ""
+            self._conn = conn
+            self.nursery.start_soon(self._run, conn, name=f"openraft_trio.channel[{self.addr}]")
+            return conn
+
+    async def _connect(self) -> FramedStream:
+        host, port = parse_addr(self.addr)
+        stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+        try:
+            if self.ssl_context is not None:
+                tls = trio.SSLStream(stream, self.ssl_context, server_hostname=host)
+                await tls.do_handshake()
+                stream = tls
+            conn = FramedStream(stream, max_frame_size=self.max_frame_size)
+            await conn.send_now(wire.encode_message("hello", 0, self.hello))
+            frames = await conn.receive_frames()
+            kind, _rid, reply = wire.decode_message(frames[0])
+            if kind == "error":
+                raise ConnectionRefusedError(f"handshake refused: {reply.message}")
+            if kind != "hello_ok" or len(frames) != 1:
+                raise wire.DecodeError(f"expected hello_ok, got {kind!r}")
+            if reply.cluster_name != self.hello.cluster_name:
+                raise ConnectionRefusedError(f"peer is in cluster {reply.cluster_name!r}")
+            if self.expect_node_id is not None and reply.node_id != self.expect_node_id:
+                raise ConnectionRefusedError(
+                    f"expected node {self.expect_node_id}, found node {reply.node_id}"
+                )
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return conn
+
+    async def _run(self, conn: FramedStream) -> None:
+        reason = "connection closed"
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(conn.run_writer)
+                while True:
+                    for frame in await conn.receive_frames():
+                        kind, rid, msg = wire.decode_message(frame)
+                        slot = self._pending.pop(rid, None)
+                        if slot is not None:
+                            slot.set((kind, msg))
+        except _CONNECTION_ERRORS as e:
+            reason = f"connection lost: {e}" if str(e) else f"connection lost: {type(e).__name__}"
+            if not isinstance(e, ConnectionClosed):
+                log.info("connection to %s: %s", self.addr, reason)
+        finally:
+            self.stats.connections_lost += 1
+            if self._conn is conn:
+                self._conn = None
+            pending, self._pending = self._pending, {}
+            for slot in pending.values():
+                slot.set(("lost", reason))
+            await conn.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection; later calls fail with ``Unreachable``."""
+        self._closed = True
+        if self._conn is not None:
+            await self._conn.aclose()

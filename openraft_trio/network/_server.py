@@ -1,0 +1,398 @@
+"""The TCP server: accepts peers (Raft RPCs) and, optionally, clients (a service's API).
+
+Every connection starts with the handshake (``hello`` -> ``hello_ok``): the cluster name
+must match, a peer must be asking for *this* node's id, and the wire version must be ours.
+Then each frame is one request; replies carry its request id and go out through the
+connection's coalescing writer. A connection's ``vote``/``append`` requests reach the Raft
+core in the order they arrived (pipelined appends stay in order) while their replies are
+awaited concurrently.
+
+Hostile input closes the one connection it came on, with one log line and one counter in
+:class:`ServerStats`; the node keeps serving. What a connection may hold is bounded:
+``max_frame_size`` per frame, ``max_inflight`` requests being handled at once (the reader
+stops reading beyond that, so TCP flow control pushes back on the peer), one partially
+received snapshot of at most ``max_snapshot_size``, and ``max_connections`` connections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import trio
+
+from .._errors import ForwardToLeader, InvalidRequest, RaftError
+from .._types import Snapshot
+from . import _wire as wire
+from ._conn import ConnectionClosed, ConnectionTimeout, FramedStream
+from ._frames import DEFAULT_MAX_FRAME_SIZE, FrameError
+
+log = logging.getLogger("openraft_trio.network")
+
+ClientHandler = Callable[[str, list[Any]], Awaitable[Any]]
+"""``(op, args) -> value``: a service's client API, called for each ``client`` frame.
+Raise a :class:`~openraft_trio.RaftError` to answer with an error reply."""
+
+
+@attrs.define
+class ServerLimits:
+    """Bounds on what one peer can make the server hold or wait for."""
+
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    max_inflight: int = 1024
+    max_connections: int = 256
+    max_snapshot_size: int = 4 * 1024**3
+    handshake_timeout: float = 5.0
+    frame_timeout: float = 10.0
+    write_timeout: float = 10.0
+    idle_timeout: float | None = 300.0
+
+
+@attrs.define
+class ServerStats:
+    """Counters of the server (the ``transport`` part of a node's metrics)."""
+
+    connections_accepted: int = 0
+    connections_open: int = 0
+    connections_refused: int = 0  # over max_connections
+    handshakes_refused: int = 0  # wrong cluster, node id, role or version
+    bad_frames: int = 0  # oversized length prefix, truncated frame
+    bad_messages: int = 0  # not CBOR, wrong shape, unexpected kind
+    timeouts: int = 0  # silent or slow peer, slow reader, handshake
+    broken_connections: int = 0  # reset, TLS failure
+    requests: int = 0
+    error_replies: int = 0
+    handler_errors: int = 0  # bugs: an unexpected exception in a handler
+
+    def as_dict(self) -> dict[str, int]:
+        return attrs.asdict(self)
+
+
+class _Refused(Exception):
+    """Handshake refused; the message is sent to the peer and logged."""
+
+
+class RaftServer:
+    """A running server; :func:`serve_raft` hands it to ``task_status.started``."""
+
+    def __init__(
+        self,
+        raft: Any,
+        listeners: list[trio.abc.Listener[Any]],
+        *,
+        limits: ServerLimits,
+        client_handler: ClientHandler | None,
+    ) -> None:
+        self.raft = raft
+        self.listeners = listeners
+        self.limits = limits
+        self.client_handler = client_handler
+        self.stats = ServerStats()
+        self.cluster_name: str = raft.config.cluster_name
+        self.node_id: int = raft.node_id
+
+    @property
+    def port(self) -> int:
+        """The port of the first listener (useful after binding port 0)."""
+        port: int = _sockname(self.listeners[0])[1]
+        return port
+
+    @property
+    def addr(self) -> str:
+        host, port = _sockname(self.listeners[0])[:2]
+        return f"{host}:{port}"
+
+    async def handle_connection(self, stream: trio.abc.Stream) -> None:
+        stats = self.stats
+        stats.connections_accepted += 1
+        peer = _peer_name(stream)
+        if stats.connections_open >= self.limits.max_connections:
+            stats.connections_refused += 1
+            log.warning(
+                "refused connection from %s: %d connections open", peer, stats.connections_open
+            )
+            await trio.aclose_forcefully(stream)
+            return
+        stats.connections_open += 1
+        limits = self.limits
+        conn = FramedStream(
+            stream,
+            max_frame_size=limits.max_frame_size,
+            write_timeout=limits.write_timeout,
+            frame_timeout=limits.frame_timeout,
+        )
+        try:
+            await _Connection(self, conn, peer).run()
+        except _Refused as e:
+            stats.handshakes_refused += 1
+            log.warning("refused handshake from %s: %s", peer, e)
+        except FrameError as e:
+            stats.bad_frames += 1
+            log.warning("closing connection from %s: bad frame: %s", peer, e)
+        except wire.DecodeError as e:
+            stats.bad_messages += 1
+            log.warning("closing connection from %s: bad message: %s", peer, e)
+        except ConnectionTimeout as e:
+            stats.timeouts += 1
+            log.warning("closing connection from %s: %s", peer, e)
+        except (trio.BrokenResourceError, ssl.SSLError, OSError) as e:
+            stats.broken_connections += 1
+            log.info("connection from %s broke: %s", peer, e)
+        except ConnectionClosed:
+            pass
+        finally:
+            stats.connections_open -= 1
+            await conn.aclose()
+
+
+class _Connection:
+    """One accepted connection: handshake, then the request loop."""
+
+    def __init__(self, server: RaftServer, conn: FramedStream, peer: str) -> None:
+        self.server = server
+        self.raft = server.raft
+        self.conn = conn
+        self.peer = peer
+        self.role = ""
+        self.inflight = 0
+        self.room = trio.Event()
+        # The one snapshot being received: (vote, meta, bytes so far).
+        self.snapshot: tuple[Any, Any, bytearray] | None = None
+
+    async def run(self) -> None:
+        await self._handshake()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.conn.run_writer)
+            await self._read_loop(nursery)
+            nursery.cancel_scope.cancel()
+
+    async def _handshake(self) -> None:
+        server = self.server
+        with trio.move_on_after(server.limits.handshake_timeout) as scope:
+            frames = await self.conn.receive_frames()
+        if scope.cancelled_caught:
+            raise ConnectionTimeout(f"no handshake within {server.limits.handshake_timeout}s")
+        kind, rid, hello = wire.decode_message(frames[0])
+        if kind != "hello" or len(frames) > 1:
+            raise wire.DecodeError(f"expected one hello frame first, got {kind!r}")
+        reason = self._check_hello(hello)
+        if reason is not None:
+            reply = wire.ErrorReply("HandshakeRefused", reason)
+            await self.conn.send_now(wire.encode_message("error", rid, reply))
+            raise _Refused(reason)
+        self.role = hello.role
+        ok = wire.HelloOk(server.cluster_name, server.node_id)
+        await self.conn.send_now(wire.encode_message("hello_ok", rid, ok))
+
+    def _check_hello(self, hello: wire.Hello) -> str | None:
+        server = self.server
+        if hello.version != wire.PROTOCOL_VERSION:
+            return f"wire version {hello.version} is not {wire.PROTOCOL_VERSION}"
+        if hello.cluster_name != server.cluster_name:
+            return (
+                f"peer is in cluster {hello.cluster_name!r}, this node in {server.cluster_name!r}"
+            )
+        if hello.role == "raft":
+            if hello.to_id != server.node_id:
+                return f"peer asked for node {hello.to_id}, this is node {server.node_id}"
+            if hello.from_id is None or hello.from_id == server.node_id:
+                return f"peer claims node id {hello.from_id}, which cannot be a peer of {server.node_id}"
+        elif server.client_handler is None:
+            return "this server takes no client connections"
+        return None
+
+    async def _read_loop(self, nursery: trio.Nursery) -> None:
+        limits = self.server.limits
+        while True:
+            while self.inflight >= limits.max_inflight:
+                self.room = trio.Event()
+                await self.room.wait()
+            for frame in await self.conn.receive_frames(limits.idle_timeout):
+                kind, rid, msg = wire.decode_message(frame)
+                self.server.stats.requests += 1
+                self._dispatch(nursery, kind, rid, msg)
+
+    def _dispatch(self, nursery: trio.Nursery, kind: str, rid: int, msg: Any) -> None:
+        raft = self.raft
+        if self.role == "client":
+            if kind != "client":
+                raise wire.DecodeError(f"a client connection cannot send {kind!r}")
+            handler = self.server.client_handler
+            assert handler is not None
+            self._start(nursery, rid, "client_resp", lambda: _client_call(handler, msg))
+            return
+        if kind == "append":
+            self._start_posted(
+                nursery, rid, "append_resp", raft.post_append_entries, raft.append_entries, msg
+            )
+        elif kind == "vote":
+            self._start_posted(nursery, rid, "vote_resp", raft.post_vote, raft.vote, msg)
+        elif kind == "transfer":
+            self._start(nursery, rid, "transfer_resp", lambda: raft.handle_transfer_leader(msg))
+        elif kind == "snapshot":
+            self._start(
+                nursery,
+                rid,
+                "snapshot_resp",
+                lambda: raft.install_full_snapshot(msg.vote, msg.snapshot),
+            )
+        elif kind == "chunk":
+            self._chunk(nursery, rid, msg)
+        else:
+            raise wire.DecodeError(f"a peer cannot send {kind!r}")
+
+    def _chunk(self, nursery: trio.Nursery, rid: int, chunk: wire.SnapshotChunk) -> None:
+        """Add a snapshot piece; install once the last one is here. Out-of-order or
+        mismatched pieces are refused (the sender restarts from offset 0)."""
+        if chunk.offset == 0:
+            self.snapshot = (chunk.vote, chunk.meta, bytearray())
+        current = self.snapshot
+        error: str | None = None
+        if current is None or current[1] != chunk.meta or current[0] != chunk.vote:
+            error = "snapshot chunk does not continue the snapshot being received"
+        elif chunk.offset != len(current[2]):
+            error = f"snapshot chunk at offset {chunk.offset}, expected {len(current[2])}"
+        elif chunk.offset + len(chunk.data) > self.server.limits.max_snapshot_size:
+            error = f"snapshot larger than max_snapshot_size {self.server.limits.max_snapshot_size}"
+        if error is not None:
+            self.snapshot = None
+            self._reply_error(rid, InvalidRequest(error))
+            return
+        assert current is not None
+        current[2].extend(chunk.data)
+        if not chunk.done:
+            self._reply(rid, "chunk_ack", None)
+            return
+        self.snapshot = None
+        snapshot = Snapshot(chunk.meta, bytes(current[2]))
+        self._start(
+            nursery,
+            rid,
+            "snapshot_resp",
+            lambda: self.raft.install_full_snapshot(chunk.vote, snapshot),
+        )
+
+    # -- replies ------------------------------------------------------------------------------
+
+    def _start_posted(
+        self,
+        nursery: trio.Nursery,
+        rid: int,
+        reply_kind: str,
+        post: Callable[[Any], Any],
+        call: Callable[[Any], Awaitable[Any]],
+        msg: Any,
+    ) -> None:
+        try:
+            slot = post(msg)
+        except RaftError as e:
+            self._reply_error(rid, e)
+            return
+        if slot is None:  # the core is busy: wait our turn (order no longer guaranteed)
+            self._start(nursery, rid, reply_kind, lambda: call(msg))
+        else:
+            self._start(nursery, rid, reply_kind, lambda: self.raft._await_posted(slot))
+
+    def _start(
+        self, nursery: trio.Nursery, rid: int, reply_kind: str, fn: Callable[[], Awaitable[Any]]
+    ) -> None:
+        self.inflight += 1
+        nursery.start_soon(self._handle, rid, reply_kind, fn)
+
+    async def _handle(self, rid: int, reply_kind: str, fn: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            value = await fn()
+        except RaftError as e:
+            self._reply_error(rid, e)
+        except Exception as e:  # a bug: answer, log it, keep serving
+            self.server.stats.handler_errors += 1
+            log.exception("handler of request %d from %s failed", rid, self.peer)
+            self._reply_error(rid, e)
+        else:
+            self._reply(rid, reply_kind, value)
+        finally:
+            self.inflight -= 1
+            self.room.set()
+
+    def _reply(self, rid: int, kind: str, value: Any) -> None:
+        try:
+            body = wire.encode_message(kind, rid, value)
+        except Exception as e:  # e.g. a state machine reply the codec cannot encode
+            self.server.stats.handler_errors += 1
+            log.error("cannot encode the %s reply to request %d: %s", kind, rid, e)
+            body = wire.encode_message("error", rid, wire.ErrorReply.from_exception(e))
+        self._send(body)
+
+    def _reply_error(self, rid: int, exc: BaseException) -> None:
+        self.server.stats.error_replies += 1
+        detail = None
+        if isinstance(exc, ForwardToLeader):
+            addr = exc.leader_node.addr if exc.leader_node is not None else None
+            detail = [exc.leader_id, addr, exc.maybe_committed]
+        self._send(wire.encode_message("error", rid, wire.ErrorReply.from_exception(exc, detail)))
+
+    def _send(self, body: bytes) -> None:
+        # A closed connection is going away; its peer times out or reconnects.
+        with contextlib.suppress(trio.ClosedResourceError):
+            self.conn.send_nowait(body)
+
+
+async def _client_call(handler: ClientHandler, req: wire.ClientRequest) -> wire.ClientReply:
+    return wire.ClientReply(await handler(req.op, req.args))
+
+
+def _sockname(listener: Any) -> tuple[Any, ...]:
+    inner = getattr(listener, "transport_listener", listener)
+    return tuple(inner.socket.getsockname())
+
+
+def _peer_name(stream: Any) -> str:
+    inner = getattr(stream, "transport_stream", stream)
+    sock = getattr(inner, "socket", None)
+    try:
+        host, port = sock.getpeername()[:2] if sock is not None else ("?", 0)
+    except OSError:
+        return "?"
+    return f"{host}:{port}"
+
+
+async def serve_raft(
+    raft: Any,
+    host: str | None,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    limits: ServerLimits | None = None,
+    client_handler: ClientHandler | None = None,
+    task_status: trio.TaskStatus[RaftServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``raft``'s inbound RPCs on ``host:port`` until cancelled (Trio style: run it in
+    a nursery with ``server = await nursery.start(serve_raft, raft, host, port)``; port 0
+    picks a free port, read it back from ``server.port``).
+
+    ``ssl_context`` (a server-side context; for mutual TLS set ``verify_mode =
+    CERT_REQUIRED`` and load the cluster CA: :func:`openraft_trio.network.tcp.server_ssl_context`)
+    wraps every connection in TLS. ``client_handler`` also accepts ``client``-role
+    connections, for a service's API on the same port.
+    """
+    limits = limits if limits is not None else ServerLimits()
+    try:
+        listeners: list[Any] = list(await trio.open_tcp_listeners(port, host=host))
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise OSError(e.errno, f"cannot listen on {host}:{port}: address already in use") from e
+        raise
+    if ssl_context is not None:
+        listeners = [
+            trio.SSLListener(lst, ssl_context, https_compatible=False) for lst in listeners
+        ]
+    server = RaftServer(raft, listeners, limits=limits, client_handler=client_handler)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, server.handle_connection, listeners)
+        log.info("node %s serving on %s", server.node_id, server.addr)
+        task_status.started(server)

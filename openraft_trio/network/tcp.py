@@ -1,0 +1,234 @@
+"""The TCP transport: length-prefixed CBOR frames between nodes (and clients).
+
+Run a node on it::
+
+    async with (
+        open_tcp_network(node_id, config) as network,
+        open_raft(node_id, config, network=network, data_dir=d, state_machine=sm) as raft,
+        trio.open_nursery() as nursery,
+    ):
+        server = await nursery.start(serve_raft, raft, "127.0.0.1", 7001)
+        ...
+
+* :func:`open_tcp_network` gives the ``RaftNetworkFactory``: one reused, pipelined
+  connection per peer address (:class:`~._client.RpcChannel`), each with one coalescing
+  writer task; reconnect with exponential backoff; every call bounded by
+  ``RPCOption.hard_ttl``; snapshots streamed in chunks of ``config.snapshot_max_chunk_size``.
+* :func:`serve_raft` serves a node's inbound RPCs (see :mod:`._server` for the handshake and
+  the hostile-input limits, :class:`ServerLimits`).
+* :func:`server_ssl_context` / :func:`client_ssl_context` build contexts for mutual TLS:
+  every node presents a certificate signed by the cluster CA and requires one from its peer.
+
+Wire format: :mod:`openraft_trio.network._wire` (messages) and
+:mod:`openraft_trio.network._frames` (framing). Application data in ``Normal(data)`` entries
+and state machine replies travels as CBOR: plain values as they are, classes once
+registered with :func:`openraft_trio.codec.register_data_type`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+
+from .._config import Config
+from .._errors import RPCTimeout, Unreachable
+from .._messages import (
+    AppendEntriesRequest,
+    AppendEntriesResponse,
+    InstallSnapshotResponse,
+    TransferLeaderRequest,
+    VoteRequest,
+    VoteResponse,
+)
+from .._types import Node, Snapshot, Vote
+from . import _wire as wire
+from ._client import ChannelStats, RpcChannel, parse_addr
+from ._frames import DEFAULT_MAX_FRAME_SIZE
+from ._protocols import RPCOption
+from ._server import ClientHandler, RaftServer, ServerLimits, ServerStats, serve_raft
+
+__all__ = [
+    "ChannelStats",
+    "ClientHandler",
+    "RaftServer",
+    "ServerLimits",
+    "ServerStats",
+    "TcpNetwork",
+    "TcpNetworkFactory",
+    "client_ssl_context",
+    "open_tcp_network",
+    "parse_addr",
+    "serve_raft",
+    "server_ssl_context",
+]
+
+# Room for a chunk's envelope (vote, snapshot meta with its membership) in a frame.
+_CHUNK_OVERHEAD = 64 * 1024
+
+
+class TcpNetworkFactory:
+    """``RaftNetworkFactory`` over TCP; make it with :func:`open_tcp_network`."""
+
+    requires_encodable_data = True  # entries travel as CBOR: refuse others up front
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        node_id: int,
+        config: Config,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        backoff_max: float = 1.0,
+    ) -> None:
+        if config.snapshot_max_chunk_size + _CHUNK_OVERHEAD > max_frame_size:
+            raise ValueError(
+                f"snapshot_max_chunk_size {config.snapshot_max_chunk_size} does not fit in "
+                f"max_frame_size {max_frame_size}"
+            )
+        self.nursery = nursery
+        self.node_id = node_id
+        self.config = config
+        self.ssl_context = ssl_context
+        self.max_frame_size = max_frame_size
+        self.backoff_max = backoff_max
+        self.stats = ChannelStats()
+        self._channels: dict[int, RpcChannel] = {}
+
+    def channel(self, target: int, addr: str) -> RpcChannel:
+        """The one channel to ``target``, replaced if its address changed."""
+        ch = self._channels.get(target)
+        if ch is None or ch.addr != addr:
+            if ch is not None:
+                self.nursery.start_soon(ch.aclose)
+            hello = wire.Hello(self.config.cluster_name, "raft", self.node_id, target)
+            ch = RpcChannel(
+                self.nursery,
+                addr,
+                hello,
+                expect_node_id=target,
+                ssl_context=self.ssl_context,
+                max_frame_size=self.max_frame_size,
+                backoff_max=self.backoff_max,
+                stats=self.stats,
+            )
+            self._channels[target] = ch
+        return ch
+
+    async def new_client(self, target: int, node: Node | None) -> TcpNetwork:
+        addr = node.addr if node is not None else ""
+        return TcpNetwork(self, target, addr)
+
+    async def aclose(self) -> None:
+        for ch in self._channels.values():
+            await ch.aclose()
+        self._channels.clear()
+
+
+class TcpNetwork:
+    """``RaftNetwork`` client to one target (a thin handle on the factory's channel)."""
+
+    def __init__(self, factory: TcpNetworkFactory, target: int, addr: str) -> None:
+        self.factory = factory
+        self.target = target
+        self.addr = addr
+
+    def _channel(self) -> RpcChannel:
+        try:
+            parse_addr(self.addr)
+        except ValueError as e:
+            raise Unreachable(f"node {self.target}: {e}") from None
+        return self.factory.channel(self.target, self.addr)
+
+    async def append_entries(
+        self, req: AppendEntriesRequest, option: RPCOption
+    ) -> AppendEntriesResponse:
+        result: AppendEntriesResponse = await self._channel().call(
+            "append", req, "append_resp", option.hard_ttl
+        )
+        return result
+
+    async def vote(self, req: VoteRequest, option: RPCOption) -> VoteResponse:
+        result: VoteResponse = await self._channel().call("vote", req, "vote_resp", option.hard_ttl)
+        return result
+
+    async def full_snapshot(
+        self, vote: Vote, snapshot: Snapshot, option: RPCOption
+    ) -> InstallSnapshotResponse:
+        """Stream ``snapshot`` in chunks of ``snapshot_max_chunk_size``, each acknowledged;
+        the reply to the last comes once the target installed it. All within hard_ttl."""
+        channel = self._channel()
+        size = self.factory.config.snapshot_max_chunk_size
+        data = memoryview(snapshot.data)
+        deadline = trio.current_time() + option.hard_ttl
+        offset = 0
+        while True:
+            piece = bytes(data[offset : offset + size])
+            done = offset + len(piece) >= len(data)
+            chunk = wire.SnapshotChunk(vote, snapshot.meta, offset, piece, done)
+            remaining = deadline - trio.current_time()
+            if remaining <= 0:
+                raise RPCTimeout(
+                    f"snapshot to node {self.target}: not sent within {option.hard_ttl}s"
+                )
+            reply_kind = "snapshot_resp" if done else "chunk_ack"
+            reply = await channel.call("chunk", chunk, reply_kind, remaining)
+            if done:
+                result: InstallSnapshotResponse = reply
+                return result
+            offset += len(piece)
+
+    async def transfer_leader(self, req: TransferLeaderRequest, option: RPCOption) -> None:
+        await self._channel().call("transfer", req, "transfer_resp", option.hard_ttl)
+
+    async def aclose(self) -> None:
+        return None  # the connection belongs to the factory and is reused
+
+
+@asynccontextmanager
+async def open_tcp_network(
+    node_id: int,
+    config: Config,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    backoff_max: float = 1.0,
+) -> AsyncIterator[TcpNetworkFactory]:
+    """The TCP ``RaftNetworkFactory`` of node ``node_id``; its connections close on exit.
+
+    ``ssl_context``: a client context (:func:`client_ssl_context`) to speak TLS to peers.
+    """
+    async with trio.open_nursery() as nursery:
+        factory = TcpNetworkFactory(
+            nursery,
+            node_id,
+            config,
+            ssl_context=ssl_context,
+            max_frame_size=max_frame_size,
+            backoff_max=backoff_max,
+        )
+        try:
+            yield factory
+        finally:
+            await factory.aclose()
+            nursery.cancel_scope.cancel()
+
+
+def server_ssl_context(ca_file: str, cert_file: str, key_file: str) -> ssl.SSLContext:
+    """A server context for mutual TLS: presents ``cert_file`` and accepts only clients
+    whose certificate the CA in ``ca_file`` signed."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca_file)
+    ctx.load_cert_chain(cert_file, key_file)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def client_ssl_context(ca_file: str, cert_file: str, key_file: str) -> ssl.SSLContext:
+    """A client context for mutual TLS: verifies the server against ``ca_file`` (its
+    certificate must name the host of the address we dial) and presents ``cert_file``."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+    ctx.load_cert_chain(cert_file, key_file)
+    return ctx
