@@ -1,8 +1,11 @@
 """Command line: ``python -m openraft_trio <command> [options]``.
 
 Commands:
-    demo    run a 3-node cluster in this process and narrate elections, writes, reads,
-            a leader crash and recovery (see :mod:`openraft_trio._demo`).
+    demo    start a 3-node cluster as three processes on loopback and narrate writes, a
+            leader kill, the election, the restart and catch-up (:mod:`openraft_trio._demo`).
+    serve   run one node of the replicated KV service (:mod:`openraft_trio._cli`).
+    init, put, get, delete, cas, add-learner, change-membership, transfer-leader, status:
+            client and admin commands against a running cluster.
 
 Each command is one subparser with a ``handler(args) -> exit status``; add new ones in
 :func:`build_parser`.
@@ -12,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+
+from ._cli import add_commands
 
 
 def _positive_int(text: str) -> int:
@@ -64,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_demo(commands)
+    add_commands(commands)
     return parser
 
 

@@ -43,6 +43,7 @@ from .._messages import (
     VoteRequest,
     VoteResponse,
 )
+from .._nursery import background_nursery
 from .._types import Node, Snapshot, Vote
 from . import _wire as wire
 from ._client import ChannelStats, RpcChannel, parse_addr
@@ -201,7 +202,7 @@ async def open_tcp_network(
 
     ``ssl_context``: a client context (:func:`client_ssl_context`) to speak TLS to peers.
     """
-    async with trio.open_nursery() as nursery:
+    async with background_nursery() as nursery:
         factory = TcpNetworkFactory(
             nursery,
             node_id,
@@ -214,7 +215,6 @@ async def open_tcp_network(
             yield factory
         finally:
             await factory.aclose()
-            nursery.cancel_scope.cancel()
 
 
 def server_ssl_context(ca_file: str, cert_file: str, key_file: str) -> ssl.SSLContext:

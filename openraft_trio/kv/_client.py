@@ -1,0 +1,273 @@
+"""``KvClient``: the Trio client of the KV service (:mod:`openraft_trio.kv._service`).
+
+::
+
+    async with open_kv_client(["127.0.0.1:7001", "127.0.0.1:7002"]) as kv:
+        await kv.put("greeting", "hello")
+        assert await kv.get("greeting") == "hello"
+
+It keeps one pipelined connection per node address and sends writes and linearizable reads
+to the leader: it starts at the last leader it knew (or the first address), follows the
+``ForwardToLeader`` hint a non-leader answers with, and tries the next address when a node
+is unreachable or knows no leader, until ``timeout`` runs out.
+
+Retries are only made where they are safe:
+
+* ``get``, ``status`` and admin reads are retried after any failure;
+* a write (``put``, ``delete``, ``cas``, and the admin changes) is retried only when the
+  failure proves it was not applied: the connection could not be made, or a non-leader
+  refused it (``ForwardToLeader`` with ``maybe_committed`` false). When the request may
+  have reached a leader and its fate is unknown — the connection broke or timed out after
+  sending, or the leader lost leadership after appending it — the client raises
+  :class:`AmbiguousOutcome` instead of guessing: the write may or may not take effect.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from .._config import Config
+from .._errors import NetworkError, RaftError, RemoteError, RPCTimeout, Unreachable
+from .._nursery import background_nursery
+from ..network import _wire as wire
+from ..network._client import RpcChannel, parse_addr
+
+DEFAULT_CLUSTER_NAME = Config().cluster_name
+
+
+class AmbiguousOutcome(RaftError):
+    """A write may or may not have been applied (see the module docstring).
+
+    ``op`` and ``args`` name the request; ``__cause__`` is the failure that made it
+    ambiguous."""
+
+    def __init__(self, op: str, args: list[Any], reason: str) -> None:
+        super().__init__(f"{op} {args!r}: outcome unknown ({reason})")
+        self.op = op
+        self.args_ = args
+
+
+class NoLeader(Unreachable):
+    """No node answered as (or pointed to) a reachable leader within the timeout."""
+
+
+class KvClient:
+    """See the module docstring; make one with :func:`open_kv_client`."""
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        addrs: Iterable[str],
+        *,
+        cluster_name: str = DEFAULT_CLUSTER_NAME,
+        ssl_context: ssl.SSLContext | None = None,
+        timeout: float = 10.0,
+        rpc_timeout: float = 3.0,
+    ) -> None:
+        self.addrs = list(dict.fromkeys(addrs))
+        if not self.addrs:
+            raise ValueError("KvClient needs at least one node address")
+        for addr in self.addrs:
+            parse_addr(addr)
+        self.nursery = nursery
+        self.cluster_name = cluster_name
+        self.ssl_context = ssl_context
+        self.timeout = timeout
+        self.rpc_timeout = rpc_timeout
+        self.leader_addr: str | None = None
+        self.retries = 0
+        self._channels: dict[str, RpcChannel] = {}
+        self._next = 0
+
+    def _channel(self, addr: str) -> RpcChannel:
+        ch = self._channels.get(addr)
+        if ch is None:
+            hello = wire.Hello(self.cluster_name, "client", None, None)
+            ch = RpcChannel(
+                self.nursery, addr, hello, ssl_context=self.ssl_context, backoff_max=0.5
+            )
+            self._channels[addr] = ch
+        return ch
+
+    async def call(self, addr: str, op: str, *args: Any) -> Any:
+        """One API call to the node at ``addr``, no retries (errors as ``RpcChannel``)."""
+        reply: wire.ClientReply = await self._channel(addr).call(
+            "client", wire.ClientRequest(op, list(args)), "client_resp", self.rpc_timeout
+        )
+        return reply.value
+
+    def _rotate(self) -> str:
+        addr = self.addrs[self._next % len(self.addrs)]
+        self._next += 1
+        return addr
+
+    async def leader_call(self, op: str, *args: Any, idempotent: bool) -> Any:
+        """Call ``op`` on the leader, following hints and retrying where safe."""
+        deadline = trio.current_time() + self.timeout
+        addr = self.leader_addr or self._rotate()
+        last = "no attempt"
+        pause = 0.02
+        while True:
+            try:
+                value = await self.call(addr, op, *args)
+            except RemoteError as e:
+                reply = e.remote
+                if not isinstance(reply, wire.ErrorReply) or reply.error_type != "ForwardToLeader":
+                    if idempotent and reply is not None and reply.error_type == "QuorumNotEnough":
+                        last = str(e)
+                    else:
+                        raise
+                else:
+                    leader_id, leader_addr, maybe_committed = _forward_detail(reply.detail)
+                    if maybe_committed and not idempotent:
+                        raise AmbiguousOutcome(op, list(args), "leadership changed") from e
+                    if leader_addr is not None and leader_addr != addr:
+                        self.leader_addr = addr = leader_addr
+                        self.retries += 1
+                        continue
+                    last = f"node at {addr} knows no leader" if leader_id is None else str(e)
+            except (NetworkError, RPCTimeout) as e:
+                if not idempotent:
+                    raise AmbiguousOutcome(op, list(args), str(e)) from e
+                last = str(e)
+            except Unreachable as e:
+                if not idempotent and "node stopped" in str(e):
+                    raise AmbiguousOutcome(op, list(args), str(e)) from e
+                last = str(e)
+            else:
+                self.leader_addr = addr
+                return value
+            self.leader_addr = None
+            self.retries += 1
+            if trio.current_time() + pause >= deadline:
+                raise NoLeader(f"{op}: no leader reachable within {self.timeout}s; last: {last}")
+            await trio.sleep(pause)
+            pause = min(pause * 2, 0.5)
+            addr = self._rotate()
+
+    # -- data -----------------------------------------------------------------------------------
+
+    async def put(self, key: str, value: Any) -> Any:
+        """Set ``key``; returns the previous value (or None)."""
+        return (await self.leader_call("put", key, value, idempotent=False))["prev"]
+
+    async def get(self, key: str, *, stale: bool = False, addr: str | None = None) -> Any:
+        """The value of ``key`` (None if absent), linearizable unless ``stale``: then read
+        from ``addr`` (default: the first reachable node) as it is."""
+        if stale:
+            return (await self._any_call(addr, "get", key, True))["value"]
+        return (await self.leader_call("get", key, False, idempotent=True))["value"]
+
+    async def delete(self, key: str) -> Any:
+        """Remove ``key``; returns the previous value (or None)."""
+        return (await self.leader_call("delete", key, idempotent=False))["prev"]
+
+    async def cas(self, key: str, expected: Any, new: Any) -> tuple[bool, Any]:
+        """Set ``key`` to ``new`` if it equals ``expected`` (absent == None); returns
+        ``(swapped, value_after)``."""
+        reply = await self.leader_call("cas", key, expected, new, idempotent=False)
+        return bool(reply["swapped"]), reply["value"]
+
+    # -- admin ----------------------------------------------------------------------------------
+
+    async def init(
+        self, members: Mapping[int, str] | None = None, *, addr: str | None = None
+    ) -> None:
+        """Initialize the cluster through ``addr`` (default: the first address) with
+        ``members`` as voters (default: the ``--peers`` the node was started with)."""
+        await self.call(addr or self.addrs[0], "init", dict(members) if members else None)
+
+    async def add_learner(self, node_id: int, addr: str, *, blocking: bool = True) -> int:
+        reply = await self.leader_call("add_learner", node_id, addr, blocking, idempotent=False)
+        return int(reply["index"])
+
+    async def change_membership(self, voters: Iterable[int], *, retain: bool = False) -> int:
+        reply = await self.leader_call(
+            "change_membership", sorted(voters), retain, idempotent=False
+        )
+        return int(reply["index"])
+
+    async def transfer_leader(self, to: int) -> None:
+        await self.leader_call("transfer_leader", to, idempotent=True)
+
+    async def status(self, addr: str | None = None) -> dict[str, Any]:
+        """One node's status (default: the first reachable node)."""
+        result: dict[str, Any] = await self._any_call(addr, "status")
+        return result
+
+    async def cluster_status(self) -> list[dict[str, Any]]:
+        """The status of every node: the given addresses and every member they report.
+        An unreachable node is ``{"addr": ..., "error": "..."}``."""
+        addrs = list(self.addrs)
+        results: dict[str, dict[str, Any]] = {}
+        i = 0
+        while i < len(addrs):
+            addr = addrs[i]
+            i += 1
+            try:
+                status = await self.call(addr, "status")
+            except RaftError as e:
+                results[addr] = {"addr": addr, "error": str(e)}
+                continue
+            results[addr] = status
+            for node_addr in status.get("nodes", {}).values():
+                if node_addr not in addrs:
+                    addrs.append(node_addr)
+        return [results[a] for a in addrs]
+
+    async def _any_call(self, addr: str | None, op: str, *args: Any) -> Any:
+        if addr is not None:
+            return await self.call(addr, op, *args)
+        last: RaftError | None = None
+        for candidate in self.addrs:
+            try:
+                return await self.call(candidate, op, *args)
+            except (Unreachable, NetworkError, RPCTimeout) as e:
+                last = e
+        assert last is not None
+        raise last
+
+    async def aclose(self) -> None:
+        for ch in self._channels.values():
+            await ch.aclose()
+
+
+def _forward_detail(detail: Any) -> tuple[int | None, str | None, bool]:
+    if type(detail) is list and len(detail) == 3:
+        leader_id, addr, maybe = detail
+        return (
+            leader_id if type(leader_id) is int else None,
+            addr if type(addr) is str else None,
+            maybe is True,
+        )
+    return None, None, True
+
+
+@asynccontextmanager
+async def open_kv_client(
+    addrs: Iterable[str],
+    *,
+    cluster_name: str = DEFAULT_CLUSTER_NAME,
+    ssl_context: ssl.SSLContext | None = None,
+    timeout: float = 10.0,
+    rpc_timeout: float = 3.0,
+) -> AsyncIterator[KvClient]:
+    """A :class:`KvClient` for the cluster at ``addrs``; its connections close on exit."""
+    async with background_nursery() as nursery:
+        client = KvClient(
+            nursery,
+            addrs,
+            cluster_name=cluster_name,
+            ssl_context=ssl_context,
+            timeout=timeout,
+            rpc_timeout=rpc_timeout,
+        )
+        try:
+            yield client
+        finally:
+            await client.aclose()

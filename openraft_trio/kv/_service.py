@@ -1,0 +1,340 @@
+"""The replicated KV service: one node process = Raft + storage + the TCP server + the API.
+
+:func:`serve_kv_node` runs a node until cancelled: ``open_raft`` with the durable
+``FileLogStore`` (``data_dir/log``) and a durable :class:`KvStateMachine`
+(``data_dir/snapshots``), the TCP transport to its peers, and :func:`serve_raft` on one
+port for both the Raft RPCs of its peers and the client API (``client``-role connections;
+the API shares the framing, the handshake, TLS and the hostile-input limits of the Raft
+RPCs, so it needs no second port and no HTTP stack).
+
+Client API (``op``, ``args`` -> reply; :class:`~openraft_trio.kv.KvClient` wraps it):
+
+=================== ================================= ===========================================
+op                  args                              reply
+=================== ================================= ===========================================
+put                 key, value                        {"prev": old value or None, "index": i}
+get                 key, stale (bool)                 {"value": value or None, "index": i}
+delete              key                               {"prev": old value or None, "index": i}
+cas                 key, expected, new                {"swapped": bool, "value": v, "index": i}
+init                {id: addr} or null (the --peers)  null
+add_learner         id, addr, blocking                {"index": i}
+change_membership   [voter ids], retain               {"index": i}
+transfer_leader     id                                null
+status              (none)                            a dict, see :meth:`KvService.status`
+=================== ================================= ===========================================
+
+A write or linearizable read on a node that does not lead fails with ``ForwardToLeader``,
+whose error reply carries ``[leader_id, leader_addr, maybe_committed]``. A ``get`` with
+``stale`` true reads this node's state machine as it is, without asking the leader.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import attrs
+import trio
+
+from .._config import Config
+from .._core.raft import Raft, open_raft
+from .._errors import ForwardToLeader, InvalidRequest, RaftError
+from .._types import Node
+from ..network.tcp import RaftServer, ServerLimits, open_tcp_network, parse_addr, serve_raft
+from ..storage import MemLogStore
+from ._state_machine import CompareAndSwap, Delete, KvStateMachine, Set
+
+MAX_KEY_LENGTH = 4096
+
+
+class DataDirError(RaftError):
+    """The data directory belongs to another node or cluster, or cannot be used."""
+
+
+@attrs.define
+class KvNodeOptions:
+    """How to run one node of the KV service (the ``serve`` command's options)."""
+
+    node_id: int
+    listen: str
+    data_dir: str | None  # None: in-memory log and state machine (benchmarks, tests)
+    peers: Mapping[int, str] = attrs.field(factory=dict)
+    advertise: str | None = None  # the address peers and clients use (default: listen)
+    config: Config = attrs.field(factory=Config)
+    server_ssl: ssl.SSLContext | None = None
+    client_ssl: ssl.SSLContext | None = None
+    limits: ServerLimits = attrs.field(factory=ServerLimits)
+
+    @property
+    def addr(self) -> str:
+        return self.advertise or self.listen
+
+
+@attrs.define
+class KvNode:
+    """A running node: what :func:`serve_kv_node` hands to ``task_status.started``."""
+
+    raft: Raft
+    server: RaftServer
+    state_machine: KvStateMachine
+    service: KvService
+
+
+def _key(raw: Any) -> str:
+    if type(raw) is not str or not raw or len(raw) > MAX_KEY_LENGTH:
+        raise InvalidRequest(f"a key is a non-empty str of at most {MAX_KEY_LENGTH} chars")
+    return raw
+
+
+def _node_id(raw: Any, what: str = "node id") -> int:
+    if type(raw) is not int or raw < 0:
+        raise InvalidRequest(f"{what} must be a non-negative int, got {raw!r}")
+    return raw
+
+
+def _addr(raw: Any) -> str:
+    try:
+        parse_addr(raw)
+    except ValueError as e:
+        raise InvalidRequest(str(e)) from None
+    return str(raw)
+
+
+def _bool(raw: Any, what: str) -> bool:
+    if type(raw) is not bool:
+        raise InvalidRequest(f"{what} must be a bool, got {raw!r}")
+    return raw
+
+
+class KvService:
+    """The client API of one node; :meth:`handle` is the server's ``client_handler``."""
+
+    def __init__(
+        self,
+        raft: Raft,
+        state_machine: KvStateMachine,
+        *,
+        addr: str,
+        peers: Mapping[int, str],
+        transport_stats: Callable[[], dict[str, int]],
+    ) -> None:
+        self.raft = raft
+        self.state_machine = state_machine
+        self.addr = addr
+        self.peers = dict(peers)
+        self.transport_stats = transport_stats
+        self._ops: dict[str, Callable[..., Awaitable[Any]]] = {
+            "put": self.put,
+            "get": self.get,
+            "delete": self.delete,
+            "cas": self.cas,
+            "init": self.init,
+            "add_learner": self.add_learner,
+            "change_membership": self.change_membership,
+            "transfer_leader": self.transfer_leader,
+            "status": self.status,
+        }
+
+    async def handle(self, op: str, args: list[Any]) -> Any:
+        fn = self._ops.get(op)
+        if fn is None:
+            raise InvalidRequest(f"unknown operation {op!r}; expected one of {sorted(self._ops)}")
+        try:
+            inspect.signature(fn).bind(*args)
+        except TypeError as e:
+            raise InvalidRequest(f"{op}: {e}") from None
+        return await fn(*args)
+
+    # -- data -----------------------------------------------------------------------------------
+
+    async def put(self, key: Any, value: Any) -> dict[str, Any]:
+        resp = await self.raft.client_write(Set(_key(key), value))
+        return {"prev": resp.data, "index": resp.log_id.index}
+
+    async def get(self, key: Any, stale: Any = False) -> dict[str, Any]:
+        key = _key(key)
+        if _bool(stale, "stale"):
+            applied = self.raft.metrics.last_applied
+            index = applied.index if applied is not None else None
+            return {"value": self.state_machine.get(key), "index": index}
+        read = await self.raft.ensure_linearizable()
+        return {"value": self.state_machine.get(key), "index": read.index if read else None}
+
+    async def delete(self, key: Any) -> dict[str, Any]:
+        resp = await self.raft.client_write(Delete(_key(key)))
+        return {"prev": resp.data, "index": resp.log_id.index}
+
+    async def cas(self, key: Any, expected: Any, new: Any) -> dict[str, Any]:
+        resp = await self.raft.client_write(CompareAndSwap(_key(key), expected, new))
+        swapped, value = resp.data
+        return {"swapped": swapped, "value": value, "index": resp.log_id.index}
+
+    # -- admin ----------------------------------------------------------------------------------
+
+    async def init(self, members: Any = None) -> None:
+        if members is None:
+            members = self.peers or {self.raft.node_id: self.addr}
+        if not isinstance(members, dict) or not members:
+            raise InvalidRequest("init takes a non-empty {node_id: 'host:port'} map")
+        nodes = {_node_id(k): Node(_addr(v)) for k, v in members.items()}
+        await self.raft.initialize(nodes)
+
+    async def add_learner(self, node_id: Any, addr: Any, blocking: Any = True) -> dict[str, Any]:
+        resp = await self.raft.add_learner(
+            _node_id(node_id), Node(_addr(addr)), blocking=_bool(blocking, "blocking")
+        )
+        return {"index": resp.log_id.index}
+
+    async def change_membership(self, voters: Any, retain: Any = False) -> dict[str, Any]:
+        if not isinstance(voters, list) or not voters:
+            raise InvalidRequest("change_membership takes a non-empty list of node ids")
+        resp = await self.raft.change_membership(
+            {_node_id(v) for v in voters}, retain=_bool(retain, "retain")
+        )
+        return {"index": resp.log_id.index}
+
+    async def transfer_leader(self, to: Any) -> None:
+        metrics = self.raft.metrics
+        if metrics.current_leader != self.raft.node_id:
+            leader = metrics.current_leader
+            node = metrics.membership.membership.nodes.get(leader) if leader is not None else None
+            raise ForwardToLeader(leader, node)
+        await self.raft.trigger.transfer_leader(_node_id(to))
+
+    async def status(self) -> dict[str, Any]:
+        """This node's view: ids, role, term, log/commit/apply indexes, membership, the
+        leader's per-follower matched index and the transport's counters."""
+        m = self.raft.metrics
+        membership = m.membership.membership
+        voters = sorted({v for config in membership.configs for v in config})
+        leader_node = (
+            membership.nodes.get(m.current_leader) if m.current_leader is not None else None
+        )
+        return {
+            "id": m.id,
+            "addr": self.addr,
+            "state": m.state.name,
+            "term": m.current_term,
+            "leader": m.current_leader,
+            "leader_addr": leader_node.addr if leader_node is not None else None,
+            "last_log_index": m.last_log_index,
+            "committed": m.committed.index if m.committed is not None else None,
+            "applied": m.last_applied.index if m.last_applied is not None else None,
+            "snapshot": m.snapshot.index if m.snapshot is not None else None,
+            "purged": m.purged.index if m.purged is not None else None,
+            "voters": voters,
+            "joint": len(membership.configs) > 1,
+            "nodes": {k: v.addr for k, v in sorted(membership.nodes.items())},
+            "replication": (
+                {k: (v.index if v is not None else None) for k, v in sorted(m.replication.items())}
+                if m.replication is not None
+                else None
+            ),
+            "millis_since_quorum_ack": m.millis_since_quorum_ack,
+            "keys": len(self.state_machine.data),
+            "transport": self.transport_stats(),
+        }
+
+
+# -- the node's data directory -------------------------------------------------------------------
+
+_ID_FILE = "node-id"
+
+
+def claim_data_dir(data_dir: str, node_id: int, cluster_name: str) -> None:
+    """Create ``data_dir`` for node ``node_id`` or check that it is this node's.
+
+    Raises:
+        DataDirError: it holds another node's (or cluster's) data, or is not a directory.
+    """
+    identity = f"{cluster_name}\n{node_id}\n"
+    path = os.path.join(data_dir, _ID_FILE)
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        with open(path, encoding="utf-8") as f:
+            found = f.read()
+    except FileNotFoundError:
+        if os.path.exists(os.path.join(data_dir, "log")):
+            raise DataDirError(
+                f"{data_dir} holds a Raft log but no {_ID_FILE} file: not a node directory"
+            ) from None
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(identity)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return
+    except OSError as e:
+        raise DataDirError(f"cannot use data directory {data_dir}: {e}") from e
+    if found != identity:
+        parts = found.split("\n")
+        other = parts[1] if len(parts) > 1 else "?"
+        raise DataDirError(
+            f"{data_dir} belongs to node {other} of cluster {parts[0]!r}; refusing to start "
+            f"node {node_id} of cluster {cluster_name!r} on it"
+        )
+
+
+async def serve_kv_node(
+    options: KvNodeOptions, *, task_status: trio.TaskStatus[KvNode] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run one KV node until cancelled; ``task_status.started(KvNode)`` once it listens.
+
+    Raises:
+        DataDirError: ``data_dir`` is another node's.
+        StorageError: the log cannot be opened (e.g. another process holds its lock).
+        OSError: the listen address cannot be bound.
+    """
+    config = options.config
+    config.validate()
+    host, port = parse_addr(options.listen)
+    if options.data_dir is not None:
+        claim_data_dir(options.data_dir, options.node_id, config.cluster_name)
+        state_machine = KvStateMachine(os.path.join(options.data_dir, "snapshots"))
+        store_args: dict[str, Any] = {"data_dir": options.data_dir}
+    else:
+        state_machine = KvStateMachine()
+        store_args = {"log_store": MemLogStore()}
+    async with (
+        open_tcp_network(options.node_id, config, ssl_context=options.client_ssl) as network,
+        open_raft(
+            options.node_id, config, network=network, state_machine=state_machine, **store_args
+        ) as raft,
+        trio.open_nursery() as nursery,
+    ):
+        stats: dict[str, Any] = {}
+        service = KvService(
+            raft,
+            state_machine,
+            addr=options.addr,
+            peers=options.peers,
+            transport_stats=lambda: stats["server"].stats.as_dict(),
+        )
+        server: RaftServer = await nursery.start(_serve, raft, host, port, options, service.handle)
+        stats["server"] = server
+        task_status.started(KvNode(raft, server, state_machine, service))
+        await trio.sleep_forever()
+
+
+async def _serve(
+    raft: Raft,
+    host: str,
+    port: int,
+    options: KvNodeOptions,
+    handler: Callable[[str, list[Any]], Awaitable[Any]],
+    *,
+    task_status: trio.TaskStatus[RaftServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await serve_raft(
+        raft,
+        host,
+        port,
+        ssl_context=options.server_ssl,
+        limits=options.limits,
+        client_handler=handler,
+        task_status=task_status,
+    )
