@@ -3,6 +3,8 @@
 Import as ``import openraft_trio as raft``; see ``docs/`` for guides and the reference.
 """
 
+import logging as _logging
+
 from ._config import Config as Config
 from ._config import SnapshotPolicy as SnapshotPolicy
 from ._core.raft import Raft as Raft
@@ -53,3 +55,6 @@ from ._types import SnapshotMeta as SnapshotMeta
 from ._types import StoredMembership as StoredMembership
 from ._types import Vote as Vote
 from .network import RPCOption as RPCOption
+
+# A library logs; the application decides where that goes (no output unless configured).
+_logging.getLogger("openraft_trio").addHandler(_logging.NullHandler())
