@@ -151,6 +151,9 @@ def _add_serve(commands: Commands) -> None:
     )
     p.add_argument("--heartbeat", type=float, help="heartbeat interval in seconds (0.05)")
     p.add_argument("--snapshot-every", type=int, help="build a snapshot every N log entries (5000)")
+    p.add_argument(
+        "--keep-logs", type=int, help="log entries kept behind a snapshot when purging (1000)"
+    )
     p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default)...")
     _add_tls(p)
     p.set_defaults(handler=_serve)
@@ -164,6 +167,8 @@ def _serve_config(args: argparse.Namespace) -> Config:
         kw["heartbeat_interval"] = args.heartbeat
     if args.snapshot_every is not None:
         kw["snapshot_policy"] = args.snapshot_every
+    if args.keep_logs is not None:
+        kw["max_in_snapshot_log_to_keep"] = args.keep_logs
     config = Config(**kw)
     config.validate()
     return config

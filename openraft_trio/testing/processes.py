@@ -84,6 +84,7 @@ class ProcessCluster:
         self.cluster_name = cluster_name
         self.extra_args = list(extra_args)
         self.env = env
+        self.mem = mem
         self.nodes = {
             i: NodeProcess(
                 i,
@@ -93,6 +94,17 @@ class ProcessCluster:
             )
             for i, addr in addrs.items()
         }
+
+    def add_node(self, node_id: int) -> NodeProcess:
+        """Register node ``node_id`` on a free port (start it with :meth:`start`; it joins
+        through ``add_learner``). Its ``--peers`` are the nodes registered so far."""
+        if node_id in self.nodes:
+            raise ProcessClusterError(f"node {node_id} exists")
+        addr = f"127.0.0.1:{free_ports(1)[0]}"
+        data_dir = None if self.mem else os.path.join(self.base_dir, f"node-{node_id}")
+        log_path = os.path.join(self.base_dir, f"node-{node_id}.log")
+        self.nodes[node_id] = NodeProcess(node_id, addr, data_dir, log_path)
+        return self.nodes[node_id]
 
     @property
     def addrs(self) -> list[str]:
