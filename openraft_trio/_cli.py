@@ -154,6 +154,11 @@ def _add_serve(commands: Commands) -> None:
     p.add_argument(
         "--keep-logs", type=int, help="log entries kept behind a snapshot when purging (1000)"
     )
+    p.add_argument(
+        "--bench-op",
+        action="store_true",
+        help="enable the `bench` op: write load generated in this node (benchmarks only)",
+    )
     p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default)...")
     _add_tls(p)
     p.set_defaults(handler=_serve)
@@ -197,6 +202,7 @@ def _serve(args: argparse.Namespace) -> int:
         config=config,
         server_ssl=server_ssl_context(*tls) if tls else None,
         client_ssl=client_ssl_context(*tls) if tls else None,
+        bench_op=args.bench_op,
     )
 
     async def main() -> None:

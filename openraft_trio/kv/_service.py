@@ -45,6 +45,7 @@ from .._errors import ForwardToLeader, InvalidRequest, RaftError
 from .._types import Node
 from ..network.tcp import RaftServer, ServerLimits, open_tcp_network, parse_addr, serve_raft
 from ..storage import MemLogStore
+from ._bench_op import run_bench
 from ._state_machine import CompareAndSwap, Delete, KvStateMachine, Set
 
 MAX_KEY_LENGTH = 4096
@@ -67,6 +68,7 @@ class KvNodeOptions:
     server_ssl: ssl.SSLContext | None = None
     client_ssl: ssl.SSLContext | None = None
     limits: ServerLimits = attrs.field(factory=ServerLimits)
+    bench_op: bool = False  # enable the ``bench`` op (benchmarks only)
 
     @property
     def addr(self) -> str:
@@ -120,6 +122,7 @@ class KvService:
         addr: str,
         peers: Mapping[int, str],
         transport_stats: Callable[[], dict[str, int]],
+        bench_op: bool = False,
     ) -> None:
         self.raft = raft
         self.state_machine = state_machine
@@ -137,6 +140,14 @@ class KvService:
             "transfer_leader": self.transfer_leader,
             "status": self.status,
         }
+        if bench_op:
+            self._ops["bench"] = self.bench
+
+    async def bench(self, *args: Any) -> dict[str, Any]:
+        """``bench(clients, duration, warmup, value_size)``: see :mod:`._bench_op`."""
+        if len(args) != 4:
+            raise InvalidRequest("bench takes clients, duration, warmup, value_size")
+        return await run_bench(self.raft, *args)
 
     async def handle(self, op: str, args: list[Any]) -> Any:
         fn = self._ops.get(op)
@@ -313,6 +324,7 @@ async def serve_kv_node(
             addr=options.addr,
             peers=options.peers,
             transport_stats=lambda: stats["server"].stats.as_dict(),
+            bench_op=options.bench_op,
         )
         server: RaftServer = await nursery.start(_serve, raft, host, port, options, service.handle)
         stats["server"] = server

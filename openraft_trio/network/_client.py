@@ -217,15 +217,17 @@ class RpcChannel:
 
     async def _run(self, conn: FramedStream) -> None:
         reason = "connection closed"
+
+        async def read_replies(_nursery: trio.Nursery) -> None:
+            while True:
+                for frame in await conn.receive_frames():
+                    kind, rid, msg = wire.decode_message(frame)
+                    slot = self._pending.pop(rid, None)
+                    if slot is not None:
+                        slot.set((kind, msg))
+
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(conn.run_writer)
-                while True:
-                    for frame in await conn.receive_frames():
-                        kind, rid, msg = wire.decode_message(frame)
-                        slot = self._pending.pop(rid, None)
-                        if slot is not None:
-                            slot.set((kind, msg))
+            await conn.run(read_replies)
         except _CONNECTION_ERRORS as e:
             reason = f"connection lost: {e}" if str(e) else f"connection lost: {type(e).__name__}"
             if not isinstance(e, ConnectionClosed):

@@ -9,6 +9,11 @@ Both ends of the TCP transport (the peer client, the server and the KV client) u
   connection cheaply (DESIGN.md section 7).
 * :meth:`FramedStream.receive_frames` returns the next batch of complete frame bodies,
   through the hostile-input-proof :class:`~._frames.FrameDecoder`.
+* :meth:`FramedStream.run` runs the writer task beside the caller's reader loop and stops
+  both when either fails, re-raising the first error *as itself*, not wrapped in an
+  ``ExceptionGroup``: a dead or hostile peer's error must reach the caller's plain
+  ``except`` clauses (one counter, one closed connection), not escape them and crash the
+  node.
 
 Timeouts belong to the connection, not to a caller: a peer that stops reading (a full send
 buffer for ``write_timeout``) or stops in the middle of a frame (``frame_timeout``) is a
@@ -18,6 +23,7 @@ dead connection, and both raise :class:`ConnectionTimeout`.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -52,6 +58,7 @@ class FramedStream:
         self._decoder = FrameDecoder(max_frame_size)
         self._queue: list[bytes] = []
         self._wakeup = trio.Event()
+        self._taken = trio.Event()  # set each time the writer takes the queue
         self._closing = False
         self.frames_sent = 0
         self.sends = 0
@@ -69,6 +76,14 @@ class FramedStream:
         self._queue.append(body)
         self._wakeup.set()
 
+    async def wait_queue_below(self, limit: int) -> None:
+        """Wait until fewer than ``limit`` frames are queued for the writer (a reader that
+        queues replies calls this before reading more, so a peer that does not read its
+        replies cannot make the queue grow: TCP flow control pushes back instead)."""
+        while len(self._queue) >= limit:
+            self._taken = trio.Event()
+            await self._taken.wait()
+
     async def send_now(self, body: bytes) -> None:
         """Send one frame directly (the handshake, before the writer task runs)."""
         data = join_frames([body], max_frame_size=self.max_frame_size)
@@ -85,6 +100,7 @@ class FramedStream:
                 await self._wakeup.wait()
                 continue
             frames, self._queue = self._queue, []
+            self._taken.set()
             data = join_frames(frames, max_frame_size=self.max_frame_size)
             with trio.move_on_after(self.write_timeout) as scope:
                 await self.stream.send_all(data)
@@ -92,6 +108,26 @@ class FramedStream:
                 raise ConnectionTimeout(f"peer did not read for {self.write_timeout}s")
             self.frames_sent += len(frames)
             self.sends += 1
+
+    async def run(self, reader: Callable[[trio.Nursery], Awaitable[None]]) -> None:
+        """Run :meth:`run_writer` and ``reader(nursery)`` until either raises (or the reader
+        returns), then cancel everything started in ``nursery`` (the reader may start
+        tasks there) and re-raise the first ``Exception`` as itself. Later errors are
+        consequences of the first (both sides of a reset stream fail) and are dropped."""
+        errors: list[Exception] = []
+
+        async def guard(fn: Callable[[], Awaitable[None]], scope: trio.CancelScope) -> None:
+            try:
+                await fn()
+            except Exception as e:
+                errors.append(e)
+            scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(guard, self.run_writer, nursery.cancel_scope)
+            await guard(lambda: reader(nursery), nursery.cancel_scope)
+        if errors:
+            raise errors[0]
 
     async def receive_frames(self, idle_timeout: float | None = None) -> list[bytes]:
         """The next non-empty batch of complete frame bodies.

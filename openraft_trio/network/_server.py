@@ -9,8 +9,9 @@ awaited concurrently.
 
 Hostile input closes the one connection it came on, with one log line and one counter in
 :class:`ServerStats`; the node keeps serving. What a connection may hold is bounded:
-``max_frame_size`` per frame, ``max_inflight`` requests being handled at once (the reader
-stops reading beyond that, so TCP flow control pushes back on the peer), one partially
+``max_frame_size`` per frame, ``max_inflight`` requests being handled at once and as many
+replies waiting for the writer (the reader stops reading beyond that, so TCP flow control
+pushes back on the peer, including one that does not read its replies), one partially
 received snapshot of at most ``max_snapshot_size``, and ``max_connections`` connections.
 """
 
@@ -166,10 +167,7 @@ class _Connection:
 
     async def run(self) -> None:
         await self._handshake()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.conn.run_writer)
-            await self._read_loop(nursery)
-            nursery.cancel_scope.cancel()
+        await self.conn.run(self._read_loop)
 
     async def _handshake(self) -> None:
         server = self.server
@@ -212,6 +210,8 @@ class _Connection:
             while self.inflight >= limits.max_inflight:
                 self.room = trio.Event()
                 await self.room.wait()
+            # Replies the peer has not read count too (else a slow reader grows the queue).
+            await self.conn.wait_queue_below(limits.max_inflight)
             for frame in await self.conn.receive_frames(limits.idle_timeout):
                 kind, rid, msg = wire.decode_message(frame)
                 self.server.stats.requests += 1

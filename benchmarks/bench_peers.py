@@ -1,0 +1,145 @@
+"""openraft_trio against PySyncObj (the most used Python Raft library), in one run.
+
+Both run as 3 processes on 127.0.0.1 with small writes (16-byte keys, 100-byte values) and
+N requests kept in flight (1, 64, 256):
+
+* PySyncObj (:mod:`_pysyncobj_bench`): load generated inside the leader's process (it has
+  no client protocol), with its default ``SyncObjConf()`` and with batching off
+  (``appendEntriesUseBatch=False``); no fsync (it has no durable log).
+* openraft_trio (:mod:`bench_tcp`): MemLogStore and FileLogStore (fsync on), with the load
+  inside the leader's process (like PySyncObj) and from a KvClient over TCP (what an
+  application sees, one more network hop).
+
+The comparison table gives, per point, our throughput as a multiple of PySyncObj's and
+whether our p99 is lower. Targets (issue 6): >= 3x PySyncObj's throughput with a lower
+p99 at every point; single-writer latency under 1 ms with MemLogStore.
+
+Run with ``nox -s bench_peers`` (installs PySyncObj into that session only), or
+``python benchmarks/bench_peers.py [--quick] [--json PATH]`` with pysyncobj installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from _bench_common import environment, table_lines, write_report
+from _pysyncobj_bench import PYSYNCOBJ_REQUIREMENT, PySyncObjMissing, measure_pysyncobj
+from _pysyncobj_bench import format_table as format_pysyncobj_table
+from bench_tcp import format_table as format_openraft_table
+from bench_tcp import measure_openraft
+
+TARGET_RATIO = 3.0
+LATENCY_TARGET_US = 1000.0
+
+
+def compare(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (our config, their config, clients)."""
+    rows = []
+    for o in ours:
+        for t in theirs:
+            if t["clients"] != o["clients"]:
+                continue
+            ratio = o["ops_per_s"] / t["ops_per_s"] if t["ops_per_s"] else float("inf")
+            rows.append(
+                {
+                    "ours": o["config"],
+                    "theirs": t["config"],
+                    "clients": o["clients"],
+                    "throughput_ratio": ratio,
+                    "p99_ours_us": o["p99_us"],
+                    "p99_theirs_us": t["p99_us"],
+                    "p99_lower": o["p99_us"] < t["p99_us"],
+                    "met": ratio >= TARGET_RATIO and o["p99_us"] < t["p99_us"],
+                }
+            )
+    return rows
+
+
+def format_comparison(rows: Sequence[dict[str, Any]]) -> str:
+    header = [
+        "openraft_trio",
+        "vs pysyncobj",
+        "clients",
+        "x tput",
+        "p99 ours",
+        "p99 theirs",
+        "target",
+    ]
+    lines = [
+        [
+            r["ours"],
+            r["theirs"],
+            str(r["clients"]),
+            f"{r['throughput_ratio']:.2f}",
+            f"{r['p99_ours_us']:,.0f}",
+            f"{r['p99_theirs_us']:,.0f}",
+            "met" if r["met"] else "NOT met",
+        ]
+        for r in rows
+    ]
+    return "\n".join(table_lines(header, lines))
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="0.5 s runs, 1 repeat")
+    p.add_argument("--duration", type=float, default=2.0)
+    p.add_argument("--warmup", type=float, default=0.5)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--points", type=lambda s: [int(x) for x in s.split(",")], default=[1, 64, 256])
+    p.add_argument("--json", type=Path, help="also write the JSON report here")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.duration, args.repeats, args.warmup = 0.5, 1, 0.2
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    run = {"duration": args.duration, "repeats": args.repeats, "warmup": args.warmup}
+    print(
+        f"bench_peers: {args.repeats} x {args.duration}s (+{args.warmup}s warm-up) per point",
+        flush=True,
+    )
+    try:
+        print("\nPySyncObj:", flush=True)
+        theirs = measure_pysyncobj(args.points, **run)
+    except PySyncObjMissing as e:
+        print(e, file=sys.stderr)
+        return 2
+    print("\nopenraft_trio:", flush=True)
+    ours = measure_openraft(args.points, **run)
+    rows = compare(ours, theirs)
+    single = [o for o in ours if o["clients"] == 1 and o["store"] == "mem"]
+    report = {
+        "benchmark": "peers",
+        "env": environment(),
+        "settings": {**run, "pysyncobj": PYSYNCOBJ_REQUIREMENT, "target_ratio": TARGET_RATIO},
+        "pysyncobj": theirs,
+        "openraft_trio": ours,
+        "comparison": rows,
+        "single_writer_mem_p50_us": {o["config"]: o["p50_us"] for o in single},
+    }
+    print("\nPySyncObj\n" + format_pysyncobj_table(theirs))
+    print("\nopenraft_trio\n" + format_openraft_table(ours))
+    print("\nComparison (target: >= 3x throughput and a lower p99)\n" + format_comparison(rows))
+    for o in single:
+        verdict = "met" if o["p50_us"] < LATENCY_TARGET_US else "NOT met"
+        print(
+            f"single-writer latency, {o['config']}: p50 {o['p50_us']:,.0f} us "
+            f"(target < 1 ms: {verdict})"
+        )
+    print()
+    print(json.dumps(report, indent=2))
+    if args.json is not None:
+        write_report(args.json, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""The KV service over TCP: 3 node processes on loopback (``python -m openraft_trio serve``).
+
+For each store (``file``: FileLogStore + durable KvStateMachine, fsync on; ``mem``:
+MemLogStore) and each number of requests kept in flight (1, 64, 256 by default), it
+measures write throughput and per-write latency (p50/p99) two ways:
+
+* ``client``: from this process through :class:`~openraft_trio.kv.KvClient` (one pipelined
+  TCP connection to the leader) — what an application sees;
+* ``leader``: load generated inside the leader's process (the ``bench`` op of
+  ``serve --bench-op``) — no client hop; this is how PySyncObj, which has no client
+  protocol, is measured by ``bench_peers``.
+
+Each point runs ``repeats`` times for ``duration`` seconds after ``warmup``; the report
+gives medians. Writes are ``Set(key, value)`` with 16-byte keys cycling over 1024 and
+100-byte values. The leader's term is checked after each run: a leadership change during a
+run is reported in the ``leader_changes`` column, never hidden.
+
+Run: ``python benchmarks/bench_tcp.py [--quick] [--json PATH]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+from _bench_common import AGGREGATION, environment, percentile, table_lines, write_report
+
+from openraft_trio import RaftError
+from openraft_trio.kv import KvClient
+from openraft_trio.testing.processes import ProcessCluster, open_process_cluster
+
+NODES = 3
+KEY_SPACE = 1024
+KEY_BYTES = 16
+VALUE_BYTES = 100
+STORES = ("mem", "file")
+MODES = ("client", "leader")
+SERVE_ARGS = ["--bench-op"]
+
+
+def _key(i: int) -> str:
+    return f"k{i % KEY_SPACE:0{KEY_BYTES - 1}d}"
+
+
+async def _client_load(
+    kv: KvClient, clients: int, warmup: float, duration: float
+) -> dict[str, Any]:
+    value = "v" * VALUE_BYTES
+    start = trio.current_time()
+    measure_from, end = start + warmup, start + warmup + duration
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    async def writer(w: int) -> None:
+        i = w
+        while not errors:
+            t0 = trio.current_time()
+            if t0 >= end:
+                return
+            try:
+                await kv.put(_key(i), value)
+            except RaftError as e:
+                errors.append(f"{type(e).__name__}: {e}")
+                return
+            if t0 >= measure_from:
+                latencies.append(trio.current_time() - t0)
+            i += clients
+
+    async with trio.open_nursery() as nursery:
+        for w in range(clients):
+            nursery.start_soon(writer, w)
+    latencies.sort()
+    return {
+        "ops_per_s": len(latencies) / duration,
+        "p50_us": percentile(latencies, 50) * 1e6 if latencies else float("nan"),
+        "p99_us": percentile(latencies, 99) * 1e6 if latencies else float("nan"),
+        "errors": errors[:5],
+    }
+
+
+async def _one_run(
+    cl: ProcessCluster, leader: int, mode: str, clients: int, warmup: float, duration: float
+) -> dict[str, Any]:
+    leader_addr = cl.nodes[leader].addr
+    async with cl.client(rpc_timeout=warmup + duration + 30) as kv:
+        term = (await kv.status(leader_addr))["term"]
+        if mode == "leader":
+            run: dict[str, Any] = await kv.call(
+                leader_addr, "bench", clients, duration, warmup, VALUE_BYTES
+            )
+        else:
+            kv.leader_addr = leader_addr
+            run = await _client_load(kv, clients, warmup, duration)
+        after = await kv.status(leader_addr)
+    run["leader_changed"] = after["term"] != term or after["state"] != "LEADER"
+    return run
+
+
+async def _measure_store(
+    store: str,
+    points: Sequence[int],
+    modes: Sequence[str],
+    duration: float,
+    warmup: float,
+    repeats: int,
+) -> list[dict[str, Any]]:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-tcp-") as base:
+        async with open_process_cluster(
+            NODES, base_dir=base, mem=store == "mem", extra_args=SERVE_ARGS
+        ) as cl:
+            leader = await cl.initialize()
+            for mode in modes:
+                for clients in points:
+                    runs = []
+                    for _ in range(repeats):
+                        runs.append(await _one_run(cl, leader, mode, clients, warmup, duration))
+                        leader = await cl.wait_leader()
+                    results.append(_summary(store, mode, clients, runs))
+                    r = results[-1]
+                    print(
+                        f"  {r['config']:<12} x{clients:<4} {r['ops_per_s']:>9,.0f} ops/s  "
+                        f"p50 {r['p50_us']:>8,.0f} us  p99 {r['p99_us']:>8,.0f} us",
+                        flush=True,
+                    )
+    return results
+
+
+def _summary(store: str, mode: str, clients: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "system": "openraft_trio",
+        "config": f"{store}/{mode}",
+        "store": store,
+        "mode": mode,
+        "clients": clients,
+        "ops_per_s": statistics.median(r["ops_per_s"] for r in runs),
+        "p50_us": statistics.median(r["p50_us"] for r in runs),
+        "p99_us": statistics.median(r["p99_us"] for r in runs),
+        "errors": sum(len(r["errors"]) for r in runs),
+        "leader_changes": sum(bool(r["leader_changed"]) for r in runs),
+        "repeats": runs,
+    }
+
+
+def measure_openraft(
+    points: Sequence[int] = (1, 64, 256),
+    *,
+    stores: Sequence[str] = STORES,
+    modes: Sequence[str] = MODES,
+    duration: float = 2.0,
+    repeats: int = 3,
+    warmup: float = 0.5,
+) -> list[dict[str, Any]]:
+    """One result dict per (store, mode, point); see the module docstring."""
+
+    async def main() -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        for store in stores:
+            results += await _measure_store(store, points, modes, duration, warmup, repeats)
+        return results
+
+    return trio.run(main)
+
+
+def format_table(results: Sequence[dict[str, Any]]) -> str:
+    header = ["config", "clients", "ops/s", "p50 us", "p99 us", "errors", "ldr chg"]
+    rows = [
+        [
+            r["config"],
+            str(r["clients"]),
+            f"{r['ops_per_s']:,.0f}",
+            f"{r['p50_us']:,.0f}",
+            f"{r['p99_us']:,.0f}",
+            str(r["errors"]),
+            str(r["leader_changes"]),
+        ]
+        for r in results
+    ]
+    return "\n".join(table_lines(header, rows))
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "repeats": args.repeats,
+        "cluster": f"{NODES} processes on 127.0.0.1 (python -m openraft_trio serve {SERVE_ARGS})",
+        "key_bytes": KEY_BYTES,
+        "key_space": KEY_SPACE,
+        "value_bytes": VALUE_BYTES,
+        "modes": {
+            "client": "KvClient in the benchmark process, one pipelined connection",
+            "leader": "load generated in the leader's process (bench op)",
+        },
+        "aggregation": AGGREGATION,
+    }
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="0.5 s runs, 1 repeat")
+    p.add_argument("--duration", type=float, default=2.0)
+    p.add_argument("--warmup", type=float, default=0.5)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--points", type=lambda s: [int(x) for x in s.split(",")], default=[1, 64, 256])
+    p.add_argument("--stores", type=lambda s: s.split(","), default=list(STORES))
+    p.add_argument("--modes", type=lambda s: s.split(","), default=list(MODES))
+    p.add_argument("--json", type=Path, help="also write the JSON report here")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.duration, args.repeats, args.warmup = 0.5, 1, 0.2
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(
+        f"bench_tcp: {NODES} node processes on loopback; {args.repeats} x {args.duration}s "
+        f"(+{args.warmup}s warm-up) per point",
+        flush=True,
+    )
+    results = measure_openraft(
+        args.points,
+        stores=args.stores,
+        modes=args.modes,
+        duration=args.duration,
+        repeats=args.repeats,
+        warmup=args.warmup,
+    )
+    report = {
+        "benchmark": "tcp",
+        "env": environment(),
+        "settings": settings(args),
+        "results": results,
+    }
+    print()
+    print(format_table(results))
+    print()
+    print(json.dumps(report, indent=2))
+    if args.json is not None:
+        write_report(args.json, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
