@@ -39,6 +39,18 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/run_all.py", *session.posargs)
 
 
+# Keep in step with PYSYNCOBJ_REQUIREMENT in benchmarks/_pysyncobj_bench.py.
+PYSYNCOBJ = "pysyncobj==0.3.17"
+
+
+@nox.session
+def bench_peers(session: nox.Session) -> None:
+    """openraft_trio against PySyncObj, measured in one run (PySyncObj is installed into
+    this session only; extra arguments go to benchmarks/bench_peers.py)."""
+    session.install(".", PYSYNCOBJ)
+    session.run("python", "benchmarks/bench_peers.py", *session.posargs)
+
+
 @nox.session
 def sim(session: nox.Session) -> None:
     """Run the deterministic simulator (extra arguments go to it)."""

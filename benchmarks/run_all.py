@@ -15,7 +15,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 # Modules in this directory with a ``main(argv) -> int``, run in this order.
-BENCHMARKS: tuple[str, ...] = ("bench_core", "failover", "bench_snapshot", "bench_storage")
+BENCHMARKS: tuple[str, ...] = (
+    "bench_core",
+    "failover",
+    "bench_snapshot",
+    "bench_storage",
+    "bench_tcp",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -15,15 +16,18 @@ class Responder:
     """A one-shot reply slot: the core ``send``s once, the caller ``wait``s.
 
     Cheaper than a channel per call (an Event and a slot). A value that is an exception is
-    raised in the caller.
+    raised in the caller. ``on_done``, if set, is called with the value inside ``send``
+    (in the core's task: it must not block or raise) — the TCP server replies that way
+    without a task per request.
     """
 
-    __slots__ = ("_event", "_value", "done")
+    __slots__ = ("_event", "_value", "done", "on_done")
 
     def __init__(self, event: Any) -> None:
         self._event = event
         self._value: Any = None
         self.done = False
+        self.on_done: Callable[[Any], None] | None = None
 
     def send(self, value: Any) -> None:
         if self.done:
@@ -31,6 +35,8 @@ class Responder:
         self.done = True
         self._value = value
         self._event.set()
+        if self.on_done is not None:
+            self.on_done(value)
 
     async def wait(self) -> Any:
         await self._event.wait()

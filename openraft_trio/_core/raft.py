@@ -233,41 +233,52 @@ class Raft:
         finally:
             self._pending.discard(r)
 
-    def _post(self, make: Callable[[m.Responder], Any]) -> m.Responder | None:
+    def _post(
+        self, make: Callable[[m.Responder], Any], on_done: Callable[[Any], None]
+    ) -> bool:
         """Submit a call without waiting for it, so calls reach the core in the order they
         are posted (the TCP server feeds one connection's pipelined requests in arrival
-        order). Returns the reply slot, or None when the core's channel is full (then use
-        the awaiting method). Await the slot with :meth:`_await_posted`."""
+        order). ``on_done(value_or_exception)`` is called once, from the core's task (it
+        must not block or raise). Returns False, and never calls ``on_done``, when the
+        core's channel is full: then use the awaiting method."""
         if self._stopped:
             raise self._stop_error()
         r = self._responder()
+
+        def done(value: Any) -> None:
+            self._pending.discard(r)
+            on_done(value)
+
+        r.on_done = done
         try:
             self._api_tx.send_nowait(make(r))
         except trio.WouldBlock:
             self._pending.discard(r)
-            return None
+            return False
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             self._pending.discard(r)
             raise self._stop_error() from None
         self._core.wake()
-        return r
+        return True
 
-    async def _await_posted(self, r: m.Responder) -> Any:
-        try:
-            return await r.wait()
-        finally:
-            self._pending.discard(r)
+    def post_append_entries(
+        self, req: AppendEntriesRequest, on_done: Callable[[Any], None]
+    ) -> bool:
+        """Inbound, for transports: :meth:`append_entries` without awaiting — submitted now,
+        in arrival order; the response (or error) goes to ``on_done``. False when the core
+        is busy (nothing submitted).
 
-    def post_append_entries(self, req: AppendEntriesRequest) -> m.Responder | None:
-        """Inbound, for transports: :meth:`append_entries` split in submit (now, in arrival
-        order) and :meth:`_await_posted`. None when the core is busy."""
+        Raises:
+            InvalidRequest: ``req`` is malformed; nothing changed.
+        """
         check_append_entries(req)
-        return self._post(lambda r: m.InboundAppendEntries(req, r))
+        return self._post(lambda r: m.InboundAppendEntries(req, r), on_done)
 
-    def post_vote(self, req: VoteRequest) -> m.Responder | None:
-        """Inbound, for transports: :meth:`vote` split like :meth:`post_append_entries`."""
+    def post_vote(self, req: VoteRequest, on_done: Callable[[Any], None]) -> bool:
+        """Inbound, for transports: :meth:`vote` without awaiting, like
+        :meth:`post_append_entries`."""
         check_vote_request(req)
-        return self._post(lambda r: m.InboundVote(req, r))
+        return self._post(lambda r: m.InboundVote(req, r), on_done)
 
     def _stop(self) -> None:
         """Fail every pending call with ``Stopped`` (or the fatal error that stopped us)."""

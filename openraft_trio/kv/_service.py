@@ -142,6 +142,7 @@ class KvService:
         }
         if bench_op:
             self._ops["bench"] = self.bench
+        self._signatures = {op: inspect.signature(fn) for op, fn in self._ops.items()}
 
     async def bench(self, *args: Any) -> dict[str, Any]:
         """``bench(clients, duration, warmup, value_size)``: see :mod:`._bench_op`."""
@@ -154,7 +155,7 @@ class KvService:
         if fn is None:
             raise InvalidRequest(f"unknown operation {op!r}; expected one of {sorted(self._ops)}")
         try:
-            inspect.signature(fn).bind(*args)
+            self._signatures[op].bind(*args)
         except TypeError as e:
             raise InvalidRequest(f"{op}: {e}") from None
         return await fn(*args)

@@ -284,19 +284,32 @@ class _Connection:
         nursery: trio.Nursery,
         rid: int,
         reply_kind: str,
-        post: Callable[[Any], Any],
+        post: Callable[[Any, Callable[[Any], None]], bool],
         call: Callable[[Any], Awaitable[Any]],
         msg: Any,
     ) -> None:
+        """Submit now (keeps the connection's order) and reply from the core's callback:
+        no task per request on the hot path."""
+
+        def done(value: Any) -> None:
+            try:
+                if isinstance(value, BaseException):
+                    self._reply_error(rid, value)
+                else:
+                    self._reply(rid, reply_kind, value)
+            finally:
+                self.inflight -= 1
+                self.room.set()
+
         try:
-            slot = post(msg)
+            posted = post(msg, done)
         except RaftError as e:
             self._reply_error(rid, e)
             return
-        if slot is None:  # the core is busy: wait our turn (order no longer guaranteed)
+        if posted:
+            self.inflight += 1
+        else:  # the core is busy: wait our turn (order no longer guaranteed)
             self._start(nursery, rid, reply_kind, lambda: call(msg))
-        else:
-            self._start(nursery, rid, reply_kind, lambda: self.raft._await_posted(slot))
 
     def _start(
         self, nursery: trio.Nursery, rid: int, reply_kind: str, fn: Callable[[], Awaitable[Any]]
