@@ -35,7 +35,7 @@ from .._config import Config
 from .._errors import NetworkError, RaftError, RemoteError, RPCTimeout, Unreachable
 from .._nursery import background_nursery
 from ..network import _wire as wire
-from ..network._client import RpcChannel, parse_addr
+from ..network._client import NodeStopped, RpcChannel, parse_addr
 
 DEFAULT_CLUSTER_NAME = Config().cluster_name
 
@@ -136,7 +136,7 @@ class KvClient:
                     raise AmbiguousOutcome(op, list(args), str(e)) from e
                 last = str(e)
             except Unreachable as e:
-                if not idempotent and "node stopped" in str(e):
+                if not idempotent and isinstance(e, NodeStopped):
                     raise AmbiguousOutcome(op, list(args), str(e)) from e
                 last = str(e)
             else:
@@ -180,7 +180,16 @@ class KvClient:
     ) -> None:
         """Initialize the cluster through ``addr`` (default: the first address) with
         ``members`` as voters (default: the ``--peers`` the node was started with)."""
-        await self.call(addr or self.addrs[0], "init", dict(members) if members else None)
+        target = addr or self.addrs[0]
+        deadline = trio.current_time() + self.timeout
+        while True:
+            try:
+                await self.call(target, "init", dict(members) if members else None)
+                return
+            except Unreachable as e:  # not connected, so not sent: safe to retry
+                if isinstance(e, NodeStopped) or trio.current_time() + 0.05 >= deadline:
+                    raise
+            await trio.sleep(0.05)
 
     async def add_learner(self, node_id: int, addr: str, *, blocking: bool = True) -> int:
         reply = await self.leader_call("add_learner", node_id, addr, blocking, idempotent=False)

@@ -56,6 +56,11 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+class NodeStopped(Unreachable):
+    """The remote node answered that it is stopped (or failed). A request it answered this
+    way may have been appended before it stopped: for a write, the outcome is unknown."""
+
+
 class _Slot:
     __slots__ = ("event", "value")
 
@@ -150,7 +155,7 @@ class RpcChannel:
 
     def _remote_error(self, reply: wire.ErrorReply) -> Exception:
         if reply.error_type in _STOPPED_TYPES:
-            return Unreachable(f"{self.addr}: node stopped: {reply.message}")
+            return NodeStopped(f"{self.addr}: node stopped: {reply.message}")
         return RemoteError(f"{self.addr}: {reply.error_type}: {reply.message}", remote=reply)
 
     def _current(self) -> FramedStream | None:

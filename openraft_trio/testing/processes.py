@@ -30,6 +30,7 @@ import attrs
 import trio
 
 from .._errors import RaftError
+from .._nursery import background_nursery
 from ..kv import KvClient, open_kv_client
 
 
@@ -228,9 +229,10 @@ async def open_process_cluster(
 ) -> AsyncIterator[ProcessCluster]:
     """Nodes ``1..n`` on free loopback ports, started (unless ``start`` is false) and
     answering; every process is killed on exit."""
+    os.makedirs(base_dir, exist_ok=True)
     ports = free_ports(n)
     addrs = {i + 1: f"127.0.0.1:{port}" for i, port in enumerate(ports)}
-    async with trio.open_nursery() as nursery:
+    async with background_nursery() as nursery:
         cluster = ProcessCluster(
             nursery,
             addrs,
@@ -249,4 +251,3 @@ async def open_process_cluster(
             yield cluster
         finally:
             await cluster.stop_all()
-            nursery.cancel_scope.cancel()

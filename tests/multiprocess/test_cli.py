@@ -154,3 +154,47 @@ async def test_bad_arguments_exit_2_with_a_message(args: list[str], message: str
     r = await cli(*args)
     assert r.returncode == 2, (out(r), err(r))
     assert message in err(r)
+
+
+async def test_mutual_tls_between_processes(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "node.pem"))
+    tls = [
+        "--tls-ca",
+        str(tmp_path / "ca.pem"),
+        "--tls-cert",
+        str(tmp_path / "node.pem"),
+        "--tls-key",
+        str(tmp_path / "node.pem"),
+    ]
+    other = trustme.CA().issue_cert("127.0.0.1")
+    other.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "other.pem"))
+    wrong = [
+        "--tls-ca",
+        str(tmp_path / "ca.pem"),
+        "--tls-cert",
+        str(tmp_path / "other.pem"),
+        "--tls-key",
+        str(tmp_path / "other.pem"),
+    ]
+    with trio.fail_after(60):
+        async with open_process_cluster(
+            3, base_dir=str(tmp_path / "c"), mem=True, extra_args=tls, start=False
+        ) as cl:
+            for node_id in cl.nodes:
+                await cl.start(node_id, wait=False)
+            c = ["--cluster", ",".join(cl.addrs)]
+            r = await cli("init", *c, *tls, "--timeout", "20")
+            assert r.returncode == 0, err(r)
+            r = await cli("put", "secret", "s3", *c, *tls, "--timeout", "20")
+            assert (r.returncode, out(r)) == (0, "OK"), err(r)
+            r = await cli("get", "secret", *c, *tls)
+            assert (r.returncode, out(r)) == (0, "s3")
+            # Plaintext, or a certificate from another CA: refused (unreachable).
+            r = await cli("get", "secret", *c, "--timeout", "1")
+            assert r.returncode == 3
+            r = await cli("get", "secret", *c, *wrong, "--timeout", "1")
+            assert r.returncode == 3
