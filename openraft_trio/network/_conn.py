@@ -60,6 +60,8 @@ class FramedStream:
         self._wakeup = trio.Event()
         self._taken = trio.Event()  # set each time the writer takes the queue
         self._closing = False
+        self._read_scope: trio.CancelScope | None = None
+        self._read_timeout: tuple[float, str] = (0.0, "")
         self.frames_sent = 0
         self.sends = 0
 
@@ -94,20 +96,23 @@ class FramedStream:
 
     async def run_writer(self) -> None:
         """The writer task: send every queued frame, joined, until cancelled or broken."""
-        while True:
-            if not self._queue:
-                self._wakeup = trio.Event()
-                await self._wakeup.wait()
-                continue
-            frames, self._queue = self._queue, []
-            self._taken.set()
-            data = join_frames(frames, max_frame_size=self.max_frame_size)
-            with trio.move_on_after(self.write_timeout) as scope:
+        # One long-lived scope whose deadline is armed around each send (cheaper than a
+        # cancel scope per send on the hot path).
+        with trio.CancelScope() as scope:
+            while True:
+                if not self._queue:
+                    self._wakeup = trio.Event()
+                    await self._wakeup.wait()
+                    continue
+                frames, self._queue = self._queue, []
+                self._taken.set()
+                data = join_frames(frames, max_frame_size=self.max_frame_size)
+                scope.deadline = trio.current_time() + self.write_timeout
                 await self.stream.send_all(data)
-            if scope.cancelled_caught:
-                raise ConnectionTimeout(f"peer did not read for {self.write_timeout}s")
-            self.frames_sent += len(frames)
-            self.sends += 1
+                scope.deadline = math.inf
+                self.frames_sent += len(frames)
+                self.sends += 1
+        raise ConnectionTimeout(f"peer did not read for {self.write_timeout}s")
 
     async def run(self, reader: Callable[[trio.Nursery], Awaitable[None]]) -> None:
         """Run :meth:`run_writer` and ``reader(nursery)`` until either raises (or the reader
@@ -123,9 +128,21 @@ class FramedStream:
                 errors.append(e)
             scope.cancel()
 
+        async def read(nursery: trio.Nursery) -> None:
+            # Like the writer: one scope for the reader, its deadline armed per receive.
+            with trio.CancelScope() as scope:
+                self._read_scope = scope
+                try:
+                    await reader(nursery)
+                finally:
+                    self._read_scope = None
+            if scope.cancelled_caught:
+                timeout, where = self._read_timeout
+                raise ConnectionTimeout(f"peer sent nothing for {timeout}s {where}")
+
         async with trio.open_nursery() as nursery:
             nursery.start_soon(guard, self.run_writer, nursery.cancel_scope)
-            await guard(lambda: reader(nursery), nursery.cancel_scope)
+            await guard(lambda: read(nursery), nursery.cancel_scope)
         if errors:
             raise errors[0]
 
@@ -144,11 +161,18 @@ class FramedStream:
                 timeout = self.frame_timeout
             else:
                 timeout = math.inf if idle_timeout is None else idle_timeout
-            with trio.move_on_after(timeout) as scope:
+            where = "inside a frame" if self._decoder.buffered else "between frames"
+            scope = self._read_scope
+            if scope is not None:  # inside run(): arm the reader's scope
+                self._read_timeout = (timeout, where)
+                scope.deadline = trio.current_time() + timeout
                 chunk = await self.stream.receive_some(RECEIVE_SIZE)
-            if scope.cancelled_caught:
-                where = "inside a frame" if self._decoder.buffered else "between frames"
-                raise ConnectionTimeout(f"peer sent nothing for {timeout}s {where}")
+                scope.deadline = math.inf
+            else:
+                with trio.move_on_after(timeout) as own:
+                    chunk = await self.stream.receive_some(RECEIVE_SIZE)
+                if own.cancelled_caught:
+                    raise ConnectionTimeout(f"peer sent nothing for {timeout}s {where}")
             if not chunk:
                 self._decoder.eof()
                 raise ConnectionClosed("peer closed the connection")
