@@ -29,7 +29,15 @@ import trio_util
 
 from .._config import Config
 from .._engine import Engine
-from .._errors import Fatal, ForwardToLeader, InvalidRequest, Stopped, StorageError, WaitTimeout
+from .._errors import (
+    Fatal,
+    ForwardToLeader,
+    InvalidRequest,
+    RaftError,
+    Stopped,
+    StorageError,
+    WaitTimeout,
+)
 from .._messages import (
     AppendEntriesRequest,
     AppendEntriesResponse,
@@ -184,7 +192,8 @@ class Raft:
         # Stores that encode entries (FileLogStore) declare it: then a write whose data
         # cannot be encoded is refused up front instead of failing the store.
         self._check_encodable = any(
-            getattr(part, "requires_encodable_data", False) for part in (core.log_store, core.network)
+            getattr(part, "requires_encodable_data", False)
+            for part in (core.log_store, core.network)
         )
         # The node's own tasks, each in a cancel scope of its own, so that shutdown() stops
         # them without cancelling the caller's ``async with open_raft()`` body.
@@ -233,9 +242,7 @@ class Raft:
         finally:
             self._pending.discard(r)
 
-    def _post(
-        self, make: Callable[[m.Responder], Any], on_done: Callable[[Any], None]
-    ) -> bool:
+    def _post(self, make: Callable[[m.Responder], Any], on_done: Callable[[Any], None]) -> bool:
         """Submit a call without waiting for it, so calls reach the core in the order they
         are posted (the TCP server feeds one connection's pipelined requests in arrival
         order). ``on_done(value_or_exception)`` is called once, from the core's task (it
@@ -335,8 +342,16 @@ class Raft:
             check_encodable(data)
         return await self._call(lambda r: m.ClientWrite([data], [r]))  # type: ignore[no-any-return]
 
-    async def client_write_many(self, items: list[Any]) -> list[ClientWriteResponse]:
-        """Replicate ``items`` as one batch (consecutive entries, in order)."""
+    async def client_write_many(
+        self, items: list[Any], *, return_exceptions: bool = False
+    ) -> list[Any]:
+        """Replicate ``items`` as one batch (consecutive entries, in order); one
+        ``ClientWriteResponse`` per item.
+
+        With ``return_exceptions`` an item that failed has its ``RaftError`` in its place
+        instead of the call raising the first one (a server batching many clients' writes
+        answers each client with its own outcome).
+        """
         items = list(items)
         if not items:
             return []
@@ -346,7 +361,15 @@ class Raft:
         rs = [self._responder() for _ in items]
         try:
             await self._send(m.ClientWrite(items, rs))
-            return [await r.wait() for r in rs]
+            if not return_exceptions:
+                return [await r.wait() for r in rs]
+            results: list[Any] = []
+            for r in rs:
+                try:
+                    results.append(await r.wait())
+                except RaftError as e:
+                    results.append(e)
+            return results
         finally:
             for r in rs:
                 self._pending.discard(r)
@@ -372,9 +395,9 @@ class Raft:
             if applied is None or applied.index < read_log_id.index:
                 await self._metrics_watch.wait_value(
                     lambda x: (
-                        x.last_applied is not None and x.last_applied.index >= read_log_id.index
+                        (x.last_applied is not None and x.last_applied.index >= read_log_id.index)
+                        or x.state == ServerState.SHUTDOWN
                     )
-                    or x.state == ServerState.SHUTDOWN
                 )
                 if self._stopped:
                     raise self._stop_error()
@@ -532,7 +555,9 @@ async def _read_startup_state(engine: Engine, log_store: Any, state_machine: Any
     stop = -1 if state.last_log_id is None else state.last_log_id.index
     applied_index = -1 if last_applied is None else last_applied.index
     while start <= stop:
-        chunk = await log_store.try_get_log_entries(start, min(stop + 1, start + STARTUP_READ_CHUNK))
+        chunk = await log_store.try_get_log_entries(
+            start, min(stop + 1, start + STARTUP_READ_CHUNK)
+        )
         if not chunk:
             break
         for e in chunk:

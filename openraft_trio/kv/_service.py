@@ -42,6 +42,7 @@ import trio
 from .._config import Config
 from .._core.raft import Raft, open_raft
 from .._errors import ForwardToLeader, InvalidRequest, RaftError
+from .._messages import ClientWriteResponse
 from .._types import Node
 from ..network.tcp import RaftServer, ServerLimits, open_tcp_network, parse_addr, serve_raft
 from ..storage import MemLogStore
@@ -111,6 +112,21 @@ def _bool(raw: Any, what: str) -> bool:
     return raw
 
 
+_WRITE_OPS: dict[str, Callable[..., Any]] = {
+    "put": lambda key, value: Set(_key(key), value),
+    "delete": lambda key: Delete(_key(key)),
+    "cas": lambda key, expected, new: CompareAndSwap(_key(key), expected, new),
+}
+
+
+def _reply(op: str, resp: ClientWriteResponse) -> dict[str, Any]:
+    """The reply to a write ``op`` from its ``ClientWriteResponse``."""
+    if op == "cas":
+        swapped, value = resp.data
+        return {"swapped": swapped, "value": value, "index": resp.log_id.index}
+    return {"prev": resp.data, "index": resp.log_id.index}
+
+
 class KvService:
     """The client API of one node; :meth:`handle` is the server's ``client_handler``."""
 
@@ -160,29 +176,67 @@ class KvService:
             raise InvalidRequest(f"{op}: {e}") from None
         return await fn(*args)
 
+    async def handle_batch(self, requests: list[tuple[str, list[Any]]]) -> list[Any]:
+        """The requests that arrived together on one connection: their writes (``put``,
+        ``delete``, ``cas``) go to Raft as one batch (``client_write_many``), the rest run
+        concurrently. One value or exception per request, in order."""
+        results: list[Any] = [None] * len(requests)
+        writes: list[tuple[int, str, Any]] = []
+        others: list[int] = []
+        for i, (op, args) in enumerate(requests):
+            if op in _WRITE_OPS:
+                try:
+                    self._signatures[op].bind(*args)
+                    writes.append((i, op, _WRITE_OPS[op](*args)))
+                except TypeError as e:
+                    results[i] = InvalidRequest(f"{op}: {e}")
+                except RaftError as e:
+                    results[i] = e
+            else:
+                others.append(i)
+
+        async def one(i: int) -> None:
+            try:
+                results[i] = await self.handle(*requests[i])
+            except RaftError as e:
+                results[i] = e
+
+        async def write_batch() -> None:
+            try:
+                outcomes = await self.raft.client_write_many(
+                    [w[2] for w in writes], return_exceptions=True
+                )
+            except RaftError as e:  # nothing was submitted (e.g. not encodable, stopped)
+                outcomes = [e] * len(writes)
+            for (i, op, _), outcome in zip(writes, outcomes, strict=True):
+                results[i] = outcome if isinstance(outcome, BaseException) else _reply(op, outcome)
+
+        async with trio.open_nursery() as nursery:
+            if writes:
+                nursery.start_soon(write_batch)
+            for i in others:
+                nursery.start_soon(one, i)
+        return results
+
     # -- data -----------------------------------------------------------------------------------
 
     async def put(self, key: Any, value: Any) -> dict[str, Any]:
-        resp = await self.raft.client_write(Set(_key(key), value))
-        return {"prev": resp.data, "index": resp.log_id.index}
+        return _reply("put", await self.raft.client_write(Set(_key(key), value)))
 
     async def get(self, key: Any, stale: Any = False) -> dict[str, Any]:
         key = _key(key)
         if _bool(stale, "stale"):
-            applied = self.raft.metrics.last_applied
+            applied = self.state_machine.last_applied  # what the value below reflects
             index = applied.index if applied is not None else None
             return {"value": self.state_machine.get(key), "index": index}
         read = await self.raft.ensure_linearizable()
         return {"value": self.state_machine.get(key), "index": read.index if read else None}
 
     async def delete(self, key: Any) -> dict[str, Any]:
-        resp = await self.raft.client_write(Delete(_key(key)))
-        return {"prev": resp.data, "index": resp.log_id.index}
+        return _reply("delete", await self.raft.client_write(Delete(_key(key))))
 
     async def cas(self, key: Any, expected: Any, new: Any) -> dict[str, Any]:
-        resp = await self.raft.client_write(CompareAndSwap(_key(key), expected, new))
-        swapped, value = resp.data
-        return {"swapped": swapped, "value": value, "index": resp.log_id.index}
+        return _reply("cas", await self.raft.client_write(CompareAndSwap(_key(key), expected, new)))
 
     # -- admin ----------------------------------------------------------------------------------
 
@@ -327,7 +381,9 @@ async def serve_kv_node(
             transport_stats=lambda: stats["server"].stats.as_dict(),
             bench_op=options.bench_op,
         )
-        server: RaftServer = await nursery.start(_serve, raft, host, port, options, service.handle)
+        server: RaftServer = await nursery.start(
+            _serve, raft, host, port, options, service.handle, service.handle_batch
+        )
         stats["server"] = server
         task_status.started(KvNode(raft, server, state_machine, service))
         await trio.sleep_forever()
@@ -339,6 +395,7 @@ async def _serve(
     port: int,
     options: KvNodeOptions,
     handler: Callable[[str, list[Any]], Awaitable[Any]],
+    batch_handler: Callable[[list[tuple[str, list[Any]]]], Awaitable[list[Any]]],
     *,
     task_status: trio.TaskStatus[RaftServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,11 @@ log = logging.getLogger("openraft_trio.network")
 ClientHandler = Callable[[str, list[Any]], Awaitable[Any]]
 """``(op, args) -> value``: a service's client API, called for each ``client`` frame.
 Raise a :class:`~openraft_trio.RaftError` to answer with an error reply."""
+
+ClientBatchHandler = Callable[[list[tuple[str, list[Any]]]], Awaitable[list[Any]]]
+"""Optional: ``[(op, args), ...] -> [value or exception, ...]`` for the client requests
+that arrived together on one connection (one read), so a service can submit their writes
+as one Raft batch. An exception in the list becomes that request's error reply."""
 
 
 @attrs.define
@@ -88,11 +94,13 @@ class RaftServer:
         *,
         limits: ServerLimits,
         client_handler: ClientHandler | None,
+        client_batch_handler: ClientBatchHandler | None = None,
     ) -> None:
         self.raft = raft
         self.listeners = listeners
         self.limits = limits
         self.client_handler = client_handler
+        self.client_batch_handler = client_batch_handler
         self.stats = ServerStats()
         self.cluster_name: str = raft.config.cluster_name
         self.node_id: int = raft.node_id
@@ -212,20 +220,55 @@ class _Connection:
                 await self.room.wait()
             # Replies the peer has not read count too (else a slow reader grows the queue).
             await self.conn.wait_queue_below(limits.max_inflight)
+            client_batch: list[tuple[int, wire.ClientRequest]] = []
             for frame in await self.conn.receive_frames(limits.idle_timeout):
                 kind, rid, msg = wire.decode_message(frame)
                 self.server.stats.requests += 1
-                self._dispatch(nursery, kind, rid, msg)
+                if self.role == "client" and kind == "client":
+                    client_batch.append((rid, msg))
+                else:
+                    self._dispatch(nursery, kind, rid, msg)
+            if client_batch:
+                self._dispatch_client(nursery, client_batch)
+
+    def _dispatch_client(
+        self, nursery: trio.Nursery, batch: list[tuple[int, wire.ClientRequest]]
+    ) -> None:
+        batch_handler = self.server.client_batch_handler
+        if batch_handler is None or len(batch) == 1:
+            handler = self.server.client_handler
+            assert handler is not None
+            for rid, msg in batch:
+                self._start(
+                    nursery, rid, "client_resp", functools.partial(_client_call, handler, msg)
+                )
+            return
+        self.inflight += len(batch)
+        nursery.start_soon(self._handle_client_batch, batch_handler, batch)
+
+    async def _handle_client_batch(
+        self, handler: ClientBatchHandler, batch: list[tuple[int, wire.ClientRequest]]
+    ) -> None:
+        try:
+            try:
+                values = await handler([(msg.op, msg.args) for _, msg in batch])
+            except Exception as e:  # a bug in the batch handler: every request gets it
+                self.server.stats.handler_errors += 1
+                log.exception("client batch handler failed (%d requests)", len(batch))
+                values = [e] * len(batch)
+            for (rid, _), value in zip(batch, values, strict=True):
+                if isinstance(value, BaseException):
+                    self._reply_error(rid, value)
+                else:
+                    self._reply(rid, "client_resp", wire.ClientReply(value))
+        finally:
+            self.inflight -= len(batch)
+            self.room.set()
 
     def _dispatch(self, nursery: trio.Nursery, kind: str, rid: int, msg: Any) -> None:
         raft = self.raft
         if self.role == "client":
-            if kind != "client":
-                raise wire.DecodeError(f"a client connection cannot send {kind!r}")
-            handler = self.server.client_handler
-            assert handler is not None
-            self._start(nursery, rid, "client_resp", lambda: _client_call(handler, msg))
-            return
+            raise wire.DecodeError(f"a client connection cannot send {kind!r}")
         if kind == "append":
             self._start_posted(
                 nursery, rid, "append_resp", raft.post_append_entries, raft.append_entries, msg
@@ -382,6 +425,7 @@ async def serve_raft(
     ssl_context: ssl.SSLContext | None = None,
     limits: ServerLimits | None = None,
     client_handler: ClientHandler | None = None,
+    client_batch_handler: ClientBatchHandler | None = None,
     task_status: trio.TaskStatus[RaftServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``raft``'s inbound RPCs on ``host:port`` until cancelled (Trio style: run it in
@@ -391,7 +435,8 @@ async def serve_raft(
     ``ssl_context`` (a server-side context; for mutual TLS set ``verify_mode =
     CERT_REQUIRED`` and load the cluster CA: :func:`openraft_trio.network.tcp.server_ssl_context`)
     wraps every connection in TLS. ``client_handler`` also accepts ``client``-role
-    connections, for a service's API on the same port.
+    connections, for a service's API on the same port; ``client_batch_handler``, if given,
+    gets the requests that arrived together instead (see :data:`ClientBatchHandler`).
     """
     limits = limits if limits is not None else ServerLimits()
     try:
@@ -404,7 +449,13 @@ async def serve_raft(
         listeners = [
             trio.SSLListener(lst, ssl_context, https_compatible=False) for lst in listeners
         ]
-    server = RaftServer(raft, listeners, limits=limits, client_handler=client_handler)
+    server = RaftServer(
+        raft,
+        listeners,
+        limits=limits,
+        client_handler=client_handler,
+        client_batch_handler=client_batch_handler,
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, server.handle_connection, listeners)
         log.info("node %s serving on %s", server.node_id, server.addr)

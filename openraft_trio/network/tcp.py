@@ -49,10 +49,18 @@ from . import _wire as wire
 from ._client import ChannelStats, RpcChannel, parse_addr
 from ._frames import DEFAULT_MAX_FRAME_SIZE
 from ._protocols import RPCOption
-from ._server import ClientHandler, RaftServer, ServerLimits, ServerStats, serve_raft
+from ._server import (
+    ClientBatchHandler,
+    ClientHandler,
+    RaftServer,
+    ServerLimits,
+    ServerStats,
+    serve_raft,
+)
 
 __all__ = [
     "ChannelStats",
+    "ClientBatchHandler",
     "ClientHandler",
     "RaftServer",
     "ServerLimits",
