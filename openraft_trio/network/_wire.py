@@ -36,7 +36,7 @@ order (``offset`` is where ``data`` starts); every chunk but the last is answere
 ``chunk_ack``, the last (``done``) by ``snapshot_resp`` once the snapshot is installed.
 ``client`` carries an operation name and a list of arguments that the service validates
 itself; its reply value is any CBOR. An ``error`` body may carry a third item, ``detail``
-(e.g. ``[leader_id, leader_addr]`` with ``ForwardToLeader``).
+(``[leader_id, leader_addr, maybe_committed]`` with ``ForwardToLeader``).
 
 ``snapshot_meta`` is ``[last_log_id, stored_membership, snapshot_id]``, ``data`` a byte
 string. Leaves use the codec's encodings: ``vote`` is ``[term, node_id, committed]``, a log

@@ -46,7 +46,7 @@ from .._messages import (
 from .._nursery import background_nursery
 from .._types import Node, Snapshot, Vote
 from . import _wire as wire
-from ._client import ChannelStats, RpcChannel, parse_addr
+from ._client import ChannelStats, NodeStopped, RpcChannel, parse_addr
 from ._frames import DEFAULT_MAX_FRAME_SIZE
 from ._protocols import RPCOption
 from ._server import (
@@ -62,6 +62,7 @@ __all__ = [
     "ChannelStats",
     "ClientBatchHandler",
     "ClientHandler",
+    "NodeStopped",
     "RaftServer",
     "ServerLimits",
     "ServerStats",

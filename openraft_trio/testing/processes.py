@@ -8,8 +8,9 @@ the multi-process tests and the TCP benchmarks::
         await cluster.initialize()
         async with cluster.client() as kv:
             await kv.put("k", "v")
-        await cluster.kill(cluster.leader_id())     # SIGKILL, like a crash
-        await cluster.start(old_leader)             # same data directory
+        leader = await cluster.wait_leader()
+        await cluster.kill(leader)                  # SIGKILL, like a crash
+        await cluster.start(leader)                 # same data directory
 
 Leaving the block kills every process it started (and waits for them), whatever happened.
 """
