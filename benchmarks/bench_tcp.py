@@ -4,8 +4,10 @@ For each store (``file``: FileLogStore + durable KvStateMachine, fsync on; ``mem
 MemLogStore) and each number of requests kept in flight (1, 64, 256 by default), it
 measures write throughput and per-write latency (p50/p99) two ways:
 
-* ``client``: from this process through :class:`~openraft_trio.kv.KvClient` (one pipelined
-  TCP connection to the leader) — what an application sees;
+* ``client``: from ``CLIENT_PROCS`` client processes, each a
+  :class:`~openraft_trio.kv.KvClient` (one pipelined TCP connection to the leader) keeping
+  its share of the requests in flight — what applications see (one Python client process
+  tops out near 10k writes/s, so one would measure the client, not the cluster);
 * ``leader``: load generated inside the leader's process (the ``bench`` op of
   ``serve --bench-op``) — no client hop; this is how PySyncObj, which has no client
   protocol, is measured by ``bench_peers``.
@@ -33,7 +35,7 @@ import trio
 from _bench_common import AGGREGATION, environment, percentile, table_lines, write_report
 
 from openraft_trio import RaftError
-from openraft_trio.kv import KvClient
+from openraft_trio.kv import KvClient, open_kv_client
 from openraft_trio.testing.processes import ProcessCluster, open_process_cluster
 
 NODES = 3
@@ -42,6 +44,7 @@ KEY_BYTES = 16
 VALUE_BYTES = 100
 STORES = ("mem", "file")
 MODES = ("client", "leader")
+CLIENT_PROCS = 2
 SERVE_ARGS = ["--bench-op"]
 
 
@@ -52,6 +55,8 @@ def _key(i: int) -> str:
 async def _client_load(
     kv: KvClient, clients: int, warmup: float, duration: float
 ) -> dict[str, Any]:
+    """``clients`` writers on one KvClient; latencies (seconds) of writes issued after
+    the warm-up."""
     value = "v" * VALUE_BYTES
     start = trio.current_time()
     measure_from, end = start + warmup, start + warmup + duration
@@ -76,12 +81,52 @@ async def _client_load(
     async with trio.open_nursery() as nursery:
         for w in range(clients):
             nursery.start_soon(writer, w)
-    latencies.sort()
+    return {"latencies": latencies, "errors": errors[:5]}
+
+
+def _load_client_main(argv: Sequence[str]) -> int:
+    """``--load-client ADDR CLIENTS WARMUP DURATION``: one client process; prints JSON."""
+    addr, clients, warmup, duration = argv[0], int(argv[1]), float(argv[2]), float(argv[3])
+
+    async def main() -> dict[str, Any]:
+        async with open_kv_client([addr], timeout=30, rpc_timeout=30) as kv:
+            kv.leader_addr = addr
+            return await _client_load(kv, clients, warmup, duration)
+
+    print(json.dumps(trio.run(main)))
+    return 0
+
+
+async def _client_processes(
+    addr: str, clients: int, warmup: float, duration: float
+) -> dict[str, Any]:
+    procs = min(CLIENT_PROCS, clients)
+    shares = [clients // procs + (i < clients % procs) for i in range(procs)]
+    outputs: list[dict[str, Any]] = []
+
+    async def one(share: int) -> None:
+        argv = [
+            sys.executable,
+            __file__,
+            "--load-client",
+            addr,
+            str(share),
+            str(warmup),
+            str(duration),
+        ]
+        result = await trio.run_process(argv, capture_stdout=True)
+        outputs.append(json.loads(result.stdout))
+
+    async with trio.open_nursery() as nursery:
+        for share in shares:
+            nursery.start_soon(one, share)
+    latencies = sorted(x for o in outputs for x in o["latencies"])
     return {
         "ops_per_s": len(latencies) / duration,
         "p50_us": percentile(latencies, 50) * 1e6 if latencies else float("nan"),
         "p99_us": percentile(latencies, 99) * 1e6 if latencies else float("nan"),
-        "errors": errors[:5],
+        "errors": [e for o in outputs for e in o["errors"]][:5],
+        "client_processes": procs,
     }
 
 
@@ -96,8 +141,7 @@ async def _one_run(
                 leader_addr, "bench", clients, duration, warmup, VALUE_BYTES
             )
         else:
-            kv.leader_addr = leader_addr
-            run = await _client_load(kv, clients, warmup, duration)
+            run = await _client_processes(leader_addr, clients, warmup, duration)
         after = await kv.status(leader_addr)
     run["leader_changed"] = after["term"] != term or after["state"] != "LEADER"
     return run
@@ -196,7 +240,8 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "key_space": KEY_SPACE,
         "value_bytes": VALUE_BYTES,
         "modes": {
-            "client": "KvClient in the benchmark process, one pipelined connection",
+            "client": f"KvClient in {CLIENT_PROCS} client processes (one at 1 in flight), "
+            "one pipelined connection each",
             "leader": "load generated in the leader's process (bench op)",
         },
         "aggregation": AGGREGATION,
@@ -220,6 +265,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--load-client"]:
+        return _load_client_main(argv[1:])
     args = parse_args(argv)
     print(
         f"bench_tcp: {NODES} node processes on loopback; {args.repeats} x {args.duration}s "

@@ -44,7 +44,7 @@ async def test_requests_and_replies(autojump_clock: Any) -> None:
     ("op", "args", "message"),
     [
         ("nope", [], "unknown operation"),
-        ("put", ["k"], "put:"),
+        ("put", ["k"], "put takes 2 arguments, got 1"),
         ("put", [1, "v"], "a key is a non-empty str"),
         ("put", ["", "v"], "a key is a non-empty str"),
         ("get", ["k", "yes"], "stale must be a bool"),
