@@ -6,6 +6,7 @@ generous bound (a hang fails the test), and nothing asserts on time.
 
 from __future__ import annotations
 
+import random
 import signal
 from pathlib import Path
 
@@ -140,3 +141,58 @@ async def test_snapshot_streams_to_a_new_learner_over_tcp(tmp_path: Path) -> Non
                 assert status["snapshot"] is not None
                 assert status["state"] == "LEARNER"
                 await _assert_on_every_node(cl, kv, items, [4])
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_writes_survive_a_schedule_of_kills_and_pauses(tmp_path: Path, seed: int) -> None:
+    """Clients keep writing while, round after round, a random node (often the leader) is
+    SIGKILLed and restarted, or SIGSTOPped (a silent peer with open connections) and
+    resumed. Every acknowledged write must be on every node at the end; a write whose
+    outcome was reported unknown may or may not be."""
+    rng = random.Random(seed)
+    acked: dict[str, str] = {}
+    unknown: dict[str, str] = {}
+    with trio.fail_after(120):
+        async with open_process_cluster(3, base_dir=str(tmp_path)) as cl:
+            await cl.initialize()
+            async with cl.client(timeout=20) as kv:
+
+                async def writer(w: int, stop: trio.Event) -> None:
+                    i = 0
+                    while not stop.is_set():
+                        key, value = f"w{w}-{i}", f"v{i}"
+                        try:
+                            await kv.put(key, value)
+                            acked[key] = value
+                        except AmbiguousOutcome:
+                            unknown[key] = value
+                        i += 1
+
+                for _ in range(4):
+                    stop = trio.Event()
+                    async with trio.open_nursery() as nursery:
+                        for w in range(4):
+                            nursery.start_soon(writer, w, stop)
+                        await trio.sleep(0.3)
+                        statuses = await cl.statuses()
+                        leaders = [s["id"] for s in statuses.values() if s["state"] == "LEADER"]
+                        victim = (
+                            leaders[0] if leaders and rng.random() < 0.7 else rng.choice([1, 2, 3])
+                        )
+                        proc = cl.nodes[victim].process
+                        assert proc is not None
+                        if rng.random() < 0.5:
+                            await cl.kill(victim, signal.SIGKILL)
+                            await trio.sleep(0.5)
+                            await cl.start(victim)
+                        else:
+                            proc.send_signal(signal.SIGSTOP)
+                            await trio.sleep(0.8)
+                            proc.send_signal(signal.SIGCONT)
+                        await trio.sleep(0.3)
+                        stop.set()
+                    await cl.wait_leader()
+                assert len(acked) > 100
+                await _assert_on_every_node(cl, kv, acked)
+                for key, value in unknown.items():
+                    assert await kv.get(key) in (None, value)
