@@ -37,6 +37,9 @@ _CONNECTION_ERRORS = (
     FrameError,
     wire.DecodeError,
 )
+HANDSHAKE_FRAME_SIZE = 64 * 1024
+"""The largest frame accepted from a peer before its handshake reply checked out."""
+
 _STOPPED_TYPES = frozenset({"Stopped", "StorageError", "Fatal"})
 
 
@@ -201,7 +204,12 @@ class RpcChannel:
                 tls = trio.SSLStream(stream, self.ssl_context, server_hostname=host)
                 await tls.do_handshake()
                 stream = tls
-            conn = FramedStream(stream, max_frame_size=self.max_frame_size)
+            # Until the peer proved it is the node we want, accept only a small frame.
+            conn = FramedStream(
+                stream,
+                max_frame_size=self.max_frame_size,
+                max_receive_size=min(HANDSHAKE_FRAME_SIZE, self.max_frame_size),
+            )
             await conn.send_now(wire.encode_message("hello", 0, self.hello))
             frames = await conn.receive_frames()
             kind, _rid, reply = wire.decode_message(frames[0])
@@ -215,6 +223,7 @@ class RpcChannel:
                 raise ConnectionRefusedError(
                     f"expected node {self.expect_node_id}, found node {reply.node_id}"
                 )
+            conn.allow_frames_up_to(self.max_frame_size)
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise

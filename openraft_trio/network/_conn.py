@@ -50,12 +50,17 @@ class FramedStream:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         write_timeout: float = 10.0,
         frame_timeout: float = 10.0,
+        max_receive_size: int | None = None,
     ) -> None:
         self.stream = stream
         self.max_frame_size = max_frame_size
         self.write_timeout = write_timeout
         self.frame_timeout = frame_timeout
-        self._decoder = FrameDecoder(max_frame_size)
+        # Frames we accept may start smaller than frames we send (a server accepts only a
+        # small hello until the handshake passed): see allow_frames_up_to.
+        self._decoder = FrameDecoder(
+            max_frame_size if max_receive_size is None else max_receive_size
+        )
         self._queue: list[bytes] = []
         self._wakeup = trio.Event()
         self._taken = trio.Event()  # set each time the writer takes the queue
@@ -64,6 +69,10 @@ class FramedStream:
         self._read_timeout: tuple[float, str] = (0.0, "")
         self.frames_sent = 0
         self.sends = 0
+
+    def allow_frames_up_to(self, max_frame_size: int) -> None:
+        """Raise the limit on received frames (after a handshake)."""
+        self._decoder.raise_max_frame_size(max_frame_size)
 
     @property
     def queued(self) -> int:

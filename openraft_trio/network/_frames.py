@@ -188,8 +188,18 @@ class FrameDecoder:
 
     @property
     def max_frame_size(self) -> int:
-        """The largest frame body this decoder accepts."""
+        """The largest frame body this decoder accepts (raise it with
+        :meth:`raise_max_frame_size`)."""
         return self._max_frame_size
+
+    def raise_max_frame_size(self, max_frame_size: int) -> None:
+        """Accept frames up to ``max_frame_size`` from now on (e.g. once the peer passed a
+        handshake that ran under a small limit). Lowering is refused: a frame already
+        accepted in part could exceed it."""
+        max_frame_size = _check_max_frame_size(max_frame_size)
+        if max_frame_size < self._max_frame_size:
+            raise ValueError("the frame size limit can only be raised")
+        self._max_frame_size = max_frame_size
 
     @property
     def buffered(self) -> int:

@@ -51,6 +51,9 @@ class ServerLimits:
     """Bounds on what one peer can make the server hold or wait for."""
 
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    # Before the handshake passed a peer may send only this much: a stranger cannot make
+    # the server buffer (or decode) a big frame.
+    max_handshake_frame_size: int = 64 * 1024
     max_inflight: int = 1024
     max_connections: int = 256
     max_snapshot_size: int = 4 * 1024**3
@@ -132,6 +135,7 @@ class RaftServer:
         conn = FramedStream(
             stream,
             max_frame_size=limits.max_frame_size,
+            max_receive_size=min(limits.max_handshake_frame_size, limits.max_frame_size),
             write_timeout=limits.write_timeout,
             frame_timeout=limits.frame_timeout,
         )
@@ -192,6 +196,7 @@ class _Connection:
             await self.conn.send_now(wire.encode_message("error", rid, reply))
             raise _Refused(reason)
         self.role = hello.role
+        self.conn.allow_frames_up_to(server.limits.max_frame_size)
         ok = wire.HelloOk(server.cluster_name, server.node_id)
         await self.conn.send_now(wire.encode_message("hello_ok", rid, ok))
 

@@ -408,3 +408,18 @@ def test_random_bytes_only_ever_close_that_connection() -> None:
         final = live.stats()
         assert final["connections_open"] == baseline["connections_open"]
         assert final["handler_errors"] == 0
+
+
+async def test_only_a_small_frame_is_accepted_before_the_handshake() -> None:
+    """A stranger cannot make the server buffer or decode a big frame: before the hello
+    passed, frames are limited to ``max_handshake_frame_size``; after it, to
+    ``max_frame_size``."""
+    limits = attrs.evolve(LIMITS, max_frame_size=1024 * 1024, max_handshake_frame_size=1024)
+    big = cbor_frame([1, 5, ["x" * 100_000]])  # ~100 KB of valid CBOR, wrong shape
+    with trio.fail_after(LIMIT):
+        async with open_tcp_cluster(3, limits={i: limits for i in (1, 2, 3)}) as c:
+            # Refused as soon as the length prefix arrives, before any body byte is read.
+            await assert_closes_with(c, "bad_frames", sends((2048).to_bytes(4, "big")))
+            # After the handshake the same big frame is read whole (and refused for its
+            # shape, not its size).
+            await assert_closes_with(c, "bad_messages", sends(big, hello=True))
