@@ -196,3 +196,18 @@ async def test_writes_survive_a_schedule_of_kills_and_pauses(tmp_path: Path, see
                 await _assert_on_every_node(cl, kv, acked)
                 for key, value in unknown.items():
                     assert await kv.get(key) in (None, value)
+
+
+async def test_sigterm_and_sigint_stop_a_node_cleanly(tmp_path: Path) -> None:
+    with trio.fail_after(BOUND):
+        async with open_process_cluster(3, base_dir=str(tmp_path)) as cl:
+            leader = await cl.initialize()
+            async with cl.client() as kv:
+                await _write_all(kv, {"before": "stop"})
+                for sig, node_id in ((signal.SIGTERM, leader), (signal.SIGINT, leader % 3 + 1)):
+                    await cl.kill(node_id, sig)
+                    proc = cl.nodes[node_id].process
+                    assert proc is not None
+                    assert proc.returncode == 0, cl.log_tail(node_id)
+                    await cl.start(node_id)
+                await _assert_on_every_node(cl, kv, {"before": "stop"})
