@@ -40,6 +40,16 @@ class Responder:
 
     async def wait(self) -> Any:
         await self._event.wait()
+        return self.result()
+
+    async def wait_done(self) -> None:
+        """Wait until a value was sent; no checkpoint if it already was (a caller of a
+        batch waits on many slots that are mostly filled at once)."""
+        if not self.done:
+            await self._event.wait()
+
+    def result(self) -> Any:
+        """The value sent (raised, if it is an exception); only once ``done``."""
         if isinstance(self._value, BaseException):
             raise self._value
         return self._value
