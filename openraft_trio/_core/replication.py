@@ -21,6 +21,7 @@ little later, and a busy leader saves one follower round per write.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -89,6 +90,9 @@ class ReplicationStream:
         self.retry_at: float | None = None  # after an RPC failure: resend from acked then
         self.backoff = config.heartbeat_interval
         self.commit_only_deadline: float | None = None
+        # When the commit index was last sent, and how often an idle stream repeats it.
+        self.commit_sent_at = -math.inf
+        self.commit_refresh = config.election_timeout_max
 
     async def run(self) -> None:
         handle, config = self.handle, self.config
@@ -113,7 +117,16 @@ class ReplicationStream:
                     or not (has_entries or commit_news)
                     or self.inflight >= config.max_inflight_append_entries
                 ):
-                    await handle.wakeup.wait()
+                    if self.stalled or has_entries or committed is None:
+                        await handle.wakeup.wait()
+                        continue
+                    # Idle: re-send the commit index now and then. A follower that restarted
+                    # lost its (volatile) commit index, and nothing else would tell it until
+                    # the next write.
+                    with trio.move_on_at(self.commit_sent_at + self.commit_refresh) as idle:
+                        await handle.wakeup.wait()
+                    if idle.cancelled_caught and self.inflight == 0:
+                        self.sent_committed = None
                     continue
                 if not has_entries and not self._commit_only_due():
                     await self._wait_commit_only()
@@ -133,6 +146,7 @@ class ReplicationStream:
                 if entries:
                     self.sent = entries[-1].log_id
                 self.sent_committed = committed
+                self.commit_sent_at = trio.current_time()
 
     async def _send_snapshot(self) -> None:
         """Send the state machine's current snapshot (whole; a transport may chunk it by

@@ -7,7 +7,9 @@ import pytest
 
 import openraft_trio as raft
 from openraft_trio.kv import Set
+from openraft_trio.storage import run_inline
 from openraft_trio.testing import RouterNetwork, open_cluster
+from openraft_trio.testing.crashfs import CrashFS
 
 
 class AppendRecorder:
@@ -86,3 +88,27 @@ async def test_reordering_network_still_converges(autojump_clock):
         datas = [c.state_machines[n].data for n in c.node_ids]
         assert all(d == datas[0] for d in datas)
         assert len(datas[0]) == 300
+
+
+async def test_a_restarted_follower_learns_the_commit_index_without_new_writes(autojump_clock):
+    """A follower's commit index is volatile: after a restart it is behind, and an idle
+    leader must still tell it (the replication stream repeats the commit index now and
+    then), or its state machine stays stale until the next write."""
+    # Durable nodes on simulated disks: the file log persists the commit index lazily, so
+    # the restarted follower comes back with an older one.
+    async with open_cluster(
+        3, seed=7, data_dir="/data", fs=lambda _node_id: CrashFS(), run_io=run_inline
+    ) as c:
+        leader = await c.wait_for_leader(5)
+        for i in range(5):
+            await c.nodes[leader].client_write(Set(f"k{i}", i))
+        committed = c.nodes[leader].metrics.committed
+        follower = next(n for n in c.node_ids if n != leader)
+        # The follower learned the commit index (in memory) before it crashes.
+        await c.nodes[follower].wait(5).metrics(lambda m: m.committed == committed, "commit")
+        await c.crash(follower)
+        await c.restart(follower)
+        node = c.nodes[follower]
+        await node.wait(5).metrics(lambda m: m.committed == committed, "commit index learned")
+        await node.wait(5).applied_index_at_least(committed.index)
+        assert c.state_machines[follower].get("k4") == 4
