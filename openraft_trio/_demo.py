@@ -201,10 +201,7 @@ async def _wait_applied(cl: ProcessCluster, node_id: int, index: int) -> None:
 async def _verify(
     cl: ProcessCluster, kv: KvClient, report: Reporter, acked: dict[str, str]
 ) -> None:
-    statuses = await cl.statuses()
-    commit = max(s["committed"] or 0 for s in statuses.values())
-    for node_id in cl.nodes:
-        await _wait_applied(cl, node_id, commit)
+    await cl.wait_converged()
     for node_id, node in cl.nodes.items():
         missing = await _missing(kv, node.addr, acked.items())
         if missing:

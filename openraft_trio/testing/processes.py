@@ -217,6 +217,29 @@ class ProcessCluster:
         raise ProcessClusterError(f"no agreed leader within {timeout}s")
 
 
+    async def wait_converged(self, *, timeout: float = 20.0) -> int:
+        """Wait until the running nodes agree on a leader that has committed its whole log,
+        and every running member has applied that much; return that log index. (Right after
+        restarts the nodes may know an older commit index than was acknowledged before; the
+        acknowledged writes are there once a leader commits an entry of its term.)"""
+        with trio.move_on_after(timeout):
+            while True:
+                leader = await self.wait_leader(timeout=timeout)
+                statuses = await self.statuses()
+                lead = statuses.get(leader)
+                if lead is not None and lead["committed"] == lead["last_log_index"]:
+                    target: int = lead["committed"]
+                    members = {int(i) for i in lead["nodes"]}
+                    running = [i for i, n in self.nodes.items() if n.running and i in members]
+                    if all(
+                        i in statuses and (statuses[i]["applied"] or 0) >= target
+                        for i in running
+                    ):
+                        return target
+                await trio.sleep(0.02)
+        raise ProcessClusterError(f"the cluster did not converge within {timeout}s")
+
+
 @asynccontextmanager
 async def open_process_cluster(
     n: int = 3,

@@ -21,15 +21,6 @@ pytestmark = pytest.mark.slow
 BOUND = 60.0
 
 
-async def _wait_applied(cl: ProcessCluster, node_id: int, index: int) -> None:
-    with trio.fail_after(20):
-        while True:
-            status = (await cl.statuses()).get(node_id)
-            if status is not None and (status["applied"] or 0) >= index:
-                return
-            await trio.sleep(0.02)
-
-
 async def _write_all(kv: KvClient, items: dict[str, str], clients: int = 8) -> None:
     pending = list(items.items())
 
@@ -51,10 +42,8 @@ async def _write_all(kv: KvClient, items: dict[str, str], clients: int = 8) -> N
 async def _assert_on_every_node(
     cl: ProcessCluster, kv: KvClient, items: dict[str, str], nodes: list[int] | None = None
 ) -> None:
-    statuses = await cl.statuses()
-    commit = max(s["committed"] or 0 for s in statuses.values())
+    await cl.wait_converged()
     for node_id in nodes or list(cl.nodes):
-        await _wait_applied(cl, node_id, commit)
         addr = cl.nodes[node_id].addr
         found = {k: await kv.get(k, stale=True, addr=addr) for k in items}
         assert found == items, f"node {node_id} differs"
