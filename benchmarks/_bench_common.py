@@ -144,3 +144,15 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nJSON written to {path}")
+
+
+def emit_report(report: dict[str, Any], text: str, json_path: Path | None) -> int:
+    """Print ``text`` (the readable tables) and ``report`` as JSON; also write the JSON to
+    ``json_path`` if given. Returns 0, the benchmark's exit status."""
+    print()
+    print(text)
+    print()
+    print(json.dumps(report, indent=2))
+    if json_path is not None:
+        write_report(json_path, report)
+    return 0

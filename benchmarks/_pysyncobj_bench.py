@@ -55,7 +55,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import json
 import logging
 import multiprocessing
 import socket
@@ -70,7 +69,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from _bench_common import AGGREGATION, environment, percentile, table_lines, write_report
+from _bench_common import AGGREGATION, emit_report, environment, percentile, table_lines
 
 PYSYNCOBJ_REQUIREMENT = "pysyncobj==0.3.17"
 
@@ -656,13 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "results": results,
     }
-    print()
-    print(format_table(results))
-    print()
-    print(json.dumps(report, indent=2))
-    if args.json is not None:
-        write_report(args.json, report)
-    return 0
+    return emit_report(report, format_table(results), args.json)
 
 
 if __name__ == "__main__":

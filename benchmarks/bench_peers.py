@@ -21,13 +21,12 @@ Run with ``nox -s bench_peers`` (installs PySyncObj into that session only), or
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _bench_common import environment, table_lines, write_report
+from _bench_common import emit_report, environment, table_lines
 from _pysyncobj_bench import PYSYNCOBJ_REQUIREMENT, PySyncObjMissing, measure_pysyncobj
 from _pysyncobj_bench import format_table as format_pysyncobj_table
 from bench_tcp import format_table as format_openraft_table
@@ -125,20 +124,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "comparison": rows,
         "single_writer_mem_p50_us": {o["config"]: o["p50_us"] for o in single},
     }
-    print("\nPySyncObj\n" + format_pysyncobj_table(theirs))
-    print("\nopenraft_trio\n" + format_openraft_table(ours))
-    print("\nComparison (target: >= 3x throughput and a lower p99)\n" + format_comparison(rows))
+    lines = [
+        "PySyncObj",
+        format_pysyncobj_table(theirs),
+        "",
+        "openraft_trio",
+        format_openraft_table(ours),
+        "",
+        "Comparison (target: >= 3x throughput and a lower p99)",
+        format_comparison(rows),
+    ]
     for o in single:
         verdict = "met" if o["p50_us"] < LATENCY_TARGET_US else "NOT met"
-        print(
+        lines.append(
             f"single-writer latency, {o['config']}: p50 {o['p50_us']:,.0f} us "
             f"(target < 1 ms: {verdict})"
         )
-    print()
-    print(json.dumps(report, indent=2))
-    if args.json is not None:
-        write_report(args.json, report)
-    return 0
+    return emit_report(report, "\n".join(lines), args.json)
 
 
 if __name__ == "__main__":

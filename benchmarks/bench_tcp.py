@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from _bench_common import AGGREGATION, environment, percentile, table_lines, write_report
+from _bench_common import AGGREGATION, emit_report, environment, percentile, table_lines
 
 from openraft_trio import RaftError
 from openraft_trio.kv import KvClient, open_kv_client
@@ -288,13 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": settings(args),
         "results": results,
     }
-    print()
-    print(format_table(results))
-    print()
-    print(json.dumps(report, indent=2))
-    if args.json is not None:
-        write_report(args.json, report)
-    return 0
+    return emit_report(report, format_table(results), args.json)
 
 
 if __name__ == "__main__":

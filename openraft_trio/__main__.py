@@ -16,17 +16,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ._cli import Commands, add_commands
+from ._cli import Commands, add_commands, int_arg
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    return int_arg(text, 1, "the value")
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -45,14 +45,19 @@ def _addr_list(text: str) -> list[str]:
     return [_addr(part.strip()) for part in text.split(",") if part.strip()]
 
 
-def _node_id(text: str) -> int:
+def int_arg(text: str, minimum: int, what: str) -> int:
+    """Parse an integer argument of at least ``minimum``; ``what`` names it in errors."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a node id is an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a node id is >= 0, got {value}")
+        raise argparse.ArgumentTypeError(f"{what} is an integer, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{what} is >= {minimum}, got {value}")
     return value
+
+
+def _node_id(text: str) -> int:
+    return int_arg(text, 0, "a node id")
 
 
 def _peers(text: str) -> dict[int, str]:

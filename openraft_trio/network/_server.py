@@ -339,18 +339,8 @@ class _Connection:
         """Submit now (keeps the connection's order) and reply from the core's callback:
         no task per request on the hot path."""
 
-        def done(value: Any) -> None:
-            try:
-                if isinstance(value, BaseException):
-                    self._reply_error(rid, value)
-                else:
-                    self._reply(rid, reply_kind, value)
-            finally:
-                self.inflight -= 1
-                self.room.set()
-
         try:
-            posted = post(msg, done)
+            posted = post(msg, functools.partial(self._answer, rid, reply_kind))
         except RaftError as e:
             self._reply_error(rid, e)
             return
@@ -369,13 +359,21 @@ class _Connection:
         try:
             value = await fn()
         except RaftError as e:
-            self._reply_error(rid, e)
+            value = e
         except Exception as e:  # a bug: answer, log it, keep serving
             self.server.stats.handler_errors += 1
             log.exception("handler of request %d from %s failed", rid, self.peer)
-            self._reply_error(rid, e)
-        else:
-            self._reply(rid, reply_kind, value)
+            value = e
+        self._answer(rid, reply_kind, value)
+
+    def _answer(self, rid: int, reply_kind: str, value: Any) -> None:
+        """Reply with ``value`` (an error reply if it is an exception); one in-flight
+        request less."""
+        try:
+            if isinstance(value, BaseException):
+                self._reply_error(rid, value)
+            else:
+                self._reply(rid, reply_kind, value)
         finally:
             self.inflight -= 1
             self.room.set()

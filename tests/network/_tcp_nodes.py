@@ -48,6 +48,18 @@ WAIT = 10.0  # seconds: generous bound on any condition a test waits for
 _keys = itertools.count()
 
 
+# ServerStats counters of a connection closed for misbehaving (each case moves exactly one).
+FAILURES = (
+    "connections_refused",
+    "handshakes_refused",
+    "bad_frames",
+    "bad_messages",
+    "timeouts",
+    "broken_connections",
+    "handler_errors",
+)
+
+
 async def wait_until(pred: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
     """Poll ``pred`` until true; fail (not hang) after ``timeout`` seconds."""
     with trio.move_on_after(timeout):

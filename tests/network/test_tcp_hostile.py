@@ -30,6 +30,7 @@ from openraft_trio.network.tcp import ServerLimits
 
 from ._tcp_nodes import (
     CONFIG,
+    FAILURES,
     TcpCluster,
     TcpNode,
     frame,
@@ -53,15 +54,6 @@ LIMITS = ServerLimits(
     write_timeout=0.3,
 )
 TARGET = 2  # the node under attack (any role)
-FAILURES = (
-    "connections_refused",
-    "handshakes_refused",
-    "bad_frames",
-    "bad_messages",
-    "timeouts",
-    "broken_connections",
-    "handler_errors",
-)
 
 
 def cluster() -> AbstractAsyncContextManager[TcpCluster]:

@@ -18,19 +18,10 @@ from openraft_trio import LeaderId, Node, RPCOption, Vote, VoteRequest
 from openraft_trio.kv import Set
 from openraft_trio.network.tcp import client_ssl_context, open_tcp_network, server_ssl_context
 
-from ._tcp_nodes import TcpCluster, open_tcp_cluster, wait_until
+from ._tcp_nodes import FAILURES, TcpCluster, open_tcp_cluster, wait_until
 
 LIMIT = 20
 TTL = RPCOption(hard_ttl=5.0)
-FAILURES = (
-    "connections_refused",
-    "handshakes_refused",
-    "bad_frames",
-    "bad_messages",
-    "timeouts",
-    "broken_connections",
-    "handler_errors",
-)
 
 
 @attrs.frozen

@@ -126,7 +126,9 @@ def test_round_trip(kind: str, msg: Any, request_id: int) -> None:
     assert decode_message(encode_message(kind, request_id, msg)) == (kind, request_id, msg)
 
 
-@pytest.mark.parametrize(("kind", "msg"), [m for m in MESSAGES if m[1] is not None and m[0] != "client_resp"])
+@pytest.mark.parametrize(
+    ("kind", "msg"), [m for m in MESSAGES if m[1] is not None and m[0] != "client_resp"]
+)
 def test_converter_hooks_round_trip(kind: str, msg: Any) -> None:
     raw = codec.converter.unstructure(msg)
     assert isinstance(raw, list)
