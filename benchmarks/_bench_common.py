@@ -156,3 +156,33 @@ def emit_report(report: dict[str, Any], text: str, json_path: Path | None) -> in
     if json_path is not None:
         write_report(json_path, report)
     return 0
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options every load benchmark shares: ``--quick`` (0.5 s runs, 1 repeat, 0.2 s
+    warm-up unless given), ``--duration``, ``--warmup``, ``--repeats``, ``--points``
+    (requests kept in flight, ``1,64,256``) and ``--json PATH``. Call
+    :func:`apply_quick` on the parsed arguments."""
+    p.add_argument("--quick", action="store_true", help="0.5 s runs, 1 repeat")
+    p.add_argument("--duration", type=float, help="measured seconds per run (2; 0.5 quick)")
+    p.add_argument("--warmup", type=float, help="unmeasured seconds before each run (0.5)")
+    p.add_argument("--repeats", type=int, help="runs per point; medians reported (3; 1 quick)")
+    p.add_argument(
+        "--points",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[1, 64, 256],
+        help="requests kept in flight, comma-separated (1,64,256)",
+    )
+    p.add_argument("--json", type=Path, help="also write the JSON report here")
+
+
+def apply_quick(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the defaults of :func:`add_run_options` (shorter with ``--quick``)."""
+    quick = args.quick
+    if args.duration is None:
+        args.duration = 0.5 if quick else 2.0
+    if args.repeats is None:
+        args.repeats = 1 if quick else 3
+    if args.warmup is None:
+        args.warmup = 0.2 if quick else 0.5
+    return args

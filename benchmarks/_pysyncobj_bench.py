@@ -66,10 +66,17 @@ import traceback
 from collections import Counter
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
-from _bench_common import AGGREGATION, emit_report, environment, percentile, table_lines
+from _bench_common import (
+    AGGREGATION,
+    add_run_options,
+    apply_quick,
+    emit_report,
+    environment,
+    percentile,
+    table_lines,
+)
 
 PYSYNCOBJ_REQUIREMENT = "pysyncobj==0.3.17"
 
@@ -578,28 +585,7 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument(
-        "--duration",
-        type=float,
-        default=None,
-        help="measured seconds per run (default 2; 0.5 with --quick)",
-    )
-    p.add_argument(
-        "--warmup", type=float, default=0.5, help="unmeasured seconds before each run (default 0.5)"
-    )
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=None,
-        help="runs of every point; medians are reported (default 3; 1 with --quick)",
-    )
-    p.add_argument(
-        "--points",
-        type=int,
-        nargs="+",
-        default=[1, 64, 256],
-        help="requests in flight (default 1 64 256)",
-    )
+    add_run_options(p)
     p.add_argument(
         "--configs",
         nargs="+",
@@ -607,14 +593,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=list(CONFIGS),
         help="PySyncObj configs (default: all)",
     )
-    p.add_argument("--json", type=Path, default=None, help="also write the JSON report here")
-    p.add_argument("--quick", action="store_true", help="short runs, to check that it works")
-    args = p.parse_args(argv)
-    if args.duration is None:
-        args.duration = 0.5 if args.quick else 2.0
-    if args.repeats is None:
-        args.repeats = 1 if args.quick else 3
-    return args
+    return apply_quick(p.parse_args(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,10 +23,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from _bench_common import emit_report, environment, table_lines
+from _bench_common import add_run_options, apply_quick, emit_report, environment, table_lines
 from _pysyncobj_bench import PYSYNCOBJ_REQUIREMENT, PySyncObjMissing, measure_pysyncobj
 from _pysyncobj_bench import format_table as format_pysyncobj_table
 from bench_tcp import format_table as format_openraft_table
@@ -86,16 +85,8 @@ def format_comparison(rows: Sequence[dict[str, Any]]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="0.5 s runs, 1 repeat")
-    p.add_argument("--duration", type=float, default=2.0)
-    p.add_argument("--warmup", type=float, default=0.5)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--points", type=lambda s: [int(x) for x in s.split(",")], default=[1, 64, 256])
-    p.add_argument("--json", type=Path, help="also write the JSON report here")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.duration, args.repeats, args.warmup = 0.5, 1, 0.2
-    return args
+    add_run_options(p)
+    return apply_quick(p.parse_args(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

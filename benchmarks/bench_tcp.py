@@ -28,11 +28,18 @@ import statistics
 import sys
 import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import trio
-from _bench_common import AGGREGATION, emit_report, environment, percentile, table_lines
+from _bench_common import (
+    AGGREGATION,
+    add_run_options,
+    apply_quick,
+    emit_report,
+    environment,
+    percentile,
+    table_lines,
+)
 
 from openraft_trio import RaftError
 from openraft_trio.kv import KvClient, open_kv_client
@@ -250,18 +257,10 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="0.5 s runs, 1 repeat")
-    p.add_argument("--duration", type=float, default=2.0)
-    p.add_argument("--warmup", type=float, default=0.5)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--points", type=lambda s: [int(x) for x in s.split(",")], default=[1, 64, 256])
+    add_run_options(p)
     p.add_argument("--stores", type=lambda s: s.split(","), default=list(STORES))
     p.add_argument("--modes", type=lambda s: s.split(","), default=list(MODES))
-    p.add_argument("--json", type=Path, help="also write the JSON report here")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.duration, args.repeats, args.warmup = 0.5, 1, 0.2
-    return args
+    return apply_quick(p.parse_args(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
