@@ -122,8 +122,12 @@ class ReplicationStream:
                         continue
                     # Idle: re-send the commit index now and then. A follower that restarted
                     # lost its (volatile) commit index, and nothing else would tell it until
-                    # the next write.
-                    with trio.move_on_at(self.commit_sent_at + self.commit_refresh) as idle:
+                    # the next write. While a request is still out, look again a heartbeat
+                    # later (never a deadline already past: that would spin).
+                    refresh_at = self.commit_sent_at + self.commit_refresh
+                    if self.inflight:
+                        refresh_at = max(refresh_at, trio.current_time() + config.heartbeat_interval)
+                    with trio.move_on_at(refresh_at) as idle:
                         await handle.wakeup.wait()
                     if idle.cancelled_caught and self.inflight == 0:
                         self.sent_committed = None

@@ -67,17 +67,10 @@ class FramedStream:
         self._closing = False
         self._read_scope: trio.CancelScope | None = None
         self._read_timeout: tuple[float, str] = (0.0, "")
-        self.frames_sent = 0
-        self.sends = 0
 
     def allow_frames_up_to(self, max_frame_size: int) -> None:
         """Raise the limit on received frames (after a handshake)."""
         self._decoder.raise_max_frame_size(max_frame_size)
-
-    @property
-    def queued(self) -> int:
-        """Frames waiting for the writer."""
-        return len(self._queue)
 
     def send_nowait(self, body: bytes) -> None:
         """Queue one frame body for the writer task. Raises ``trio.ClosedResourceError``
@@ -119,8 +112,6 @@ class FramedStream:
                 scope.deadline = trio.current_time() + self.write_timeout
                 await self.stream.send_all(data)
                 scope.deadline = math.inf
-                self.frames_sent += len(frames)
-                self.sends += 1
         raise ConnectionTimeout(f"peer did not read for {self.write_timeout}s")
 
     async def run(self, reader: Callable[[trio.Nursery], Awaitable[None]]) -> None:

@@ -255,20 +255,15 @@ class _Connection:
         self, handler: ClientBatchHandler, batch: list[tuple[int, wire.ClientRequest]]
     ) -> None:
         try:
-            try:
-                values = await handler([(msg.op, msg.args) for _, msg in batch])
-            except Exception as e:  # a bug in the batch handler: every request gets it
-                self.server.stats.handler_errors += 1
-                log.exception("client batch handler failed (%d requests)", len(batch))
-                values = [e] * len(batch)
-            for (rid, _), value in zip(batch, values, strict=True):
-                if isinstance(value, BaseException):
-                    self._reply_error(rid, value)
-                else:
-                    self._reply(rid, "client_resp", wire.ClientReply(value))
-        finally:
-            self.inflight -= len(batch)
-            self.room.set()
+            values = await handler([(msg.op, msg.args) for _, msg in batch])
+        except Exception as e:  # a bug in the batch handler: every request gets it
+            self.server.stats.handler_errors += 1
+            log.exception("client batch handler failed (%d requests)", len(batch))
+            values = [e] * len(batch)
+        for (rid, _), value in zip(batch, values, strict=True):
+            if not isinstance(value, BaseException):
+                value = wire.ClientReply(value)
+            self._answer(rid, "client_resp", value)
 
     def _dispatch(self, nursery: trio.Nursery, kind: str, rid: int, msg: Any) -> None:
         raft = self.raft
