@@ -333,7 +333,7 @@ class RaftCore:
             elif isinstance(c, cmd.RespondWhenApplied):
                 self.pending_writes[c.log_id.index] = (c.log_id, c.responder)
             elif isinstance(c, cmd.QuitLeader):
-                self._quit_leader(c.leader_id)
+                self._quit_leader(c.leader_id, c.committed)
             else:  # pragma: no cover
                 raise TypeError(f"unknown command {c!r}")
         if self.pending_committed is not None:
@@ -419,14 +419,19 @@ class RaftCore:
     def _notifier(self) -> _WakingSender:
         return _WakingSender(self)
 
-    def _quit_leader(self, leader_id: int | None) -> None:
+    def _quit_leader(self, leader_id: int | None, committed: LogId | None) -> None:
+        """Tear down the leader nursery. Writes up to ``committed`` stay pending: the
+        sm_worker answers them with their success once applied. The rest may or may not
+        be committed by the next leader: they fail as ``maybe_committed``."""
         if self.leader_nursery is not None:
             self.leader_nursery.cancel_scope.cancel()
         self.quit_leader = True
         node = self.engine.node_of(leader_id)
-        for _, r in self.pending_writes.values():
+        pending = self.pending_writes
+        upto = -1 if committed is None else committed.index
+        for index in [i for i in pending if i > upto]:
+            _, r = pending.pop(index)
             r.send(ForwardToLeader(leader_id, node, maybe_committed=True))
-        self.pending_writes.clear()
 
     # -- metrics -------------------------------------------------------------------------------
 

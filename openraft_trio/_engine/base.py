@@ -162,7 +162,7 @@ class EngineBase:
         if self.leader is not None:
             leader = self.leader
             self.leader = None
-            self.push(QuitLeader(new_leader))
+            self.push(QuitLeader(new_leader, self.committed))
             for read in leader.pending_reads:
                 self.respond(read.responder, ForwardToLeader(new_leader, self.node_of(new_leader)))
             if leader.pending_change is not None:

@@ -160,9 +160,16 @@ class SendTransferLeader(Command):
 
 @attrs.frozen
 class QuitLeader(Command):
-    """Cancel the leader nursery; fail pending client writes."""
+    """Cancel the leader nursery; fail the pending client writes that did not commit.
+
+    A write at or below ``committed`` is committed: it stays pending and is answered with
+    its success once applied, even though this node no longer leads (PROTOCOL-NOTES
+    "Reads": only what was not yet committed is of unknown outcome). Writes after it fail
+    with ``ForwardToLeader(leader_id, maybe_committed=True)``.
+    """
 
     leader_id: int | None
+    committed: LogId | None
 
 
 @attrs.frozen

@@ -94,6 +94,13 @@ class Engine(VoteHandler, FollowingHandler, LeaderHandler, MembershipHandler, Sn
         if committed is not None and not log_id_ge(last_applied, committed):
             self.push(Apply(committed))
             self.apply_requested = committed
+        if self.vote.term > 0 or last is not None:
+            # We cannot know when we last heard from a leader: assume one is alive and
+            # refuse (pre-)votes, ours included, for one lease (PROTOCOL-NOTES "Reads").
+            # Otherwise a majority restarting inside a leader's lease could elect a new
+            # leader while the old one still serves lease reads. The price: the first
+            # election after a whole-cluster restart waits one lease.
+            self.leader_seen_time = self.now
         self.reset_election_timer()
 
     def initialize(self, membership: Membership) -> None:

@@ -14,6 +14,12 @@
   read arrived — proven by a round number, not by time, since a clock may not tick between
   the read and a heartbeat already on its way — and for the leader's blank entry to commit; LEASE_READ answers at once while
   ``now < quorum_ack_time + lease - lease_clock_drift``, else ``QuorumNotEnough``.
+  A leader that started a transfer gives its lease up for the rest of its term (the
+  target's vote request crosses every follower's lease): LEASE_READ then runs as
+  READ_INDEX.
+* A write is answered with its success once committed and applied, even if this node
+  steps down meanwhile: ``QuitLeader`` carries the commit index, and only writes after it
+  are of unknown outcome.
 """
 
 from __future__ import annotations
@@ -162,6 +168,10 @@ class LeaderHandler(EngineBase):
         if leader is None or to == self.id or not self.membership.membership.is_voter(to):
             return
         leader.transfer_to = to
+        # From here on the target may be let through every follower's lease: give up our
+        # own lease for the rest of this term, even if the transfer times out and we lead
+        # on (acks that arrive later do not bring it back).
+        leader.lease_given_up = True
         leader.transfer_deadline = self.now + self.config.election_timeout_max
         leader.transfer_sent = False
         self._maybe_send_transfer()
@@ -259,6 +269,11 @@ class LeaderHandler(EngineBase):
         return sys.maxsize if result == math.inf else int(result)
 
     def lease_valid(self) -> bool:
+        """LEASE_READ may be served locally: a quorum acknowledged a request sent less than
+        ``lease - lease_clock_drift`` ago, and no leader transfer began in this term."""
+        leader = self.leader
+        if leader is None or leader.lease_given_up:
+            return False
         c = self.config
         return self.now < self.quorum_ack_time() + c.lease - c.lease_clock_drift
 
@@ -281,6 +296,10 @@ class LeaderHandler(EngineBase):
             self.respond(responder, e)
             return
         read_log_id = max_log_id(self.committed, leader.noop_log_id)
+        if policy is ReadPolicy.LEASE_READ and leader.lease_given_up:
+            # A transfer began in this term: the lease proves nothing, confirm leadership
+            # with a quorum round instead (the read stays linearizable, only slower).
+            policy = ReadPolicy.READ_INDEX
         if policy is ReadPolicy.LEASE_READ and not self.lease_valid():
             self.respond(responder, QuorumNotEnough("leader lease expired"))
             return

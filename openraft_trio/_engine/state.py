@@ -101,6 +101,9 @@ class LeaderState:
     transfer_to: int | None = None
     transfer_deadline: float = -math.inf
     transfer_sent: bool = False
+    # Set when a transfer starts and never cleared in this term: the target's vote
+    # request crosses every follower's lease, so ours no longer proves anything.
+    lease_given_up: bool = False
 
 
 @attrs.define

@@ -7,7 +7,10 @@ last log id is >= ours), Ongaro's thesis §9.6 (pre-vote) and openraft ``vote.md
 * a node that heard from a live leader within the lease refuses (pre-)votes that are not
   leader transfers (leader stickiness; this is what makes lease reads safe);
 * a pre-vote changes no state on either side;
-* a candidate counts a grant only if the response is for its current vote.
+* a candidate counts a grant only if the response is for its current vote;
+* stickiness binds this node's own vote too: it does not campaign while it heard from a
+  live leader within the lease, whatever asked it to (the election timer, ``elect()``),
+  and a leader does not campaign at all. Only a leader transfer crosses the lease.
 """
 
 from __future__ import annotations
@@ -21,8 +24,15 @@ from .state import CandidateState, LeaderState, ProgressEntry
 
 class VoteHandler(EngineBase):
     def elect(self) -> None:
-        """Start an election: a pre-vote round first if enabled, else a real one."""
-        if not self.is_voter:
+        """Start an election: a pre-vote round first if enabled, else a real one.
+
+        Nothing happens on a learner, on the leader, or on a follower that heard from a
+        live leader within the lease (leader stickiness binds our own vote as it binds our
+        vote for others: a self-vote inside the lease could elect a new leader while the
+        old one still serves lease reads). ``handle_transfer_leader`` is the one way
+        through the lease.
+        """
+        if not self.is_voter or self.leader is not None or self.lease_valid_for_followers():
             return
         if self.config.enable_pre_vote:
             self._start_pre_vote()

@@ -107,14 +107,20 @@ def follower(
     now: float = 0.0,
     config: Config = CONFIG,
     seed: int = 0,
+    just_restarted: bool = False,
 ) -> Engine:
     """An initialized node restarted from storage (a follower, or a learner if not a voter).
 
     ``membership`` is the applied (committed) one, carried by ``INIT_LOG_ID``; the log is
     ``log`` (all flushed), committed and applied up to ``committed``. Output is cleared.
+
+    A restarted node assumes a live leader for one lease after startup. By default the
+    node restarted long enough ago that this startup lease is over (and its election
+    deadline is drawn as if it never had one); ``just_restarted=True`` keeps it.
     """
     eng = new_engine(node_id, config=config, seed=seed)
     eng.now = now
+    rng_state = eng.rng.getstate()
     eng.startup(
         vote=vote,
         log_ids=list(log),
@@ -124,6 +130,11 @@ def follower(
         applied_membership=StoredMembership(INIT_LOG_ID, membership),
         log_memberships=log_memberships,
     )
+    if not just_restarted:
+        assert eng.leader_seen_time == now
+        eng.leader_seen_time = None
+        eng.rng.setstate(rng_state)
+        eng.reset_election_timer()
     assert eng.take_output() == []
     return eng
 

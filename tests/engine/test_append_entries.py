@@ -120,7 +120,7 @@ def test_leader_steps_down_on_append_from_higher_leader() -> None:
     r = object()
     eng.handle_append_entries(ae(V3, None), r)
     assert out(eng) == [
-        QuitLeader(3),
+        QuitLeader(3, INIT_LOG_ID),
         SaveVote(V3),
         Responded(r, AppendEntriesResponse(V3, success=True)),
     ]

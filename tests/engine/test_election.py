@@ -15,7 +15,7 @@ from openraft_trio._engine.commands import (
     SendVote,
 )
 from openraft_trio._messages import AppendEntriesRequest, VoteRequest, VoteResponse
-from openraft_trio._types import BLANK, Entry, MembershipChange, ServerState
+from openraft_trio._types import BLANK, Entry, MembershipChange, ServerState, StoredMembership
 
 from ._engine_helpers import (
     CONFIG,
@@ -275,3 +275,67 @@ def test_after_hearing_from_a_leader_the_election_range_starts_at_lease_end() ->
     assert eng.take_output() == []
     eng.tick(eng.election_deadline)
     assert [type(cmd).__name__ for cmd in eng.take_output()] == ["SendVote"]
+
+
+# -- leader stickiness binds the node's own vote (PROTOCOL-NOTES "Reads") --------------------
+
+
+def test_elect_on_the_leader_is_a_no_op() -> None:
+    for voters in ({1}, {1, 2, 3}):
+        eng = leader(membership=membership(voters), grants=sorted(voters - {1})[:1])
+        state = eng.leader
+        eng.elect()
+        assert out(eng) == []
+        assert eng.leader is state
+        assert eng.vote == vote(2, 1, committed=True)
+
+
+def test_elect_inside_the_nodes_own_lease_does_nothing_until_it_ends() -> None:
+    eng = follower(vote=vote(1, 2, committed=True), log=LOG)
+    eng.now = 5.0
+    eng.handle_append_entries(AppendEntriesRequest(eng.vote, None, (), None), object())
+    out(eng)
+    eng.now = 5.0 + CONFIG.lease - 0.01
+    eng.elect()
+    assert out(eng) == []
+    assert eng.candidate is None
+    eng.now = 5.0 + CONFIG.lease
+    eng.elect()
+    assert out(eng) == [SendVote(VoteRequest(vote(2, 1), LAST, pre_vote=True), (2, 3))]
+
+
+def test_a_restarted_node_assumes_a_live_leader_for_one_lease() -> None:
+    """It cannot know when it last heard from a leader: for one lease after startup it
+    neither campaigns nor grants (pre-)votes that are not leader transfers."""
+    eng = follower(vote=vote(1, 2, committed=True), log=LOG, now=5.0, just_restarted=True)
+    assert eng.election_deadline >= 5.0 + CONFIG.lease
+    eng.now = 5.0 + CONFIG.lease - 0.01
+    eng.elect()
+    assert out(eng) == []
+    for pre_vote in (True, False):
+        resp = eng.handle_vote_req(VoteRequest(vote(2, 3), LAST, pre_vote=pre_vote))
+        assert resp == VoteResponse(vote(1, 2, committed=True), False, LAST)
+    assert out(eng) == []
+    resp = eng.handle_vote_req(VoteRequest(vote(2, 3), LAST, leader_transfer=True))
+    assert resp.vote_granted
+    assert out(eng) == [SaveVote(vote(2, 3))]
+
+
+def test_the_startup_lease_ends_after_one_lease() -> None:
+    eng = follower(vote=vote(1, 2, committed=True), log=LOG, now=5.0, just_restarted=True)
+    eng.now = 5.0 + CONFIG.lease
+    resp = eng.handle_vote_req(VoteRequest(vote(2, 3), LAST))
+    assert resp == VoteResponse(vote(2, 3), True, LAST)
+    other = follower(vote=vote(1, 2, committed=True), log=LOG, now=5.0, just_restarted=True)
+    other.tick(other.election_deadline)
+    assert out(other) == [SendVote(VoteRequest(vote(2, 1), LAST, pre_vote=True), (2, 3))]
+
+
+def test_a_pristine_node_has_no_startup_lease() -> None:
+    eng = new_engine()
+    eng.now = 5.0
+    eng.startup(
+        vote=None, log_ids=[], purged=None, committed=None, last_applied=None,
+        applied_membership=StoredMembership(), log_memberships=[],
+    )
+    assert eng.leader_seen_time is None

@@ -202,7 +202,7 @@ def test_higher_vote_in_append_response_makes_leader_step_down() -> None:
     eng = leader()
     higher = vote(3, 3)
     eng.handle_higher_vote(AppendEntriesResponse(higher, success=False).vote)
-    assert out(eng) == [QuitLeader(None), SaveVote(higher)]
+    assert out(eng) == [QuitLeader(None, INIT_LOG_ID), SaveVote(higher)]
     assert eng.server_state is ServerState.FOLLOWER
     assert eng.vote == higher
 
@@ -211,7 +211,7 @@ def test_higher_committed_vote_in_heartbeat_ack_makes_leader_step_down_to_it() -
     eng = leader()
     higher = vote(3, 3, committed=True)
     eng.handle_heartbeat_ack(2, V, 0.5, higher)
-    assert out(eng) == [QuitLeader(3), SaveVote(higher)]
+    assert out(eng) == [QuitLeader(3, INIT_LOG_ID), SaveVote(higher)]
     assert eng.current_leader == 3
 
 
@@ -228,7 +228,7 @@ def test_check_quorum_leader_without_acks_steps_down_after_lease() -> None:
     eng.tick(10.0 + LEASE - 0.01)
     assert out(eng) == []
     eng.tick(10.0 + LEASE)
-    assert out(eng) == [QuitLeader(None)]
+    assert out(eng) == [QuitLeader(None, INIT_LOG_ID)]
     assert not eng.is_leader
     assert eng.vote == V  # stepping down changes no vote
 
@@ -240,7 +240,7 @@ def test_check_quorum_leader_with_acks_stays() -> None:
     assert out(eng) == []
     assert eng.is_leader
     eng.tick(11.5 + LEASE)
-    assert out(eng) == [QuitLeader(None)]
+    assert out(eng) == [QuitLeader(None, INIT_LOG_ID)]
 
 
 def test_check_quorum_single_voter_leader_never_steps_down() -> None:
@@ -254,7 +254,7 @@ def test_check_quorum_needs_a_quorum_not_one_ack() -> None:
     eng = leader(now=10.0, membership=membership({1, 2, 3, 4, 5}), grants=[2, 3])
     eng.handle_heartbeat_ack(2, V, 11.5, V)
     eng.tick(10.0 + LEASE)
-    assert out(eng) == [QuitLeader(None)]
+    assert out(eng) == [QuitLeader(None, INIT_LOG_ID)]
 
 
 def test_replication_ack_extends_the_lease() -> None:

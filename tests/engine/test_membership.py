@@ -158,7 +158,7 @@ def test_a_removed_leader_steps_down_once_the_uniform_config_commits() -> None:
     assert eng.is_leader  # C(new) = {2, 3}: our own copy no longer counts
     ack(eng, 3, uniform_id)
     cmds = eng.take_output()
-    assert cmds[:3] == [SaveCommitted(uniform_id), Apply(uniform_id), QuitLeader(None)]
+    assert cmds[:3] == [SaveCommitted(uniform_id), Apply(uniform_id), QuitLeader(None, uniform_id)]
     assert not eng.is_leader
     assert not eng.is_voter
 

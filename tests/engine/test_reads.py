@@ -212,7 +212,7 @@ def test_pending_reads_fail_when_leader_steps_down_for_higher_vote() -> None:
     higher = vote(3, 3, committed=True)
     eng.handle_heartbeat_ack(2, V, 12.1, higher)
     assert out(eng) == [
-        QuitLeader(3),
+        QuitLeader(3, lid(2, 1, 1)),
         Responded(r, Raises(ForwardToLeader, {"leader_id": 3, "leader_node": Node("n3")})),
         SaveVote(higher),
     ]
@@ -226,6 +226,46 @@ def test_pending_reads_fail_when_check_quorum_steps_down() -> None:
     out(eng)
     eng.tick(10.0 + LEASE)
     assert out(eng) == [
-        QuitLeader(None),
+        QuitLeader(None, INIT_LOG_ID),
         Responded(r, Raises(ForwardToLeader, {"leader_id": None})),
     ]
+
+
+# -- the lease and leader transfer (PROTOCOL-NOTES "Reads") ----------------------------------
+
+
+def test_a_leader_that_starts_a_transfer_gives_up_its_lease_and_reads_by_read_index() -> None:
+    eng = leader(now=10.0)
+    commit_blank(eng, send_time=10.0)
+    eng.now = 10.1
+    r1 = object()
+    eng.ensure_linearizable(LEASE_READ, r1)
+    assert out(eng) == [Responded(r1, NOOP)]  # the lease holds
+    eng.transfer_leader(2)
+    out(eng)
+    r2 = object()
+    eng.ensure_linearizable(LEASE_READ, r2)
+    # Not served from the lease: a quorum round confirms leadership, as for READ_INDEX.
+    assert out(eng) == [SendHeartbeat(1)]
+    eng.handle_heartbeat_ack(3, V, 10.1, V, 1)
+    assert out(eng) == [Responded(r2, NOOP)]
+
+
+def test_after_a_timed_out_transfer_later_acks_do_not_bring_the_lease_back() -> None:
+    eng = leader(now=10.0)
+    commit_blank(eng, send_time=10.0)
+    eng.transfer_leader(3)
+    out(eng)
+    deadline = 10.0 + eng.config.election_timeout_max
+    eng.now = deadline - 0.01  # acks to heartbeats sent during the transfer
+    eng.handle_heartbeat_ack(2, V, eng.now, V)
+    eng.handle_heartbeat_ack(3, V, eng.now, V)
+    eng.tick(deadline)  # the target never took over: lead on
+    assert eng.leader is not None
+    assert eng.leader.transfer_to is None
+    eng.handle_heartbeat_ack(2, V, deadline, V)  # and acks after it resumed
+    out(eng)
+    r = object()
+    eng.ensure_linearizable(LEASE_READ, r)
+    assert out(eng) == [SendHeartbeat(1)]
+    assert not eng.lease_valid()

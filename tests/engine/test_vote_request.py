@@ -173,7 +173,7 @@ def test_leader_grants_transfer_vote_and_steps_down_quitting_before_saving() -> 
     eng = leader(term=2)
     resp = eng.handle_vote_req(VoteRequest(vote(3, 3), lid(2, 1, 1), leader_transfer=True))
     assert resp == VoteResponse(vote(3, 3), True, lid(2, 1, 1))
-    assert out(eng) == [QuitLeader(None), SaveVote(vote(3, 3))]
+    assert out(eng) == [QuitLeader(None, INIT_LOG_ID), SaveVote(vote(3, 3))]
     assert not eng.is_leader
 
 

@@ -26,6 +26,11 @@ def elect(net: EngineNet, leader: int, voters: set[int]) -> None:
     second campaign if the first one only taught it a newer term)."""
     for _ in range(3):
         net.advance(10.0)
+        if net.engines[leader].is_leader:
+            # A leader cut off for a lease steps down (check-quorum); elect() on a node
+            # that still leads does nothing.
+            net.engines[leader].tick(net.now)
+            net.run(leader)
         net.elect(leader)
         for v in sorted(voters - {leader}):
             net.exchange("vote", leader, v)
