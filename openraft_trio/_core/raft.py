@@ -31,7 +31,6 @@ from .._config import Config
 from .._engine import Engine
 from .._errors import (
     Fatal,
-    ForwardToLeader,
     InvalidRequest,
     RaftError,
     Stopped,
@@ -85,7 +84,12 @@ class Trigger:
         self._raft = raft
 
     async def elect(self) -> None:
-        """Start an election at once (a pre-vote round first, if enabled)."""
+        """Start an election at once (a pre-vote round first, if enabled).
+
+        Does nothing on the leader, on a learner, or while this node heard from a live
+        leader within the lease (or started less than a lease ago): leader stickiness binds
+        the node's own vote. Use ``transfer_leader`` to move leadership on purpose.
+        """
         await self._raft._send(m.TriggerElect())
 
     async def heartbeat(self) -> None:
@@ -107,7 +111,9 @@ class Trigger:
 
         The leader stops accepting writes (they raise ``ForwardToLeader(to)``), brings
         ``to`` up to date, then tells it to campaign at once; if ``to`` has not taken over
-        within ``election_timeout_max`` the leader accepts writes again.
+        within ``election_timeout_max`` the leader accepts writes again. From the start of
+        the transfer to the end of its term the leader serves ``LEASE_READ`` as
+        ``READ_INDEX`` (the target may be let through every follower's lease).
         """
         if not isinstance(to, int) or isinstance(to, bool):
             raise InvalidRequest(f"transfer_leader(to) takes a node id, got {to!r}")
@@ -412,7 +418,8 @@ class Raft:
         """Add ``node_id`` as a learner: it receives the log but never votes or campaigns.
 
         Returns once the membership entry is committed and applied here; with ``blocking``
-        also waits until the learner's lag is within ``replication_lag_threshold``.
+        also waits until the learner's lag is within ``replication_lag_threshold`` (or
+        until this node stops leading: the learner is added either way).
         Adding a node that is already a member changes nothing.
 
         Raises:
@@ -432,9 +439,9 @@ class Raft:
                 last = x.last_log_index or 0
                 return matching is not None and last - matching.index <= threshold
 
-            mtr = await self._metrics_watch.wait_value(caught_up)
-            if mtr.state != ServerState.LEADER:
-                raise ForwardToLeader(mtr.current_leader, None, maybe_committed=True)
+            # If this node stops leading meanwhile the wait ends early: the learner is
+            # added either way (its entry is committed), so that is still a success.
+            await self._metrics_watch.wait_value(caught_up)
         return resp
 
     async def change_membership(
