@@ -104,3 +104,19 @@ async def test_wiped_follower_is_replicated_again_with_allow_log_reversion(
         assert status[wiped].matching == resp.log_id
         assert reversion_records(caplog, logging.ERROR) == []
         assert len(reversion_records(caplog, logging.WARNING)) == 1
+
+
+async def test_a_halted_follower_is_replicated_again_by_the_next_leader(autojump_clock):
+    async with open_cluster(3, seed=73) as c:
+        lid, wiped, _ = await start_matched_cluster(c)
+        await wipe_and_restart(c, wiped)
+        assert (await wait_for_reversion(c, lid, wiped)).halted
+        other = next(n for n in c.node_ids if n not in (lid, wiped))
+        await c.nodes[lid].trigger.transfer_leader(other)
+        await c.nodes[other].wait(5).state(raft.ServerState.LEADER)
+        resp = await c.nodes[other].client_write(Set("after", 1))
+        await c.wait_applied(resp.log_id.index)
+        assert c.state_machines[wiped].data == c.state_machines[other].data
+        status = c.nodes[other].metrics.replication_status
+        assert status is not None
+        assert status[wiped] == raft.ReplicationStatus(matching=resp.log_id)
