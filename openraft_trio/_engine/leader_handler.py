@@ -5,7 +5,7 @@
   not its accepted one) **and** the entry there is of the leader's own term. Earlier-term
   entries commit indirectly. ``committed`` never moves backwards.
 * Replication sessions: a reply counts only if it is for our vote and the target's current
-  stream ``epoch``; ``matching`` only moves forward.
+  stream ``epoch``; ``matching`` only moves forward (but see log reversion).
 * Conflicts back up in one step to the follower's hint, never below ``matching``.
 * Log reversion (PROTOCOL-NOTES "Replication"; openraft ``allow_log_reversion``): a target
   that lacks an entry at or below what it acknowledged lost its log (a wiped disk, a
@@ -14,7 +14,7 @@
   so only a stream *started* after ``matching`` was known can prove it (a conflict on an
   older stream backs up to ``matching`` and the new stream asks again). Then ``matching``
   falls to None (the target no longer counts toward the commit quorum), the reversion is
-  reported, and the stream either halts for good (default) or, with
+  reported, and the stream either halts for the rest of our term (default) or, with
   ``Config.allow_log_reversion``, restarts from the target's hint. A success reply below
   ``matching`` is no such sign: it is an older request's reply arriving late.
 * Leader lease / check-quorum (openraft ``leader_lease.md``): each ack carries the time its
