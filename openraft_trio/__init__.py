@@ -39,6 +39,7 @@ from ._messages import TransferLeaderRequest as TransferLeaderRequest
 from ._messages import VoteRequest as VoteRequest
 from ._messages import VoteResponse as VoteResponse
 from ._metrics import RaftMetrics as RaftMetrics
+from ._metrics import ReplicationStatus as ReplicationStatus
 from ._types import Blank as Blank
 from ._types import Entry as Entry
 from ._types import LeaderId as LeaderId

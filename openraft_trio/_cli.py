@@ -161,6 +161,11 @@ def _add_serve(commands: Commands) -> None:
         "--keep-logs", type=int, help="log entries kept behind a snapshot when purging (1000)"
     )
     p.add_argument(
+        "--allow-log-reversion",
+        action="store_true",
+        help="as leader, replicate again a follower that lost its log (default: halt and log)",
+    )
+    p.add_argument(
         "--bench-op",
         action="store_true",
         help="enable the `bench` op: write load generated in this node (benchmarks only)",
@@ -180,6 +185,8 @@ def _serve_config(args: argparse.Namespace) -> Config:
         kw["snapshot_policy"] = args.snapshot_every
     if args.keep_logs is not None:
         kw["max_in_snapshot_log_to_keep"] = args.keep_logs
+    if args.allow_log_reversion:
+        kw["allow_log_reversion"] = True
     config = Config(**kw)
     config.validate()
     return config

@@ -46,6 +46,10 @@ class Config:
     install_snapshot_timeout: float = 2.0
     enable_pre_vote: bool = True
     replication_lag_threshold: int = 5000
+    # A follower found to have lost log entries it acknowledged (a wiped or restored disk):
+    # False stops replicating to it and reports it; True replicates its log again from
+    # scratch (still reported). See the guide, "Log reversion".
+    allow_log_reversion: bool = False
     # Clock drift (seconds) a leader subtracts from its lease before serving a LEASE_READ.
     lease_clock_drift: float = 0.01
     # How many API calls the core takes per loop round before it looks at notifications.
@@ -96,6 +100,10 @@ class Config:
         v = self.max_in_snapshot_log_to_keep
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             raise ConfigError("max_in_snapshot_log_to_keep", f"must be an integer >= 0, got {v!r}")
+        if not isinstance(self.allow_log_reversion, bool):
+            raise ConfigError(
+                "allow_log_reversion", f"must be True or False, got {self.allow_log_reversion!r}"
+            )
         if self.snapshot_policy.logs_since_last < 1:
             raise ConfigError("snapshot_policy", "logs_since_last must be >= 1")
         d = self.lease_clock_drift

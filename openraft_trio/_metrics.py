@@ -10,10 +10,34 @@ from ._types import LogId, ServerState, StoredMembership, Vote
 
 
 @attrs.frozen
+class ReplicationStatus:
+    """A leader's view of one replication target.
+
+    Attributes:
+        matching: the last log id the target is known to hold (as in
+            ``RaftMetrics.replication``).
+        log_reversions: how many times this leader found the target had lost log entries
+            it acknowledged (a wiped disk, a restored backup): "log reversion".
+        reverted_to: at the last reversion, the index the target needed entries from
+            again (0: its log was empty); None if it never reverted.
+        halted: replication to the target stopped after a log reversion, because
+            ``Config.allow_log_reversion`` is off. It no longer counts toward the commit
+            quorum. A new leader, or removing the node and adding it back, starts afresh.
+    """
+
+    matching: LogId | None
+    log_reversions: int = 0
+    reverted_to: int | None = None
+    halted: bool = False
+
+
+@attrs.frozen
 class RaftMetrics:
     """What one node knows, as of the end of its last core round.
 
-    ``replication`` maps each target to its matching log id (leader only, else None).
+    ``replication`` maps each target to its matching log id (leader only, else None);
+    ``replication_status`` maps it to a :class:`ReplicationStatus` with that and the
+    target's log reversions (leader only, else None).
     ``millis_since_quorum_ack`` is how long ago a quorum last acknowledged this leader
     (None if not leader).
     """
@@ -34,3 +58,4 @@ class RaftMetrics:
     # Counters not in openraft's metrics but useful for users and tests.
     last_log_id: LogId | None = None
     flushed: LogId | None = None
+    replication_status: Mapping[int, ReplicationStatus] | None = None

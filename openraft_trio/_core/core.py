@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,7 @@ from .._engine import Engine, IOId
 from .._engine import commands as cmd
 from .._errors import ForwardToLeader, RaftError, StorageError
 from .._messages import VoteRequest, VoteResponse
-from .._metrics import RaftMetrics
+from .._metrics import RaftMetrics, ReplicationStatus
 from .._types import LogId, Normal, ServerState
 from ..network import RaftNetwork, RPCOption
 from . import messages as m
@@ -34,6 +35,8 @@ from .heartbeat import heartbeat_task
 from .replication import ReplicationHandle, ReplicationStream
 from .signals import Wakeup
 from .sm_worker import ApplyHandle
+
+_log = logging.getLogger("openraft_trio")
 
 
 class RaftCore:
@@ -334,6 +337,8 @@ class RaftCore:
                 self.pending_writes[c.log_id.index] = (c.log_id, c.responder)
             elif isinstance(c, cmd.QuitLeader):
                 self._quit_leader(c.leader_id, c.committed)
+            elif isinstance(c, cmd.ReportLogReversion):
+                self._report_log_reversion(c)
             else:  # pragma: no cover
                 raise TypeError(f"unknown command {c!r}")
         if self.pending_committed is not None:
@@ -433,6 +438,22 @@ class RaftCore:
             _, r = pending.pop(index)
             r.send(ForwardToLeader(leader_id, node, maybe_committed=True))
 
+    def _report_log_reversion(self, c: cmd.ReportLogReversion) -> None:
+        what = (
+            f"node {self.id}: log reversion on node {c.target}: it had acknowledged our log "
+            f"up to {c.lost_matching} but now needs entries from index {c.reverted_to} "
+            f"(its storage was wiped or restored from an older copy)"
+        )
+        if c.allowed:
+            _log.warning("%s; allow_log_reversion is on: replicating its log again", what)
+        else:
+            _log.error(
+                "%s; replication to it is halted and it no longer counts toward the commit "
+                "quorum (set Config.allow_log_reversion to replicate it again; see the "
+                "guide, 'Log reversion')",
+                what,
+            )
+
     # -- metrics -------------------------------------------------------------------------------
 
     def _publish_metrics(self, force: bool = False) -> None:
@@ -455,7 +476,8 @@ class RaftCore:
             eng.log_ids.purged,
         )
         if leader is not None:
-            key += tuple(p.matching for p in leader.progress.values())
+            for p in leader.progress.values():
+                key += (p.matching, p.log_reversions, p.halted)
         old = self._metrics_key
         if (
             not force
@@ -468,11 +490,14 @@ class RaftCore:
         if leader is not None:
             qt = eng.quorum_ack_time()
             since = None if qt == -math.inf else max(0.0, (eng.now - qt) * 1000.0)
-            replication: dict[int, LogId | None] | None = {
-                t: p.matching for t, p in sorted(leader.progress.items())
+            progress = sorted(leader.progress.items())
+            replication: dict[int, LogId | None] | None = {t: p.matching for t, p in progress}
+            status: dict[int, ReplicationStatus] | None = {
+                t: ReplicationStatus(p.matching, p.log_reversions, p.reverted_to, p.halted)
+                for t, p in progress
             }
         else:
-            since, replication = None, None
+            since, replication, status = None, None, None
         last = eng.log_ids.last
         metrics = RaftMetrics(
             id=eng.id,
@@ -488,6 +513,7 @@ class RaftCore:
             membership=eng.membership.effective,
             millis_since_quorum_ack=since,
             replication=replication,
+            replication_status=status,
             last_log_id=last,
             flushed=None if eng.flushed is None else eng.flushed.log_id,
         )
@@ -499,7 +525,11 @@ class RaftCore:
             import attrs
 
             self.metrics_watch.value = attrs.evolve(
-                self.last_metrics, state=ServerState.SHUTDOWN, current_leader=None, replication=None
+                self.last_metrics,
+                state=ServerState.SHUTDOWN,
+                current_leader=None,
+                replication=None,
+                replication_status=None,
             )
 
 

@@ -188,6 +188,18 @@ class Replicate(Command):
 
 
 @attrs.frozen
+class ReportLogReversion(Command):
+    """``target`` lost log entries it had acknowledged up to ``lost_matching``: it now needs
+    entries from ``reverted_to``. Log it once (an error, or a warning when ``allowed``:
+    the target is then replicated again from there)."""
+
+    target: int
+    lost_matching: LogId
+    reverted_to: int
+    allowed: bool
+
+
+@attrs.frozen
 class SendHeartbeat(Command):
     """Make every heartbeat task send one heartbeat now, stamped with ``read_round``.
 
@@ -219,6 +231,7 @@ __all__ = [
     "QuitLeader",
     "RemoveReplicationTargets",
     "Replicate",
+    "ReportLogReversion",
     "Respond",
     "RespondWhenApplied",
     "SaveCommitted",

@@ -5,8 +5,18 @@
   not its accepted one) **and** the entry there is of the leader's own term. Earlier-term
   entries commit indirectly. ``committed`` never moves backwards.
 * Replication sessions: a reply counts only if it is for our vote and the target's current
-  stream ``epoch``; ``matching`` only moves forward.
+  stream ``epoch``; ``matching`` only moves forward (but see log reversion).
 * Conflicts back up in one step to the follower's hint, never below ``matching``.
+* Log reversion (PROTOCOL-NOTES "Replication"; openraft ``allow_log_reversion``): a target
+  that lacks an entry at or below what it acknowledged lost its log (a wiped disk, a
+  restored backup). Such a conflict is certain only for a request that left after the
+  acknowledgement arrived — a reordered request may have reached the target before it —
+  so only a stream *started* after ``matching`` was known can prove it (a conflict on an
+  older stream backs up to ``matching`` and the new stream asks again). Then ``matching``
+  falls to None (the target no longer counts toward the commit quorum), the reversion is
+  reported, and the stream either halts for the rest of our term (default) or, with
+  ``Config.allow_log_reversion``, restarts from the target's hint. A success reply below
+  ``matching`` is no such sign: it is an older request's reply arriving late.
 * Leader lease / check-quorum (openraft ``leader_lease.md``): each ack carries the time its
   request was *sent*; the lease runs from the latest time a quorum acked. A leader whose
   lease ran out (``lease = election_timeout_max``) steps down.
@@ -43,7 +53,13 @@ from .._types import (
     max_log_id,
 )
 from .base import EngineBase
-from .commands import AppendEntries, Replicate, SendHeartbeat, SendTransferLeader
+from .commands import (
+    AppendEntries,
+    Replicate,
+    ReportLogReversion,
+    SendHeartbeat,
+    SendTransferLeader,
+)
 from .state import LeaderState, PendingRead
 
 
@@ -88,6 +104,7 @@ class LeaderHandler(EngineBase):
         p = self.leader.progress[target]
         p.epoch += 1
         p.stream_prev = prev
+        p.stream_start_matching = p.matching
         p.sent_upto = self.log_ids.last
         p.sent_committed = self.committed
         self.push(Replicate(target, p.epoch, prev, self.log_ids.last, self.committed))
@@ -97,7 +114,7 @@ class LeaderHandler(EngineBase):
         assert self.leader is not None
         last, committed = self.log_ids.last, self.committed
         for target, p in self.leader.progress.items():
-            if p.sent_upto == last and p.sent_committed == committed:
+            if p.halted or (p.sent_upto == last and p.sent_committed == committed):
                 continue
             p.sent_upto, p.sent_committed = last, committed
             self.push(Replicate(target, p.epoch, p.stream_prev, last, committed))
@@ -107,7 +124,7 @@ class LeaderHandler(EngineBase):
         if leader is None or vote != leader.vote:
             return False
         p = leader.progress.get(target)
-        return p is not None and p.epoch == epoch
+        return p is not None and p.epoch == epoch and not p.halted
 
     def handle_replication_progress(
         self, target: int, vote: Vote, epoch: int, matching: LogId | None, send_time: float
@@ -127,16 +144,39 @@ class LeaderHandler(EngineBase):
     def handle_replication_conflict(
         self, target: int, vote: Vote, epoch: int, prev: LogId | None, hint: int, send_time: float
     ) -> None:
-        """``target`` lacks ``prev``; restart its stream from ``hint`` (one step back)."""
+        """``target`` lacks ``prev``; restart its stream from ``hint`` (one step back), or
+        handle a log reversion (see the module docstring)."""
         if not self._session_ok(vote, target, epoch):
             return
         assert self.leader is not None
         p = self.leader.progress[target]
         self._record_ack(target, send_time)
         tried = 0 if prev is None else prev.index
+        next_index = min(hint, tried)
+        known = p.stream_start_matching
+        if known is not None and prev is not None and prev.index <= known.index:
+            self._handle_log_reversion(target, next_index)
+            return
         floor = -1 if p.matching is None else p.matching.index
-        new_prev_index = max(min(hint, tried) - 1, floor)
+        new_prev_index = max(next_index - 1, floor)
         self.start_stream(target, self.log_ids.get(new_prev_index))
+
+    def _handle_log_reversion(self, target: int, reverted_to: int) -> None:
+        """``target`` lost entries it acknowledged; it now needs entries from
+        ``reverted_to``. Its acknowledgements are void: ``matching`` falls to None."""
+        assert self.leader is not None
+        p = self.leader.progress[target]
+        lost = p.matching
+        assert lost is not None  # at least the stream's start matching
+        p.matching = None
+        p.log_reversions += 1
+        p.reverted_to = reverted_to
+        allowed = self.config.allow_log_reversion
+        self.push(ReportLogReversion(target, lost, reverted_to, allowed))
+        if allowed:
+            self.start_stream(target, self.log_ids.get(reverted_to - 1))
+        else:
+            p.halted = True
 
     def handle_higher_vote(self, vote: Vote) -> None:
         if vote > self.vote:

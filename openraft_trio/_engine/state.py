@@ -58,17 +58,28 @@ class MembershipState:
 class ProgressEntry:
     """What the leader knows about one target's log.
 
-    ``matching`` only moves forward (a stale or reordered reply never lowers it); ``epoch``
-    names the current replication stream — replies from an older one are ignored.
+    ``matching`` only moves forward (a stale or reordered reply never lowers it) — except
+    when the target is found to have lost entries it acknowledged (log reversion): then it
+    falls to None, since those acknowledgements no longer hold. ``epoch`` names the current
+    replication stream — replies from an older one are ignored.
     """
 
     matching: LogId | None = None
     epoch: int = 0
     # Where the current stream started (the prev_log_id of its first request).
     stream_prev: LogId | None = None
+    # ``matching`` when the current stream started: every request of the stream left after
+    # the target had acknowledged it, so a conflict at or below it is a log reversion.
+    stream_start_matching: LogId | None = None
     # The last ``upto``/``committed`` sent to the stream, to avoid redundant commands.
     sent_upto: LogId | None = None
     sent_committed: LogId | None = None
+    # Log reversions found on this target, and the index its log was found to need
+    # entries from at the last one (its conflict hint: 0 for a wiped log).
+    log_reversions: int = 0
+    reverted_to: int | None = None
+    # Replication stopped after a log reversion (``Config.allow_log_reversion`` is off).
+    halted: bool = False
 
 
 @attrs.define

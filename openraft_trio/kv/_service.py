@@ -310,6 +310,15 @@ class KvService:
                 if m.replication is not None
                 else None
             ),
+            "log_reversions": (
+                {
+                    k: {"count": v.log_reversions, "reverted_to": v.reverted_to, "halted": v.halted}
+                    for k, v in sorted(m.replication_status.items())
+                    if v.log_reversions
+                }
+                if m.replication_status is not None
+                else None
+            ),
             "millis_since_quorum_ack": m.millis_since_quorum_ack,
             "keys": len(self.state_machine.data),
             "transport": self.transport_stats(),

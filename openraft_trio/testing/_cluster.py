@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -222,6 +223,23 @@ class Cluster:
             # What the disk holds after the power cut: each file keeps a random prefix of
             # the bytes written since its last fsync (nothing, a torn record, or all).
             self.node_fs[node_id] = fs.crash(rng=self.rng)
+
+    def wipe(self, node_id: int) -> None:
+        """Lose all of a crashed node's storage — log, vote, committed index, state machine —
+        as after a disk replacement: its next ``restart`` starts empty under the same id.
+
+        Raises:
+            ValueError: the node is running, or its storage is a custom ``fs`` (only
+                in-memory stores and real ``data_dir`` directories can be wiped).
+        """
+        if node_id in self.nodes:
+            raise ValueError(f"node {node_id} is running: crash() it first")
+        if self.data_dir is not None:
+            if self._fs_source is not None:
+                raise ValueError("wipe() supports in-memory stores and real data_dir only")
+            shutil.rmtree(os.path.join(self.data_dir, f"node-{node_id}"), ignore_errors=True)
+        self.log_stores.pop(node_id, None)
+        self.state_machines.pop(node_id, None)
 
     async def restart(self, node_id: int) -> Raft:
         """Bring a crashed node back, as after a process restart."""

@@ -71,6 +71,7 @@ async def test_initialize_rejects_a_malformed_member_map(autojump_clock):
         ({"max_in_snapshot_log_to_keep": -1}, "max_in_snapshot_log_to_keep"),
         ({"snapshot_policy": 0}, "snapshot_policy"),
         ({"lease_clock_drift": 1.0}, "lease_clock_drift"),
+        ({"allow_log_reversion": "yes"}, "allow_log_reversion"),
     ],
 )
 def test_config_validate_names_the_bad_field(kwargs, field):

@@ -38,6 +38,29 @@ async def test_requests_and_replies(autojump_clock: Any) -> None:
         assert await kv.handle("get", ["k", True]) == {"value": None, "index": 6}
         status = await kv.handle("status", [])
         assert (status["state"], status["voters"], status["keys"]) == ("LEADER", [1, 2, 3], 0)
+        assert status["log_reversions"] == {}
+
+
+async def test_status_shows_a_follower_that_lost_its_log(autojump_clock: Any) -> None:
+    async with open_cluster(3, seed=4) as c:
+        lid = await c.wait_for_leader()
+        kv = service(c, lid)
+        await kv.handle("put", ["k", "v"])
+        wiped = min(n for n in c.node_ids if n != lid)
+        await c.wait_applied(2, nodes=[wiped])
+        await c.crash(wiped)
+        c.wipe(wiped)
+        await c.restart(wiped)
+        await c.nodes[lid].wait(10).metrics(
+            lambda m: m.replication_status is not None
+            and m.replication_status[wiped].halted,
+            "replication halted",
+        )
+        status = await kv.handle("status", [])
+        assert status["log_reversions"] == {
+            wiped: {"count": 1, "reverted_to": 0, "halted": True}
+        }
+        assert status["replication"][wiped] is None
 
 
 @pytest.mark.parametrize(

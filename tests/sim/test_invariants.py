@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from openraft_trio._engine.log_ids import LogIdList
+from openraft_trio._engine.state import ProgressEntry
 from openraft_trio._types import LeaderId, LogId, ServerState, Vote
 from openraft_trio.testing.sim import InvariantChecker
 
@@ -28,6 +29,7 @@ def core(
     leader: bool = False,
     committed: LogId | None = None,
     applied: LogId | None = None,
+    progress: dict[int, ProgressEntry] | None = None,
 ) -> SimpleNamespace:
     engine = SimpleNamespace(
         id=node,
@@ -36,7 +38,7 @@ def core(
         last_applied=applied,
         server_state=ServerState.LEADER if leader else ServerState.FOLLOWER,
         vote=Vote(LeaderId(term, node if leader else None), committed=leader),
-        leader=object() if leader else None,
+        leader=SimpleNamespace(progress=progress or {}) if leader else None,
         snapshot_last_log_id=None,
     )
     return SimpleNamespace(engine=engine)
@@ -55,6 +57,15 @@ def test_clean_states_raise_nothing() -> None:
     c.observe(core(2, log(A, B), term=1, committed=B, applied=B))
     c.final_check()
     assert c.violations == []
+
+
+def test_a_leader_finding_a_reverted_log_is_reported_once() -> None:
+    c = InvariantChecker(0, lambda: 0.0)
+    reverted = {2: ProgressEntry(log_reversions=1, reverted_to=0, halted=True)}
+    for _ in range(3):
+        c.observe(core(1, log(A), term=1, leader=True, progress=reverted))
+    assert kinds(c) == ["log reversion"]
+    assert "node 2's log reverted" in str(c.violations[0])
 
 
 def test_two_leaders_in_one_term_break_election_safety() -> None:

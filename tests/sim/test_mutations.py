@@ -38,3 +38,21 @@ def test_committing_without_a_quorum_is_caught(monkeypatch: pytest.MonkeyPatch) 
 def test_skipping_the_consistency_check_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(following_handler.FollowingHandler, "_prev_matches", lambda s, r: True)
     assert violation_kinds()
+
+
+def test_log_reversion_judged_on_a_stream_older_than_the_ack_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Judge every conflict against the latest ``matching``, as if each request had left
+    # after it: a reordered pipelined request then looks like a reverted log, and the leader
+    # halts replication to a healthy follower.
+    judge = leader_handler.LeaderHandler.handle_replication_conflict
+
+    def naive(self: leader_handler.LeaderHandler, target: int, vote, epoch: int, *rest) -> None:
+        p = self.leader.progress.get(target) if self.leader is not None else None
+        if p is not None and p.epoch == epoch:
+            p.stream_start_matching = p.matching
+        judge(self, target, vote, epoch, *rest)
+
+    monkeypatch.setattr(leader_handler.LeaderHandler, "handle_replication_conflict", naive)
+    assert "log reversion" in violation_kinds()

@@ -14,7 +14,10 @@ Checked (Raft paper Figure 3, plus the log pointers of openraft ``log_pointers.m
   (Raft's commit index is volatile state, §5.3), so there it may restart lower;
 * ``applied <= committed`` on every node;
 * **no acknowledged write lost**: the log id a client was told is committed stays the
-  committed entry at that index.
+  committed entry at that index;
+* **no log reversion**: storage keeps what it acknowledged, so a leader never finds a
+  follower's log reverted (a report is a false alarm that halts replication to that
+  follower, or durable data really lost).
 
 Every violation carries the seed, the virtual time and a readable explanation.
 """
@@ -70,6 +73,7 @@ class InvariantChecker:
         # False when the log store persists the committed log id lazily (FileLogStore):
         # then a restarted node's committed index is checked afresh, not against before.
         self.committed_survives_restart = True
+        self.reversions_seen: set[tuple[int, int, int]] = set()  # (leader, term, target)
 
     def fail(self, kind: str, message: str) -> None:
         self.violations.append(Violation(self.seed, self.now(), kind, message))
@@ -126,6 +130,7 @@ class InvariantChecker:
 
         if eng.leader is not None:
             self._check_leader(nid, term, ids)
+            self._check_no_log_reversion(nid, term, eng.leader.progress)
         else:
             self.leader_last.pop(nid, None)
 
@@ -193,6 +198,16 @@ class InvariantChecker:
                     f"(now {ids.get(last.index)})",
                 )
         self.leader_last[nid] = (term, ids.last)
+
+    def _check_no_log_reversion(self, nid: int, term: int, progress: dict[int, Any]) -> None:
+        for target, p in progress.items():
+            if p.log_reversions and (nid, term, target) not in self.reversions_seen:
+                self.reversions_seen.add((nid, term, target))
+                self.fail(
+                    "log reversion",
+                    f"leader {nid} of term {term} found node {target}'s log reverted "
+                    f"(it needs entries from index {p.reverted_to} again)",
+                )
 
     def _check_completeness(self, nid: int, term: int, ids: LogIdList) -> None:
         last = -1 if ids.last is None else ids.last.index
