@@ -3,7 +3,8 @@
 * Commit (Raft §5.3, §5.4.2, Figure 8): an index commits once a quorum — a majority of
   *each* voter set while joint — has it durable (the leader counts its own *flushed* log,
   not its accepted one) **and** the entry there is of the leader's own term. Earlier-term
-  entries commit indirectly. ``committed`` never moves backwards.
+  entries commit indirectly. ``committed`` never moves backwards, and never past the
+  leader's own flushed log (``committed <= flushed`` on every node).
 * Replication sessions: a reply counts only if it is for our vote and the target's current
   stream ``epoch``; ``matching`` only moves forward (but see log reversion).
 * Conflicts back up in one step to the follower's hint, never below ``matching``.
@@ -262,11 +263,17 @@ class LeaderHandler(EngineBase):
         return -1 if result == math.inf else int(result)
 
     def update_commit(self) -> None:
-        """Advance ``committed`` to the quorum index if that entry is of our term (Fig. 8)."""
+        """Advance ``committed`` to the quorum index if that entry is of our term (Fig. 8).
+
+        Never past our own flushed log (``committed <= flushed`` on every node): a commit
+        index persisted beyond the durable log would leave a crashed leader unable to
+        restart. Our flush completing calls this again.
+        """
         leader = self.leader
         if leader is None:
             return
-        index = self._quorum_index()
+        own = -1 if self.flushed is None or self.flushed.log_id is None else self.flushed.log_id.index
+        index = min(self._quorum_index(), own)
         if self.committed is not None and index <= self.committed.index:
             return
         candidate = self.log_ids.get(index)

@@ -314,3 +314,17 @@ def test_committed_blank_then_write_commits_on_quorum() -> None:
         Replicate(2, 1, INIT_LOG_ID, w, w),
         Replicate(3, 1, INIT_LOG_ID, w, w),
     ]
+
+
+def test_leader_does_not_commit_past_its_own_flush_even_with_a_quorum_of_followers() -> None:
+    """``committed <= flushed`` holds on the leader too: a quorum of followers alone does not
+    commit an entry the leader has not flushed (a persisted commit index beyond the durable
+    log would stop the node from restarting after a crash)."""
+    eng = leader(membership=membership({1, 2, 3, 4, 5}), grants=[2, 3])
+    noop = eng.leader.noop_log_id
+    for t in (2, 3, 4):
+        eng.handle_replication_progress(t, V, progress_of(eng, t).epoch, noop, 0.5)
+    assert out(eng) == []
+    assert eng.committed == INIT_LOG_ID
+    flush_own_log(eng)
+    assert out(eng)[:2] == [SaveCommitted(noop), Apply(noop)]

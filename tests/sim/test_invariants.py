@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from openraft_trio._engine.log_ids import LogIdList
 from openraft_trio._engine.state import ProgressEntry
-from openraft_trio._types import LeaderId, LogId, ServerState, Vote
+from openraft_trio._types import LeaderId, LogId, Membership, ServerState, StoredMembership, Vote
 from openraft_trio.testing.sim import InvariantChecker
 
 
@@ -30,16 +30,24 @@ def core(
     committed: LogId | None = None,
     applied: LogId | None = None,
     progress: dict[int, ProgressEntry] | None = None,
+    vote: Vote | None = None,
+    flushed: LogId | str | None = "last",
+    snapshot: LogId | None = None,
+    membership: StoredMembership | None = None,
 ) -> SimpleNamespace:
+    """A fake RaftCore with just what the checker reads. By default the whole log is
+    flushed and the committed membership is the empty initial one."""
     engine = SimpleNamespace(
         id=node,
         log_ids=ids,
         committed=committed,
         last_applied=applied,
         server_state=ServerState.LEADER if leader else ServerState.FOLLOWER,
-        vote=Vote(LeaderId(term, node if leader else None), committed=leader),
+        vote=vote or Vote(LeaderId(term, node if leader else None), committed=leader),
         leader=SimpleNamespace(progress=progress or {}) if leader else None,
-        snapshot_last_log_id=None,
+        snapshot_last_log_id=snapshot,
+        flushed=SimpleNamespace(log_id=ids.last if flushed == "last" else flushed),
+        membership=SimpleNamespace(committed=membership or StoredMembership()),
     )
     return SimpleNamespace(engine=engine)
 
@@ -139,3 +147,53 @@ def test_purging_beyond_the_snapshot_is_caught() -> None:
     ids.purge(B)
     c.observe(core(1, ids, term=1))  # purged B with no snapshot at all
     assert kinds(c) == ["purged beyond snapshot"]
+
+
+def test_a_second_granted_vote_in_one_term_is_caught_across_restarts() -> None:
+    c = InvariantChecker(0, lambda: 0.0)
+    c.observe(core(1, log(A), term=3, vote=Vote(LeaderId(3, 2))))
+    c.node_down(1)  # a restart does not forget what was voted
+    c.observe(core(1, log(A), term=3, vote=Vote(LeaderId(3, 3))))
+    assert kinds(c) == ["two votes in a term"]
+
+
+def test_following_the_elected_leader_of_a_term_is_not_a_second_vote() -> None:
+    c = InvariantChecker(0, lambda: 0.0)
+    c.observe(core(1, log(A), term=3, vote=Vote(LeaderId(3, 2))))
+    c.observe(core(1, log(A), term=3, vote=Vote(LeaderId(3, 3), committed=True)))
+    assert c.violations == []
+
+
+def test_committed_beyond_flushed_is_caught_unless_a_snapshot_covers_it() -> None:
+    c = InvariantChecker(0, lambda: 0.0)
+    c.observe(core(1, log(A, B), term=1, committed=B, flushed=A))
+    assert kinds(c) == ["committed > flushed"]
+    c2 = InvariantChecker(0, lambda: 0.0)
+    c2.observe(core(1, log(A, B), term=1, committed=B, applied=B, flushed=A, snapshot=B))
+    assert c2.violations == []
+
+
+def test_snapshot_beyond_applied_is_caught() -> None:
+    c = InvariantChecker(0, lambda: 0.0)
+    c.observe(core(1, log(A, B), term=1, committed=B, applied=A, snapshot=B))
+    assert kinds(c) == ["snapshot > applied"]
+
+
+M1 = Membership(configs=[{1, 2, 3}])
+M2 = Membership(configs=[{1, 2, 4}])
+
+
+def test_two_memberships_committed_at_one_log_id_break_agreement() -> None:
+    c = InvariantChecker(0, lambda: 0.0)
+    c.observe(core(1, log(A, B), term=1, committed=B, membership=StoredMembership(B, M1)))
+    c.observe(core(2, log(A, B), term=1, committed=B, membership=StoredMembership(B, M2)))
+    assert kinds(c) == ["membership agreement"]
+
+
+def test_a_node_past_a_committed_membership_that_kept_an_older_one_is_caught() -> None:
+    """What a node that installed a snapshot without adopting its membership looks like."""
+    c = InvariantChecker(0, lambda: 0.0)
+    c.observe(core(1, log(A, B), term=1, committed=B, membership=StoredMembership(B, M2)))
+    for _ in range(2):
+        c.observe(core(2, log(A, B), term=1, committed=B, membership=StoredMembership(A, M1)))
+    assert kinds(c) == ["membership not adopted"]

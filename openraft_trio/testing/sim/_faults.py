@@ -27,6 +27,17 @@ class FaultPlan:
     crash is a power cut after which every file keeps a random prefix of its unsynced
     bytes (nothing, a torn record, or all of it), and the restart runs real recovery.
 
+    Leadership (``leadership``): the nemesis also moves leadership on purpose and races
+    reads against it: a leader transfer, ``trigger.elect()`` on a follower or the leader
+    (half of the time after cutting the leader off from one node for a lease, so that a
+    follower still inside its lease is asked to campaign), isolating the leader, restarting
+    a majority of the other nodes within one lease while the leader is cut off, a power cut
+    of several nodes at once (unflushed log tails lost), and a period in which messages may
+    be delayed by ``long_delay`` seconds (several election timeouts). After each of the
+    first four, a *race probe* writes to the newest leader and reads, mostly by
+    ``LEASE_READ``, from the leader that was just moved, for two leases: a stale read shows
+    up in the linearizability check.
+
     Clocks: each node's clock runs at a rate in ``[1 - clock_skew, 1 + clock_skew]``.
     Lease reads stay safe while the rates of two nodes differ by less than
     ``lease_clock_drift / election_timeout_max`` (0.01 / 0.30 = 3.3 % by default), so the
@@ -53,9 +64,12 @@ class FaultPlan:
     spare_nodes: int = 2
     # Log compaction: build a snapshot every this many applied entries and keep a fifth of
     # that in the log (None: the config's policy), so followers behind a purge, restarts
-    # and new learners go through snapshots.
-    snapshot_every: int | None = None
+    # and new learners go through snapshots. On by default: every mode builds, purges and
+    # installs snapshots.
+    snapshot_every: int | None = 150
     storage: str = "mem"
+    leadership: bool = True
+    long_delay: float = 1.0
 
     @classmethod
     def none(cls) -> FaultPlan:
@@ -68,6 +82,7 @@ class FaultPlan:
             partitions=False,
             crashes=False,
             clock_skew=0.0,
+            leadership=False,
         )
 
     def validate(self) -> FaultPlan:
@@ -91,4 +106,6 @@ class FaultPlan:
             raise ValueError("FaultPlan.spare_nodes must be >= 0")
         if self.spike < 0:
             raise ValueError("FaultPlan.spike must be >= 0")
+        if self.long_delay < 0:
+            raise ValueError("FaultPlan.long_delay must be >= 0")
         return self

@@ -17,7 +17,15 @@ Checked (Raft paper Figure 3, plus the log pointers of openraft ``log_pointers.m
   committed entry at that index;
 * **no log reversion**: storage keeps what it acknowledged, so a leader never finds a
   follower's log reverted (a report is a false alarm that halts replication to that
-  follower, or durable data really lost).
+  follower, or durable data really lost);
+* **one vote per term**: the candidate a node voted for in a term never changes, across
+  restarts too (the vote is durable before it is granted); following the leader elected
+  in that term, a committed vote, is not a second vote;
+* ``committed <= flushed`` (the flushed log, or what an installed snapshot covers) and
+  ``snapshot <= applied`` on every node;
+* **membership agreement**: nodes that committed a membership at one log id hold the same
+  one, and a node whose commit index is past a committed membership has adopted it (or a
+  later one) — whether it got there by replication or by installing a snapshot.
 
 Every violation carries the seed, the virtual time and a readable explanation.
 """
@@ -74,6 +82,11 @@ class InvariantChecker:
         # then a restarted node's committed index is checked afresh, not against before.
         self.committed_survives_restart = True
         self.reversions_seen: set[tuple[int, int, int]] = set()  # (leader, term, target)
+        # (node, term) -> the candidate it voted for; survives node_down (votes are durable).
+        self.votes: dict[tuple[int, int], int] = {}
+        # index -> (log id, membership) of every membership seen committed on some node.
+        self.committed_memberships: dict[int, tuple[LogId, Any]] = {}
+        self._not_adopted: set[tuple[int, int]] = set()
 
     def fail(self, kind: str, message: str) -> None:
         self.violations.append(Violation(self.seed, self.now(), kind, message))
@@ -121,6 +134,9 @@ class InvariantChecker:
 
         if a_index > c_index:
             self.fail("applied > committed", f"node {nid}: applied {a_index} > committed {c_index}")
+        self._check_io_pointers(nid, eng, c_index, a_index)
+        self._check_vote(nid, eng.vote)
+        self._check_membership(nid, eng.membership.committed, c_index)
         prev_c = self.node_commit.get(nid, -1)
         if c_index < prev_c:
             self.fail("committed regressed", f"node {nid}: committed {prev_c} -> {c_index}")
@@ -141,6 +157,57 @@ class InvariantChecker:
             self.observations % self.FULL_CHECK_EVERY == 0
         ):
             self._check_log_matching(nid)
+
+    def _check_io_pointers(self, nid: int, eng: Any, c_index: int, a_index: int) -> None:
+        flushed = eng.flushed
+        f_index = -1 if flushed is None or flushed.log_id is None else flushed.log_id.index
+        snap = eng.snapshot_last_log_id
+        s_index = -1 if snap is None else snap.index
+        if c_index > max(f_index, s_index):
+            self.fail(
+                "committed > flushed",
+                f"node {nid}: committed {c_index} > flushed {f_index} (snapshot {s_index})",
+            )
+        if s_index > a_index:
+            self.fail("snapshot > applied", f"node {nid}: snapshot {s_index} > applied {a_index}")
+
+    def _check_vote(self, nid: int, vote: Any) -> None:
+        """A granted (uncommitted) vote never changes candidate within a term. Following the
+        elected leader of that term (a committed vote) is not a vote."""
+        candidate = vote.leader_id.node_id
+        if candidate is None or vote.committed:
+            return
+        key = (nid, vote.leader_id.term)
+        before = self.votes.setdefault(key, candidate)
+        if before != candidate:
+            self.fail(
+                "two votes in a term",
+                f"node {nid} voted for {before} and then {candidate} in term {key[1]}",
+            )
+            self.votes[key] = candidate
+
+    def _check_membership(self, nid: int, committed: Any, c_index: int) -> None:
+        log_id = committed.log_id
+        if log_id is not None:
+            known = self.committed_memberships.get(log_id.index)
+            if known is None:
+                self.committed_memberships[log_id.index] = (log_id, committed.membership)
+            elif known != (log_id, committed.membership):
+                self.fail(
+                    "membership agreement",
+                    f"node {nid} committed {committed.membership} at {log_id}, another node "
+                    f"{known[1]} at {known[0]}",
+                )
+        have = -1 if log_id is None else log_id.index
+        newer = [i for i in self.committed_memberships if have < i <= c_index]
+        if newer and (nid, max(newer)) not in self._not_adopted:
+            i = max(newer)
+            self._not_adopted.add((nid, i))
+            self.fail(
+                "membership not adopted",
+                f"node {nid} committed up to {c_index} but holds the membership of index "
+                f"{have}, not the one committed at {i} ({self.committed_memberships[i][1]})",
+            )
 
     def _record_commits(self, nid: int, ids: LogIdList, start: int, stop: int) -> None:
         for i in range(start, stop + 1):

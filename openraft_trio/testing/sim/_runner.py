@@ -33,7 +33,7 @@ import trio.testing
 
 from ..._config import Config
 from ..._errors import ForwardToLeader, RaftError
-from ..._types import Node
+from ..._types import Node, ReadPolicy
 from ...kv import KvStateMachine, Set
 from .._cluster import Cluster, open_cluster
 from ..crashfs import CrashFS
@@ -64,6 +64,13 @@ class SimStats:
     trace_events: int
     snapshots: int = 0
     max_purged: int = -1
+    # Evidence that the fault plan happened (a sweep fails if an enabled kind never did).
+    snapshot_installs: int = 0
+    reads_lease_ok: int = 0
+    reads_index_ok: int = 0
+    transfers_ok: int = 0
+    membership_changes_ok: int = 0
+    probes: int = 0
 
 
 @attrs.frozen
@@ -191,6 +198,10 @@ class _Simulation:
         self.cluster: Cluster | None = None
         self.lin: CheckResult | None = None
         self.virtual_time = 0.0
+        self.probes = 0
+        self.transfers_ok = 0
+        self.membership_changes_ok = 0
+        self.snapshot_installs = 0
 
     def now(self) -> float:
         """Virtual seconds since the run started (the last known time once it ended)."""
@@ -206,6 +217,8 @@ class _Simulation:
         self.event("state", node, role, term, commit)
 
     def _on_message(self, fate: str, src: int, dst: int, kind: str) -> None:
+        if fate == "ok" and kind == "snapshot":
+            self.snapshot_installs += 1
         self.event("msg", fate, src, dst, kind)
 
     def _clock_factory(self, node_id: int) -> Any:
@@ -300,6 +313,10 @@ class _Simulation:
             actions += ["crash", "restart"]
         if f.membership_changes:
             actions += ["add-learner", "change-membership", "transfer-leader"]
+        if f.leadership and self.n > 1:
+            actions += ["transfer-leader", "elect", "isolate-leader", "long-delay"]
+            if f.crashes and self.n >= 3:
+                actions += ["majority-restart", "power-cut"]
         if len(actions) == 1:
             return
         spares = f.spare_nodes if f.membership_changes else 0
@@ -340,6 +357,129 @@ class _Simulation:
                 await self._restart(cluster, self.down.pop(rng.randrange(len(self.down))))
             elif action in ("add-learner", "change-membership", "transfer-leader"):
                 self._membership_fault(cluster, action, nursery)
+            elif action == "elect":
+                await self._elect_fault(cluster, nursery)
+            elif action == "isolate-leader":
+                lid = cluster.leader_id()
+                if lid is not None:
+                    r.isolate(lid)
+                    self._fault("isolate-leader", lid)
+                    self._probe(cluster, lid, nursery)
+            elif action == "majority-restart":
+                await self._majority_restart(cluster, nursery)
+            elif action == "power-cut":
+                await self._power_cut(cluster)
+            elif action == "long-delay":
+                self._fault("long-delay", f.long_delay)
+                nursery.start_soon(self._long_delays, r)
+
+    # -- leadership faults and race probes ------------------------------------------------
+
+    def _probe(self, cluster: Cluster, suspect: int, nursery: trio.Nursery) -> None:
+        """Race reads on ``suspect`` (a leader that was just moved, cut off or asked to
+        step aside) against writes on the newest leader, for two leases."""
+        self.probes += 1
+        base = 1000 + 2 * self.probes  # client ids of the probe's writer and reader
+        until = self.now() + 2 * self.config.lease
+        nursery.start_soon(self._probe_writer, cluster, base, until)
+        nursery.start_soon(self._probe_reader, cluster, suspect, base + 1, until)
+
+    async def _probe_writer(self, cluster: Cluster, cid: int, until: float) -> None:
+        rng = random.Random(f"{self.seed}-probe-{cid}")
+        while self.now() < until:
+            await trio.sleep(rng.uniform(0.002, 0.006))
+            lid = cluster.leader_id()
+            if lid is None:
+                continue
+            request = self._draw(rng, cid, read=False)
+            await self.workload.write(cid, cluster.nodes[lid], lid, request, None)
+
+    async def _probe_reader(self, cluster: Cluster, suspect: int, cid: int, until: float) -> None:
+        rng = random.Random(f"{self.seed}-probe-{cid}")
+        while self.now() < until:
+            await trio.sleep(rng.uniform(0.001, 0.004))
+            node = cluster.nodes.get(suspect)
+            if node is None:
+                continue
+            request = self._draw(rng, cid, read=True)
+            policy = ReadPolicy.LEASE_READ if rng.random() < 0.75 else ReadPolicy.READ_INDEX
+            await self.workload.read(cid, node, suspect, request, policy, None)
+
+    def _draw(self, rng: random.Random, cid: int, *, read: bool) -> Any:
+        """The workload's next request of the wanted kind (reads and writes are drawn from
+        the workload, so a custom workload gets probed too)."""
+        for _ in range(100):
+            request, is_read = self.app.next_op(rng, cid)
+            if is_read == read:
+                return request
+        raise RuntimeError(f"workload never drew a {'read' if read else 'write'} in 100 tries")
+
+    async def _elect_fault(self, cluster: Cluster, nursery: trio.Nursery) -> None:
+        """``trigger.elect()`` on a follower (or the leader). Half of the time the leader is
+        first cut off from a third node for a lease, then from the follower: a follower
+        that still heard from a live leader a moment ago is asked to campaign, with one
+        peer whose lease ran out (stickiness must bind its own vote)."""
+        rng, r = self.rng, cluster.router
+        lid = cluster.leader_id()
+        if lid is None:
+            return
+        m = cluster.nodes[lid].metrics.membership.membership
+        voters = sorted(v for v in m.voter_ids if v in cluster.nodes)
+        if rng.random() < 0.2 or len(voters) < 3:
+            target = rng.choice(voters)
+            self._fault("elect", target)
+        else:
+            target = rng.choice([v for v in voters if v != lid])
+            third = rng.choice([v for v in voters if v not in (lid, target)])
+            r.block(lid, third)
+            r.block(third, lid)
+            await trio.sleep(self.config.lease * 1.05)
+            r.block(lid, target)
+            r.block(target, lid)
+            self._fault("elect", target, "in-lease", lid, third)
+        node = cluster.nodes.get(target)
+        if node is not None:
+            await node.trigger.elect()
+            self._probe(cluster, lid, nursery)
+
+    async def _majority_restart(self, cluster: Cluster, nursery: trio.Nursery) -> None:
+        """Cut the leader off and restart a majority of the other nodes within one lease."""
+        lid = cluster.leader_id()
+        if lid is None or self.down:
+            return
+        others = [n for n in cluster.node_ids if n != lid]
+        k = min(len(others), self.n // 2 + 1)
+        victims = sorted(self.rng.sample(others, k))
+        cluster.router.isolate(lid)
+        self._fault("majority-restart", lid, victims)
+        self._probe(cluster, lid, nursery)
+        for v in victims:
+            self.checker.node_down(v)
+            await cluster.crash(v)
+        for v in victims:
+            await self._restart(cluster, v, record=False)
+
+    async def _power_cut(self, cluster: Cluster) -> None:
+        """Several nodes (possibly all) lose power at one instant: appends not yet flushed
+        are lost on each; they come back a moment later."""
+        if self.down:
+            return
+        ids = cluster.node_ids
+        victims = sorted(self.rng.sample(ids, self.rng.randint(2, len(ids))))
+        self._fault("power-cut", victims)
+        for v in victims:
+            self.checker.node_down(v)
+            await cluster.crash(v)
+        await trio.sleep(self.rng.uniform(0.0, self.config.election_timeout_max))
+        for v in victims:
+            await self._restart(cluster, v, record=False)
+
+    async def _long_delays(self, r: Any) -> None:
+        """For one to two seconds, 5 % of messages take up to ``long_delay`` longer."""
+        f = self.faults
+        r.set_latency_spikes(0.05, f.long_delay)
+        await trio.sleep(self.rng.uniform(1.0, 2.0))
+        r.set_latency_spikes(f.spike_rate, f.spike)
 
     def _membership_fault(self, cluster: Cluster, action: str, nursery: trio.Nursery) -> None:
         """Ask the current leader for a membership change, in the background (it may fail:
@@ -356,6 +496,9 @@ class _Simulation:
                 to = rng.choice(others)
                 self._fault("transfer-leader", lid, to)
                 nursery.start_soon(self._admin, leader.trigger.transfer_leader(to))
+                nursery.start_soon(self._count_transfer, cluster, to)
+                if self.faults.leadership:
+                    self._probe(cluster, lid, nursery)
             return
         if action == "add-learner":
             outside = [n for n in cluster.node_ids if n not in m.nodes and n not in m.voter_ids]
@@ -373,14 +516,27 @@ class _Simulation:
             new = voters - {rng.choice(sorted(voters))}
         else:
             return
+        if len(learners) >= 2 and len(voters) >= 3 and rng.random() < 0.4:
+            # A multi-voter swap: two voters out, two learners in, in one joint change
+            # (single-voter changes are safe even with a wrong joint quorum).
+            new = (voters - set(rng.sample(sorted(voters), 2))) | set(rng.sample(learners, 2))
         retain = rng.random() < 0.5
         self._fault("change-membership", sorted(new), retain)
-        nursery.start_soon(self._admin, leader.change_membership(new, retain))
+        nursery.start_soon(self._admin, leader.change_membership(new, retain), "membership")
 
-    async def _admin(self, call: Any) -> None:
+    async def _admin(self, call: Any, counter: str | None = None) -> None:
         with trio.move_on_after(2 * self.config.election_timeout_max):
             with contextlib.suppress(RaftError):
                 await call
+                if counter == "membership":
+                    self.membership_changes_ok += 1
+
+    async def _count_transfer(self, cluster: Cluster, to: int) -> None:
+        """Count the transfer as done if ``to`` leads within two leases."""
+        with trio.move_on_after(2 * self.config.lease):
+            while cluster.leader_id() != to:  # noqa: ASYNC110 - polls several nodes
+                await trio.sleep(0.005)
+            self.transfers_ok += 1
 
     async def _crash(self, cluster: Cluster, node_id: int) -> None:
         self.checker.node_down(node_id)
@@ -388,9 +544,10 @@ class _Simulation:
         self.down.append(node_id)
         self._fault("crash", node_id)
 
-    async def _restart(self, cluster: Cluster, node_id: int) -> None:
+    async def _restart(self, cluster: Cluster, node_id: int, *, record: bool = True) -> None:
         await cluster.restart(node_id)
-        self._fault("restart", node_id)
+        if record:
+            self._fault("restart", node_id)
         store = cluster.log_stores.get(node_id)
         if getattr(store, "recovered_cut_bytes", 0):
             self.fault_counts["torn-tail-cut"] += 1
@@ -485,6 +642,12 @@ class _Simulation:
             trace_events=self.trace.count,
             snapshots=len(self.checker.snapshots),
             max_purged=self.checker.max_purged,
+            snapshot_installs=self.snapshot_installs,
+            reads_lease_ok=w.reads_ok_by_policy[ReadPolicy.LEASE_READ],
+            reads_index_ok=w.reads_ok_by_policy[ReadPolicy.READ_INDEX],
+            transfers_ok=self.transfers_ok,
+            membership_changes_ok=self.membership_changes_ok,
+            probes=self.probes,
         )
         return SimResult(
             seed=self.seed,

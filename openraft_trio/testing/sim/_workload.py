@@ -124,6 +124,8 @@ class Clients:
         self.writes_acked = 0
         self.writes_unknown = 0
         self.reads_ok = 0
+        # Reads served, per policy (a sweep checks that both policies were exercised).
+        self.reads_ok_by_policy: dict[ReadPolicy, int] = dict.fromkeys(ReadPolicy, 0)
         self.failed = 0
 
     async def client(self, cid: int, stop_at: float) -> None:
@@ -186,5 +188,6 @@ class Clients:
         value = self.workload.read(self.cluster.state_machines[target], req)
         self.history.append(Operation(cid, req, value, call, self.now()))
         self.reads_ok += 1
+        self.reads_ok_by_policy[policy] += 1
         self.workload.on_reply(cid, req, value)
         return target if guess is None else guess
