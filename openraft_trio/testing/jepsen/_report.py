@@ -133,9 +133,9 @@ def format_summary(report: JepsenReport) -> str:
         lines += ["", "errors: " + ", ".join(f"{name} {n}" for name, n in errors.items())]
     lines.append("")
     if report.final_state:
-        agree = "disagree" if findings.divergence else "agree"
+        agree = "DISAGREE" if findings.divergence else "agree"
         lines.append(
-            f"final state: {len(report.final_state)} nodes {agree} on "
+            f"final state: the {len(report.final_state)} nodes {agree} on "
             f"{len(options.clients.keys)} keys"
         )
     else:
