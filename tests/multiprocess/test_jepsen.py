@@ -158,7 +158,7 @@ async def test_a_short_run_injects_every_fault_and_reaches_a_verdict(tmp_path: P
         seed=5,
         duration=8.0,
         clients=ClientOptions(count=4),
-        nemesis=NemesisOptions(interval=(0.3, 0.8), down_time=(0.2, 0.6), pause_time=(0.1, 0.8)),
+        nemesis=NemesisOptions(interval=(0.3, 0.8), down_time=(0.2, 0.6), pause_time=((0.05, 0.3), (0.3, 0.8))),
         base_dir=str(tmp_path),
     )
     with trio.fail_after(120):

@@ -36,15 +36,17 @@ class NemesisOptions:
         kinds: the faults it injects (none: it only waits).
         interval: seconds between the end of one fault and the start of the next.
         down_time: seconds a killed node stays down.
-        pause_time: seconds a paused node stays stopped (around the leader lease, 0.3 s by
-            default, on both sides).
+        pause_time: seconds a paused node stays stopped: half the pauses are drawn from
+            the first range, around the leader lease (``election_timeout_max``, 0.3 s by
+            default), where a lease that outlives its leadership would show; half from the
+            second, long enough for an election.
         leader_bias: the probability that a kill or pause hits the leader.
     """
 
     kinds: tuple[FaultKind, ...] = tuple(FaultKind)
     interval: tuple[float, float] = (1.0, 3.0)
     down_time: tuple[float, float] = (0.2, 1.5)
-    pause_time: tuple[float, float] = (0.1, 2.0)
+    pause_time: tuple[tuple[float, float], tuple[float, float]] = ((0.05, 0.5), (0.5, 2.0))
     leader_bias: float = 0.7
 
 
@@ -97,9 +99,11 @@ class Nemesis:
         on_leader = self.rng.random() < self.options.leader_bias
         anyone = self.rng.choice(node_ids)
         pick = self.rng.random()
-        hold = self.rng.uniform(
-            *(self.options.down_time if kind is FaultKind.KILL else self.options.pause_time)
-        )
+        short = self.rng.random() < 0.5
+        if kind is FaultKind.KILL:
+            hold = self.rng.uniform(*self.options.down_time)
+        else:
+            hold = self.rng.uniform(*self.options.pause_time[0 if short else 1])
         leader = await self._leader()
         if kind is FaultKind.TRANSFER:
             if leader is None:
