@@ -2,6 +2,13 @@
 linearizable gets (``READ_INDEX`` and ``LEASE_READ``) on a few keys, recording each
 operation in the :class:`History`.
 
+An operation goes either the usual way, to the leader the client knows, following
+``ForwardToLeader`` hints and retrying where that is safe; or *direct*: once to a node
+drawn at random, with a short timeout, as a client bound to one node would. Direct
+operations keep reaching every node while the clients that follow the leader wait on one
+that stopped answering: a paused former leader still gets reads, and a new leader gets
+writes, which is how a lease that outlived its leadership shows.
+
 The requests come from the simulator's :class:`~openraft_trio.testing.sim.KvWorkload`
 (unique values per write, so a read names the write it saw; a cas expects the value its
 client saw last). Every choice is drawn from the client's own ``random.Random`` seeded
@@ -18,9 +25,12 @@ from typing import Any
 import attrs
 import trio
 
-from ..._errors import RaftError
+from ..._errors import RaftError, RemoteError, Unreachable
 from ..._types import ReadPolicy
-from ...kv import AmbiguousOutcome, CompareAndSwap, Delete, Get, KvClient, NoLeader, Set
+from ...kv import AmbiguousOutcome, CompareAndSwap, Delete, Get, KvClient, Set
+from ...kv._client import _forward_detail as forward_detail
+from ...network import _wire as wire
+from ...network._client import NodeStopped
 from ..sim._workload import KvWorkload
 from ._history import History, OpKind, OpOutcome, OpRecord
 
@@ -38,6 +48,8 @@ class ClientOptions:
         op_timeout: seconds an operation may take, retries included; a write still
             pending then has an unknown outcome, a read failed.
         rpc_timeout: seconds each single call may take.
+        direct_share: the share of operations sent direct (see the module docstring).
+        direct_timeout: seconds a direct operation may take.
     """
 
     count: int = 5
@@ -47,6 +59,8 @@ class ClientOptions:
     think_time: tuple[float, float] = (0.0, 0.02)
     op_timeout: float = 5.0
     rpc_timeout: float = 1.0
+    direct_share: float = 0.3
+    direct_timeout: float = 1.0
 
 
 _OP_KINDS: Mapping[type, OpKind] = {Set: OpKind.PUT, Delete: OpKind.DELETE, CompareAndSwap: OpKind.CAS}
@@ -78,13 +92,18 @@ class Clients:
         self.node_ids = dict(node_ids)
         self.workload = KvWorkload(keys=options.keys, read_share=options.read_share)
 
-    async def worker(self, client_id: int, kv: KvClient, stop_at: float) -> None:
-        """Issue operations until ``stop_at`` (on :attr:`now`'s clock)."""
+    async def worker(
+        self, client_id: int, kv: KvClient, direct: KvClient, stop_at: float
+    ) -> None:
+        """Issue operations until ``stop_at`` (on :attr:`now`'s clock); ``direct`` is the
+        client for direct operations (its ``rpc_timeout`` is their timeout)."""
         rng = random.Random(f"{self.seed}-client-{client_id}")
+        addrs = sorted(self.node_ids, key=self.node_ids.__getitem__)
         while True:
             think = rng.uniform(*self.options.think_time)
             request, _ = self.workload.next_op(rng, client_id)
             lease = rng.random() < self.options.lease_share
+            to = rng.choice(addrs) if rng.random() < self.options.direct_share else None
             await trio.sleep(think)
             if self.now() >= stop_at:
                 return
@@ -92,25 +111,39 @@ class Clients:
                 kind = OpKind.GET_LEASE if lease else OpKind.GET_READ_INDEX
             else:
                 kind = _OP_KINDS[type(request)]
-            reply = await self.run_one(client_id, kv, kind, request)
+            if to is None:
+                reply = await self.run_one(client_id, kv, kind, request)
+            else:
+                reply = await self.run_one(client_id, direct, kind, request, to)
             if reply is not _NO_REPLY:
                 self.workload.on_reply(client_id, request, reply)
 
-    async def run_one(self, client_id: int, kv: KvClient, kind: OpKind, request: Any) -> Any:
-        """Run one operation and record it; its reply, or ``_NO_REPLY`` if it did not
-        succeed."""
+    async def run_one(
+        self, client_id: int, kv: KvClient, kind: OpKind, request: Any, to: str | None = None
+    ) -> Any:
+        """Run one operation and record it (direct to the node at ``to``, if given); its
+        reply, or ``_NO_REPLY`` if it did not succeed."""
         record = OpRecord(client_id, kind, request, call=self.now())
+        if to is not None:
+            record.direct_to = self.node_ids[to]
         self.history.ops.append(record)
         try:
             with trio.fail_after(self.options.op_timeout + 2 * self.options.rpc_timeout):
-                reply = await _send(kv, kind, request)
+                if to is None:
+                    reply = await _send(kv, kind, request)
+                else:
+                    reply = await _send_direct(kv, to, kind, request)
         except AmbiguousOutcome as e:
             self._end(record, OpOutcome.FAIL if kind.is_read else OpOutcome.UNKNOWN, e)
             return _NO_REPLY
-        except NoLeader as e:
-            # Every attempt was refused before it was appended (or, for a write, never
-            # sent): no effect.
-            self._end(record, OpOutcome.FAIL, e)
+        except (_Refused, Unreachable) as e:
+            # A non-leader refused it before appending it, or it was never sent (no
+            # connection; ``NoLeader``: every attempt was one of those), unless the node
+            # stopped while handling it: no effect.
+            outcome = OpOutcome.UNKNOWN
+            if kind.is_read or not isinstance(e, NodeStopped):
+                outcome = OpOutcome.FAIL
+            self._end(record, outcome, e)
             return _NO_REPLY
         except (RaftError, trio.TooSlowError) as e:
             # A read that failed had no effect; a write that may have been sent has an
@@ -120,13 +153,13 @@ class Clients:
         record.ret = self.now()
         record.outcome = OpOutcome.OK
         record.reply = reply
-        record.served_by = self.node_ids.get(kv.leader_addr or "")
+        record.served_by = self.node_ids.get(to or kv.leader_addr or "")
         return reply
 
     def _end(self, record: OpRecord, outcome: OpOutcome, error: BaseException) -> None:
         record.ret = self.now()
         record.outcome = outcome
-        record.error = f"{type(error).__name__}: {error}"
+        record.error = f"{_error_name(error)}: {error}"
 
     async def final_reads(self, kv: KvClient, client_id: int, keys: Sequence[str]) -> None:
         """A ``READ_INDEX`` and a ``LEASE_READ`` get of every key, recorded like the others:
@@ -141,6 +174,44 @@ class _NoReply:
 
 
 _NO_REPLY: Any = _NoReply()
+
+
+def _error_name(error: BaseException) -> str:
+    """The error's type; for an error the node answered with, the node's error type."""
+    if isinstance(error, _Refused):
+        return "ForwardToLeader"
+    if isinstance(error, RemoteError) and isinstance(error.remote, wire.ErrorReply):
+        return f"{error.remote.error_type}"
+    return type(error).__name__
+
+
+class _Refused(RaftError):
+    """A non-leader refused a direct write before appending it."""
+
+
+_OPS = {OpKind.PUT: "put", OpKind.DELETE: "delete", OpKind.CAS: "cas"}
+
+
+async def _send_direct(kv: KvClient, addr: str, kind: OpKind, request: Any) -> Any:
+    """One call to the node at ``addr``, no retries; the reply as :func:`_send` gives it."""
+    if kind.is_read:
+        policy = ReadPolicy.LEASE_READ if kind is OpKind.GET_LEASE else ReadPolicy.READ_INDEX
+        return (await kv.call(addr, "get", request.key, False, policy.value))["value"]
+    args = attrs.astuple(request, recurse=False)
+    try:
+        reply = await kv.call(addr, _OPS[kind], *args)
+    except RemoteError as e:
+        error = e.remote
+        if (
+            isinstance(error, wire.ErrorReply)
+            and error.error_type == "ForwardToLeader"
+            and not forward_detail(error.detail)[2]
+        ):
+            raise _Refused(str(e)) from e
+        raise
+    if kind is OpKind.CAS:
+        return bool(reply["swapped"]), reply["value"]
+    return reply["prev"]
 
 
 async def _send(kv: KvClient, kind: OpKind, request: Any) -> Any:

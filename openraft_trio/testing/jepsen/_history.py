@@ -65,6 +65,7 @@ class OpRecord:
             (cas), the value (get).
         error: for ``fail`` and ``unknown``, the error's type and message.
         served_by: the node that answered (``ok`` only; ``None`` if not known).
+        direct_to: for a direct operation, the one node it was sent to.
     """
 
     client: int
@@ -76,6 +77,7 @@ class OpRecord:
     reply: Any = None
     error: str = ""
     served_by: int | None = None
+    direct_to: int | None = None
 
     @property
     def key(self) -> str:
@@ -115,9 +117,10 @@ class OpRecord:
             outcome = self.outcome.value if self.outcome is not None else "pending"
             result = f"-> {outcome} ({self.error})" if self.error else f"-> {outcome}"
         ret = f"{self.ret:.3f}" if self.ret is not None and self.outcome is OpOutcome.OK else "?"
+        direct = f" (direct to node {self.direct_to})" if self.direct_to is not None else ""
         return (
-            f"client {self.client} {self.kind.value} {_request_args(self.request)} {result}  "
-            f"[{self.call:.3f} .. {ret}]"
+            f"client {self.client} {self.kind.value}{direct} {_request_args(self.request)} "
+            f"{result}  [{self.call:.3f} .. {ret}]"
         )
 
 

@@ -5,7 +5,11 @@ so at most one node is out and a majority stays up.
   it down a while, restart it on the same data directory.
 * ``pause``: SIGSTOP a node, keep it stopped a while (its peers and clients see a silent
   node with open connections; its clock keeps running), SIGCONT it.
-* ``transfer``: ask the leader to hand its leadership to another voter (the admin op).
+* ``transfer``: ask the leader to hand its leadership to another voter (the admin op);
+  half the time, then SIGSTOP the former leader for less than one lease
+  (``transfer_pause``), so that it learns of its successor late while its own lease has
+  not run out: a lease it should have given up would let it serve reads that the new
+  leader's writes have made stale.
 
 Kills and pauses hit the leader with probability ``leader_bias``, else a node drawn at
 random. The kinds come round in a shuffled cycle, so ``k`` faults cover ``k`` kinds. The
@@ -40,6 +44,8 @@ class NemesisOptions:
             the first range, around the leader lease (``election_timeout_max``, 0.3 s by
             default), where a lease that outlives its leadership would show; half from the
             second, long enough for an election.
+        transfer_pause: seconds the former leader is stopped after half the transfers
+            (shorter than the lease, 0.3 s by default).
         leader_bias: the probability that a kill or pause hits the leader.
     """
 
@@ -47,6 +53,7 @@ class NemesisOptions:
     interval: tuple[float, float] = (1.0, 3.0)
     down_time: tuple[float, float] = (0.2, 1.5)
     pause_time: tuple[tuple[float, float], tuple[float, float]] = ((0.05, 0.5), (0.5, 2.0))
+    transfer_pause: tuple[float, float] = (0.02, 0.25)
     leader_bias: float = 0.7
 
 
@@ -102,6 +109,8 @@ class Nemesis:
         short = self.rng.random() < 0.5
         if kind is FaultKind.KILL:
             hold = self.rng.uniform(*self.options.down_time)
+        elif kind is FaultKind.TRANSFER:
+            hold = self.rng.uniform(*self.options.transfer_pause)
         else:
             hold = self.rng.uniform(*self.options.pause_time[0 if short else 1])
         leader = await self._leader()
@@ -109,7 +118,9 @@ class Nemesis:
             if leader is None:
                 return None
             others = [n for n in node_ids if n != leader]
-            return await self._transfer(leader, others[int(pick * len(others))])
+            return await self._transfer(
+                leader, others[int(pick * len(others))], hold if short else None
+            )
         target = leader if on_leader and leader is not None else anyone
         record = FaultRecord(kind, target, target == leader, self.now())
         self.history.faults.append(record)
@@ -119,18 +130,23 @@ class Nemesis:
             await trio.sleep(hold)
             await self.cluster.start(target)
         else:
-            process = self.cluster.nodes[target].process
-            assert process is not None
-            process.send_signal(signal.SIGSTOP)
             record.detail = f"stopped {hold:.2f} s"
-            try:
-                await trio.sleep(hold)
-            finally:
-                process.send_signal(signal.SIGCONT)
+            await self._pause(target, hold)
         record.end = self.now()
         return record
 
-    async def _transfer(self, leader: int, to: int) -> FaultRecord:
+    async def _pause(self, node_id: int, seconds: float) -> None:
+        process = self.cluster.nodes[node_id].process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)
+        try:
+            await trio.sleep(seconds)
+        finally:
+            process.send_signal(signal.SIGCONT)
+
+    async def _transfer(self, leader: int, to: int, then_pause: float | None) -> FaultRecord:
+        """Ask ``leader`` to hand over to ``to``; then, if ``then_pause``, SIGSTOP the
+        former leader for that long."""
         record = FaultRecord(FaultKind.TRANSFER, leader, True, self.now(), detail=f"to node {to}")
         self.history.faults.append(record)
         addr = self.cluster.nodes[leader].addr
@@ -139,6 +155,9 @@ class Nemesis:
                 await kv.call(addr, "transfer_leader", to)
             except RaftError as e:
                 record.detail += f", refused: {type(e).__name__}: {e}"
+        if then_pause is not None:
+            record.detail += f", then node {leader} stopped {then_pause:.2f} s"
+            await self._pause(leader, then_pause)
         record.end = self.now()
         return record
 

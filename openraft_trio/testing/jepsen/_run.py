@@ -145,21 +145,23 @@ async def _load(
     stop_at = now() + options.duration
     order = random.Random(f"{options.seed}-addresses")
     async with contextlib.AsyncExitStack() as stack:
-        kvs = []
+        pairs = []
         for _ in range(options.clients.count):
             addrs = order.sample(cluster.addrs, len(cluster.addrs))  # where each one starts
-            kvs.append(
-                await stack.enter_async_context(
-                    cluster.client(
-                        addrs,
-                        timeout=options.clients.op_timeout,
-                        rpc_timeout=options.clients.rpc_timeout,
-                    )
+            kv = await stack.enter_async_context(
+                cluster.client(
+                    addrs,
+                    timeout=options.clients.op_timeout,
+                    rpc_timeout=options.clients.rpc_timeout,
                 )
             )
+            direct = await stack.enter_async_context(
+                cluster.client(addrs, rpc_timeout=options.clients.direct_timeout)
+            )
+            pairs.append((kv, direct))
         async with trio.open_nursery() as nursery:
-            for client_id, kv in enumerate(kvs):
-                nursery.start_soon(clients.worker, client_id, kv, stop_at)
+            for client_id, (kv, direct) in enumerate(pairs):
+                nursery.start_soon(clients.worker, client_id, kv, direct, stop_at)
             nursery.start_soon(nemesis.run, stop_at)
 
 
