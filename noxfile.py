@@ -51,6 +51,24 @@ def bench_peers(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_peers.py", *session.posargs)
 
 
+# The seeds `nox -s jepsen` runs, each for JEPSEN_DURATION seconds of load and faults.
+JEPSEN_SEEDS = ("1", "2", "3")
+JEPSEN_DURATION = "60"
+
+
+@nox.session
+def jepsen(session: nox.Session) -> None:
+    """The fault test against real processes: 3 seeds x 60 s, stopping at the first that
+    fails (extra arguments replace those and run once, e.g. ``-- --seed 7 --duration 300``)."""
+    session.install(".")
+    command = ["python", "-m", "openraft_trio.testing.jepsen"]
+    if session.posargs:
+        session.run(*command, *session.posargs)
+        return
+    for seed in JEPSEN_SEEDS:
+        session.run(*command, "--seed", seed, "--duration", JEPSEN_DURATION)
+
+
 @nox.session
 def sim(session: nox.Session) -> None:
     """Run the deterministic simulator (extra arguments go to it)."""

@@ -21,6 +21,7 @@ import trio
 
 from ._config import Config
 from ._errors import ConfigError, RaftError, Unreachable
+from ._types import ReadPolicy
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -329,10 +330,16 @@ def _add_data_commands(commands: Commands) -> None:
     p = commands.add_parser("get", help="read a key (linearizable unless --stale)")
     p.add_argument("key")
     p.add_argument("--stale", action="store_true", help="read one node's copy as it is")
+    p.add_argument(
+        "--lease",
+        action="store_true",
+        help="a linearizable read confirmed by the leader's lease (LEASE_READ), not a quorum round",
+    )
     _add_client_options(p)
 
     async def get(args: argparse.Namespace, client: Any) -> int:
-        value = await client.get(args.key, stale=args.stale)
+        policy = ReadPolicy.LEASE_READ if args.lease else ReadPolicy.READ_INDEX
+        value = await client.get(args.key, stale=args.stale, policy=policy)
         _print(args, value, "(absent)" if value is None else str(value))
         return 0
 

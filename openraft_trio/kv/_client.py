@@ -34,6 +34,7 @@ import trio
 from .._config import Config
 from .._errors import NetworkError, RaftError, RemoteError, RPCTimeout, Unreachable
 from .._nursery import background_nursery
+from .._types import ReadPolicy
 from ..network import _wire as wire
 from ..network._client import NodeStopped, RpcChannel, parse_addr
 
@@ -156,12 +157,24 @@ class KvClient:
         """Set ``key``; returns the previous value (or None)."""
         return (await self.leader_call("put", key, value, idempotent=False))["prev"]
 
-    async def get(self, key: str, *, stale: bool = False, addr: str | None = None) -> Any:
+    async def get(
+        self,
+        key: str,
+        *,
+        stale: bool = False,
+        addr: str | None = None,
+        policy: ReadPolicy = ReadPolicy.READ_INDEX,
+    ) -> Any:
         """The value of ``key`` (None if absent), linearizable unless ``stale``: then read
-        from ``addr`` (default: the first reachable node) as it is."""
+        from ``addr`` (default: the first reachable node) as it is.
+
+        ``policy`` says how the leader confirms a linearizable read: ``READ_INDEX`` (a
+        quorum round) or ``LEASE_READ`` (no round trip while its lease holds)."""
         if stale:
             return (await self._any_call(addr, "get", key, True))["value"]
-        return (await self.leader_call("get", key, False, idempotent=True))["value"]
+        # The default policy is not sent, so older nodes (two arguments) still answer.
+        args = [key, False] if policy is ReadPolicy.READ_INDEX else [key, False, policy.value]
+        return (await self.leader_call("get", *args, idempotent=True))["value"]
 
     async def delete(self, key: str) -> Any:
         """Remove ``key``; returns the previous value (or None)."""

@@ -13,7 +13,7 @@ Client API (``op``, ``args`` -> reply; :class:`~openraft_trio.kv.KvClient` wraps
 op                  args                              reply
 =================== ================================= ===========================================
 put                 key, value                        {"prev": old value or None, "index": i}
-get                 key, stale (bool)                 {"value": value or None, "index": i}
+get                 key, stale (bool), policy         {"value": value or None, "index": i}
 delete              key                               {"prev": old value or None, "index": i}
 cas                 key, expected, new                {"swapped": bool, "value": v, "index": i}
 init                {id: addr} or null (the --peers)  null
@@ -25,7 +25,9 @@ status              (none)                            a dict, see :meth:`KvServi
 
 A write or linearizable read on a node that does not lead fails with ``ForwardToLeader``,
 whose error reply carries ``[leader_id, leader_addr, maybe_committed]``. A ``get`` with
-``stale`` true reads this node's state machine as it is, without asking the leader.
+``stale`` true reads this node's state machine as it is, without asking the leader;
+otherwise ``policy`` (``"ReadIndex"``, the default, or ``"LeaseRead"``: a
+:class:`~openraft_trio.ReadPolicy` value) says how the leader confirms it still leads.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from .._config import Config
 from .._core.raft import Raft, open_raft
 from .._errors import ForwardToLeader, InvalidRequest, RaftError
 from .._messages import ClientWriteResponse
-from .._types import Node
+from .._types import Node, ReadPolicy
 from ..network.tcp import RaftServer, ServerLimits, open_tcp_network, parse_addr, serve_raft
 from ..storage import MemLogStore
 from ._bench_op import run_bench
@@ -104,6 +106,15 @@ def _addr(raw: Any) -> str:
     except ValueError as e:
         raise InvalidRequest(str(e)) from None
     return str(raw)
+
+
+def _read_policy(raw: Any) -> ReadPolicy:
+    if type(raw) is str:
+        for policy in ReadPolicy:
+            if policy.value == raw:
+                return policy
+    names = ", ".join(repr(p.value) for p in ReadPolicy)
+    raise InvalidRequest(f"policy must be one of {names}, got {raw!r}")
 
 
 def _bool(raw: Any, what: str) -> bool:
@@ -234,13 +245,16 @@ class KvService:
     async def put(self, key: Any, value: Any) -> dict[str, Any]:
         return await self._write("put", key, value)
 
-    async def get(self, key: Any, stale: Any = False) -> dict[str, Any]:
+    async def get(
+        self, key: Any, stale: Any = False, policy: Any = ReadPolicy.READ_INDEX.value
+    ) -> dict[str, Any]:
         key = _key(key)
+        read_policy = _read_policy(policy)
         if _bool(stale, "stale"):
             applied = self.state_machine.last_applied  # what the value below reflects
             index = applied.index if applied is not None else None
             return {"value": self.state_machine.get(key), "index": index}
-        read = await self.raft.ensure_linearizable()
+        read = await self.raft.ensure_linearizable(read_policy)
         return {"value": self.state_machine.get(key), "index": read.index if read else None}
 
     async def delete(self, key: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ async def test_requests_and_replies(autojump_clock: Any) -> None:
         assert await kv.handle("put", ["k", "v1"]) == {"prev": None, "index": 2}
         assert await kv.handle("put", ["k", "v2"]) == {"prev": "v1", "index": 3}
         assert await kv.handle("get", ["k", False]) == {"value": "v2", "index": 3}
+        assert await kv.handle("get", ["k", False, "LeaseRead"]) == {"value": "v2", "index": 3}
         assert (await kv.handle("cas", ["k", "v1", "x"]))["swapped"] is False
         assert await kv.handle("cas", ["k", "v2", "x"]) == {
             "swapped": True,
@@ -71,6 +72,7 @@ async def test_status_shows_a_follower_that_lost_its_log(autojump_clock: Any) ->
         ("put", [1, "v"], "a key is a non-empty str"),
         ("put", ["", "v"], "a key is a non-empty str"),
         ("get", ["k", "yes"], "stale must be a bool"),
+        ("get", ["k", False, "Fast"], "policy must be one of 'ReadIndex', 'LeaseRead'"),
         ("add_learner", [4, "nowhere"], "host:port"),
         ("change_membership", [[]], "non-empty list"),
         ("init", [{"a": "127.0.0.1:1"}], "node id"),

@@ -44,6 +44,8 @@ async def test_cli_against_a_three_process_cluster(tmp_path: Path) -> None:
             assert (r.returncode, out(r)) == (0, "OK"), err(r)
             r = await cli("get", "greeting", *c)
             assert (r.returncode, out(r)) == (0, "hello")
+            r = await cli("get", "greeting", "--lease", *c)
+            assert (r.returncode, out(r)) == (0, "hello")
             r = await cli("cas", "n", "null", "1", "--json-values", *c)
             assert (r.returncode, out(r)) == (0, "swapped")
             r = await cli("cas", "n", "null", "2", "--json-values", "--json", *c)
