@@ -28,6 +28,7 @@ Decoding an unknown tag or a value of the wrong shape raises :class:`DecodeError
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
@@ -109,7 +110,7 @@ def decode_data(raw: Any) -> Any:
         return value
     cls = _type_of.get(tag) if isinstance(tag, str) else None
     if cls is None:
-        raise DecodeError(f"unknown application data tag {tag!r} (not registered)")
+        raise DecodeError(f"unknown application data tag {_short(tag)} (not registered)")
     try:
         return converter.structure(value, cls)
     except Exception as exc:
@@ -275,9 +276,7 @@ converter.register_structure_hook(Vote, _structure_hook(structure_vote))
 converter.register_unstructure_hook(Membership, unstructure_membership)
 converter.register_structure_hook(Membership, _structure_hook(structure_membership))
 converter.register_unstructure_hook(StoredMembership, unstructure_stored_membership)
-converter.register_structure_hook(
-    StoredMembership, _structure_hook(structure_stored_membership)
-)
+converter.register_structure_hook(StoredMembership, _structure_hook(structure_stored_membership))
 converter.register_unstructure_hook(Entry, unstructure_entry)
 converter.register_structure_hook(Entry, _structure_hook(structure_entry))
 converter.register_unstructure_hook(Blank, lambda _b: [])
@@ -308,6 +307,21 @@ def loads(data: bytes, cls: type[T]) -> T:
         raise DecodeError(f"not a {cls.__qualname__}: {exc}") from exc
 
 
-def _short(raw: Any) -> str:
-    text = repr(raw)
-    return text if len(text) <= 80 else text[:77] + "..."
+_repr = reprlib.Repr()
+_repr.maxlevel = 3
+_repr.maxlist = 6
+_repr.maxdict = 4
+_repr.maxstring = 40
+_repr.maxother = 40
+
+
+def short_repr(raw: Any) -> str:
+    """A bounded repr of untrusted input, for error messages: bounded depth and size, so
+    a message never embeds (or spends time rendering) a whole big value."""
+    try:
+        return _repr.repr(raw)
+    except Exception:  # a weird object from a CBOR tag: its type is enough
+        return f"<{type(raw).__name__}>"
+
+
+_short = short_repr

@@ -46,6 +46,7 @@ from .._core.raft import Raft, open_raft
 from .._errors import ForwardToLeader, InvalidRequest, RaftError
 from .._messages import ClientWriteResponse
 from .._types import Node, ReadPolicy
+from ..codec import short_repr
 from ..network.tcp import RaftServer, ServerLimits, open_tcp_network, parse_addr, serve_raft
 from ..storage import MemLogStore
 from ._bench_op import run_bench
@@ -96,7 +97,7 @@ def _key(raw: Any) -> str:
 
 def _node_id(raw: Any, what: str = "node id") -> int:
     if type(raw) is not int or raw < 0:
-        raise InvalidRequest(f"{what} must be a non-negative int, got {raw!r}")
+        raise InvalidRequest(f"{what} must be a non-negative int, got {short_repr(raw)}")
     return raw
 
 
@@ -114,12 +115,12 @@ def _read_policy(raw: Any) -> ReadPolicy:
             if policy.value == raw:
                 return policy
     names = ", ".join(repr(p.value) for p in ReadPolicy)
-    raise InvalidRequest(f"policy must be one of {names}, got {raw!r}")
+    raise InvalidRequest(f"policy must be one of {names}, got {short_repr(raw)}")
 
 
 def _bool(raw: Any, what: str) -> bool:
     if type(raw) is not bool:
-        raise InvalidRequest(f"{what} must be a bool, got {raw!r}")
+        raise InvalidRequest(f"{what} must be a bool, got {short_repr(raw)}")
     return raw
 
 
@@ -187,7 +188,9 @@ class KvService:
     async def handle(self, op: str, args: list[Any]) -> Any:
         fn = self._ops.get(op)
         if fn is None:
-            raise InvalidRequest(f"unknown operation {op!r}; expected one of {sorted(self._ops)}")
+            raise InvalidRequest(
+                f"unknown operation {short_repr(op)}; expected one of {sorted(self._ops)}"
+            )
         self._check_arity(op, args)
         return await fn(*args)
 

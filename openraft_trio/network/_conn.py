@@ -30,6 +30,12 @@ import trio
 from ._frames import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, join_frames
 
 RECEIVE_SIZE = 256 * 1024
+WRITE_SLICE = 1024 * 1024
+"""The writer joins at most this many queued bytes (or one bigger frame) per ``send_all``,
+so joining never copies a whole long queue at once."""
+FRAME_OVERHEAD = 64
+"""What a queued frame costs beyond its body (the ``bytes`` object, the list slot), for
+:attr:`FramedStream.unsent`."""
 
 
 class ConnectionTimeout(Exception):
@@ -62,8 +68,9 @@ class FramedStream:
             max_frame_size if max_receive_size is None else max_receive_size
         )
         self._queue: list[bytes] = []
+        self._unsent = 0  # bytes queued or being sent (see FRAME_OVERHEAD)
         self._wakeup = trio.Event()
-        self._taken = trio.Event()  # set each time the writer takes the queue
+        self._sent = trio.Event()  # set each time the writer finished a send
         self._closing = False
         self._read_scope: trio.CancelScope | None = None
         self._read_timeout: tuple[float, str] = (0.0, "")
@@ -78,15 +85,26 @@ class FramedStream:
         if self._closing:
             raise trio.ClosedResourceError("connection is closed")
         self._queue.append(body)
+        self._unsent += len(body) + FRAME_OVERHEAD
         self._wakeup.set()
 
-    async def wait_queue_below(self, limit: int) -> None:
-        """Wait until fewer than ``limit`` frames are queued for the writer (a reader that
-        queues replies calls this before reading more, so a peer that does not read its
+    @property
+    def receiving(self) -> bool:
+        """True while a frame is partly received."""
+        return self._decoder.buffered > 0
+
+    @property
+    def unsent(self) -> int:
+        """Bytes of frames queued or being sent (each counted with ``FRAME_OVERHEAD``)."""
+        return self._unsent
+
+    async def wait_unsent_below(self, limit: int) -> None:
+        """Wait until fewer than ``limit`` bytes are queued or being sent (a reader that
+        queues replies calls this before handling more, so a peer that does not read its
         replies cannot make the queue grow: TCP flow control pushes back instead)."""
-        while len(self._queue) >= limit:
-            self._taken = trio.Event()
-            await self._taken.wait()
+        while self._unsent >= limit:
+            self._sent = trio.Event()
+            await self._sent.wait()
 
     async def send_now(self, body: bytes) -> None:
         """Send one frame directly (the handshake, before the writer task runs)."""
@@ -106,13 +124,34 @@ class FramedStream:
                     self._wakeup = trio.Event()
                     await self._wakeup.wait()
                     continue
-                frames, self._queue = self._queue, []
-                self._taken.set()
+                frames = self._take_slice()
+                cost = sum(len(f) for f in frames) + FRAME_OVERHEAD * len(frames)
                 data = join_frames(frames, max_frame_size=self.max_frame_size)
+                del frames
                 scope.deadline = trio.current_time() + self.write_timeout
                 await self.stream.send_all(data)
                 scope.deadline = math.inf
+                del data
+                self._unsent -= cost
+                self._sent.set()
         raise ConnectionTimeout(f"peer did not read for {self.write_timeout}s")
+
+    def _take_slice(self) -> list[bytes]:
+        """Take queued frames from the front: up to ``WRITE_SLICE`` bytes, at least one."""
+        queue = self._queue
+        total = 0
+        count = 0
+        for body in queue:
+            total += len(body)
+            if count and total > WRITE_SLICE:
+                break
+            count += 1
+        if count == len(queue):
+            self._queue = []
+            return queue
+        taken = queue[:count]
+        del queue[:count]
+        return taken
 
     async def run(self, reader: Callable[[trio.Nursery], Awaitable[None]]) -> None:
         """Run :meth:`run_writer` and ``reader(nursery)`` until either raises (or the reader
@@ -144,7 +183,15 @@ class FramedStream:
             nursery.start_soon(guard, self.run_writer, nursery.cancel_scope)
             await guard(lambda: read(nursery), nursery.cancel_scope)
         if errors:
-            raise errors[0]
+            # The error's traceback holds this frame (and the guards'): a list or a local
+            # in them still holding an error would be a reference cycle, keeping all the
+            # traceback reaches (a hostile frame's decoded objects) until a GC run.
+            error = errors[0]
+            errors.clear()
+            try:
+                raise error
+            finally:
+                del error
 
     async def receive_frames(self, idle_timeout: float | None = None) -> list[bytes]:
         """The next non-empty batch of complete frame bodies.
@@ -184,5 +231,6 @@ class FramedStream:
         """Stop accepting frames and close the stream (without waiting for the peer)."""
         self._closing = True
         self._queue.clear()
+        self._unsent = 0
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(self.stream)

@@ -9,10 +9,26 @@ awaited concurrently.
 
 Hostile input closes the one connection it came on, with one log line and one counter in
 :class:`ServerStats`; the node keeps serving. What a connection may hold is bounded:
-``max_frame_size`` per frame, ``max_inflight`` requests being handled at once and as many
-replies waiting for the writer (the reader stops reading beyond that, so TCP flow control
-pushes back on the peer, including one that does not read its replies), one partially
-received snapshot of at most ``max_snapshot_size``, and ``max_connections`` connections.
+``max_frame_size`` per frame, ``max_frame_items`` CBOR items and ``max_frame_depth``
+nesting per message (checked before decoding), ``max_inflight`` requests being handled at
+once (checked before each request is decoded) and ``max_pending_reply_bytes`` of replies
+waiting for the peer to read them (the reader stops reading beyond either, so TCP flow
+control pushes back on the peer, including one that does not read its replies), and one
+partially received snapshot of at most ``max_snapshot_size``. ``docs/network.md`` ("Memory
+per connection") adds these up.
+
+Connection slots: a connection waiting for its handshake is a stranger (at most
+``max_handshakes``; a new one closes the oldest). After the handshake a peer (role
+``raft`` and an id of this node's membership, or any id while the node knows no
+membership yet) has its own slots, ``max_connections_per_peer`` per id (a new one closes
+the oldest of that id), so clients can never lock peers out. Everyone else shares
+``max_connections`` slots; when they are full, a new connection takes the slot of the one
+idle longest (no request in flight, no reply unsent, no frame half received), and is
+refused only if every connection is busy.
+
+Nothing a request decoded outlives its handling: error replies are built where the
+exception is caught, so no exception (whose traceback holds the frames that hold the
+request) is kept in a reference cycle that only the cyclic GC could free.
 """
 
 from __future__ import annotations
@@ -54,8 +70,16 @@ class ServerLimits:
     # Before the handshake passed a peer may send only this much: a stranger cannot make
     # the server buffer (or decode) a big frame.
     max_handshake_frame_size: int = 64 * 1024
+    # One message decodes to at most ~128 bytes per CBOR item (plus its strings): the
+    # item count, not the frame size, bounds what a frame may decode to.
+    max_frame_items: int = wire.DEFAULT_MAX_ITEMS
+    max_frame_depth: int = wire.DEFAULT_MAX_DEPTH
     max_inflight: int = 1024
-    max_connections: int = 256
+    # Replies queued or being sent on one connection; beyond it no new request is handled.
+    max_pending_reply_bytes: int = 4 * 1024**2
+    max_connections: int = 256  # clients and non-member peers, after their handshake
+    max_connections_per_peer: int = 4  # per member node id, beside max_connections
+    max_handshakes: int = 64  # connections waiting for their handshake
     max_snapshot_size: int = 4 * 1024**3
     handshake_timeout: float = 5.0
     frame_timeout: float = 10.0
@@ -69,7 +93,8 @@ class ServerStats:
 
     connections_accepted: int = 0
     connections_open: int = 0
-    connections_refused: int = 0  # over max_connections
+    connections_refused: int = 0  # max_connections all busy
+    connections_evicted: int = 0  # closed to make room (idle longest, or oldest)
     handshakes_refused: int = 0  # wrong cluster, node id, role or version
     bad_frames: int = 0  # oversized length prefix, truncated frame
     bad_messages: int = 0  # not CBOR, wrong shape, unexpected kind
@@ -85,6 +110,10 @@ class ServerStats:
 
 class _Refused(Exception):
     """Handshake refused; the message is sent to the peer and logged."""
+
+
+class _Busy(_Refused):
+    """No connection slot: ``max_connections`` connections, none of them idle."""
 
 
 class RaftServer:
@@ -107,6 +136,10 @@ class RaftServer:
         self.stats = ServerStats()
         self.cluster_name: str = raft.config.cluster_name
         self.node_id: int = raft.node_id
+        # Connection slots (dicts as ordered sets: the oldest first).
+        self._strangers: dict[_Connection, None] = {}
+        self._general: dict[_Connection, None] = {}
+        self._peers: dict[int, dict[_Connection, None]] = {}
 
     @property
     def port(self) -> int:
@@ -123,15 +156,10 @@ class RaftServer:
         stats = self.stats
         stats.connections_accepted += 1
         peer = _peer_name(stream)
-        if stats.connections_open >= self.limits.max_connections:
-            stats.connections_refused += 1
-            log.warning(
-                "refused connection from %s: %d connections open", peer, stats.connections_open
-            )
-            await trio.aclose_forcefully(stream)
-            return
-        stats.connections_open += 1
         limits = self.limits
+        if len(self._strangers) >= limits.max_handshakes:
+            self._evict(next(iter(self._strangers)), "too many handshakes pending")
+        stats.connections_open += 1
         conn = FramedStream(
             stream,
             max_frame_size=limits.max_frame_size,
@@ -139,8 +167,17 @@ class RaftServer:
             write_timeout=limits.write_timeout,
             frame_timeout=limits.frame_timeout,
         )
+        connection = _Connection(self, conn, peer)
+        self._strangers[connection] = None
         try:
-            await _Connection(self, conn, peer).run()
+            with connection.scope:
+                await connection.run()
+            if connection.scope.cancelled_caught:
+                stats.connections_evicted += 1
+                log.info("closed connection from %s: %s", peer, connection.evicted_because)
+        except _Busy as e:
+            stats.connections_refused += 1
+            log.warning("refused connection from %s: %s", peer, e)
         except _Refused as e:
             stats.handshakes_refused += 1
             log.warning("refused handshake from %s: %s", peer, e)
@@ -159,8 +196,50 @@ class RaftServer:
         except ConnectionClosed:
             pass
         finally:
+            self._release(connection)
             stats.connections_open -= 1
             await conn.aclose()
+
+    # -- connection slots ---------------------------------------------------------------------
+
+    def admit(self, connection: _Connection, hello: wire.Hello) -> None:
+        """Move a connection whose handshake passed from the strangers to its slot.
+
+        Raises:
+            _Busy: ``max_connections`` non-peer connections, none of them idle.
+        """
+        limits = self.limits
+        if hello.role == "raft" and hello.from_id is not None and self._is_peer(hello.from_id):
+            same = self._peers.setdefault(hello.from_id, {})
+            if len(same) >= limits.max_connections_per_peer:
+                self._evict(next(iter(same)), f"a newer connection from node {hello.from_id}")
+            same[connection] = None
+        else:
+            if len(self._general) >= limits.max_connections:
+                idle = [c for c in self._general if c.is_idle()]
+                if not idle:
+                    raise _Busy(f"{len(self._general)} connections open, none idle")
+                self._evict(min(idle, key=lambda c: c.last_active), "idle longest")
+            self._general[connection] = None
+        self._strangers.pop(connection, None)
+
+    def _is_peer(self, node_id: int) -> bool:
+        nodes = self.raft.metrics.membership.membership.nodes
+        # A node that knows no membership yet (not initialized, a new learner) cannot
+        # tell its peers: it takes any node id (per-id slots still apply).
+        return node_id in nodes or not nodes
+
+    def _evict(self, connection: _Connection, why: str) -> None:
+        self._release(connection)
+        connection.evicted_because = why
+        connection.scope.cancel()
+
+    def _release(self, connection: _Connection) -> None:
+        self._strangers.pop(connection, None)
+        self._general.pop(connection, None)
+        for node_id, same in list(self._peers.items()):
+            if same.pop(connection, 0) is None and not same:
+                del self._peers[node_id]
 
 
 class _Connection:
@@ -174,6 +253,9 @@ class _Connection:
         self.role = ""
         self.inflight = 0
         self.room = trio.Event()
+        self.scope = trio.CancelScope()  # cancelled to evict the connection
+        self.evicted_because = ""
+        self.last_active = trio.current_time()
         # The one snapshot being received: (vote, meta, bytes so far).
         self.snapshot: tuple[Any, Any, bytearray] | None = None
 
@@ -181,13 +263,23 @@ class _Connection:
         await self._handshake()
         await self.conn.run(self._read_loop)
 
+    def is_idle(self) -> bool:
+        """After the handshake: nothing in flight, nothing unsent, nothing half received."""
+        return (
+            bool(self.role)
+            and self.inflight == 0
+            and self.conn.unsent == 0
+            and not self.conn.receiving
+            and self.snapshot is None
+        )
+
     async def _handshake(self) -> None:
         server = self.server
         with trio.move_on_after(server.limits.handshake_timeout) as scope:
             frames = await self.conn.receive_frames()
         if scope.cancelled_caught:
             raise ConnectionTimeout(f"no handshake within {server.limits.handshake_timeout}s")
-        kind, rid, hello = wire.decode_message(frames[0])
+        kind, rid, hello = self._decode(frames[0])
         if kind != "hello" or len(frames) > 1:
             raise wire.DecodeError(f"expected one hello frame first, got {kind!r}")
         reason = self._check_hello(hello)
@@ -195,6 +287,12 @@ class _Connection:
             reply = wire.ErrorReply("HandshakeRefused", reason)
             await self.conn.send_now(wire.encode_message("error", rid, reply))
             raise _Refused(reason)
+        try:
+            server.admit(self, hello)
+        except _Busy as e:
+            reply = wire.ErrorReply("HandshakeRefused", f"server busy: {e}")
+            await self.conn.send_now(wire.encode_message("error", rid, reply))
+            raise
         self.role = hello.role
         self.conn.allow_frames_up_to(server.limits.max_frame_size)
         ok = wire.HelloOk(server.cluster_name, server.node_id)
@@ -217,24 +315,63 @@ class _Connection:
             return "this server takes no client connections"
         return None
 
+    def _decode(self, frame: bytes) -> tuple[str, int, Any]:
+        limits = self.server.limits
+        return wire.decode_message(
+            frame, max_items=limits.max_frame_items, max_depth=limits.max_frame_depth
+        )
+
     async def _read_loop(self, nursery: trio.Nursery) -> None:
         limits = self.server.limits
         while True:
-            while self.inflight >= limits.max_inflight:
-                self.room = trio.Event()
-                await self.room.wait()
-            # Replies the peer has not read count too (else a slow reader grows the queue).
-            await self.conn.wait_queue_below(limits.max_inflight)
+            frames = await self.conn.receive_frames(limits.idle_timeout)
+            self.last_active = trio.current_time()
+            # Client requests that arrived together are one batch (for the service's batch
+            # handler), cut wherever the limits make the reader wait.
             client_batch: list[tuple[int, wire.ClientRequest]] = []
-            for frame in await self.conn.receive_frames(limits.idle_timeout):
-                kind, rid, msg = wire.decode_message(frame)
-                self.server.stats.requests += 1
-                if self.role == "client" and kind == "client":
-                    client_batch.append((rid, msg))
-                else:
-                    self._dispatch(nursery, kind, rid, msg)
+            for index in range(len(frames)):
+                if self._full(len(client_batch)):
+                    if client_batch:
+                        self._dispatch_client(nursery, client_batch)
+                        client_batch = []
+                    await self._wait_for_room()
+                # Decode one frame at a time, only once there is room for it: a read of
+                # thousands of small requests never holds more than max_inflight decoded.
+                frame, frames[index] = frames[index], b""
+                self._take(nursery, frame, client_batch)
             if client_batch:
                 self._dispatch_client(nursery, client_batch)
+            del frames, client_batch
+
+    def _full(self, batched: int) -> bool:
+        limits = self.server.limits
+        return (
+            self.inflight + batched >= limits.max_inflight
+            or self.conn.unsent >= limits.max_pending_reply_bytes
+        )
+
+    async def _wait_for_room(self) -> None:
+        """Until fewer than ``max_inflight`` requests are in flight and fewer than
+        ``max_pending_reply_bytes`` of replies wait for the peer to read them."""
+        limits = self.server.limits
+        while self._full(0):
+            if self.inflight >= limits.max_inflight:
+                self.room = trio.Event()
+                await self.room.wait()
+            else:
+                await self.conn.wait_unsent_below(limits.max_pending_reply_bytes)
+
+    def _take(
+        self, nursery: trio.Nursery, frame: bytes, client_batch: list[tuple[int, Any]]
+    ) -> None:
+        """Decode one request and start it (or add it to ``client_batch``). A function of
+        its own so that no local of the read loop keeps the last request alive."""
+        kind, rid, msg = self._decode(frame)
+        self.server.stats.requests += 1
+        if self.role == "client" and kind == "client":
+            client_batch.append((rid, msg))
+        else:
+            self._dispatch(nursery, kind, rid, msg)
 
     def _dispatch_client(
         self, nursery: trio.Nursery, batch: list[tuple[int, wire.ClientRequest]]
@@ -259,7 +396,9 @@ class _Connection:
         except Exception as e:  # a bug in the batch handler: every request gets it
             self.server.stats.handler_errors += 1
             log.exception("client batch handler failed (%d requests)", len(batch))
-            values = [e] * len(batch)
+            # Kept in a list beyond this block: without its traceback (which holds this
+            # frame, so the list) it is no reference cycle.
+            values = [e.with_traceback(None)] * len(batch)
         for (rid, _), value in zip(batch, values, strict=True):
             if not isinstance(value, BaseException):
                 value = wire.ClientReply(value)
@@ -351,14 +490,19 @@ class _Connection:
         nursery.start_soon(self._handle, rid, reply_kind, fn)
 
     async def _handle(self, rid: int, reply_kind: str, fn: Callable[[], Awaitable[Any]]) -> None:
+        # Answer inside the except blocks: an exception kept in a local would hold its
+        # traceback, which holds this frame, which holds the exception (and the frames
+        # below, with the request's decoded arguments): a cycle only the GC frees.
         try:
             value = await fn()
         except RaftError as e:
-            value = e
+            self._answer(rid, reply_kind, e)
+            return
         except Exception as e:  # a bug: answer, log it, keep serving
             self.server.stats.handler_errors += 1
             log.exception("handler of request %d from %s failed", rid, self.peer)
-            value = e
+            self._answer(rid, reply_kind, e)
+            return
         self._answer(rid, reply_kind, value)
 
     def _answer(self, rid: int, reply_kind: str, value: Any) -> None:
@@ -367,10 +511,14 @@ class _Connection:
         try:
             if isinstance(value, BaseException):
                 self._reply_error(rid, value)
+                # It may sit in a list a batch handler built (a cycle through its
+                # traceback): the reply is built, so the traceback can go.
+                value.__traceback__ = None
             else:
                 self._reply(rid, reply_kind, value)
         finally:
             self.inflight -= 1
+            self.last_active = trio.current_time()
             self.room.set()
 
     def _reply(self, rid: int, kind: str, value: Any) -> None:

@@ -55,7 +55,6 @@ Protocol-level checks (non-negative terms, consecutive entries, ...) stay in
 from __future__ import annotations
 
 import io
-import reprlib
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -74,6 +73,14 @@ from .._messages import (
 from .._types import Snapshot, SnapshotMeta, Vote
 
 DecodeError: Final = codec.DecodeError
+
+DEFAULT_MAX_ITEMS: Final = 2**18
+"""Default limit on the CBOR data items in one message (every array, map, tag, string and
+scalar counts one). One item decodes to at most ~128 bytes of Python objects (an empty
+set: a tag and an empty array), so this bounds what a frame may decode to."""
+
+DEFAULT_MAX_DEPTH: Final = 64
+"""Default limit on the nesting of arrays and maps in one message."""
 
 MAX_REQUEST_ID: Final = 2**64 - 1
 """Request ids are CBOR unsigned ints: ``0 <= request_id <= MAX_REQUEST_ID``."""
@@ -154,20 +161,7 @@ class ClientReply:
 
 # -- helpers ---------------------------------------------------------------------------------
 
-_repr = reprlib.Repr()
-_repr.maxlevel = 3
-_repr.maxlist = 6
-_repr.maxdict = 4
-_repr.maxstring = 40
-_repr.maxother = 40
-
-
-def _short(raw: Any) -> str:
-    """A bounded repr of hostile input (bounded depth and size, no recursion blowup)."""
-    try:
-        return _repr.repr(raw)
-    except Exception:  # a weird object from a CBOR tag: its type is enough
-        return f"<{type(raw).__name__}>"
+_short = codec.short_repr
 
 
 def _fields(raw: Any, n: int, what: str) -> list[Any]:
@@ -562,18 +556,89 @@ def encode_message(kind: str, request_id: int, msg: Any) -> bytes:
     return cbor2.dumps([k.code, request_id, k.unstructure(msg)])
 
 
-def decode_message(data: bytes | bytearray | memoryview) -> tuple[str, int, Any]:
-    """The inverse of :func:`encode_message`: ``(kind, request_id, msg)``.
+_ARGUMENT_SIZES: Final = {24: 1, 25: 2, 26: 4, 27: 8}
+
+
+def check_items(data: bytes | bytearray | memoryview, max_items: int, max_depth: int) -> None:
+    """Walk the CBOR item headers of ``data`` (one message) without building anything, and
+    refuse it if it holds more than ``max_items`` items or nests arrays and maps deeper
+    than ``max_depth``. Strings are skipped by their length, so the walk costs one step
+    per item, and it stops at the first item over the limit.
 
     Raises:
-        DecodeError: not (exactly one item of) CBOR, not an envelope, an unknown kind code,
-            a bad request id, or a body of the wrong shape.
+        DecodeError: over a limit, truncated, or indefinite-length (never sent by us).
     """
+    view = memoryview(data).cast("B")
+    end = len(view)
+    pos = 0
+    items = 0
+    left = 1  # items still to read in the innermost open container (the top level: 1)
+    outer: list[int] = []  # the same count of every enclosing container
+    while True:
+        if pos >= end:
+            raise DecodeError("not valid CBOR: truncated")
+        initial = view[pos]
+        pos += 1
+        items += 1
+        if items > max_items:
+            raise DecodeError(f"message has more than {max_items} CBOR items")
+        major, info = initial >> 5, initial & 31
+        if info < 24:
+            arg = info
+        else:
+            size = _ARGUMENT_SIZES.get(info)
+            if size is None:
+                raise DecodeError("not valid CBOR: indefinite length or reserved value")
+            arg = int.from_bytes(view[pos : pos + size], "big")  # (a float's bits: unused)
+            pos += size
+        left -= 1
+        if major in (2, 3):  # byte or text string
+            pos += arg
+        elif major in (4, 5, 6):
+            children = arg if major == 4 else 2 * arg if major == 5 else 1
+            if children:
+                if major != 6 and len(outer) >= max_depth:
+                    raise DecodeError(f"message nests deeper than {max_depth}")
+                outer.append(left)
+                left = children
+        while left == 0:
+            if not outer:
+                return
+            left = outer.pop()
+
+
+def decode_message(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_items: int = DEFAULT_MAX_ITEMS,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> tuple[str, int, Any]:
+    """The inverse of :func:`encode_message`: ``(kind, request_id, msg)``.
+
+    Hostile input is bounded before it is decoded: a message of more than ``max_items``
+    CBOR items (checked by :func:`check_items`, only for messages longer than
+    ``max_items`` bytes: a shorter one cannot hold more) or arrays and maps nested deeper
+    than ``max_depth`` is refused.
+
+    Raises:
+        DecodeError: not (exactly one item of) CBOR, over a limit, not an envelope, an
+            unknown kind code, a bad request id, or a body of the wrong shape.
+    """
+    if len(data) > max_items:
+        check_items(data, max_items, max_depth)
     fp = io.BytesIO(data)
     try:
-        raw = cbor2.load(fp, semantic_decoders=_SEMANTIC_DECODERS, allow_duplicate_keys=False)
+        raw = cbor2.load(
+            fp,
+            semantic_decoders=_SEMANTIC_DECODERS,
+            allow_duplicate_keys=False,
+            allow_indefinite=False,
+            max_depth=max_depth,
+        )
     except Exception as exc:  # cbor2 raises several types (and RecursionError, ...)
-        raise DecodeError(f"not valid CBOR: {exc}") from exc
+        # No ``from exc``: the message says it all, and a cause's traceback would keep
+        # the decoder's frames (and what they hold) alive as long as this error.
+        raise DecodeError(f"not valid CBOR: {exc}") from None
     if fp.read(1):
         raise DecodeError("trailing bytes after the CBOR message")
     if type(raw) is not list or len(raw) != 3:
@@ -587,7 +652,7 @@ def decode_message(data: bytes | bytearray | memoryview) -> tuple[str, int, Any]
     try:
         msg = k.structure(body)
     except DecodeError as exc:
-        raise DecodeError(f"bad {k.name!r} body: {exc}") from exc
+        raise DecodeError(f"bad {k.name!r} body: {exc}") from None
     except Exception as exc:  # a hook deeper down tripped over hostile input
-        raise DecodeError(f"bad {k.name!r} body: {type(exc).__name__}: {exc}") from exc
+        raise DecodeError(f"bad {k.name!r} body: {type(exc).__name__}: {exc}") from None
     return k.name, request_id, msg

@@ -23,7 +23,7 @@ import trio
 
 import openraft_trio as raft
 from openraft_trio._core.raft import open_raft
-from openraft_trio.kv import KvStateMachine, Set
+from openraft_trio.kv import KvService, KvStateMachine, Set
 from openraft_trio.network import _wire as wire
 from openraft_trio.network._frames import encode_frame
 from openraft_trio.network.tcp import (
@@ -79,6 +79,7 @@ class TcpNode:
     scope: trio.CancelScope
     done: trio.Event
     addr: str = ""  # the server's, kept: it cannot be read back once the server stopped
+    service: KvService | None = None  # the client API, if started with kv_service=True
 
     def __attrs_post_init__(self) -> None:
         self.addr = self.server.addr
@@ -102,9 +103,11 @@ async def run_node(
     server_ssl: ssl.SSLContext | None = None,
     client_ssl: ssl.SSLContext | None = None,
     client_handler: Any = None,
+    kv_service: bool = False,
     task_status: trio.TaskStatus[TcpNode] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """One node until cancelled: start it with ``await nursery.start(run_node, ...)``."""
+    """One node until cancelled: start it with ``await nursery.start(run_node, ...)``.
+    ``kv_service`` serves the KV client API (:class:`KvService`) on client connections."""
     done = trio.Event()
     try:
         with trio.CancelScope() as scope:
@@ -116,6 +119,12 @@ async def run_node(
                 ) as node,
                 trio.open_nursery() as nursery,
             ):
+                service = None
+                if kv_service:
+                    service = KvService(
+                        node, sm, addr="", peers={}, transport_stats=lambda: server.stats.as_dict()
+                    )
+                    client_handler = service.handle
                 server: RaftServer = await nursery.start(
                     partial(
                         serve_raft,
@@ -127,7 +136,9 @@ async def run_node(
                         client_handler=client_handler,
                     )
                 )
-                task_status.started(TcpNode(node_id, node, server, network, sm, scope, done))
+                task_status.started(
+                    TcpNode(node_id, node, server, network, sm, scope, done, service=service)
+                )
                 await trio.sleep_forever()
     finally:
         done.set()
@@ -210,8 +221,12 @@ async def open_tcp_cluster(
     limits: Mapping[int, ServerLimits] | None = None,
     server_ssl: ssl.SSLContext | None = None,
     client_ssl: ssl.SSLContext | None = None,
+    kv_service: bool = False,
+    initialize: bool = True,
 ) -> AsyncIterator[TcpCluster]:
-    """``n`` nodes on loopback, initialized by node 1, with a leader elected."""
+    """``n`` nodes on loopback, initialized by node 1, with a leader elected (unless
+    ``initialize`` is false: then the test initializes them). ``kv_service``: every node
+    also serves the KV client API."""
     async with trio.open_nursery() as nursery:
         cluster = TcpCluster(
             nursery,
@@ -221,9 +236,10 @@ async def open_tcp_cluster(
             client_ssl=client_ssl,
         )
         for i in range(1, n + 1):
-            await cluster.start(i)
-        await cluster.nodes[1].raft.initialize(cluster.members())
-        await cluster.leader()
+            await cluster.start(i, kv_service=kv_service)
+        if initialize:
+            await cluster.nodes[1].raft.initialize(cluster.members())
+            await cluster.leader()
         try:
             yield cluster
         finally:

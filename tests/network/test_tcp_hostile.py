@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from openraft_trio import AppendEntriesRequest, LeaderId, LogId, Vote, VoteRequest
 from openraft_trio.network import _wire as wire
+from openraft_trio.network._conn import FRAME_OVERHEAD
 from openraft_trio.network.tcp import ServerLimits
 
 from ._tcp_nodes import (
@@ -48,6 +49,7 @@ MAX_FRAME = 64 * 1024
 LIMITS = ServerLimits(
     max_frame_size=MAX_FRAME,
     max_inflight=32,
+    max_pending_reply_bytes=8192,
     max_connections=8,
     handshake_timeout=0.3,
     frame_timeout=0.3,
@@ -234,9 +236,9 @@ async def test_slow_reader_is_timed_out() -> None:
 
 
 async def test_slow_reader_cannot_grow_the_reply_queue() -> None:
-    """Replies a peer does not read count against ``max_inflight``: the server stops reading
-    its requests (TCP pushes back) instead of queueing replies without bound. A lockstep
-    stream has no kernel buffers, so the bound is exact."""
+    """Replies a peer does not read count against ``max_pending_reply_bytes``: the server
+    stops reading its requests (TCP pushes back) instead of queueing replies without bound.
+    A lockstep stream has no kernel buffers, so the bound is exact."""
     with trio.fail_after(LIMIT):
         async with cluster() as c, trio.open_nursery() as nursery:
             target = c.nodes[TARGET]
@@ -255,7 +257,8 @@ async def test_slow_reader_cannot_grow_the_reply_queue() -> None:
                 pass
             await wait_until(lambda: target.stats.timeouts == before["timeouts"] + 1, "timeout")
             read = target.stats.requests - before["requests"]
-            assert read <= 2 * LIMITS.max_inflight + 1 < 20 * LIMITS.max_inflight
+            queued = LIMITS.max_pending_reply_bytes // FRAME_OVERHEAD  # each costs more
+            assert read <= LIMITS.max_inflight + queued + 1 < 20 * LIMITS.max_inflight
             assert sent <= read + 1
             await wait_until(
                 lambda: target.stats.connections_open == before["connections_open"], "closed"
@@ -263,37 +266,60 @@ async def test_slow_reader_cannot_grow_the_reply_queue() -> None:
             await c.assert_commits()
 
 
-async def test_connections_over_max_connections_are_refused() -> None:
+async def test_idle_connection_makes_room_when_max_connections_are_open() -> None:
+    """``max_connections`` (non-peer) connections are open and idle: a new one closes the
+    one idle longest (``connections_evicted``) and is served."""
     with trio.fail_after(LIMIT):
         async with cluster() as c:
+            await c.assert_commits()  # the target knows its peers: 99 is none of them
             target = c.nodes[TARGET]
-            open_before = target.stats.connections_open
-            assert open_before <= 2  # the peers'
-            held = [
-                await raw_hello(target.addr, TARGET)
-                for _ in range(LIMITS.max_connections - open_before)
-            ]
-            assert target.stats.connections_open == LIMITS.max_connections
-
-            async def one_too_many(target: TcpNode) -> trio.SocketStream:
-                return await raw_connect(target.addr)
-
-            before = target.stats.connections_refused
-            stream = await one_too_many(target)
-            assert await read_until_closed(stream) == b""
-            await wait_until(
-                lambda: target.stats.connections_refused == before + 1, "refusal counted"
-            )
-            for s in held:
-                await s.aclose()
-            await wait_until(lambda: target.stats.connections_open == open_before, "closed")
-            await c.assert_commits()
-            # Below the limit again: a new connection is served.
-            stream = await raw_hello(target.addr, TARGET)
+            before = attrs.asdict(target.stats)
+            held = [await raw_hello(target.addr, TARGET) for _ in range(LIMITS.max_connections)]
+            stream = await raw_hello(target.addr, TARGET)  # one too many
+            assert await read_until_closed(held[0]) == b""  # the oldest, idle longest
             await stream.send_all(vote_frame(9))
             kind, rid, _ = await read_frame(stream)
             assert (kind, rid) == ("vote_resp", 9)
-            await stream.aclose()
+            after = attrs.asdict(target.stats)
+            assert after["connections_evicted"] == before["connections_evicted"] + 1
+            for name in FAILURES:
+                assert after[name] == before[name], name
+            for s in [*held, stream]:
+                await s.aclose()
+            await c.assert_commits()
+
+
+async def test_connections_over_max_connections_are_refused_when_none_is_idle() -> None:
+    """Every one of ``max_connections`` connections has a reply its peer has not read (a
+    lockstep stream buffers nothing): a new one is refused with ``HandshakeRefused`` and
+    counted in ``connections_refused``; peers keep replicating."""
+    limits = attrs.evolve(LIMITS, write_timeout=LIMIT)  # the busy ones must stay busy
+    with trio.fail_after(LIMIT):
+        async with (
+            open_tcp_cluster(3, limits={i: limits for i in (1, 2, 3)}) as c,
+            trio.open_nursery() as nursery,
+        ):
+            await c.assert_commits()  # the target knows its peers: 99 is none of them
+            target = c.nodes[TARGET]
+            before = attrs.asdict(target.stats)
+            busy = []
+            for rid in range(LIMITS.max_connections):
+                client, server_side = trio.testing.lockstep_stream_pair()
+                nursery.start_soon(target.server.handle_connection, server_side)
+                await client.send_all(hello_frame(to_id=TARGET))
+                kind, _, _ = await read_frame(client)
+                assert kind == "hello_ok"
+                await client.send_all(vote_frame(rid))  # its reply is never read
+                busy.append(client)
+            await wait_until(
+                lambda: target.stats.requests >= before["requests"] + len(busy), "requests"
+            )
+            await assert_closes_with(c, "connections_refused", sends(hello_frame(to_id=TARGET)))
+            for client in busy:
+                await client.aclose()
+            await wait_until(
+                lambda: target.stats.connections_open == before["connections_open"], "closed"
+            )
 
 
 # -- random bytes, one live server for every example --------------------------------------------
