@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._errors import InvalidRequest
+from ._errors import InvalidRequest, short_repr
 from ._messages import AppendEntriesRequest, VoteRequest
 from ._types import Blank, Entry, LeaderId, LogId, MembershipChange, Normal, Vote
 
@@ -16,25 +16,25 @@ def _is_int(v: Any) -> bool:
 
 def _check_leader_id(lid: Any, what: str, *, need_node: bool) -> None:
     if not isinstance(lid, LeaderId) or not _is_int(lid.term) or lid.term < 0:
-        raise InvalidRequest(f"{what}: bad leader id {lid!r}")
+        raise InvalidRequest(f"{what}: bad leader id {short_repr(lid)}")
     if lid.node_id is None:
         if need_node:
             raise InvalidRequest(f"{what}: leader id without a node")
     elif not _is_int(lid.node_id):
-        raise InvalidRequest(f"{what}: bad node id {lid.node_id!r}")
+        raise InvalidRequest(f"{what}: bad node id {short_repr(lid.node_id)}")
 
 
 def _check_log_id(log_id: Any, what: str) -> None:
     if log_id is None:
         return
     if not isinstance(log_id, LogId) or not _is_int(log_id.index) or log_id.index < 0:
-        raise InvalidRequest(f"{what}: bad log id {log_id!r}")
+        raise InvalidRequest(f"{what}: bad log id {short_repr(log_id)}")
     _check_leader_id(log_id.leader_id, what, need_node=False)
 
 
 def _check_vote(vote: Any, what: str) -> None:
     if not isinstance(vote, Vote) or not isinstance(vote.committed, bool):
-        raise InvalidRequest(f"{what}: bad vote {vote!r}")
+        raise InvalidRequest(f"{what}: bad vote {short_repr(vote)}")
     _check_leader_id(vote.leader_id, what, need_node=True)
 
 
@@ -74,14 +74,14 @@ def check_append_entries(req: Any) -> AppendEntriesRequest:
             or type(log_id.index) is not int
             or type(leader_id.term) is not int
         ):
-            raise InvalidRequest(f"append entries: bad entry {e!r}")
+            raise InvalidRequest(f"append entries: bad entry {short_repr(e)}")
         if log_id.index != expected:
             raise InvalidRequest(f"append entries: entry index {log_id.index}, expected {expected}")
         if leader_id.term > term or leader_id.term < 0:
             raise InvalidRequest(f"append entries: entry {log_id} has a bad term (sender {term})")
         node = leader_id.node_id
         if node is not None and type(node) is not int:
-            raise InvalidRequest(f"append entries: bad node id in {log_id!r}")
+            raise InvalidRequest(f"append entries: bad node id in {short_repr(log_id)}")
         expected += 1
     return req
 

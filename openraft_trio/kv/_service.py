@@ -41,7 +41,7 @@ import trio
 
 from .._config import Config
 from .._core.raft import Raft, open_raft
-from .._errors import ForwardToLeader, InvalidRequest, RaftError
+from .._errors import ForwardToLeader, InvalidRequest, RaftError, short_repr
 from .._messages import ClientWriteResponse
 from .._types import Node
 from ..network.tcp import RaftServer, ServerLimits, open_tcp_network, parse_addr, serve_raft
@@ -94,7 +94,7 @@ def _key(raw: Any) -> str:
 
 def _node_id(raw: Any, what: str = "node id") -> int:
     if type(raw) is not int or raw < 0:
-        raise InvalidRequest(f"{what} must be a non-negative int, got {raw!r}")
+        raise InvalidRequest(f"{what} must be a non-negative int, got {short_repr(raw)}")
     return raw
 
 
@@ -108,7 +108,7 @@ def _addr(raw: Any) -> str:
 
 def _bool(raw: Any, what: str) -> bool:
     if type(raw) is not bool:
-        raise InvalidRequest(f"{what} must be a bool, got {raw!r}")
+        raise InvalidRequest(f"{what} must be a bool, got {short_repr(raw)}")
     return raw
 
 
@@ -176,7 +176,7 @@ class KvService:
     async def handle(self, op: str, args: list[Any]) -> Any:
         fn = self._ops.get(op)
         if fn is None:
-            raise InvalidRequest(f"unknown operation {op!r}; expected one of {sorted(self._ops)}")
+            raise InvalidRequest(f"unknown operation {short_repr(op)}; expected one of {sorted(self._ops)}")
         self._check_arity(op, args)
         return await fn(*args)
 
