@@ -76,7 +76,9 @@ class Config:
         ):
             v = getattr(self, name)
             if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
-                raise ConfigError(name, f"must be a positive number of seconds, got {short_repr(v)}")
+                raise ConfigError(
+                    name, f"must be a positive number of seconds, got {short_repr(v)}"
+                )
         if self.election_timeout_min >= self.election_timeout_max:
             raise ConfigError(
                 "election_timeout_min",
@@ -104,10 +106,14 @@ class Config:
                 raise ConfigError(name, f"must be a positive integer, got {short_repr(v)}")
         v = self.max_in_snapshot_log_to_keep
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise ConfigError("max_in_snapshot_log_to_keep", f"must be an integer >= 0, got {short_repr(v)}")
+            raise ConfigError(
+                "max_in_snapshot_log_to_keep", f"must be an integer >= 0, got {short_repr(v)}"
+            )
         if self.snapshot_policy.logs_since_last < 1:
             raise ConfigError("snapshot_policy", "logs_since_last must be >= 1")
         d = self.lease_clock_drift
         if not isinstance(d, int | float) or isinstance(d, bool) or not 0 <= d < self.election_timeout_max:
-            raise ConfigError("lease_clock_drift", f"must be in [0, election_timeout_max), got {short_repr(d)}")
+            raise ConfigError(
+                "lease_clock_drift", f"must be in [0, election_timeout_max), got {short_repr(d)}"
+            )
         return self

@@ -178,7 +178,9 @@ class PayloadTooLarge(InvalidRequest):
     ``max_frame_size`` for a transport frame).
     """
 
-    def __init__(self, size: int, limit: int, what: str = "entry data (Config.max_entry_bytes)") -> None:
+    def __init__(
+        self, size: int, limit: int, what: str = "entry data (Config.max_entry_bytes)"
+    ) -> None:
         super().__init__(f"{what}: {size} bytes, over the limit of {limit} bytes")
         self.size = size
         self.limit = limit

@@ -4,11 +4,11 @@ The Engine decides *what* to send (``Replicate(epoch, prev, upto, committed)``) 
 every reply; this task only moves bytes. Within an epoch it streams batches of up to
 ``max_payload_entries``, **pipelined**: up to ``max_inflight_append_entries`` requests are
 on the wire at once, each sent right after the previous one without waiting for its reply
-or for the core, and every reply is reported. A batch is also bounded by bytes: it stops before the entry that
-would take it over ``max_payload_bytes`` (an entry larger than that goes alone), so no
-frame holds a connection, or a follower storing it, for long. A conflict or a higher vote stops the stream
-until the Engine starts a new epoch; an RPC failure resends from the last acknowledged
-entry after a backoff.
+or for the core, and every reply is reported. A batch is also bounded by bytes: it stops
+before the entry that would take it over ``max_payload_bytes`` (an entry larger than that
+goes alone), so no frame holds a connection, or a follower storing it, for long. A
+conflict or a higher vote stops the stream until the Engine starts a new epoch; an RPC
+failure resends from the last acknowledged entry after a backoff.
 
 Order: each request is issued from a child task started with ``nursery.start``; the parent
 resumes only once the child has run up to its first checkpoint inside

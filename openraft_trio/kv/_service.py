@@ -176,7 +176,9 @@ class KvService:
     async def handle(self, op: str, args: list[Any]) -> Any:
         fn = self._ops.get(op)
         if fn is None:
-            raise InvalidRequest(f"unknown operation {short_repr(op)}; expected one of {sorted(self._ops)}")
+            raise InvalidRequest(
+                f"unknown operation {short_repr(op)}; expected one of {sorted(self._ops)}"
+            )
         self._check_arity(op, args)
         return await fn(*args)
 

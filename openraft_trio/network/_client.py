@@ -68,7 +68,9 @@ def parse_addr(addr: str) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"address must be 'host:port' with a port in 1..65535, got {short_repr(addr)}")
+        raise ValueError(
+            f"address must be 'host:port' with a port in 1..65535, got {short_repr(addr)}"
+        )
     return host, int(port_text)
 
 

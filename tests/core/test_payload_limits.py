@@ -24,6 +24,7 @@ async def test_a_write_over_max_entry_bytes_is_refused_before_anything_is_logged
     async with open_cluster(3, seed=11, config=config) as c:
         leader = c.nodes[await c.wait_for_leader()]
         before = leader.metrics.last_log_index
+        assert before is not None
         with pytest.raises(raft.PayloadTooLarge) as info:
             await leader.client_write(Set("k", b"x" * 5000))
         error = info.value
@@ -57,9 +58,9 @@ async def test_error_messages_never_embed_a_whole_value(autojump_clock: Any) -> 
         node = c.nodes[await c.wait_for_leader()]
         calls: list[Any] = [
             lambda: node.client_write(Set("k", big)),
-            lambda: node.trigger.purge_log(big),
-            lambda: node.trigger.transfer_leader(big),
-            lambda: node.ensure_linearizable(big),
+            lambda: node.trigger.purge_log(big),  # type: ignore[arg-type]
+            lambda: node.trigger.transfer_leader(big),  # type: ignore[arg-type]
+            lambda: node.ensure_linearizable(big),  # type: ignore[arg-type]
         ]
         kv = KvService(
             node, c.state_machines[1], addr="127.0.0.1:7001", peers={}, transport_stats=dict

@@ -211,7 +211,8 @@ async def open_tcp_cluster(
     server_ssl: ssl.SSLContext | None = None,
     client_ssl: ssl.SSLContext | None = None,
 ) -> AsyncIterator[TcpCluster]:
-    """``n`` nodes on loopback, initialized by node 1, with a leader elected."""
+    """``n`` nodes on loopback, initialized by node 1, with a leader elected and its
+    blank entry applied everywhere."""
     async with trio.open_nursery() as nursery:
         cluster = TcpCluster(
             nursery,
@@ -223,7 +224,10 @@ async def open_tcp_cluster(
         for i in range(1, n + 1):
             await cluster.start(i)
         await cluster.nodes[1].raft.initialize(cluster.members())
-        await cluster.leader()
+        leader = await cluster.leader()
+        # Once every node applied the leader's blank entry, the leader has opened both its
+        # connections (control and data) to each follower: the counts are settled.
+        await cluster.wait_applied(leader.raft.metrics.last_log_index or 0)
         try:
             yield cluster
         finally:

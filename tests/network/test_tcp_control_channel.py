@@ -94,7 +94,8 @@ async def test_heartbeats_and_votes_are_answered_while_an_append_is_stuck() -> N
                 await follower.append_arrived.wait()
                 ttl = RPCOption(hard_ttl=3.0)
                 resp = await client.append_entries(heartbeat, ttl)
-                assert resp.success and resp.vote == LEADER_VOTE
+                assert resp.success
+                assert resp.vote == LEADER_VOTE
                 vote = await client.vote(VoteRequest(Vote(LeaderId(2, 1)), None), ttl)
                 assert not vote.vote_granted
                 # Two connections to the one peer: control and data.
