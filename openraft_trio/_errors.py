@@ -1,12 +1,15 @@
 """The error families. Every error raised to users subclasses :class:`RaftError`.
 
+No message embeds a whole value: values are shown with :func:`short_repr`, messages
+quoted from elsewhere are clipped with :func:`short_text`.
+
 Rejections that are part of the protocol (a refused vote, a conflicting append) are data in
 responses, not exceptions. Exceptions say whose fault a failure was:
 
 * ``ForwardToLeader``: you asked a node that does not lead; ask ``leader_id``.
 * ``QuorumNotEnough``: this node cannot prove it still leads (no quorum reachable).
-* ``ChangeMembershipError``, ``InitializeError``, ``ConfigError``: you asked for
-  something invalid.
+* ``ChangeMembershipError``, ``InitializeError``, ``ConfigError``, ``InvalidRequest``
+  (``PayloadTooLarge``: a value over a size limit): you asked for something invalid.
 * ``Fatal``: the node is stopped (``Stopped``) or its storage failed (``StorageError``).
 * ``RPCError``: the network failed (raised by ``RaftNetwork`` implementations).
 """
