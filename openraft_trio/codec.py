@@ -185,8 +185,12 @@ def entry_size(entry: Entry) -> int:
     """
     payload = entry.payload
     if isinstance(payload, Normal):
+        data = payload.data
+        hit = _encoded.get(id(data))  # the hot path, inlined: a write checked just now
+        if hit is not None and hit[0] is data:
+            return ENTRY_HEAD_BYTES + len(hit[1])
         try:
-            return ENTRY_HEAD_BYTES + len(encoded_data(payload.data))
+            return ENTRY_HEAD_BYTES + len(encoded_data(data))
         except ENCODE_ERRORS:
             return ENTRY_HEAD_BYTES
     if isinstance(payload, MembershipChange):
