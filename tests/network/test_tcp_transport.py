@@ -399,3 +399,13 @@ async def test_client_refuses_a_server_that_is_not_the_node_it_dialled() -> None
             with pytest.raises(raft.Unreachable, match="expected node 2, found node 7"):
                 await client.vote(vote_req(), TTL)
             assert factory.stats.connect_failures == 1
+
+
+@pytest.mark.parametrize("field", ["snapshot_max_chunk_size", "max_entry_bytes", "max_payload_bytes"])
+async def test_the_factory_refuses_limits_that_do_not_fit_in_a_frame(field: str) -> None:
+    small = 64 * 1024
+    fits = {"snapshot_max_chunk_size": small, "max_entry_bytes": small, "max_payload_bytes": small}
+    config = attrs.evolve(CONFIG, **(fits | {field: 2 * 1024 * 1024}))
+    with pytest.raises(ValueError, match=field):
+        async with open_tcp_network(1, config, max_frame_size=1024 * 1024):
+            pass
