@@ -63,6 +63,8 @@ from ._server import (
 )
 
 __all__ = [
+    "CONTROL",
+    "DATA",
     "ChannelStats",
     "ClientBatchHandler",
     "ClientHandler",
