@@ -20,7 +20,7 @@ import reprlib
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from ._types import Node
+    from ._types import LogId, Node
 
 
 _repr = reprlib.Repr()
@@ -59,6 +59,8 @@ class ForwardToLeader(RaftError):
     ``maybe_committed`` is True when a write was appended to this node's log before it
     lost leadership: its outcome is unknown (a later leader may still commit it), so retry
     it elsewhere only if it is idempotent. When False the write was not appended.
+    ``log_id`` is then where it was appended (when known): the write took effect exactly
+    if that log id is later committed.
     """
 
     def __init__(
@@ -67,11 +69,13 @@ class ForwardToLeader(RaftError):
         leader_node: Node | None = None,
         *,
         maybe_committed: bool = False,
+        log_id: LogId | None = None,
     ) -> None:
         super().__init__(leader_id, leader_node)
         self.leader_id = leader_id
         self.leader_node = leader_node
         self.maybe_committed = maybe_committed
+        self.log_id = log_id
 
     def __str__(self) -> str:
         if self.leader_id is None:

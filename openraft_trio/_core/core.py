@@ -435,8 +435,8 @@ class RaftCore:
         pending = self.pending_writes
         upto = -1 if committed is None else committed.index
         for index in [i for i in pending if i > upto]:
-            _, r = pending.pop(index)
-            r.send(ForwardToLeader(leader_id, node, maybe_committed=True))
+            log_id, r = pending.pop(index)
+            r.send(ForwardToLeader(leader_id, node, maybe_committed=True, log_id=log_id))
 
     def _report_log_reversion(self, c: cmd.ReportLogReversion) -> None:
         what = (

@@ -317,9 +317,13 @@ class _Connection:
 
     def _decode(self, frame: bytes) -> tuple[str, int, Any]:
         limits = self.server.limits
-        return wire.decode_message(
-            frame, max_items=limits.max_frame_items, max_depth=limits.max_frame_depth
-        )
+        # A peer's AppendEntries carries whatever values the cluster accepted (each up to
+        # Config.max_entry_bytes, whatever their item count): bounding its items more
+        # tightly than its bytes would stall replication of a legitimate log for good.
+        # A peer is trusted with the log anyway (authenticate peers with TLS); the item
+        # bound protects the client API and anything before the handshake.
+        max_items = limits.max_frame_size if self.role == "raft" else limits.max_frame_items
+        return wire.decode_message(frame, max_items=max_items, max_depth=limits.max_frame_depth)
 
     async def _read_loop(self, nursery: trio.Nursery) -> None:
         limits = self.server.limits

@@ -40,6 +40,7 @@ class CounterStateMachine:
         self.value = 0
         self.applied: LogId | None = None
         self.membership = StoredMembership()
+        self.snapshot: Snapshot | None = None
 
     async def applied_state(self) -> tuple[LogId | None, StoredMembership]:
         return self.applied, self.membership
@@ -59,14 +60,17 @@ class CounterStateMachine:
 
     async def build_snapshot(self) -> Snapshot:
         meta = SnapshotMeta(self.applied, self.membership, "counter")
-        return Snapshot(meta, cbor2.dumps(self.value))
+        self.snapshot = Snapshot(meta, cbor2.dumps(self.value))
+        return self.snapshot
 
     async def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
         self.value = cbor2.loads(data)
         self.applied, self.membership = meta.last_log_id, meta.last_membership
+        self.snapshot = Snapshot(meta, data)
 
     async def get_current_snapshot(self) -> Snapshot | None:
-        return None
+        # The simulator builds and purges (snapshot_every): a lagging node needs this.
+        return self.snapshot
 
 
 class CounterModel(Model):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
+from openraft_trio import Config
 from openraft_trio._engine.log_ids import LogIdList
 from openraft_trio._engine.state import ProgressEntry
 from openraft_trio._types import LeaderId, LogId, Membership, ServerState, StoredMembership, Vote
@@ -34,6 +36,8 @@ def core(
     flushed: LogId | str | None = "last",
     snapshot: LogId | None = None,
     membership: StoredMembership | None = None,
+    now: float = 0.0,
+    quorum_ack_time: float = 0.0,
 ) -> SimpleNamespace:
     """A fake RaftCore with just what the checker reads. By default the whole log is
     flushed and the committed membership is the empty initial one."""
@@ -44,7 +48,14 @@ def core(
         last_applied=applied,
         server_state=ServerState.LEADER if leader else ServerState.FOLLOWER,
         vote=vote or Vote(LeaderId(term, node if leader else None), committed=leader),
-        leader=SimpleNamespace(progress=progress or {}) if leader else None,
+        leader=(
+            SimpleNamespace(progress=progress or {}, check_quorum_grace_until=-math.inf)
+            if leader
+            else None
+        ),
+        config=Config(),
+        now=now,
+        quorum_ack_time=lambda: quorum_ack_time,
         snapshot_last_log_id=snapshot,
         flushed=SimpleNamespace(log_id=ids.last if flushed == "last" else flushed),
         membership=SimpleNamespace(committed=membership or StoredMembership()),
@@ -197,3 +208,33 @@ def test_a_node_past_a_committed_membership_that_kept_an_older_one_is_caught() -
     for _ in range(2):
         c.observe(core(2, log(A, B), term=1, committed=B, membership=StoredMembership(A, M1)))
     assert kinds(c) == ["membership not adopted"]
+
+
+def test_a_leader_past_its_lease_that_still_leads_breaks_check_quorum() -> None:
+    lease = Config().lease
+    slack = Config().heartbeat_interval
+    c = InvariantChecker(0, lambda: 0.0)
+    c.observe(core(1, log(A), term=1, leader=True, now=10.0 + lease + slack, quorum_ack_time=10.0))
+    assert c.violations == []  # the tick that deposes it may still be on its way
+    for _ in range(2):
+        c.observe(core(1, log(A), term=1, leader=True, now=10.0 + lease + 2 * slack, quorum_ack_time=10.0))
+    assert kinds(c) == ["check-quorum"]
+
+
+def test_a_committed_write_reported_of_unknown_outcome_is_caught() -> None:
+    c = InvariantChecker(0, lambda: 0.0)
+    c.observe(core(1, log(A, B), term=1, leader=True, committed=A))
+    c.observe(core(1, log(A, B), term=1, committed=B))  # committed B and stepped down
+    c.reported_unknown(lid(1, 1, 2), 1)  # not committed: unknown is right
+    assert c.violations == []
+    c.reported_unknown(B, 1)
+    assert kinds(c) == ["committed write reported unknown"]
+
+
+def test_a_write_committed_elsewhere_after_its_leader_was_cut_off_may_be_unknown() -> None:
+    c = InvariantChecker(0, lambda: 0.0)
+    c.observe(core(1, log(A, B), term=1, leader=True, committed=A))
+    c.observe(core(2, log(A, B), term=2, leader=True, committed=B))  # a new leader commits B
+    c.observe(core(1, log(A, B), term=2, committed=A))  # 1 learns of term 2, B not known
+    c.reported_unknown(B, 1)
+    assert c.violations == []

@@ -46,6 +46,13 @@ STAT_ROWS = (
     ("writes_acked", "writes acked"),
     ("writes_unknown", "writes unknown"),
     ("reads_ok", "reads ok"),
+    ("reads_lease_ok", "  by LEASE_READ"),
+    ("reads_index_ok", "  by READ_INDEX"),
+    ("probes", "race probes"),
+    ("transfers_ok", "transfers done"),
+    ("membership_changes_ok", "member changes"),
+    ("snapshots", "snapshots built"),
+    ("snapshot_installs", "snapshots sent"),
     ("messages", "messages"),
     ("dropped", "dropped"),
     ("duplicated", "duplicated"),
@@ -316,6 +323,54 @@ def run_seeds(
     return sorted(done, key=lambda s: s.seed)
 
 
+# -- did the fault plan happen? ---------------------------------------------------------------
+
+#: A sweep with at least this many virtual seconds of faults in total must have exercised
+#: every part of its fault plan (a smaller one only reports what it missed).
+COVERAGE_MIN_SECONDS = 120.0
+
+
+def plan_gaps(summaries: Sequence[SeedSummary], spec: RunSpec) -> list[str]:
+    """What the sweep's fault plan should have made happen and never did, summed over every
+    seed: a nemesis action that silently does nothing must not pass as coverage."""
+    stats = [s.stats for s in summaries if s.stats]
+    if not stats or not spec.faults:
+        return []
+    plan = spec.plan()
+
+    def total(key: str) -> int:
+        return sum(int(st.get(key, 0)) for st in stats)
+
+    kinds: Counter[str] = Counter()
+    for st in stats:
+        kinds.update(st.get("fault_counts", {}))
+    wanted: dict[str, int] = {
+        "writes acknowledged": total("writes_acked"),
+        "LEASE_READ reads served": total("reads_lease_ok"),
+        "READ_INDEX reads served": total("reads_index_ok"),
+        "snapshots built": total("snapshots"),
+    }
+    if plan.crashes or plan.partitions:
+        wanted["snapshots installed on a lagging node"] = total("snapshot_installs")
+    if plan.leadership:
+        for kind in ("transfer-leader", "elect", "isolate-leader", "long-delay"):
+            wanted[f"{kind} faults"] = kinds[kind]
+        if plan.crashes:
+            wanted["majority-restart faults"] = kinds["majority-restart"]
+            wanted["power-cut faults"] = kinds["power-cut"]
+        wanted["leader transfers that took effect"] = total("transfers_ok")
+        wanted["race probes"] = total("probes")
+    if plan.membership_changes:
+        wanted["membership changes that took effect"] = total("membership_changes_ok")
+    if plan.crashes:
+        wanted["crash faults"] = kinds["crash"]
+    return [what for what, count in wanted.items() if count == 0]
+
+
+def coverage_required(summaries: Sequence[SeedSummary], spec: RunSpec) -> bool:
+    return len(summaries) * spec.duration >= COVERAGE_MIN_SECONDS
+
+
 # -- summary ---------------------------------------------------------------------------------
 
 
@@ -376,6 +431,12 @@ def format_summary(
                     "  fault kinds        "
                     + "  ".join(f"{k}={v}" for k, v in sorted(kinds.items()))
                 )
+    gaps = plan_gaps(summaries, spec)
+    if gaps:
+        verdict = "FAILED" if coverage_required(summaries, spec) else "not checked (short sweep)"
+        lines.append(f"  fault plan         {verdict}: never happened: {', '.join(gaps)}")
+    elif spec.faults:
+        lines.append("  fault plan         every part happened")
     lines.append("")
     if not failing:
         lines.append(f"All {n} seeds passed.")
@@ -636,4 +697,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.flush()
     if interrupted:
         return 130
+    if plan_gaps(summaries, spec) and coverage_required(summaries, spec):
+        return 1
     return 0 if all(s.ok for s in summaries) else 1

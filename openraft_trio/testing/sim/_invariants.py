@@ -23,6 +23,9 @@ Checked (Raft paper Figure 3, plus the log pointers of openraft ``log_pointers.m
   in that term, a committed vote, is not a second vote;
 * ``committed <= flushed`` (the flushed log, or what an installed snapshot covers) and
   ``snapshot <= applied`` on every node;
+* **check-quorum**: a leader that no quorum acknowledged for a lease has stepped down;
+* **committed writes are answered as such**: a write reported ``maybe_committed`` is not
+  committed already;
 * **membership agreement**: nodes that committed a membership at one log id hold the same
   one, and a node whose commit index is past a committed membership has adopted it (or a
   later one) — whether it got there by replication or by installing a snapshot.
@@ -87,6 +90,9 @@ class InvariantChecker:
         # index -> (log id, membership) of every membership seen committed on some node.
         self.committed_memberships: dict[int, tuple[LogId, Any]] = {}
         self._not_adopted: set[tuple[int, int]] = set()
+        self._stale_leaders: set[tuple[int, int]] = set()
+        # (node, term it led) -> its commit index in the round it stopped leading.
+        self.stepdown_commit: dict[tuple[int, int], int] = {}
 
     def fail(self, kind: str, message: str) -> None:
         self.violations.append(Violation(self.seed, self.now(), kind, message))
@@ -98,6 +104,18 @@ class InvariantChecker:
         self._last_state.pop(node_id, None)
         if not self.committed_survives_restart:
             self.node_commit.pop(node_id, None)
+
+    def reported_unknown(self, log_id: LogId, node: int) -> None:
+        """A client was told by ``node`` that its write at ``log_id`` is of unknown outcome
+        (``ForwardToLeader.maybe_committed``): ``node`` must not have committed it by the
+        round in which it stopped leading (another node may have: ``node`` cannot know)."""
+        upto = self.stepdown_commit.get((node, log_id.term), -1)
+        if log_id.index <= upto and self.committed_log.get(log_id.index) == log_id:
+            self.fail(
+                "committed write reported unknown",
+                f"node {node} committed {log_id} (up to index {upto}) when it stepped down, "
+                f"yet told the client the write may not have taken effect",
+            )
 
     def acknowledged(self, log_id: LogId) -> None:
         """A client was told ``log_id`` committed."""
@@ -145,10 +163,14 @@ class InvariantChecker:
             self.node_commit[nid] = c_index
 
         if eng.leader is not None:
+            self._check_quorum(nid, eng)
             self._check_leader(nid, term, ids)
             self._check_no_log_reversion(nid, term, eng.leader.progress)
         else:
-            self.leader_last.pop(nid, None)
+            last = self.leader_last.pop(nid, None)
+            if last is not None:
+                # The round it stepped down in: what it had committed by then.
+                self.stepdown_commit[(nid, last[0])] = c_index
 
         shape = (len(ids.key_log_ids()), -1 if ids.last is None else ids.last.index)
         old = self.log_shape.get(nid)
@@ -157,6 +179,22 @@ class InvariantChecker:
             self.observations % self.FULL_CHECK_EVERY == 0
         ):
             self._check_log_matching(nid)
+
+    def _check_quorum(self, nid: int, eng: Any) -> None:
+        """Check-quorum: a leader that no quorum acknowledged for a lease has stepped down
+        (allowing one heartbeat interval for the tick that does it to arrive)."""
+        leader = eng.leader
+        config = eng.config
+        deadline = max(
+            eng.quorum_ack_time() + config.lease, leader.check_quorum_grace_until
+        ) + config.heartbeat_interval
+        if eng.now > deadline and (nid, eng.vote.term) not in self._stale_leaders:
+            self._stale_leaders.add((nid, eng.vote.term))
+            self.fail(
+                "check-quorum",
+                f"leader {nid} of term {eng.vote.term} still leads {eng.now - deadline:.3f}s "
+                f"after its lease ran out",
+            )
 
     def _check_io_pointers(self, nid: int, eng: Any, c_index: int, a_index: int) -> None:
         flushed = eng.flushed

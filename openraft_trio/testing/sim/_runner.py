@@ -33,8 +33,8 @@ import trio.testing
 
 from ..._config import Config
 from ..._errors import ForwardToLeader, RaftError
-from ..._types import Node, ReadPolicy
-from ...kv import KvStateMachine, Set
+from ..._types import Node, ReadPolicy, ServerState
+from ...kv import Get, KvStateMachine, Set
 from .._cluster import Cluster, open_cluster
 from ..crashfs import CrashFS
 from ..linearizability import CheckResult, Operation, Outcome, check
@@ -44,6 +44,10 @@ from ._trace import Trace
 from ._workload import Clients, KvWorkload, SimWorkload
 
 LINEARIZABILITY_BUDGET = 2_000_000
+#: Reads a race probe keeps in flight at most.
+PROBE_READS = 8
+#: Writes a race probe keeps in flight at most.
+PROBE_WRITES = 2
 
 
 @attrs.frozen
@@ -199,6 +203,7 @@ class _Simulation:
         self.lin: CheckResult | None = None
         self.virtual_time = 0.0
         self.probes = 0
+        self._probe_writes = 0
         self.transfers_ok = 0
         self.membership_changes_ok = 0
         self.snapshot_installs = 0
@@ -259,7 +264,12 @@ class _Simulation:
             self.cluster = cluster
             cluster.router.on_event = self._on_message
             self.workload = Clients(
-                cluster, self.seed, self.now, self.checker.acknowledged, workload=self.app
+                cluster,
+                self.seed,
+                self.now,
+                self.checker.acknowledged,
+                workload=self.app,
+                on_unknown=self.checker.reported_unknown,
             )
             await self._wait_first_leader(cluster)
             if self.faults.membership_changes:
@@ -313,11 +323,14 @@ class _Simulation:
             actions += ["crash", "restart"]
         if f.membership_changes:
             actions += ["add-learner", "change-membership", "transfer-leader"]
+        # Leadership faults are drawn half of the time (when enabled): they are where stale
+        # reads and lost acknowledgements hide, and each one is short.
+        leadership: list[str] = []
         if f.leadership and self.n > 1:
-            actions += ["transfer-leader", "elect", "isolate-leader", "long-delay"]
+            leadership += ["transfer-leader", "elect", "isolate-leader", "long-delay"]
             if f.crashes and self.n >= 3:
-                actions += ["majority-restart", "power-cut"]
-        if len(actions) == 1:
+                leadership += ["majority-restart", "power-cut"]
+        if len(actions) == 1 and not leadership:
             return
         spares = f.spare_nodes if f.membership_changes else 0
         ids = list(range(1, self.n + 1 + spares))
@@ -325,7 +338,10 @@ class _Simulation:
             await trio.sleep(rng.uniform(*f.fault_interval))
             if self.now() >= stop_at:
                 return
-            action = rng.choice(actions)
+            if leadership and (len(actions) == 1 or rng.random() < 0.5):
+                action = rng.choice(leadership)
+            else:
+                action = rng.choice(actions)
             if action == "heal":
                 r.heal()
                 self._fault("heal")
@@ -360,11 +376,7 @@ class _Simulation:
             elif action == "elect":
                 await self._elect_fault(cluster, nursery)
             elif action == "isolate-leader":
-                lid = cluster.leader_id()
-                if lid is not None:
-                    r.isolate(lid)
-                    self._fault("isolate-leader", lid)
-                    self._probe(cluster, lid, nursery)
+                await self._isolate_leader(cluster, nursery)
             elif action == "majority-restart":
                 await self._majority_restart(cluster, nursery)
             elif action == "power-cut":
@@ -381,33 +393,64 @@ class _Simulation:
         self.probes += 1
         base = 1000 + 2 * self.probes  # client ids of the probe's writer and reader
         until = self.now() + 2 * self.config.lease
-        nursery.start_soon(self._probe_writer, cluster, base, until)
+        nursery.start_soon(self._probe_writer, cluster, suspect, base, until)
         nursery.start_soon(self._probe_reader, cluster, suspect, base + 1, until)
 
-    async def _probe_writer(self, cluster: Cluster, cid: int, until: float) -> None:
+    async def _probe_writer(self, cluster: Cluster, suspect: int, cid: int, until: float) -> None:
+        """A write every few milliseconds to the newest leader other than ``suspect`` (none
+        while there is none), each in its own task, ``PROBE_WRITES`` at most at once."""
         rng = random.Random(f"{self.seed}-probe-{cid}")
-        while self.now() < until:
-            await trio.sleep(rng.uniform(0.002, 0.006))
-            lid = cluster.leader_id()
-            if lid is None:
-                continue
-            request = self._draw(rng, cid, read=False)
-            await self.workload.write(cid, cluster.nodes[lid], lid, request, None)
+        limiter = trio.CapacityLimiter(PROBE_WRITES)
+
+        async def one(node: Any, target: int, request: Any) -> None:
+            async with limiter:
+                await self.workload.write(cid, node, target, request, None)
+
+        async with trio.open_nursery() as nursery:
+            while self.now() < until:
+                await trio.sleep(rng.uniform(0.002, 0.006))
+                lid = cluster.leader_id()
+                if lid is None or lid == suspect or limiter.available_tokens == 0:
+                    continue
+                request = self._draw(rng, cid, read=False)
+                nursery.start_soon(one, cluster.nodes[lid], lid, request)
 
     async def _probe_reader(self, cluster: Cluster, suspect: int, cid: int, until: float) -> None:
+        """A read every few milliseconds, each in its own task (a READ_INDEX on a cut-off
+        leader waits; the reads behind it must not): up to ``PROBE_READS`` at once."""
         rng = random.Random(f"{self.seed}-probe-{cid}")
-        while self.now() < until:
-            await trio.sleep(rng.uniform(0.001, 0.004))
-            node = cluster.nodes.get(suspect)
-            if node is None:
-                continue
-            request = self._draw(rng, cid, read=True)
-            policy = ReadPolicy.LEASE_READ if rng.random() < 0.75 else ReadPolicy.READ_INDEX
-            await self.workload.read(cid, node, suspect, request, policy, None)
+        # One limit per policy: READ_INDEX reads waiting on a cut-off leader must not stop
+        # the lease reads, which answer at once.
+        limiters = {p: trio.CapacityLimiter(PROBE_READS) for p in ReadPolicy}
 
-    def _draw(self, rng: random.Random, cid: int, *, read: bool) -> Any:
-        """The workload's next request of the wanted kind (reads and writes are drawn from
-        the workload, so a custom workload gets probed too)."""
+        async def one(node: Any, target: int, request: Any, policy: ReadPolicy) -> None:
+            async with limiters[policy]:
+                await self.workload.read(cid, node, target, request, policy, None)
+
+        async with trio.open_nursery() as nursery:
+            while self.now() < until:
+                await trio.sleep(rng.uniform(0.001, 0.004))
+                # Mostly the suspect, on the probe's key; sometimes the newest leader, on
+                # the clients' keys: it may not have applied yet what its predecessor
+                # acknowledged.
+                at_suspect = rng.random() < 0.7
+                target = suspect if at_suspect else cluster.leader_id()
+                node = cluster.nodes.get(target) if target is not None else None
+                policy = ReadPolicy.LEASE_READ if rng.random() < 0.75 else ReadPolicy.READ_INDEX
+                if node is None or target is None or limiters[policy].available_tokens == 0:
+                    continue
+                request = self._draw(rng, cid, read=True, own_key=at_suspect)
+                nursery.start_soon(one, node, target, request, policy)
+
+    def _draw(self, rng: random.Random, cid: int, *, read: bool, own_key: bool = True) -> Any:
+        """The probe's next request of the wanted kind. With the KV workload, every probe
+        works on a key of its own (``probe<n>``, n = the writer's client id), so each read
+        after a probe write can expose a stale value; other workloads' requests are drawn
+        from the workload, so a custom workload gets probed too."""
+        if own_key and type(self.app) is KvWorkload:
+            key = f"probe{cid - cid % 2}"
+            self._probe_writes += 1
+            return Get(key) if read else Set(key, f"{cid}.{self._probe_writes}")
         for _ in range(100):
             request, is_read = self.app.next_op(rng, cid)
             if is_read == read:
@@ -429,18 +472,87 @@ class _Simulation:
             target = rng.choice(voters)
             self._fault("elect", target)
         else:
+            # Cut the leader off from one node short of a majority, for a lease: their
+            # leases end. Then from the target, which still heard from the leader a moment
+            # ago: with them it is a majority, if it were allowed to campaign.
+            # Two stages of one partition. First ``cut`` (one node short of a majority with
+            # the target) hears only from the target, for a lease: their leases end. Then
+            # the target, which heard from the leader a moment ago, joins them: with them
+            # it is a majority, if it were allowed to campaign inside its lease. The
+            # leader keeps the rest, which never hear of a new term.
+            r.heal()  # a scenario of its own: earlier blocks would spoil it
             target = rng.choice([v for v in voters if v != lid])
-            third = rng.choice([v for v in voters if v not in (lid, target)])
-            r.block(lid, third)
-            r.block(third, lid)
+            rest = [v for v in voters if v not in (lid, target)]
+            cut = sorted(rng.sample(rest, len(voters) // 2))
+            side = sorted(set(cluster.node_ids) - set(cut) - {target})
+            r.bridge(side, cut, via=target)
             await trio.sleep(self.config.lease * 1.05)
-            r.block(lid, target)
-            r.block(target, lid)
-            self._fault("elect", target, "in-lease", lid, third)
+            r.partition(side, [target, *cut])
+            self._fault("elect", target, "in-lease", lid, cut)
         node = cluster.nodes.get(target)
         if node is not None:
             await node.trigger.elect()
             self._probe(cluster, lid, nursery)
+
+    async def _isolate_leader(self, cluster: Cluster, nursery: trio.Nursery) -> None:
+        """Cut the leader off; a follower then asks to campaign every 10 ms (as eager
+        failover tooling might) until a new leader exists. It must not win before the old
+        leader's lease is over: a follower lease that ends early, or a leader lease that
+        counts from when acks arrive, would let it. Half of the time the network is slow
+        (40-70 ms one way) for a while first, and the leader's outgoing links break
+        before its incoming ones: the acks to its last heartbeats arrive long after the
+        followers last heard from it; then the network is fast (1-2 ms) for the election
+        that follows, so a new leader commits within a few milliseconds of being allowed
+        to campaign."""
+        rng, r, f = self.rng, cluster.router, self.faults
+        lid = cluster.leader_id()
+        if lid is None:
+            return
+        slow = rng.random() < 0.5
+        if slow:
+            r.set_latency(0.04, 0.07, quantum=f.latency_quantum)
+            await trio.sleep(rng.uniform(0.2, 0.4))
+            lid = cluster.leader_id()
+            if lid is None:
+                r.set_latency(*f.latency, quantum=f.latency_quantum)
+                return
+        r.heal()  # a scenario of its own: the others must be able to elect
+        if slow:
+            for other in cluster.node_ids:
+                if other != lid:
+                    r.block(lid, other)
+            r.set_latency(0.001, 0.002, quantum=f.latency_quantum)
+            await trio.sleep(0.08)  # the acks still on their way arrive
+            nursery.start_soon(self._restore_latency_later, r)
+        else:
+            r.set_latency(*f.latency, quantum=f.latency_quantum)
+        r.isolate(lid)
+        self._fault("isolate-leader", lid, *(["after-slow-network"] if slow else []))
+        self._probe(cluster, lid, nursery)
+        # The follower with the longest log, as failover tooling would pick (one that is
+        # behind could not win anyway).
+        others = [n for n in cluster.node_ids if n != lid]
+        if others:
+            target = max(others, key=lambda n: (cluster.nodes[n].metrics.last_log_index or -1, n))
+            nursery.start_soon(self._keep_electing, cluster, lid, target)
+
+    async def _restore_latency_later(self, r: Any) -> None:
+        await trio.sleep(2 * self.config.lease)
+        r.set_latency(*self.faults.latency, quantum=self.faults.latency_quantum)
+
+    async def _keep_electing(self, cluster: Cluster, lid: int, target: int) -> None:
+        term = cluster.nodes[lid].metrics.current_term if lid in cluster.nodes else 0
+        with trio.move_on_after(2 * self.config.lease):
+            while True:
+                node = cluster.nodes.get(target)
+                if node is None:
+                    return
+                new = cluster.leader_id()
+                if new is not None and cluster.nodes[new].metrics.current_term > term:
+                    return
+                if node.metrics.state != ServerState.CANDIDATE:  # let a campaign finish
+                    await node.trigger.elect()
+                await trio.sleep(0.01)
 
     async def _majority_restart(self, cluster: Cluster, nursery: trio.Nursery) -> None:
         """Cut the leader off and restart a majority of the other nodes within one lease."""
@@ -450,6 +562,7 @@ class _Simulation:
         others = [n for n in cluster.node_ids if n != lid]
         k = min(len(others), self.n // 2 + 1)
         victims = sorted(self.rng.sample(others, k))
+        cluster.router.heal()
         cluster.router.isolate(lid)
         self._fault("majority-restart", lid, victims)
         self._probe(cluster, lid, nursery)
@@ -494,10 +607,18 @@ class _Simulation:
             others = sorted(m.voter_ids - {lid})
             if others:
                 to = rng.choice(others)
-                self._fault("transfer-leader", lid, to)
+                deafen = self.faults.leadership and rng.random() < 0.5
+                self._fault("transfer-leader", lid, to, *(["deafen"] if deafen else []))
                 nursery.start_soon(self._admin, leader.trigger.transfer_leader(to))
                 nursery.start_soon(self._count_transfer, cluster, to)
                 if self.faults.leadership:
+                    if deafen:
+                        # The old leader keeps sending (the transfer request gets out) but
+                        # hears nothing more: it learns of the new term only by its lease.
+                        cluster.router.heal()
+                        for other in cluster.node_ids:
+                            if other != lid:
+                                cluster.router.block(other, lid)
                     self._probe(cluster, lid, nursery)
             return
         if action == "add-learner":

@@ -12,7 +12,10 @@ leads, follows ``ForwardToLeader`` hints, and records an
 
 * a write that returned: its reply;
 * a write whose outcome is unknown (timed out, node stopped, or leadership lost after it
-  was appended — ``ForwardToLeader.maybe_committed``): ``ret=inf, output=None``;
+  was appended — ``ForwardToLeader.maybe_committed``): ``ret=inf, output=None``; such a
+  ``ForwardToLeader`` carries the write's log id, which ``on_unknown`` gets with the node
+  (the runner checks that node had not committed it when it stepped down: a committed
+  write must be answered as such);
 * a write refused before it was appended, or a read that failed: nothing (no effect);
 * a read: ``ensure_linearizable`` on the node, then ``workload.read`` on its state machine
   with no checkpoint in between.
@@ -112,7 +115,9 @@ class Clients:
         workload: SimWorkload | None = None,
         think_time: tuple[float, float] = (0.05, 0.4),
         op_timeout: float = 1.0,
+        on_unknown: Callable[[Any, int], None] | None = None,
     ) -> None:
+        self.on_unknown = on_unknown
         self.cluster = cluster
         self.seed = seed
         self.now = now
@@ -157,6 +162,8 @@ class Clients:
         except ForwardToLeader as e:
             if e.maybe_committed:
                 self._unknown(cid, req, call)
+                if e.log_id is not None and self.on_unknown is not None:
+                    self.on_unknown(e.log_id, target)
             return e.leader_id
         except (Stopped, trio.TooSlowError):
             self._unknown(cid, req, call)
