@@ -216,13 +216,14 @@ def run_layer(layer: str, mutation: Mutation | None, copy: Path, sweep: Sweep) -
     return LayerResult("error", seconds, f"exit {proc.returncode}: {detail}")
 
 
-def run_mutant(mutation: Mutation, sweep: Sweep, keep: bool = False) -> MutantResult:
-    stale = stale_edits(mutation)
+def run_mutant(mutation: Mutation, sweep: Sweep, source: Path, keep: bool = False) -> MutantResult:
+    """Copy ``source``, apply ``mutation``, check the canary, run every layer."""
+    stale = stale_edits(mutation, source)
     if stale:
         return MutantResult(mutation, "stale", detail="; ".join(stale))
     tmp = Path(tempfile.mkdtemp(prefix=f"mutant-{mutation.name}-"))
     try:
-        copy_repo(tmp)
+        copy_repo(tmp, source)
         apply_edits(mutation, tmp)
         problem = run_canary(mutation, tmp)
         if problem:
@@ -236,11 +237,11 @@ def run_mutant(mutation: Mutation, sweep: Sweep, keep: bool = False) -> MutantRe
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_baseline(sweep: Sweep) -> dict[str, LayerResult]:
+def run_baseline(sweep: Sweep, source: Path) -> dict[str, LayerResult]:
     """Every layer on an unmutated copy (the engine tests as the unit layer)."""
     tmp = Path(tempfile.mkdtemp(prefix="mutant-baseline-"))
     try:
-        copy_repo(tmp)
+        copy_repo(tmp, source)
         return {layer: run_layer(layer, None, tmp, sweep) for layer in LAYERS}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -351,7 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) -> int:
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = _print) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
         for m in CATALOGUE:
@@ -362,8 +367,26 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
     start = time.monotonic()
     out(f"{len(mutations)} mutants; sim seeds {sweep.seeds}, membership seeds "
         f"{sweep.membership_seeds}, {sweep.duration:g}s each; {args.jobs} job(s)")
+    # Every copy is taken from this snapshot: edits made while the run goes on do not leak
+    # into it half-way.
+    source = Path(tempfile.mkdtemp(prefix="mutants-source-"))
+    try:
+        copy_repo(source)
+        return _run(args, mutations, sweep, source, start, out)
+    finally:
+        shutil.rmtree(source, ignore_errors=True)
+
+
+def _run(
+    args: argparse.Namespace,
+    mutations: Sequence[Mutation],
+    sweep: Sweep,
+    source: Path,
+    start: float,
+    out: Callable[[str], None],
+) -> int:
     if not args.no_baseline:
-        baseline = run_baseline(sweep)
+        baseline = run_baseline(sweep, source)
         bad = {n: r for n, r in baseline.items() if r.status != "survived"}
         out("baseline: " + ", ".join(f"{n} {r.status} {r.seconds:.0f}s" for n, r in baseline.items()))
         if bad:
@@ -375,7 +398,7 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
     lock = threading.Lock()
 
     def one(m: Mutation) -> None:
-        r = run_mutant(m, sweep, keep=args.keep)
+        r = run_mutant(m, sweep, source, keep=args.keep)
         with lock:
             results[m.name] = r
             out(f"[{len(results)}/{len(mutations)}] {m.name}: {verdict(r)} "
