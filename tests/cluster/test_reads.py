@@ -6,7 +6,7 @@ import pytest
 import trio
 
 import openraft_trio as raft
-from openraft_trio.kv import Set
+from openraft_trio.kv import KvStateMachine, Set
 from openraft_trio.testing import open_cluster
 
 
@@ -106,3 +106,32 @@ async def test_restarted_node_keeps_its_vote_and_never_votes_twice_in_a_term(aut
         # The cluster converges again (the grants for term + 1 may cost an election).
         new = await c.wait_for_leader(10)
         await c.nodes[new].client_write(Set("after", 1))
+
+
+class SlowKv(KvStateMachine):
+    """Applies after ``apply_delay`` seconds (settable per replica while running)."""
+
+    apply_delay = 0.0
+
+    async def apply(self, entries):  # type: ignore[no-untyped-def]
+        await trio.sleep(self.apply_delay)
+        return await super().apply(entries)
+
+
+@pytest.mark.parametrize("policy", list(raft.ReadPolicy))
+async def test_a_new_leader_serves_a_read_only_once_it_applied_what_was_acknowledged(
+    policy, autojump_clock
+):
+    """A write is acknowledged once its leader applied it; a follower may still be applying
+    it when it becomes leader. A linearizable read there must wait until its state machine
+    has caught up (committed is not applied)."""
+    async with open_cluster(3, seed=26, state_machine_factory=SlowKv) as c:
+        old = await c.wait_for_leader(5)
+        new = next(n for n in c.node_ids if n != old)
+        c.state_machines[new].apply_delay = 2.0
+        await c.nodes[old].client_write(Set("x", 1))  # acknowledged: applied on `old`
+        await c.nodes[old].trigger.transfer_leader(new)
+        await c.nodes[new].wait(1).state(raft.ServerState.LEADER)
+        assert c.state_machines[new].get("x") is None  # still applying
+        await c.nodes[new].ensure_linearizable(policy)
+        assert c.state_machines[new].get("x") == 1
