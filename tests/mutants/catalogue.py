@@ -123,8 +123,9 @@ CATALOGUE: tuple[Mutation, ...] = (
     ),
     Mutation(
         "check-quorum-never-steps-down",
-        "check-quorum never deposes a leader that lost its quorum",
-        "safety",
+        "check-quorum never deposes a leader that lost its quorum (reads stay safe: its "
+        "lease runs out and ReadIndex needs a quorum; clients stuck on it is the harm)",
+        "liveness",
         (
             Edit(
                 LEADER,
