@@ -22,6 +22,7 @@ from ._errors import LearnerNotFound as LearnerNotFound
 from ._errors import NetworkError as NetworkError
 from ._errors import NotAllowed as NotAllowed
 from ._errors import NotInMembers as NotInMembers
+from ._errors import PayloadTooLarge as PayloadTooLarge
 from ._errors import QuorumNotEnough as QuorumNotEnough
 from ._errors import RaftError as RaftError
 from ._errors import RemoteError as RemoteError

@@ -1,9 +1,11 @@
 """The KV service's commands: ``serve`` a node, and the client/admin commands.
 
 Exit status: 0 success; 1 the operation failed (refused, or ``cas`` did not swap); 2 bad
-arguments; 3 the cluster (or a leader) could not be reached; 4 the outcome of a write is
-unknown (:class:`~openraft_trio.kv.AmbiguousOutcome`); 5 the node could not start (its data
-directory belongs to another node or is in use, or the address is taken).
+arguments (a value over the cluster's size limit, :class:`~openraft_trio.PayloadTooLarge`,
+too: nothing was written, and retrying cannot help); 3 the cluster (or a leader) could not
+be reached; 4 the outcome of a write is unknown (:class:`~openraft_trio.kv.AmbiguousOutcome`);
+5 the node could not start (its data directory belongs to another node or is in use, or the
+address is taken).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, TypeAlias
 import trio
 
 from ._config import Config
-from ._errors import ConfigError, RaftError, Unreachable
+from ._errors import ConfigError, PayloadTooLarge, RaftError, Unreachable
 from ._types import ReadPolicy
 
 EXIT_FAILED = 1
@@ -167,6 +169,11 @@ def _add_serve(commands: Commands) -> None:
         help="as leader, replicate again a follower that lost its log (default: halt and log)",
     )
     p.add_argument(
+        "--max-entry-bytes",
+        type=int,
+        help=f"refuse writes whose value encodes to more bytes ({Config().max_entry_bytes})",
+    )
+    p.add_argument(
         "--bench-op",
         action="store_true",
         help="enable the `bench` op: write load generated in this node (benchmarks only)",
@@ -188,6 +195,8 @@ def _serve_config(args: argparse.Namespace) -> Config:
         kw["max_in_snapshot_log_to_keep"] = args.keep_logs
     if args.allow_log_reversion:
         kw["allow_log_reversion"] = True
+    if args.max_entry_bytes is not None:
+        kw["max_entry_bytes"] = args.max_entry_bytes
     config = Config(**kw)
     config.validate()
     return config
@@ -284,6 +293,8 @@ def _run_client(args: argparse.Namespace, fn: Callable[[Any], Awaitable[Any]]) -
         return trio.run(main)
     except AmbiguousOutcome as e:
         return _fail(EXIT_AMBIGUOUS, f"{e}; check with `get` before retrying")
+    except PayloadTooLarge as e:
+        return _fail(EXIT_USAGE, f"value too large: {e}; nothing was written")
     except ConfigError as e:
         return _fail(EXIT_USAGE, str(e))
     except Unreachable as e:

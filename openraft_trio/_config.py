@@ -6,7 +6,7 @@ import math
 
 import attrs
 
-from ._errors import ConfigError
+from ._errors import ConfigError, short_repr
 
 
 @attrs.frozen
@@ -21,7 +21,7 @@ def _policy(value: object) -> SnapshotPolicy:
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return SnapshotPolicy(value)
-    raise ConfigError("snapshot_policy", f"expected SnapshotPolicy or int, got {value!r}")
+    raise ConfigError("snapshot_policy", f"expected SnapshotPolicy or int, got {short_repr(value)}")
 
 
 @attrs.frozen(kw_only=True)
@@ -38,6 +38,13 @@ class Config:
     election_timeout_max: float = 0.30
     heartbeat_interval: float = 0.05
     max_payload_entries: int = 300
+    # Byte budget of one AppendEntries: a batch stops before the entry that would take it
+    # over (an entry larger than the budget goes alone). Bounds how long one frame holds
+    # a connection and a follower.
+    max_payload_bytes: int = 1024 * 1024
+    # The largest application data (encoded) client_write accepts; a larger write is
+    # refused with PayloadTooLarge before anything is logged.
+    max_entry_bytes: int = 1024 * 1024
     # Replication pipelining: AppendEntries requests in flight per target at once.
     max_inflight_append_entries: int = 8
     snapshot_policy: SnapshotPolicy = attrs.field(factory=SnapshotPolicy, converter=_policy)
@@ -73,7 +80,9 @@ class Config:
         ):
             v = getattr(self, name)
             if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
-                raise ConfigError(name, f"must be a positive number of seconds, got {v!r}")
+                raise ConfigError(
+                    name, f"must be a positive number of seconds, got {short_repr(v)}"
+                )
         if self.election_timeout_min >= self.election_timeout_max:
             raise ConfigError(
                 "election_timeout_min",
@@ -88,6 +97,8 @@ class Config:
             )
         for name in (
             "max_payload_entries",
+            "max_payload_bytes",
+            "max_entry_bytes",
             "max_inflight_append_entries",
             "snapshot_max_chunk_size",
             "replication_lag_threshold",
@@ -96,17 +107,22 @@ class Config:
         ):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(name, f"must be a positive integer, got {v!r}")
+                raise ConfigError(name, f"must be a positive integer, got {short_repr(v)}")
         v = self.max_in_snapshot_log_to_keep
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise ConfigError("max_in_snapshot_log_to_keep", f"must be an integer >= 0, got {v!r}")
+            raise ConfigError(
+                "max_in_snapshot_log_to_keep", f"must be an integer >= 0, got {short_repr(v)}"
+            )
         if not isinstance(self.allow_log_reversion, bool):
             raise ConfigError(
-                "allow_log_reversion", f"must be True or False, got {self.allow_log_reversion!r}"
+                "allow_log_reversion",
+                f"must be True or False, got {short_repr(self.allow_log_reversion)}",
             )
         if self.snapshot_policy.logs_since_last < 1:
             raise ConfigError("snapshot_policy", "logs_since_last must be >= 1")
         d = self.lease_clock_drift
         if not isinstance(d, int | float) or isinstance(d, bool) or not 0 <= d < self.election_timeout_max:
-            raise ConfigError("lease_clock_drift", f"must be in [0, election_timeout_max), got {d!r}")
+            raise ConfigError(
+                "lease_clock_drift", f"must be in [0, election_timeout_max), got {short_repr(d)}"
+            )
         return self

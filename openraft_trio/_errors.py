@@ -1,22 +1,52 @@
 """The error families. Every error raised to users subclasses :class:`RaftError`.
 
+No message embeds a whole value: values are shown with :func:`short_repr`, messages
+quoted from elsewhere are clipped with :func:`short_text`.
+
 Rejections that are part of the protocol (a refused vote, a conflicting append) are data in
 responses, not exceptions. Exceptions say whose fault a failure was:
 
 * ``ForwardToLeader``: you asked a node that does not lead; ask ``leader_id``.
 * ``QuorumNotEnough``: this node cannot prove it still leads (no quorum reachable).
-* ``ChangeMembershipError``, ``InitializeError``, ``ConfigError``: you asked for
-  something invalid.
+* ``ChangeMembershipError``, ``InitializeError``, ``ConfigError``, ``InvalidRequest``
+  (``PayloadTooLarge``: a value over a size limit): you asked for something invalid.
 * ``Fatal``: the node is stopped (``Stopped``) or its storage failed (``StorageError``).
 * ``RPCError``: the network failed (raised by ``RaftNetwork`` implementations).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import reprlib
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from ._types import Node
+
+
+_repr = reprlib.Repr()
+_repr.maxlevel = 3
+_repr.maxlist = 6
+_repr.maxdict = 4
+_repr.maxstring = 40
+_repr.maxother = 40
+SHORT_TEXT: Final = 500
+"""The most characters of foreign text (a remote's or a library's message) an error
+message carries."""
+
+
+def short_repr(value: Any) -> str:
+    """A bounded ``repr`` for error messages: no message embeds a whole value (a 10 MB
+    value must not make a 10 MB message), however big, deep or odd the value is."""
+    try:
+        return _repr.repr(value)
+    except Exception:  # a broken __repr__: its type is enough
+        return f"<{type(value).__name__}>"
+
+
+def short_text(text: str) -> str:
+    """``text`` clipped to :data:`SHORT_TEXT` characters (for messages built from other
+    errors, which may embed a value)."""
+    return text if len(text) <= SHORT_TEXT else text[: SHORT_TEXT - 3] + "..."
 
 
 class RaftError(Exception):
@@ -140,6 +170,27 @@ class RemoteError(RPCError):
 
 class InvalidRequest(RaftError):
     """An inbound RPC or API argument is malformed; it was rejected and nothing changed."""
+
+
+class PayloadTooLarge(InvalidRequest):
+    """A value or request is larger than a configured limit. It was refused before
+    anything was logged or sent: retrying it cannot help, and nothing needs cleaning up.
+
+    ``size`` is its encoded size in bytes, ``limit`` the limit it broke and ``what`` names
+    the thing and the setting (``Config.max_entry_bytes`` for a write's data,
+    ``max_frame_size`` for a transport frame).
+    """
+
+    def __init__(
+        self, size: int, limit: int, what: str = "entry data (Config.max_entry_bytes)"
+    ) -> None:
+        super().__init__(f"{what}: {size} bytes, over the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+        self.what = what
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.size, self.limit, self.what))
 
 
 # The contract names sub-errors both ways: ``raft.InProgress`` and

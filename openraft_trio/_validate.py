@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._errors import InvalidRequest
+from ._errors import InvalidRequest, short_repr
 from ._messages import AppendEntriesRequest, VoteRequest
 from ._types import Blank, Entry, LeaderId, LogId, MembershipChange, Normal, Vote
-from .codec import short_repr
 
 
 def _is_int(v: Any) -> bool:

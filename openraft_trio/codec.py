@@ -28,14 +28,13 @@ Decoding an unknown tag or a value of the wrong shape raises :class:`DecodeError
 
 from __future__ import annotations
 
-import reprlib
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 import cattrs
 import cbor2
 
-from ._errors import InvalidRequest
+from ._errors import InvalidRequest, PayloadTooLarge, short_repr, short_text
 from ._types import (
     BLANK,
     Blank,
@@ -104,25 +103,30 @@ def decode_data(raw: Any) -> Any:
         DecodeError: not ``[tag, value]``, an unknown tag, or fields of the wrong shape.
     """
     if not (isinstance(raw, list) and len(raw) == 2):
-        raise DecodeError(f"application data must be [tag, value], got {_short(raw)}")
+        raise DecodeError(f"application data must be [tag, value], got {short_repr(raw)}")
     tag, value = raw
     if tag is None:
         return value
     cls = _type_of.get(tag) if isinstance(tag, str) else None
     if cls is None:
-        raise DecodeError(f"unknown application data tag {_short(tag)} (not registered)")
+        raise DecodeError(f"unknown application data tag {short_repr(tag)} (not registered)")
     try:
         return converter.structure(value, cls)
     except Exception as exc:
-        raise DecodeError(f"bad fields for {tag!r}: {exc}") from exc
+        raise DecodeError(f"bad fields for {tag!r}: {short_text(str(exc))}") from exc
 
 
 _IMMUTABLE_SCALARS: Final = (str, bytes, int, float, bool, type(None))
 _ENCODED_CACHE_SIZE: Final = 4096
+_ENCODED_CACHE_BYTES: Final = 64 * 1024 * 1024
+ENCODE_ERRORS: Final = (cbor2.CBOREncodeError, TypeError, ValueError)
+"""What encoding application data raises when it is neither plain CBOR nor registered."""
 # id(data) -> (data, CBOR of encode_data(data)) for immutable values: a write is checked
-# (check_encodable) and then written to disk; both use one encoding. Holding ``data``
-# keeps its id from being reused while the entry is cached.
+# (check_encodable), sized for replication (entry_size) and written to disk; all use one
+# encoding. Holding ``data`` keeps its id from being reused while the entry is cached.
+# Bounded in entries and in bytes (large values would otherwise pin gigabytes).
 _encoded: dict[int, tuple[Any, bytes]] = {}
+_encoded_bytes = 0
 
 
 def encoded_data(data: Any) -> bytes:
@@ -132,32 +136,66 @@ def encoded_data(data: Any) -> bytes:
     Raises:
         cbor2.CBOREncodeError, TypeError, ValueError: ``data`` cannot be encoded.
     """
+    global _encoded_bytes
     key = id(data)
     hit = _encoded.get(key)
     if hit is not None and hit[0] is data:
         return hit[1]
     raw = cbor2.dumps(encode_data(data))
     if type(data) in _tag_of or isinstance(data, _IMMUTABLE_SCALARS):
-        if len(_encoded) >= _ENCODED_CACHE_SIZE:
+        if len(_encoded) >= _ENCODED_CACHE_SIZE or _encoded_bytes + len(raw) > _ENCODED_CACHE_BYTES:
             _encoded.clear()
+            _encoded_bytes = 0
         _encoded[key] = (data, raw)
+        _encoded_bytes += len(raw)
     return raw
 
 
-def check_encodable(data: Any) -> None:
-    """Raise ``InvalidRequest`` unless ``data`` can travel as application data.
+def check_encodable(data: Any, max_bytes: int | None = None) -> None:
+    """Raise unless ``data`` can travel as application data, within ``max_bytes`` if given.
 
     Raises:
         InvalidRequest: ``data`` (or something inside it) is neither plain CBOR nor of a
             registered type.
+        PayloadTooLarge: its encoding is longer than ``max_bytes``.
     """
     try:
-        encoded_data(data)
-    except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
+        size = len(encoded_data(data))
+    except ENCODE_ERRORS as exc:
         raise InvalidRequest(
-            f"cannot encode {type(data).__qualname__} as application data: {exc} "
+            f"cannot encode {type(data).__qualname__} as application data: "
+            f"{short_text(str(exc))} "
             "(register its type with openraft_trio.codec.register_data_type)"
         ) from exc
+    if max_bytes is not None and size > max_bytes:
+        raise PayloadTooLarge(size, max_bytes)
+
+
+ENTRY_HEAD_BYTES: Final = 32
+"""What an entry adds to its payload when encoded, at most: ``[term, node_id, index, kind,
+...]`` with ids below 2**64, plus the ``[tag, value]`` wrapper of application data."""
+
+
+def entry_size(entry: Entry) -> int:
+    """About how many bytes ``entry`` takes encoded (an upper bound for ids below 2**64):
+    what a replication stream budgets AppendEntries by (``Config.max_payload_bytes``).
+
+    Cheap for a recent write: its data's encoding is cached. Data that cannot be encoded
+    (possible only with in-memory storage and network) counts as its head alone.
+    """
+    payload = entry.payload
+    if isinstance(payload, Normal):
+        data = payload.data
+        hit = _encoded.get(id(data))  # the hot path, inlined: a write checked just now
+        if hit is not None and hit[0] is data:
+            return ENTRY_HEAD_BYTES + len(hit[1])
+        try:
+            return ENTRY_HEAD_BYTES + len(encoded_data(data))
+        except ENCODE_ERRORS:
+            return ENTRY_HEAD_BYTES
+    if isinstance(payload, MembershipChange):
+        return ENTRY_HEAD_BYTES + len(cbor2.dumps(unstructure_membership(payload.membership)))
+    return ENTRY_HEAD_BYTES
 
 
 # -- hot types -------------------------------------------------------------------------------
@@ -165,7 +203,7 @@ def check_encodable(data: Any) -> None:
 
 def _int(raw: Any) -> int:
     if type(raw) is not int:
-        raise DecodeError(f"expected an int, got {_short(raw)}")
+        raise DecodeError(f"expected an int, got {short_repr(raw)}")
     return raw
 
 
@@ -184,7 +222,7 @@ def structure_log_id(raw: Any) -> LogId | None:
     if raw is None:
         return None
     if not (isinstance(raw, list) and len(raw) == 3):
-        raise DecodeError(f"a log id is [term, node_id, index], got {_short(raw)}")
+        raise DecodeError(f"a log id is [term, node_id, index], got {short_repr(raw)}")
     return LogId(LeaderId(_int(raw[0]), _opt_int(raw[1])), _int(raw[2]))
 
 
@@ -194,7 +232,7 @@ def unstructure_vote(vote: Vote) -> list[Any]:
 
 def structure_vote(raw: Any) -> Vote:
     if not (isinstance(raw, list) and len(raw) == 3 and isinstance(raw[2], bool)):
-        raise DecodeError(f"a vote is [term, node_id, committed], got {_short(raw)}")
+        raise DecodeError(f"a vote is [term, node_id, committed], got {short_repr(raw)}")
     return Vote(LeaderId(_int(raw[0]), _opt_int(raw[1])), raw[2])
 
 
@@ -208,7 +246,7 @@ def unstructure_membership(membership: Membership) -> list[Any]:
 
 def structure_membership(raw: Any) -> Membership:
     if not (isinstance(raw, list) and len(raw) == 2):
-        raise DecodeError(f"a membership is [configs, nodes], got {_short(raw)}")
+        raise DecodeError(f"a membership is [configs, nodes], got {short_repr(raw)}")
     configs, nodes = raw
     if not (isinstance(configs, list) and all(isinstance(c, list) for c in configs)):
         raise DecodeError("membership configs must be lists of node ids")
@@ -234,7 +272,7 @@ def unstructure_stored_membership(stored: StoredMembership) -> list[Any]:
 
 def structure_stored_membership(raw: Any) -> StoredMembership:
     if not (isinstance(raw, list) and len(raw) == 2):
-        raise DecodeError(f"a stored membership is [log_id, membership], got {_short(raw)}")
+        raise DecodeError(f"a stored membership is [log_id, membership], got {short_repr(raw)}")
     return StoredMembership(structure_log_id(raw[0]), structure_membership(raw[1]))
 
 
@@ -251,18 +289,18 @@ def unstructure_entry(entry: Entry) -> list[Any]:
 
 def structure_entry(raw: Any) -> Entry:
     if not (isinstance(raw, list) and len(raw) >= 4):
-        raise DecodeError(f"an entry is [term, node_id, index, kind, ...], got {_short(raw)}")
+        raise DecodeError(f"an entry is [term, node_id, index, kind, ...], got {short_repr(raw)}")
     log_id = LogId(LeaderId(_int(raw[0]), _opt_int(raw[1])), _int(raw[2]))
     kind = raw[3]
     if type(kind) is not int:
-        raise DecodeError(f"an entry's payload kind must be an int, got {_short(kind)}")
+        raise DecodeError(f"an entry's payload kind must be an int, got {short_repr(kind)}")
     if kind == _KIND_NORMAL and len(raw) == 5:
         return Entry(log_id, Normal(decode_data(raw[4])))
     if kind == _KIND_MEMBERSHIP and len(raw) == 5:
         return Entry(log_id, MembershipChange(structure_membership(raw[4])))
     if kind == _KIND_BLANK and len(raw) == 4:
         return Entry(log_id, BLANK)
-    raise DecodeError(f"unknown entry payload kind {_short(kind)} (or wrong length)")
+    raise DecodeError(f"unknown entry payload kind {short_repr(kind)} (or wrong length)")
 
 
 def _structure_hook(fn: Callable[[Any], T]) -> Callable[[Any, Any], T]:
@@ -304,24 +342,6 @@ def loads(data: bytes, cls: type[T]) -> T:
     except DecodeError:
         raise
     except Exception as exc:
-        raise DecodeError(f"not a {cls.__qualname__}: {exc}") from exc
+        raise DecodeError(f"not a {cls.__qualname__}: {short_text(str(exc))}") from exc
 
 
-_repr = reprlib.Repr()
-_repr.maxlevel = 3
-_repr.maxlist = 6
-_repr.maxdict = 4
-_repr.maxstring = 40
-_repr.maxother = 40
-
-
-def short_repr(raw: Any) -> str:
-    """A bounded repr of untrusted input, for error messages: bounded depth and size, so
-    a message never embeds (or spends time rendering) a whole big value."""
-    try:
-        return _repr.repr(raw)
-    except Exception:  # a weird object from a CBOR tag: its type is enough
-        return f"<{type(raw).__name__}>"
-
-
-_short = short_repr

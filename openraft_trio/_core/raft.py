@@ -32,10 +32,12 @@ from .._engine import Engine
 from .._errors import (
     Fatal,
     InvalidRequest,
+    PayloadTooLarge,
     RaftError,
     Stopped,
     StorageError,
     WaitTimeout,
+    short_repr,
 )
 from .._messages import (
     AppendEntriesRequest,
@@ -58,7 +60,7 @@ from .._types import (
     Vote,
 )
 from .._validate import check_append_entries, check_vote_request
-from ..codec import check_encodable
+from ..codec import ENCODE_ERRORS, check_encodable, encoded_data
 from ..storage import open_file_log_store
 from . import messages as m
 from .core import RaftCore
@@ -103,7 +105,7 @@ class Trigger:
     async def purge_log(self, upto: int) -> None:
         """Purge log entries up to index ``upto``, never beyond the latest snapshot."""
         if not isinstance(upto, int) or isinstance(upto, bool):
-            raise InvalidRequest(f"purge_log(upto) takes a log index, got {upto!r}")
+            raise InvalidRequest(f"purge_log(upto) takes a log index, got {short_repr(upto)}")
         await self._raft._send(m.TriggerPurge(upto))
 
     async def transfer_leader(self, to: int) -> None:
@@ -116,7 +118,7 @@ class Trigger:
         ``READ_INDEX`` (the target may be let through every follower's lease).
         """
         if not isinstance(to, int) or isinstance(to, bool):
-            raise InvalidRequest(f"transfer_leader(to) takes a node id, got {to!r}")
+            raise InvalidRequest(f"transfer_leader(to) takes a node id, got {short_repr(to)}")
         await self._raft._send(m.TriggerTransferLeader(to))
 
 
@@ -197,6 +199,7 @@ class Raft:
         self._fatal: Fatal | None = None
         # Stores that encode entries (FileLogStore) declare it: then a write whose data
         # cannot be encoded is refused up front instead of failing the store.
+        self._max_entry_bytes = config.max_entry_bytes
         self._check_encodable = any(
             getattr(part, "requires_encodable_data", False)
             for part in (core.log_store, core.network)
@@ -335,17 +338,33 @@ class Raft:
     async def is_initialized(self) -> bool:
         return bool(await self._call(lambda r: m.Query(_is_initialized, r)))
 
+    def _check_write(self, data: Any) -> None:
+        """Refuse, before anything is logged, data over ``Config.max_entry_bytes`` (encoded)
+        and, when the log store or network encodes entries, data that cannot be encoded.
+        With in-memory storage and network such data is never encoded, so only its size
+        is checked, when it has one."""
+        if self._check_encodable:
+            check_encodable(data, self._max_entry_bytes)
+            return
+        try:
+            size = len(encoded_data(data))
+        except ENCODE_ERRORS:
+            return
+        if size > self._max_entry_bytes:
+            raise PayloadTooLarge(size, self._max_entry_bytes)
+
     async def client_write(self, data: Any) -> ClientWriteResponse:
         """Replicate ``data``; return once it is committed and applied.
 
         Raises:
             ForwardToLeader: this node does not lead. If leadership is lost after the write
                 was appended, the write's outcome is unknown (it may still commit).
+            PayloadTooLarge: ``data`` encodes to more than ``Config.max_entry_bytes``;
+                nothing was written.
             InvalidRequest: the log store writes entries to disk and ``data`` cannot be
                 encoded (see :mod:`openraft_trio.codec`); nothing was written.
         """
-        if self._check_encodable:
-            check_encodable(data)
+        self._check_write(data)
         return await self._call(lambda r: m.ClientWrite([data], [r]))  # type: ignore[no-any-return]
 
     async def client_write_many(
@@ -356,17 +375,25 @@ class Raft:
 
         With ``return_exceptions`` an item that failed has its ``RaftError`` in its place
         instead of the call raising the first one (a server batching many clients' writes
-        answers each client with its own outcome).
+        answers each client with its own outcome); an item refused up front
+        (``PayloadTooLarge``, ``InvalidRequest``) is then left out of the batch and the
+        others are written. Without it, such an item refuses the whole batch.
         """
         items = list(items)
-        if not items:
-            return []
-        if self._check_encodable:
-            for item in items:
-                check_encodable(item)
-        rs = [self._responder() for _ in items]
+        refused: dict[int, RaftError] = {}
+        for i, item in enumerate(items):
+            try:
+                self._check_write(item)
+            except InvalidRequest as e:
+                if not return_exceptions:
+                    raise
+                refused[i] = e
+        batch = [item for i, item in enumerate(items) if i not in refused] if refused else items
+        if not batch:
+            return [refused[i] for i in range(len(items))]
+        rs = [self._responder() for _ in batch]
         try:
-            await self._send(m.ClientWrite(items, rs))
+            await self._send(m.ClientWrite(batch, rs))
             # In order, as before, but without a checkpoint per slot already filled: a
             # batch is mostly applied (or refused) at once.
             results: list[Any] = []
@@ -378,10 +405,13 @@ class Raft:
                     if not return_exceptions:
                         raise
                     results.append(e)
-            return results
         finally:
             for r in rs:
                 self._pending.discard(r)
+        if refused:
+            outcomes = iter(results)
+            results = [refused[i] if i in refused else next(outcomes) for i in range(len(items))]
+        return results
 
     async def ensure_linearizable(self, policy: ReadPolicy = ReadPolicy.READ_INDEX) -> LogId | None:
         """Confirm this node leads and wait until every write acknowledged before this call
@@ -395,7 +425,7 @@ class Raft:
             QuorumNotEnough: leadership could not be confirmed (lease expired).
         """
         if not isinstance(policy, ReadPolicy):
-            raise InvalidRequest(f"policy must be a ReadPolicy, got {policy!r}")
+            raise InvalidRequest(f"policy must be a ReadPolicy, got {short_repr(policy)}")
         read_log_id = cast(
             "LogId | None", await self._call(lambda r: m.EnsureLinearizable(policy, r))
         )
@@ -651,7 +681,7 @@ async def open_raft(
     """
     config.validate()
     if not isinstance(node_id, int) or isinstance(node_id, bool):
-        raise InvalidRequest(f"node_id must be an int, got {node_id!r}")
+        raise InvalidRequest(f"node_id must be an int, got {short_repr(node_id)}")
     if (log_store is None) == (data_dir is None):
         raise InvalidRequest("give open_raft either log_store or data_dir (exactly one)")
     if log_store is None:

@@ -4,9 +4,11 @@ The Engine decides *what* to send (``Replicate(epoch, prev, upto, committed)``) 
 every reply; this task only moves bytes. Within an epoch it streams batches of up to
 ``max_payload_entries``, **pipelined**: up to ``max_inflight_append_entries`` requests are
 on the wire at once, each sent right after the previous one without waiting for its reply
-or for the core, and every reply is reported. A conflict or a higher vote stops the stream
-until the Engine starts a new epoch; an RPC failure resends from the last acknowledged
-entry after a backoff.
+or for the core, and every reply is reported. A batch is also bounded by bytes: it stops
+before the entry that would take it over ``max_payload_bytes`` (an entry larger than that
+goes alone), so no frame holds a connection, or a follower storing it, for long. A
+conflict or a higher vote stops the stream until the Engine starts a new epoch; an RPC
+failure resends from the last acknowledged entry after a backoff.
 
 Order: each request is issued from a child task started with ``nursery.start``; the parent
 resumes only once the child has run up to its first checkpoint inside
@@ -31,7 +33,8 @@ import trio
 from .._config import Config
 from .._errors import RPCError, Unreachable
 from .._messages import AppendEntriesRequest
-from .._types import LogId, Vote
+from .._types import Entry, LogId, Vote
+from ..codec import entry_size
 from ..network import RaftNetwork, RPCOption
 from .messages import HigherVote, ReplicationConflict, ReplicationProgress
 from .signals import Notifier, Wakeup
@@ -93,6 +96,9 @@ class ReplicationStream:
         # When the commit index was last sent, and how often an idle stream repeats it.
         self.commit_sent_at = -math.inf
         self.commit_refresh = config.election_timeout_max
+        # How many entries to read for the next batch: max_payload_entries, fewer after a
+        # batch was cut by max_payload_bytes (large entries: do not read 300 to send 2).
+        self.fetch_count = config.max_payload_entries
 
     async def run(self) -> None:
         handle, config = self.handle, self.config
@@ -137,12 +143,13 @@ class ReplicationStream:
                     continue
                 self.commit_only_deadline = None
                 start = _index(self.sent) + 1
-                stop = min(_index(upto) + 1, start + config.max_payload_entries) if has_entries else start
+                stop = min(_index(upto) + 1, start + self.fetch_count) if has_entries else start
                 entries = await self.log_store.try_get_log_entries(start, stop) if stop > start else []
                 if stop > start and (not entries or entries[0].index != start):
                     # The entries the target needs next were purged: send the snapshot.
                     await self._send_snapshot()
                     continue
+                entries = self._within_byte_budget(entries)
                 req = AppendEntriesRequest(self.vote, self.sent, tuple(entries), committed)
                 await nursery.start(
                     self._send, req, self.epoch, name=f"openraft_trio.append_entries[{self.target}]"
@@ -151,6 +158,21 @@ class ReplicationStream:
                     self.sent = entries[-1].log_id
                 self.sent_committed = committed
                 self.commit_sent_at = trio.current_time()
+
+    def _within_byte_budget(self, entries: list[Entry]) -> list[Entry]:
+        """The longest prefix of ``entries`` within ``max_payload_bytes`` (at least one
+        entry); adapts how many entries the next batch reads."""
+        budget, total, kept = self.config.max_payload_bytes, 0, 0
+        for entry in entries:
+            total += entry_size(entry)
+            if total > budget and kept:
+                break
+            kept += 1
+        if kept < len(entries):
+            self.fetch_count = kept
+            return entries[:kept]
+        self.fetch_count = min(self.fetch_count * 2, self.config.max_payload_entries)
+        return entries
 
     async def _send_snapshot(self) -> None:
         """Send the state machine's current snapshot (whole; a transport may chunk it by

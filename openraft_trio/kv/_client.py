@@ -32,7 +32,15 @@ from typing import Any
 import trio
 
 from .._config import Config
-from .._errors import NetworkError, RaftError, RemoteError, RPCTimeout, Unreachable
+from .._errors import (
+    NetworkError,
+    RaftError,
+    RemoteError,
+    RPCTimeout,
+    Unreachable,
+    short_repr,
+    short_text,
+)
 from .._nursery import background_nursery
 from .._types import ReadPolicy
 from ..network import _wire as wire
@@ -48,7 +56,7 @@ class AmbiguousOutcome(RaftError):
     ambiguous."""
 
     def __init__(self, op: str, args: list[Any], reason: str) -> None:
-        super().__init__(f"{op} {args!r}: outcome unknown ({reason})")
+        super().__init__(f"{op} {short_repr(args)}: outcome unknown ({short_text(reason)})")
         self.op = op
         self.args_ = args
 

@@ -43,10 +43,9 @@ import trio
 
 from .._config import Config
 from .._core.raft import Raft, open_raft
-from .._errors import ForwardToLeader, InvalidRequest, RaftError
+from .._errors import ForwardToLeader, InvalidRequest, RaftError, short_repr
 from .._messages import ClientWriteResponse
 from .._types import Node, ReadPolicy
-from ..codec import short_repr
 from ..network.tcp import RaftServer, ServerLimits, open_tcp_network, parse_addr, serve_raft
 from ..storage import MemLogStore
 from ._bench_op import run_bench

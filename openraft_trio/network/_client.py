@@ -9,7 +9,10 @@ at once with ``Unreachable``). Errors map as DESIGN.md says:
 * cannot connect, handshake refused, the remote node is stopped -> ``Unreachable``
 * the connection broke while the call was outstanding -> ``NetworkError``
 * no reply within the call's timeout -> ``RPCTimeout``
-* the remote handler raised -> ``RemoteError`` (``remote`` is the :class:`ErrorReply`)
+* the remote handler raised -> ``RemoteError`` (``remote`` is the :class:`ErrorReply`),
+  except ``PayloadTooLarge``, which is raised as itself
+* the request's frame would be over ``max_frame_size`` -> ``PayloadTooLarge``, before
+  anything is sent (the connection and the other calls on it are unaffected)
 """
 
 from __future__ import annotations
@@ -22,10 +25,18 @@ from typing import Any
 
 import trio
 
-from .._errors import NetworkError, RemoteError, RPCTimeout, Unreachable
+from .._errors import (
+    NetworkError,
+    PayloadTooLarge,
+    RemoteError,
+    RPCTimeout,
+    Unreachable,
+    short_repr,
+    short_text,
+)
 from . import _wire as wire
 from ._conn import ConnectionClosed, ConnectionTimeout, FramedStream
-from ._frames import DEFAULT_MAX_FRAME_SIZE, FrameError
+from ._frames import DEFAULT_MAX_FRAME_SIZE, FrameError, FrameTooLarge
 
 log = logging.getLogger("openraft_trio.network")
 
@@ -52,13 +63,30 @@ def parse_addr(addr: str) -> tuple[str, int]:
         ValueError: not of that form.
     """
     if not isinstance(addr, str):
-        raise ValueError(f"address must be a 'host:port' string, got {addr!r}")
+        raise ValueError(f"address must be a 'host:port' string, got {short_repr(addr)}")
     host, sep, port_text = addr.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"address must be 'host:port' with a port in 1..65535, got {addr!r}")
+        raise ValueError(
+            f"address must be 'host:port' with a port in 1..65535, got {short_repr(addr)}"
+        )
     return host, int(port_text)
+
+
+def _payload_too_large(reply: wire.ErrorReply) -> PayloadTooLarge | None:
+    """The remote refused a payload as too large: the typed error, rebuilt from the
+    reply's ``detail`` (``[size, limit, what]``)."""
+    detail = reply.detail
+    if reply.error_type != "PayloadTooLarge" or not (
+        type(detail) is list
+        and len(detail) == 3
+        and type(detail[0]) is int
+        and type(detail[1]) is int
+        and type(detail[2]) is str
+    ):
+        return None
+    return PayloadTooLarge(detail[0], detail[1], short_text(detail[2]))
 
 
 class NodeStopped(Unreachable):
@@ -155,6 +183,10 @@ class RpcChannel:
         slot = _Slot()
         try:
             conn.send_nowait(wire.encode_message(kind, rid, msg))
+        except FrameTooLarge as e:
+            raise PayloadTooLarge(
+                e.size, e.max_frame_size, f"a {kind} request frame (max_frame_size)"
+            ) from None
         except trio.ClosedResourceError:
             raise NetworkError(f"{self.addr}: connection closed") from None
         self._pending[rid] = slot
@@ -209,9 +241,13 @@ class RpcChannel:
                         await self._deadline_moved.wait()
 
     def _remote_error(self, reply: wire.ErrorReply) -> Exception:
+        message = short_text(reply.message)  # a foreign message: bounded
         if reply.error_type in _STOPPED_TYPES:
-            return NodeStopped(f"{self.addr}: node stopped: {reply.message}")
-        return RemoteError(f"{self.addr}: {reply.error_type}: {reply.message}", remote=reply)
+            return NodeStopped(f"{self.addr}: node stopped: {message}")
+        too_large = _payload_too_large(reply)
+        if too_large is not None:
+            return too_large
+        return RemoteError(f"{self.addr}: {short_repr(reply.error_type)}: {message}", remote=reply)
 
     def _current(self) -> FramedStream | None:
         return self._conn

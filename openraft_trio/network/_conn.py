@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from ._frames import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, join_frames
+from ._frames import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, FrameTooLarge, join_frames
 
 RECEIVE_SIZE = 256 * 1024
 WRITE_SLICE = 1024 * 1024
@@ -80,10 +80,23 @@ class FramedStream:
         self._decoder.raise_max_frame_size(max_frame_size)
 
     def send_nowait(self, body: bytes) -> None:
-        """Queue one frame body for the writer task. Raises ``trio.ClosedResourceError``
-        once the connection is closing."""
+        """Queue one frame body for the writer task.
+
+        Raises:
+            FrameTooLarge: ``body`` is over ``max_frame_size``; nothing was queued (checked
+                here, not by the writer, where it would break the connection and every
+                call waiting on it).
+            trio.ClosedResourceError: the connection is closing.
+        """
         if self._closing:
             raise trio.ClosedResourceError("connection is closed")
+        if len(body) > self.max_frame_size:
+            raise FrameTooLarge(
+                f"refusing to send a frame body of {len(body)} bytes: max_frame_size is "
+                f"{self.max_frame_size} bytes",
+                size=len(body),
+                max_frame_size=self.max_frame_size,
+            )
         self._queue.append(body)
         self._unsent += len(body) + FRAME_OVERHEAD
         self._wakeup.set()

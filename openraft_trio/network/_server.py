@@ -44,11 +44,11 @@ from typing import Any
 import attrs
 import trio
 
-from .._errors import ForwardToLeader, InvalidRequest, RaftError
+from .._errors import ForwardToLeader, InvalidRequest, PayloadTooLarge, RaftError
 from .._types import Snapshot
 from . import _wire as wire
 from ._conn import ConnectionClosed, ConnectionTimeout, FramedStream
-from ._frames import DEFAULT_MAX_FRAME_SIZE, FrameError
+from ._frames import DEFAULT_MAX_FRAME_SIZE, FrameError, FrameTooLarge
 
 log = logging.getLogger("openraft_trio.network")
 
@@ -528,7 +528,11 @@ class _Connection:
             self.server.stats.handler_errors += 1
             log.error("cannot encode the %s reply to request %d: %s", kind, rid, e)
             body = wire.encode_message("error", rid, wire.ErrorReply.from_exception(e))
-        self._send(body)
+        try:
+            self._send(body)
+        except FrameTooLarge as e:  # e.g. a read of a value bigger than a frame
+            what = f"a {kind} reply frame (max_frame_size)"
+            self._reply_error(rid, PayloadTooLarge(e.size, e.max_frame_size, what))
 
     def _reply_error(self, rid: int, exc: BaseException) -> None:
         self.server.stats.error_replies += 1
@@ -536,6 +540,8 @@ class _Connection:
         if isinstance(exc, ForwardToLeader):
             addr = exc.leader_node.addr if exc.leader_node is not None else None
             detail = [exc.leader_id, addr, exc.maybe_committed]
+        elif isinstance(exc, PayloadTooLarge):
+            detail = [exc.size, exc.limit, exc.what]
         self._send(wire.encode_message("error", rid, wire.ErrorReply.from_exception(exc, detail)))
 
     def _send(self, body: bytes) -> None:

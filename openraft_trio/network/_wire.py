@@ -36,7 +36,8 @@ order (``offset`` is where ``data`` starts); every chunk but the last is answere
 ``chunk_ack``, the last (``done``) by ``snapshot_resp`` once the snapshot is installed.
 ``client`` carries an operation name and a list of arguments that the service validates
 itself; its reply value is any CBOR. An ``error`` body may carry a third item, ``detail``
-(``[leader_id, leader_addr, maybe_committed]`` with ``ForwardToLeader``).
+(``[leader_id, leader_addr, maybe_committed]`` with ``ForwardToLeader``, ``[size, limit,
+what]`` with ``PayloadTooLarge``). Error messages are clipped: none embeds a whole value.
 
 ``snapshot_meta`` is ``[last_log_id, stored_membership, snapshot_id]``, ``data`` a byte
 string. Leaves use the codec's encodings: ``vote`` is ``[term, node_id, committed]``, a log
@@ -62,6 +63,7 @@ import attrs
 import cbor2
 
 from .. import codec
+from .._errors import short_repr, short_text
 from .._messages import (
     AppendEntriesRequest,
     AppendEntriesResponse,
@@ -105,7 +107,7 @@ class ErrorReply:
 
     @classmethod
     def from_exception(cls, exc: BaseException, detail: Any = None) -> ErrorReply:
-        return cls(type(exc).__name__, str(exc), detail)
+        return cls(type(exc).__name__, short_text(str(exc)), detail)
 
 
 PROTOCOL_VERSION: Final = 1
@@ -161,30 +163,28 @@ class ClientReply:
 
 # -- helpers ---------------------------------------------------------------------------------
 
-_short = codec.short_repr
-
 
 def _fields(raw: Any, n: int, what: str) -> list[Any]:
     if type(raw) is not list or len(raw) != n:
-        raise DecodeError(f"{what}: expected a list of {n}, got {_short(raw)}")
+        raise DecodeError(f"{what}: expected a list of {n}, got {short_repr(raw)}")
     return raw
 
 
 def _bool(raw: Any, what: str) -> bool:
     if type(raw) is not bool:
-        raise DecodeError(f"{what}: expected a bool, got {_short(raw)}")
+        raise DecodeError(f"{what}: expected a bool, got {short_repr(raw)}")
     return raw
 
 
 def _int(raw: Any, what: str) -> int:
     if type(raw) is not int:
-        raise DecodeError(f"{what}: expected an int, got {_short(raw)}")
+        raise DecodeError(f"{what}: expected an int, got {short_repr(raw)}")
     return raw
 
 
 def _str(raw: Any, what: str) -> str:
     if type(raw) is not str:
-        raise DecodeError(f"{what}: expected a str, got {_short(raw)}")
+        raise DecodeError(f"{what}: expected a str, got {short_repr(raw)}")
     return raw
 
 
@@ -236,7 +236,7 @@ def structure_append_entries_request(raw: Any) -> AppendEntriesRequest:
     f = _fields(raw, 4, "append entries [vote, prev_log_id, entries, leader_commit]")
     entries = f[2]
     if type(entries) is not list:
-        raise DecodeError(f"append entries: entries must be a list, got {_short(entries)}")
+        raise DecodeError(f"append entries: entries must be a list, got {short_repr(entries)}")
     entry = codec.structure_entry
     return AppendEntriesRequest(
         _struct_vote(f[0]),
@@ -311,7 +311,7 @@ def unstructure_snapshot(snapshot: Snapshot) -> list[Any]:
 def structure_snapshot(raw: Any) -> Snapshot:
     f = _fields(raw, 2, "snapshot [meta, data]")
     if type(f[1]) is not bytes:
-        raise DecodeError(f"snapshot data: expected bytes, got {_short(f[1])}")
+        raise DecodeError(f"snapshot data: expected bytes, got {short_repr(f[1])}")
     return Snapshot(structure_snapshot_meta(f[0]), f[1])
 
 
@@ -349,7 +349,7 @@ def structure_hello(raw: Any) -> Hello:
     f = _fields(raw, 5, "hello [version, cluster_name, role, from_id, to_id]")
     role = _str(f[2], "hello role")
     if role not in ROLES:
-        raise DecodeError(f"hello role: expected one of {ROLES}, got {_short(role)}")
+        raise DecodeError(f"hello role: expected one of {ROLES}, got {short_repr(role)}")
     return Hello(
         _str(f[1], "hello cluster_name"),
         role,
@@ -384,7 +384,7 @@ def structure_snapshot_chunk(raw: Any) -> SnapshotChunk:
     if offset < 0:
         raise DecodeError(f"snapshot chunk offset must be >= 0, got {offset}")
     if type(f[3]) is not bytes:
-        raise DecodeError(f"snapshot chunk data: expected bytes, got {_short(f[3])}")
+        raise DecodeError(f"snapshot chunk data: expected bytes, got {short_repr(f[3])}")
     return SnapshotChunk(
         _struct_vote(f[0]),
         structure_snapshot_meta(f[1]),
@@ -401,7 +401,7 @@ def unstructure_client_request(req: ClientRequest) -> list[Any]:
 def structure_client_request(raw: Any) -> ClientRequest:
     f = _fields(raw, 2, "client request [op, args]")
     if type(f[1]) is not list:
-        raise DecodeError(f"client request args: expected a list, got {_short(f[1])}")
+        raise DecodeError(f"client request args: expected a list, got {short_repr(f[1])}")
     return ClientRequest(_str(f[0], "client request op"), f[1])
 
 
@@ -419,7 +419,7 @@ def _unstructure_none(_msg: None) -> None:
 
 def _structure_none(raw: Any) -> None:
     if raw is not None:
-        raise DecodeError(f"expected null, got {_short(raw)}")
+        raise DecodeError(f"expected null, got {short_repr(raw)}")
 
 
 _HOOKS: Final[list[tuple[type[Any], Callable[[Any], Any], Callable[[Any], Any]]]] = [
@@ -642,17 +642,19 @@ def decode_message(
     if fp.read(1):
         raise DecodeError("trailing bytes after the CBOR message")
     if type(raw) is not list or len(raw) != 3:
-        raise DecodeError(f"a message is [kind, request_id, body], got {_short(raw)}")
+        raise DecodeError(f"a message is [kind, request_id, body], got {short_repr(raw)}")
     code, request_id, body = raw
     k = _BY_CODE.get(code) if type(code) is int else None
     if k is None:
-        raise DecodeError(f"unknown message kind code {_short(code)}")
+        raise DecodeError(f"unknown message kind code {short_repr(code)}")
     if type(request_id) is not int or not 0 <= request_id <= MAX_REQUEST_ID:
-        raise DecodeError(f"bad request id {_short(request_id)}")
+        raise DecodeError(f"bad request id {short_repr(request_id)}")
     try:
         msg = k.structure(body)
     except DecodeError as exc:
         raise DecodeError(f"bad {k.name!r} body: {exc}") from None
     except Exception as exc:  # a hook deeper down tripped over hostile input
-        raise DecodeError(f"bad {k.name!r} body: {type(exc).__name__}: {exc}") from None
+        reason = short_text(str(exc))
+        # ``from None``: the decoded body must not stay reachable from a traceback.
+        raise DecodeError(f"bad {k.name!r} body: {type(exc).__name__}: {reason}") from None
     return k.name, request_id, msg

@@ -10,10 +10,13 @@ Run a node on it::
         server = await nursery.start(serve_raft, raft, "127.0.0.1", 7001)
         ...
 
-* :func:`open_tcp_network` gives the ``RaftNetworkFactory``: one reused, pipelined
-  connection per peer address (:class:`~._client.RpcChannel`), each with one coalescing
-  writer task; reconnect with exponential backoff; every call bounded by
-  ``RPCOption.hard_ttl``; snapshots streamed in chunks of ``config.snapshot_max_chunk_size``.
+* :func:`open_tcp_network` gives the ``RaftNetworkFactory``: two reused, pipelined
+  connections per peer (:class:`~._client.RpcChannel`), each with one coalescing writer
+  task: a *control* connection for heartbeats, votes and leader transfers and a *data*
+  connection for entry-carrying appends and snapshots, so that the acks that keep a
+  leader's lease alive never queue behind bulk data (PROTOCOL-NOTES "Replication");
+  reconnect with exponential backoff; every call bounded by ``RPCOption.hard_ttl``;
+  snapshots streamed in chunks of ``config.snapshot_max_chunk_size``.
 * :func:`serve_raft` serves a node's inbound RPCs (see :mod:`._server` for the handshake and
   the hostile-input limits, :class:`ServerLimits`).
 * :func:`server_ssl_context` / :func:`client_ssl_context` build contexts for mutual TLS:
@@ -30,11 +33,12 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Final
 
 import trio
 
 from .._config import Config
-from .._errors import RPCTimeout, Unreachable
+from .._errors import PayloadTooLarge, RPCTimeout, Unreachable
 from .._messages import (
     AppendEntriesRequest,
     AppendEntriesResponse,
@@ -59,6 +63,8 @@ from ._server import (
 )
 
 __all__ = [
+    "CONTROL",
+    "DATA",
     "ChannelStats",
     "ClientBatchHandler",
     "ClientHandler",
@@ -75,8 +81,15 @@ __all__ = [
     "server_ssl_context",
 ]
 
-# Room for a chunk's envelope (vote, snapshot meta with its membership) in a frame.
+# Room for a chunk's envelope (vote, snapshot meta with its membership) in a frame, or for
+# an AppendEntries' envelope and entry heads beside its payload.
 _CHUNK_OVERHEAD = 64 * 1024
+
+CONTROL: Final = "control"
+"""The lane of heartbeats (appends without entries or commit index), votes and leader
+transfers: small messages whose delay costs leadership."""
+DATA: Final = "data"
+"""The lane of entry-carrying appends and snapshot chunks (bulk data, in order)."""
 
 
 class TcpNetworkFactory:
@@ -94,11 +107,12 @@ class TcpNetworkFactory:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         backoff_max: float = 1.0,
     ) -> None:
-        if config.snapshot_max_chunk_size + _CHUNK_OVERHEAD > max_frame_size:
-            raise ValueError(
-                f"snapshot_max_chunk_size {config.snapshot_max_chunk_size} does not fit in "
-                f"max_frame_size {max_frame_size}"
-            )
+        for name in ("snapshot_max_chunk_size", "max_entry_bytes", "max_payload_bytes"):
+            if getattr(config, name) + _CHUNK_OVERHEAD > max_frame_size:
+                raise ValueError(
+                    f"{name} {getattr(config, name)} does not fit in max_frame_size "
+                    f"{max_frame_size}"
+                )
         self.nursery = nursery
         self.node_id = node_id
         self.config = config
@@ -106,11 +120,12 @@ class TcpNetworkFactory:
         self.max_frame_size = max_frame_size
         self.backoff_max = backoff_max
         self.stats = ChannelStats()
-        self._channels: dict[int, RpcChannel] = {}
+        self._channels: dict[tuple[int, str], RpcChannel] = {}
 
-    def channel(self, target: int, addr: str) -> RpcChannel:
-        """The one channel to ``target``, replaced if its address changed."""
-        ch = self._channels.get(target)
+    def channel(self, target: int, addr: str, lane: str = DATA) -> RpcChannel:
+        """The channel to ``target`` for ``lane`` (:data:`CONTROL` or :data:`DATA`),
+        replaced if its address changed."""
+        ch = self._channels.get((target, lane))
         if ch is None or ch.addr != addr:
             if ch is not None:
                 self.nursery.start_soon(ch.aclose)
@@ -125,7 +140,7 @@ class TcpNetworkFactory:
                 backoff_max=self.backoff_max,
                 stats=self.stats,
             )
-            self._channels[target] = ch
+            self._channels[(target, lane)] = ch
         return ch
 
     async def new_client(self, target: int, node: Node | None) -> TcpNetwork:
@@ -146,23 +161,33 @@ class TcpNetwork:
         self.target = target
         self.addr = addr
 
-    def _channel(self) -> RpcChannel:
+    def _channel(self, lane: str = DATA) -> RpcChannel:
         try:
             parse_addr(self.addr)
         except ValueError as e:
             raise Unreachable(f"node {self.target}: {e}") from None
-        return self.factory.channel(self.target, self.addr)
+        return self.factory.channel(self.target, self.addr, lane)
 
     async def append_entries(
         self, req: AppendEntriesRequest, option: RPCOption
     ) -> AppendEntriesResponse:
-        result: AppendEntriesResponse = await self._channel().call(
-            "append", req, "append_resp", option.hard_ttl
-        )
+        # A heartbeat carries only the leader's vote: it may overtake appends in flight.
+        # Appends with entries or a commit index stay in order on the data lane.
+        channel = self._channel(CONTROL if req.is_heartbeat else DATA)
+        try:
+            result: AppendEntriesResponse = await channel.call(
+                "append", req, "append_resp", option.hard_ttl
+            )
+        except PayloadTooLarge as e:
+            # Only entries logged under larger limits can get here (the factory checks
+            # max_entry_bytes against max_frame_size): back off, do not spin.
+            raise Unreachable(f"node {self.target}: {e}") from e
         return result
 
     async def vote(self, req: VoteRequest, option: RPCOption) -> VoteResponse:
-        result: VoteResponse = await self._channel().call("vote", req, "vote_resp", option.hard_ttl)
+        result: VoteResponse = await self._channel(CONTROL).call(
+            "vote", req, "vote_resp", option.hard_ttl
+        )
         return result
 
     async def full_snapshot(
@@ -192,7 +217,7 @@ class TcpNetwork:
             offset += len(piece)
 
     async def transfer_leader(self, req: TransferLeaderRequest, option: RPCOption) -> None:
-        await self._channel().call("transfer", req, "transfer_resp", option.hard_ttl)
+        await self._channel(CONTROL).call("transfer", req, "transfer_resp", option.hard_ttl)
 
     async def aclose(self) -> None:
         return None  # the connection belongs to the factory and is reused

@@ -36,12 +36,23 @@ def err(result: subprocess.CompletedProcess[bytes]) -> str:
 
 async def test_cli_against_a_three_process_cluster(tmp_path: Path) -> None:
     with trio.fail_after(90):
-        async with open_process_cluster(3, base_dir=str(tmp_path), cluster_name="cli") as cl:
+        async with open_process_cluster(
+            3,
+            base_dir=str(tmp_path),
+            cluster_name="cli",
+            extra_args=["--max-entry-bytes", "65536"],
+        ) as cl:
             c = ["--cluster", ",".join(cl.addrs), "--cluster-name", "cli"]
             r = await cli("init", *c)
             assert (r.returncode, out(r)) == (0, "initialized"), err(r)
             r = await cli("put", "greeting", "hello", *c)
             assert (r.returncode, out(r)) == (0, "OK"), err(r)
+            # A value over the nodes' --max-entry-bytes: refused, bad input (exit 2).
+            r = await cli("put", "big", "x" * 100_000, *c)
+            assert r.returncode == 2, (out(r), err(r))
+            assert "value too large" in err(r)
+            assert "65536" in err(r)
+            assert len(err(r)) < 1024
             r = await cli("get", "greeting", *c)
             assert (r.returncode, out(r)) == (0, "hello")
             r = await cli("get", "greeting", "--lease", *c)

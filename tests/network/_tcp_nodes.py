@@ -224,9 +224,9 @@ async def open_tcp_cluster(
     kv_service: bool = False,
     initialize: bool = True,
 ) -> AsyncIterator[TcpCluster]:
-    """``n`` nodes on loopback, initialized by node 1, with a leader elected (unless
-    ``initialize`` is false: then the test initializes them). ``kv_service``: every node
-    also serves the KV client API."""
+    """``n`` nodes on loopback, initialized by node 1, with a leader elected and its
+    blank entry applied everywhere (unless ``initialize`` is false: then the test
+    initializes them). ``kv_service``: every node also serves the KV client API."""
     async with trio.open_nursery() as nursery:
         cluster = TcpCluster(
             nursery,
@@ -239,7 +239,10 @@ async def open_tcp_cluster(
             await cluster.start(i, kv_service=kv_service)
         if initialize:
             await cluster.nodes[1].raft.initialize(cluster.members())
-            await cluster.leader()
+            leader = await cluster.leader()
+            # Once every node applied the leader's blank entry, the leader has opened both
+            # its connections (control and data) to each follower: the counts are settled.
+            await cluster.wait_applied(leader.raft.metrics.last_log_index or 0)
         try:
             yield cluster
         finally:

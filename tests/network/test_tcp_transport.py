@@ -34,7 +34,7 @@ from openraft_trio import (
 from openraft_trio.kv import KvStateMachine, Set
 from openraft_trio.network import _wire as wire
 from openraft_trio.network._client import RpcChannel
-from openraft_trio.network.tcp import TcpNetworkFactory, open_tcp_network
+from openraft_trio.network.tcp import CONTROL, TcpNetworkFactory, open_tcp_network
 
 from ._tcp_nodes import (
     CONFIG,
@@ -140,13 +140,14 @@ async def test_one_reused_connection_per_peer() -> None:
             await c.assert_commits()
             assert counts() == before
             assert leader.network.stats.calls > calls_before + 100
-            # Each node dialled each peer at most once, and only our nodes connected.
+            # Each node dialled each peer at most twice (a control and a data connection),
+            # and only our nodes connected.
             for n in nodes:
-                assert n.network.stats.connects <= 2
+                assert n.network.stats.connects <= 4
                 assert n.network.stats.connections_lost == 0
                 assert n.network.stats.connect_failures == 0
-                assert n.stats.connections_open == n.stats.connections_accepted <= 2
-            assert leader.network.stats.connects == 2
+                assert n.stats.connections_open == n.stats.connections_accepted <= 4
+            assert leader.network.stats.connects == 4
             assert sum(n.network.stats.connects for n in nodes) == sum(
                 n.stats.connections_accepted for n in nodes
             )
@@ -207,7 +208,7 @@ async def test_server_that_never_answers_gives_rpc_timeout() -> None:
             # A timeout is the call's, not the connection's: it stays up and is reused.
             assert factory.stats.connects == 1
             assert factory.stats.timeouts == 2
-            assert factory.channel(2, addr).connected
+            assert factory.channel(2, addr, CONTROL).connected
 
 
 async def test_connection_killed_during_a_call_is_network_error() -> None:
@@ -222,7 +223,9 @@ async def test_connection_killed_during_a_call_is_network_error() -> None:
             with pytest.raises(raft.NetworkError):
                 await client.vote(vote_req(), TTL)
             # A lost connection is not a failed connect: the next call dials again at once.
-            await wait_until(lambda: not factory.channel(2, addr).connected, "loss noticed")
+            await wait_until(
+                lambda: not factory.channel(2, addr, CONTROL).connected, "loss noticed"
+            )
             with pytest.raises(raft.NetworkError):
                 await client.vote(vote_req(), TTL)
             assert factory.stats.connects == 2
@@ -255,7 +258,9 @@ async def test_stopped_node_is_unreachable() -> None:
             with pytest.raises(raft.Unreachable, match="stopped"):
                 await client.vote(vote_req(), TTL)
             await node.stop()  # now the server is gone too
-            await wait_until(lambda: not factory.channel(2, node.addr).connected, "loss noticed")
+            await wait_until(
+                lambda: not factory.channel(2, node.addr, CONTROL).connected, "loss noticed"
+            )
             with pytest.raises(raft.Unreachable):
                 await client.vote(vote_req(), TTL)
 
@@ -272,7 +277,9 @@ async def test_reconnects_after_the_server_restarts_on_the_same_port() -> None:
             client = await factory.new_client(2, Node(addr))
             assert (await client.vote(vote_req(), TTL)).vote_granted
             await node.stop()
-            await wait_until(lambda: not factory.channel(2, addr).connected, "loss noticed")
+            await wait_until(
+                lambda: not factory.channel(2, addr, CONTROL).connected, "loss noticed"
+            )
             with pytest.raises(raft.Unreachable):
                 await client.vote(vote_req(), TTL)
             node = await nursery.start(partial(run_node, 2, CONFIG, port=port))
@@ -392,3 +399,13 @@ async def test_client_refuses_a_server_that_is_not_the_node_it_dialled() -> None
             with pytest.raises(raft.Unreachable, match="expected node 2, found node 7"):
                 await client.vote(vote_req(), TTL)
             assert factory.stats.connect_failures == 1
+
+
+@pytest.mark.parametrize("field", ["snapshot_max_chunk_size", "max_entry_bytes", "max_payload_bytes"])
+async def test_the_factory_refuses_limits_that_do_not_fit_in_a_frame(field: str) -> None:
+    small = 64 * 1024
+    fits = {"snapshot_max_chunk_size": small, "max_entry_bytes": small, "max_payload_bytes": small}
+    config = attrs.evolve(CONFIG, **(fits | {field: 2 * 1024 * 1024}))
+    with pytest.raises(ValueError, match=field):
+        async with open_tcp_network(1, config, max_frame_size=1024 * 1024):
+            pass
