@@ -74,3 +74,13 @@ def sim(session: nox.Session) -> None:
     """Run the deterministic simulator (extra arguments go to it)."""
     session.install(".")
     session.run("python", "-m", "openraft_trio.testing.sim", *session.posargs)
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Break one protocol rule at a time in a temporary copy and report which checks notice
+    (unit tests, property tests, simulator sweeps): the whole catalogue, two at a time.
+    Fails if a safety mutant is not caught by its unit tests and another layer. Extra
+    arguments go to ``python -m tests.mutants`` (e.g. ``-- --only ack-before-flush``)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "tests.mutants", "--jobs", "2", *session.posargs)

@@ -33,8 +33,10 @@ Each test gets its factory from a fixture you define::
             return lambda i: Set(f"k{i}", i)
 
 **One call** that runs every check and raises :class:`AssertionError` naming each check
-that failed (checks that do not apply, such as durability checks of an in-memory state
-machine, are skipped)::
+that failed. A check that cannot run — the durability check without a ``durable_log_id``
+hook, the restart checks of a state machine factory not marked ``durable`` — is not a
+silent pass: it warns :class:`StorageCheckNotRun` naming what stays unverified (pytest
+shows it in its warnings summary), and with ``require_all=True`` it fails::
 
     async def test_my_storage(tmp_path):
         await run_log_store_suite(
@@ -114,6 +116,7 @@ from __future__ import annotations
 
 import functools
 import random
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Final, Protocol
@@ -146,6 +149,21 @@ CALLBACK_TIMEOUT: Final = 5.0
 
 class CheckSkipped(Exception):
     """Raised by a check that does not apply to the store or state machine under test."""
+
+
+class StorageCheckNotRun(UserWarning):
+    """A conformance check did not run: the property it checks (most often durability)
+    is unverified for this store. Warned once per skipped check; pass
+    ``require_all=True`` (or set ``require_all_checks = True`` on a suite class) to make it
+    a failure instead."""
+
+
+def _not_run(check: Callable[..., Any], reason: str) -> str:
+    return f"storage check {check.__name__} NOT RUN: {reason}"
+
+
+def _warn_not_run(check: Callable[..., Any], reason: str) -> None:
+    warnings.warn(StorageCheckNotRun(_not_run(check, reason)), stacklevel=3)
 
 
 # -- factories ---------------------------------------------------------------------------
@@ -281,9 +299,15 @@ def make_state_machine_factory(
 
 
 async def run_log_store_suite(
-    factory: LogStoreFactory, *, checks: Iterable[LogStoreCheck] | None = None
+    factory: LogStoreFactory,
+    *,
+    checks: Iterable[LogStoreCheck] | None = None,
+    require_all: bool = False,
 ) -> None:
     """Run every log store check (or only ``checks``) against stores from ``factory``.
+
+    A check that cannot run (the durability check, without a ``durable_log_id`` hook)
+    warns :class:`StorageCheckNotRun`; with ``require_all`` it fails instead.
 
     Raises:
         AssertionError: naming each check that failed, with its message; chained to the
@@ -291,7 +315,7 @@ async def run_log_store_suite(
             too.
     """
     selected = LOG_STORE_CHECKS if checks is None else tuple(checks)
-    await _run_checks([(check, (factory,)) for check in selected])
+    await _run_checks([(check, (factory,)) for check in selected], require_all)
 
 
 async def run_state_machine_suite(
@@ -299,26 +323,34 @@ async def run_state_machine_suite(
     make_request: MakeRequest,
     *,
     checks: Iterable[StateMachineCheck] | None = None,
+    require_all: bool = False,
 ) -> None:
     """Run every state machine check (or only ``checks``) against ``factory``.
+
+    A check that cannot run (the restart checks, for a factory not marked ``durable``)
+    warns :class:`StorageCheckNotRun`; with ``require_all`` it fails instead.
 
     Raises:
         AssertionError: naming each check that failed, with its message; chained to the
             first failure.
     """
     selected = STATE_MACHINE_CHECKS if checks is None else tuple(checks)
-    await _run_checks([(check, (factory, make_request)) for check in selected])
+    await _run_checks([(check, (factory, make_request)) for check in selected], require_all)
 
 
 async def _run_checks(
     runs: Sequence[tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]],
+    require_all: bool,
 ) -> None:
     failures: list[tuple[str, Exception]] = []
     for check, args in runs:
         try:
             await check(*args)
-        except CheckSkipped:
-            continue
+        except CheckSkipped as exc:
+            if require_all:
+                failures.append((check.__name__, AssertionError(_not_run(check, str(exc)))))
+            else:
+                _warn_not_run(check, str(exc))
         except Exception as exc:
             failures.append((check.__name__, exc))
     if failures:
@@ -329,13 +361,18 @@ async def _run_checks(
         raise AssertionError("\n".join(lines)) from failures[0][1]
 
 
-async def _run_for_pytest(check: Callable[..., Awaitable[None]], *args: Any) -> None:
+async def _run_for_pytest(
+    check: Callable[..., Awaitable[None]], require_all: bool, *args: Any
+) -> None:
     try:
         await check(*args)
     except CheckSkipped as exc:
         import pytest  # only a pytest run gets here
 
-        pytest.skip(str(exc))
+        if require_all:
+            pytest.fail(_not_run(check, str(exc)), pytrace=False)
+        _warn_not_run(check, str(exc))
+        pytest.skip(_not_run(check, str(exc)))
 
 
 # -- test data ---------------------------------------------------------------------------
@@ -814,7 +851,11 @@ async def check_append_callback_called_once(factory: LogStoreFactory) -> None:
 async def check_append_callback_only_when_durable(factory: LogStoreFactory) -> None:
     """callback(None) fires only once durable_log_id(store) covers the appended entries."""
     if not getattr(factory, "durable_log_id", None):
-        raise CheckSkipped("the factory has no durable_log_id(store) hook")
+        raise CheckSkipped(
+            "the factory has no durable_log_id(store) hook, so an append that calls back "
+            "before its entries are durable would go unnoticed (give the factory one: "
+            "make_log_store_factory(..., durable_log_id=...))"
+        )
     async with _log_harness(factory, "callback-when-durable") as h:
         for count in (2, 1, 4):
             await h.append_next(count)
@@ -1245,7 +1286,10 @@ async def _replica(
 
 def _require_durable(factory: StateMachineFactory) -> None:
     if not getattr(factory, "durable", False):
-        raise CheckSkipped("the state machine factory is not durable (durable=False)")
+        raise CheckSkipped(
+            "the state machine factory is not durable (durable=False), so nothing checks "
+            "that a restart restores the last snapshot"
+        )
 
 
 # -- state machine checks ----------------------------------------------------------------
@@ -1456,21 +1500,29 @@ STATE_MACHINE_CHECKS: Final[tuple[StateMachineCheck, ...]] = (
 class LogStoreSuite:
     """Subclass as ``Test...`` and define the fixture ``log_store_factory``.
 
-    One test per check in :data:`LOG_STORE_CHECKS`, named ``test_<check>``.
+    One test per check in :data:`LOG_STORE_CHECKS`, named ``test_<check>``. A check that
+    cannot run is skipped with a ``NOT RUN`` reason and warns :class:`StorageCheckNotRun`;
+    set ``require_all_checks = True`` to make it fail instead.
     """
+
+    require_all_checks: bool = False
 
 
 class StateMachineSuite:
     """Subclass as ``Test...`` and define the fixtures ``state_machine_factory`` and
     ``make_request``.
 
-    One test per check in :data:`STATE_MACHINE_CHECKS`, named ``test_<check>``.
+    One test per check in :data:`STATE_MACHINE_CHECKS`, named ``test_<check>``. A check
+    that cannot run is skipped with a ``NOT RUN`` reason and warns
+    :class:`StorageCheckNotRun`; set ``require_all_checks = True`` to make it fail instead.
     """
+
+    require_all_checks: bool = False
 
 
 def _log_store_test(check: LogStoreCheck) -> Callable[..., Awaitable[None]]:
     async def test(self: LogStoreSuite, log_store_factory: LogStoreFactory) -> None:
-        await _run_for_pytest(check, log_store_factory)
+        await _run_for_pytest(check, self.require_all_checks, log_store_factory)
 
     return test
 
@@ -1481,7 +1533,9 @@ def _state_machine_test(check: StateMachineCheck) -> Callable[..., Awaitable[Non
         state_machine_factory: StateMachineFactory,
         make_request: MakeRequest,
     ) -> None:
-        await _run_for_pytest(check, state_machine_factory, make_request)
+        await _run_for_pytest(
+            check, self.require_all_checks, state_machine_factory, make_request
+        )
 
     return test
 

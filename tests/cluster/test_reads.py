@@ -6,7 +6,7 @@ import pytest
 import trio
 
 import openraft_trio as raft
-from openraft_trio.kv import Set
+from openraft_trio.kv import KvStateMachine, Set
 from openraft_trio.testing import open_cluster
 
 
@@ -67,15 +67,71 @@ async def test_single_node_cluster_writes_and_reads(autojump_clock):
 
 
 async def test_restarted_node_keeps_its_vote_and_never_votes_twice_in_a_term(autojump_clock):
+    """Each follower, restarted, reads back the vote it gave the leader and refuses a vote
+    for another candidate in that term: inside its startup lease (asked as a leader
+    transfer, which crosses the lease) and after it (cut off from the leader, so no lease
+    holds). A request for the next term is then granted: the refusals came from the vote."""
     async with open_cluster(3, seed=25) as c:
         lid = await c.wait_for_leader(5)
-        for nid in list(c.node_ids):
+        await c.nodes[lid].client_write(Set("x", 1))
+        term = c.nodes[lid].metrics.current_term
+        for nid in [n for n in c.node_ids if n != lid]:
             vote_before = c.nodes[nid].metrics.vote
+            assert vote_before.leader_id == raft.LeaderId(term, lid)
             await c.crash(nid)
-            restarted = await c.restart(nid)
-            assert restarted.metrics.vote == vote_before
+            node = await c.restart(nid)
+            assert node.metrics.vote == vote_before
             assert c.log_stores[nid]._vote == vote_before  # the durable copy
+            other = next(n for n in c.node_ids if n not in (lid, nid))
+
+            def ask(t: int, transfer: bool = False, other: int = other) -> raft.VoteRequest:
+                # A candidate whose log is ahead of everyone's: only the vote can refuse it.
+                ahead = raft.LogId(raft.LeaderId(term, lid), 10_000)
+                return raft.VoteRequest(
+                    raft.Vote(raft.LeaderId(t, other)), ahead, leader_transfer=transfer
+                )
+
+            resp = await node.vote(ask(term, transfer=True))
+            assert not resp.vote_granted, "granted a second vote in the term (startup lease)"
+            c.router.isolate(nid)
+            await trio.sleep(2 * c.config.lease)
+            for transfer in (False, True):
+                resp = await node.vote(ask(term, transfer))
+                assert not resp.vote_granted, "granted a second vote in the term"
+                assert node.metrics.vote == vote_before
+            resp = await node.vote(ask(term + 1))
+            assert resp.vote_granted
+            assert node.metrics.vote == raft.Vote(raft.LeaderId(term + 1, other))
+            c.router.heal()
+        # The cluster converges again (the grants for term + 1 may cost an election).
         new = await c.wait_for_leader(10)
         await c.nodes[new].client_write(Set("after", 1))
-        assert c.nodes[new].metrics.current_term >= c.nodes[new].metrics.vote.term
-        del lid
+
+
+class SlowKv(KvStateMachine):
+    """Applies after ``apply_delay`` seconds (settable per replica while running)."""
+
+    apply_delay = 0.0
+
+    async def apply(self, entries):  # type: ignore[no-untyped-def]
+        await trio.sleep(self.apply_delay)
+        return await super().apply(entries)
+
+
+@pytest.mark.parametrize("policy", list(raft.ReadPolicy))
+async def test_a_new_leader_serves_a_read_only_once_it_applied_what_was_acknowledged(
+    policy, autojump_clock
+):
+    """A write is acknowledged once its leader applied it; a follower may still be applying
+    it when it becomes leader. A linearizable read there must wait until its state machine
+    has caught up (committed is not applied)."""
+    async with open_cluster(3, seed=26, state_machine_factory=SlowKv) as c:
+        old = await c.wait_for_leader(5)
+        new = next(n for n in c.node_ids if n != old)
+        c.state_machines[new].apply_delay = 2.0
+        await c.nodes[old].client_write(Set("x", 1))  # acknowledged: applied on `old`
+        await c.nodes[old].trigger.transfer_leader(new)
+        await c.nodes[new].wait(1).state(raft.ServerState.LEADER)
+        assert c.state_machines[new].get("x") is None  # still applying
+        await c.nodes[new].ensure_linearizable(policy)
+        assert c.state_machines[new].get("x") == 1

@@ -29,6 +29,7 @@ from ._engine_helpers import (
     follower,
     leader,
     lid,
+    membership,
     out,
     vote,
 )
@@ -122,7 +123,8 @@ def test_joint_then_uniform_and_one_change_at_a_time() -> None:
     r2 = object()
     eng.change_membership(frozenset({1, 3}), False, r2)
     assert out(eng) == [Responded(r2, Raises(InProgress))]
-    # Committing the joint entry needs a majority of both {1,2,3} and {1,2}: 3 alone won't.
+    # Committing the joint entry needs a majority of both {1,2,3} and {1,2}: 3 alone (a
+    # majority of the old set only) won't. The other side is the next test.
     flush_own_log(eng)
     ack(eng, 3, joint_entry.log_id)
     assert out(eng) == []
@@ -141,6 +143,30 @@ def test_joint_then_uniform_and_one_change_at_a_time() -> None:
     assert isinstance(respond, RespondWhenApplied)
     assert (respond.log_id, respond.responder) == (uniform_entry.log_id, r)
     assert sorted(eng.leader.progress) == [2]
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [((4, 5), 2), ((2, 3), 4)],
+    ids=["new-majority-first", "old-majority-first"],
+)
+def test_a_joint_entry_commits_only_with_a_majority_of_each_voter_set(
+    first: tuple[int, int], then: int
+) -> None:
+    """{1,2,3} -> {1,4,5}: acks from a majority of one set alone — the new one or the old
+    one — commit nothing; the ack that completes a majority of the other set commits."""
+    eng = leader(1, membership=membership({1, 2, 3}, learners=(4, 5)))
+    commit_blank(eng, acks=(2, 3))
+    eng.change_membership(frozenset({1, 4, 5}), False, object())
+    joint_id = lid(2, 1, 2)
+    eng.take_output()
+    flush_own_log(eng)
+    for target in first:
+        ack(eng, target, joint_id)
+    assert out(eng) == []
+    assert eng.committed == lid(2, 1, 1)
+    ack(eng, then, joint_id)
+    assert eng.take_output()[:2] == [SaveCommitted(joint_id), Apply(joint_id)]
 
 
 def test_a_removed_leader_steps_down_once_the_uniform_config_commits() -> None:

@@ -8,7 +8,17 @@ from openraft_trio._engine.commands import BuildSnapshot, InstallSnapshot, Purge
 from openraft_trio._messages import InstallSnapshotResponse
 from openraft_trio._types import Snapshot, SnapshotMeta, StoredMembership
 
-from ._engine_helpers import CONFIG, INIT_LOG_ID, M123, Responded, follower, lid, out, vote
+from ._engine_helpers import (
+    CONFIG,
+    INIT_LOG_ID,
+    M123,
+    Responded,
+    follower,
+    lid,
+    membership,
+    out,
+    vote,
+)
 
 POLICY = attrs.evolve(CONFIG, snapshot_policy=10, max_in_snapshot_log_to_keep=3)
 LOG = [INIT_LOG_ID] + [lid(1, 2, i) for i in range(1, 21)]
@@ -102,3 +112,18 @@ def test_a_stale_leader_cannot_install() -> None:
     r = object()
     eng.handle_install_snapshot(V, Snapshot(meta(LOG[20]), b""), r)
     assert out(eng) == [Responded(r, InstallSnapshotResponse(vote(3, 3, committed=True)))]
+
+
+def test_an_installed_snapshot_brings_its_membership() -> None:
+    """The snapshot covers the last membership: a node that missed that change (its log
+    ends before it) takes it from the snapshot, as its committed and effective one."""
+    eng = f(log=LOG[:6], committed=LOG[3])  # membership {1,2,3} from INIT_LOG_ID
+    changed = StoredMembership(LOG[12], membership({1, 2, 4}, learners=(3,)))
+    snap = Snapshot(SnapshotMeta(LOG[15], changed, "s"), b"data")
+    eng.handle_install_snapshot(V, snap, object())
+    eng.take_output()
+    eng.on_snapshot_installed(snap.meta)
+    eng.take_output()
+    assert eng.membership.committed == changed
+    assert eng.membership.effective == changed
+    assert eng.membership.membership.voter_ids == {1, 2, 4}

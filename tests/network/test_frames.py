@@ -223,10 +223,18 @@ def test_max_boundary_byte_at_a_time() -> None:
 
 
 def test_eof_clean() -> None:
+    """An end of stream between frames is clean: every frame was delivered, nothing is
+    buffered, ``eof()`` raises nothing and leaves the decoder usable."""
     decoder = FrameDecoder()
-    decoder.eof()
-    decoder.feed(encode_frame(b"abc", max_frame_size=10))
-    decoder.eof()
+    assert decoder.eof() is None  # an empty stream
+    assert decoder.feed(encode_frame(b"abc", max_frame_size=10)) == [b"abc"]
+    assert decoder.buffered == 0
+    assert decoder.eof() is None
+    two = encode_frame(b"x", max_frame_size=10) + encode_frame(b"yz", max_frame_size=10)
+    assert decoder.feed(two[:3]) == []
+    assert decoder.feed(two[3:]) == [b"x", b"yz"]
+    assert decoder.buffered == 0
+    assert decoder.eof() is None
 
 
 @pytest.mark.parametrize("cut", [1, 2, 3])

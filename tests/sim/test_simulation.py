@@ -48,6 +48,8 @@ def test_a_seed_gives_the_same_trace_hash_in_a_fresh_process() -> None:
 def test_healthy_cluster_without_faults() -> None:
     result = run_simulation(3, nodes=3, duration=5.0, faults=FaultPlan.none())
     assert result.ok, result.violations
+    assert result.stats.writes_acked > 0
+    assert result.stats.reads_ok > 0
     assert result.stats.faults_injected == 0
     assert result.stats.writes_unknown == 0
     assert result.stats.elections == 1
@@ -60,7 +62,9 @@ def test_fault_plan_is_validated() -> None:
         run_simulation(0, duration=1.0, faults=FaultPlan(latency=(0.01, 0.001)))
 
 
-@pytest.mark.parametrize("seed", [1003, 1011])
+# Seeds whose 15 s complete two membership changes each (most seeds of this plan complete
+# none in 15 s: the test must not pick those).
+@pytest.mark.parametrize("seed", [1007, 1009])
 def test_membership_churn_under_faults_is_clean(seed: int) -> None:
     result = run_simulation(
         seed,
@@ -72,7 +76,13 @@ def test_membership_churn_under_faults_is_clean(seed: int) -> None:
     )
     assert result.ok, "\n".join(map(str, result.violations))
     kinds = {e[2] for e in result.trace if e[1] == "fault"}
-    assert {"add-learner", "change-membership"} & kinds
+    assert "change-membership" in kinds
+    # Changes were not only attempted: some completed, and the cluster served clients
+    # meanwhile (a run in which every change or every operation fails proves nothing).
+    s = result.stats
+    assert s.membership_changes_ok > 0
+    assert s.writes_acked > 0
+    assert s.reads_ok > 0
 
 
 def test_durable_storage_survives_power_cuts_that_tear_writes() -> None:
@@ -91,7 +101,22 @@ def test_durable_storage_survives_power_cuts_that_tear_writes() -> None:
         assert result.linearizability is not None
         assert result.linearizability.outcome.name == "OK"
         assert result.stats.fault_counts.get("restart", 0) > 0
+        assert result.stats.writes_acked > 0
+        assert result.stats.reads_ok > 0
         counts.append(result.stats.fault_counts.get("torn-tail-cut", 0))
     assert counts[0] > 0, "the power cut of seed 201 no longer tears a write"
     with pytest.raises(ValueError, match="storage"):
         FaultPlan(storage="disk").validate()
+
+
+def test_clock_skew_beyond_the_documented_bound_is_reported() -> None:
+    """Lease reads are safe only while clock rates differ by less than
+    lease_clock_drift / election_timeout_max (3.3 % by default). Skew far past it is a fault
+    the simulator must report as a stale read on some seed: a check that cannot see it
+    could not see a broken lease either. (Within the bound, every CI seed passes.)"""
+    for seed in range(16):
+        result = run_simulation(seed, nodes=5, duration=10.0, faults=FaultPlan(clock_skew=0.2))
+        if result.violations:
+            assert {v.kind for v in result.violations} == {"linearizability"}
+            return
+    raise AssertionError("20 % clock skew gave no violation in 16 seeds")

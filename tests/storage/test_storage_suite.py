@@ -30,6 +30,7 @@ from openraft_trio.testing.storage_suite import (
     MemLogStoreFactory,
     StateMachineFactory,
     StateMachineSuite,
+    StorageCheckNotRun,
     check_append_callback_only_when_durable,
     check_sm_restart_restores_snapshot,
     make_log_store_factory,
@@ -146,24 +147,58 @@ async def test_run_log_store_suite_on_mem_log_store(flush_mode: FlushMode) -> No
     await run_log_store_suite(MemLogStoreFactory(flush_mode))
 
 
-async def test_run_log_store_suite_without_durability_hook() -> None:
-    """A factory that cannot tell what is durable: the durability check is skipped."""
+def hookless_factory() -> LogStoreFactory:
     stores: dict[str, MemLogStore] = {}
 
     def open_store(name: str) -> MemLogStore:
         return stores.setdefault(name, MemLogStore())
 
-    factory = make_log_store_factory(open_store)
+    return make_log_store_factory(open_store)
+
+
+async def test_run_log_store_suite_without_durability_hook_says_so() -> None:
+    """A factory that cannot tell what is durable: the durability check does not run, and
+    the suite says so — a warning by default, a failure with require_all."""
+    factory = hookless_factory()
     assert getattr(factory, "durable_log_id", None) is None
-    await run_log_store_suite(factory)
+    with pytest.warns(
+        StorageCheckNotRun,
+        match=r"check_append_callback_only_when_durable NOT RUN: .*no durable_log_id",
+    ):
+        await run_log_store_suite(factory)
+    with pytest.raises(AssertionError, match=r"(?s)1 storage check.*NOT RUN.*durable_log_id"):
+        await run_log_store_suite(hookless_factory(), require_all=True)
     with pytest.raises(CheckSkipped, match="durable_log_id"):
         await check_append_callback_only_when_durable(factory)
 
 
 async def test_run_state_machine_suite_on_in_memory_kv() -> None:
-    await run_state_machine_suite(in_memory_kv(), kv_request)
+    with pytest.warns(StorageCheckNotRun, match="check_sm_restart_restores_snapshot NOT RUN"):
+        await run_state_machine_suite(in_memory_kv(), kv_request)
+    with pytest.raises(AssertionError, match="restart_restores_snapshot NOT RUN"):
+        await run_state_machine_suite(in_memory_kv(), kv_request, require_all=True)
     with pytest.raises(CheckSkipped, match="not durable"):
         await check_sm_restart_restores_snapshot(in_memory_kv(), kv_request)
+
+
+async def test_a_suite_class_skips_a_check_that_cannot_run_loudly_or_fails_it() -> None:
+    """The subclass way: the test of a check that cannot run is skipped with a NOT RUN
+    reason and a warning; with ``require_all_checks = True`` it fails."""
+
+    class Lenient(LogStoreSuite):
+        pass
+
+    class Strict(LogStoreSuite):
+        require_all_checks = True
+
+    test = LogStoreSuite.test_append_callback_only_when_durable  # type: ignore[attr-defined]
+    with (
+        pytest.warns(StorageCheckNotRun, match="NOT RUN"),
+        pytest.raises(pytest.skip.Exception, match=r"NOT RUN: .*durable_log_id"),
+    ):
+        await test(Lenient(), hookless_factory())
+    with pytest.raises(pytest.fail.Exception, match=r"NOT RUN: .*durable_log_id"):
+        await test(Strict(), hookless_factory())
 
 
 # -- the suite catches broken stores ---------------------------------------------------------
@@ -237,6 +272,6 @@ class ForgetfulKv(KvStateMachine):
 
 async def test_suite_fails_broken_state_machine() -> None:
     factory = make_state_machine_factory(lambda name: ForgetfulKv())
-    with pytest.raises(AssertionError) as info:
+    with pytest.raises(AssertionError) as info, pytest.warns(StorageCheckNotRun):
         await run_state_machine_suite(factory, kv_request)
     assert "* check_sm_install_snapshot_into_new_state_machine: " in str(info.value)

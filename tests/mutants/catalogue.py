@@ -1,0 +1,411 @@
+"""The catalogue of single-rule mutations the harness applies, one at a time.
+
+Each :class:`Mutation` breaks exactly one protocol rule with a source patch — exact text
+replaced in a copy of the package — so the harness can tell which of the project's checks
+notice. A patch whose old text is no longer found exactly once is reported STALE: when you
+rewrite the code a mutation targets, update its patch in the same change.
+
+Adding a rule? Add its mutation here (see ``docs/simulator.md``, "Mutation testing"):
+name it for the rule it breaks, say in ``description`` what the broken code does, mark it
+``safety`` if a violation could lose data or serve a stale read, and point ``unit`` at the
+tests written for the rule (the engine tests by default).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+Kind = Literal["safety", "liveness", "performance"]
+
+ENGINE_TESTS = ("tests/engine",)
+
+
+@attrs.frozen
+class Edit:
+    """Replace ``old`` (which must occur exactly once in ``path``) by ``new``.
+
+    ``function`` is the dotted name, inside the module at ``path``, of the function the
+    edit lands in: the harness imports it from the copy and checks that its source holds
+    ``new`` (the canary that the mutated code is what runs).
+    """
+
+    path: str
+    function: str
+    old: str
+    new: str
+
+
+@attrs.frozen
+class Mutation:
+    name: str
+    description: str
+    kind: Kind
+    edits: tuple[Edit, ...]
+    # The fast tests written for the rule: the engine tests for an engine rule.
+    unit: tuple[str, ...] = ENGINE_TESTS
+    # Run by ``--quick`` (the CI subset): mutants that two layers catch within the quick
+    # sweep's seeds, so CI keeps them caught. Mark a mutant quick once it is.
+    quick: bool = False
+    # Where the row came from (issue 12's table, issue 11's defects, tests/sim).
+    origin: str = ""
+
+
+VOTE = "openraft_trio/_engine/vote_handler.py"
+LEADER = "openraft_trio/_engine/leader_handler.py"
+FOLLOWING = "openraft_trio/_engine/following_handler.py"
+BASE = "openraft_trio/_engine/base.py"
+ENGINE = "openraft_trio/_engine/engine.py"
+SNAPSHOT = "openraft_trio/_engine/snapshot_handler.py"
+CORE = "openraft_trio/_core/core.py"
+RAFT = "openraft_trio/_core/raft.py"
+
+
+CATALOGUE: tuple[Mutation, ...] = (
+    # -- issue 12's table -------------------------------------------------------------------
+    Mutation(
+        "vote-inside-lease",
+        "leader stickiness: a follower inside the lease grants a (pre-)vote",
+        "safety",
+        (
+            Edit(
+                VOTE,
+                "VoteHandler.handle_vote_req",
+                "if self.lease_valid_for_followers() and not req.leader_transfer and not regrant:",
+                "if False and not req.leader_transfer and not regrant:",
+            ),
+        ),
+        origin="issue 12",
+    ),
+    Mutation(
+        "follower-lease-halved",
+        "the follower side of the lease is half as long as the leader's",
+        "safety",
+        (
+            Edit(
+                BASE,
+                "EngineBase.lease_valid_for_followers",
+                "return t is not None and self.now < t + self.config.lease",
+                "return t is not None and self.now < t + self.config.lease / 2",
+            ),
+        ),
+        origin="issue 12",
+    ),
+    Mutation(
+        "read-index-without-quorum-round",
+        "ReadIndex answers without waiting for its quorum round of heartbeats",
+        "safety",
+        (
+            Edit(
+                LEADER,
+                "LeaderHandler._resolve_reads",
+                "elif acked_round >= r.read_round:",
+                "elif True:",
+            ),
+        ),
+        origin="issue 12",
+    ),
+    Mutation(
+        "lease-always-valid",
+        "the leader lease never expires (LEASE_READ always served)",
+        "safety",
+        (
+            Edit(
+                LEADER,
+                "LeaderHandler.lease_valid",
+                "return self.now < self.quorum_ack_time() + c.lease - c.lease_clock_drift",
+                "return True",
+            ),
+        ),
+        origin="issue 12",
+    ),
+    Mutation(
+        "check-quorum-never-steps-down",
+        "check-quorum never deposes a leader that lost its quorum (reads stay safe: its "
+        "lease runs out and ReadIndex needs a quorum; clients stuck on it is the harm)",
+        "liveness",
+        (
+            Edit(
+                LEADER,
+                "LeaderHandler.check_quorum",
+                "if self.now >= self.quorum_ack_time() + self.config.lease:\n"
+                "            self.step_down(None)",
+                "if self.now >= self.quorum_ack_time() + self.config.lease:\n"
+                "            pass",
+            ),
+        ),
+        origin="issue 12",
+    ),
+    Mutation(
+        "lease-from-receipt",
+        "the lease counts from when an ack was received instead of when its request was sent",
+        "safety",
+        (
+            Edit(
+                LEADER,
+                "LeaderHandler._record_ack",
+                "if target in acks and send_time > acks[target]:\n"
+                "            acks[target] = send_time",
+                "if target in acks and self.now > acks[target]:\n"
+                "            acks[target] = self.now",
+            ),
+        ),
+        origin="issue 12",
+    ),
+    Mutation(
+        "ack-before-flush",
+        "a follower acknowledges appended entries before they are flushed",
+        "safety",
+        (
+            Edit(
+                FOLLOWING,
+                "FollowingHandler.handle_append_entries",
+                "self.push_after_flush(\n"
+                "            io, Respond(responder, AppendEntriesResponse(self.vote, success=True, matching=matching))\n"
+                "        )",
+                "self.push(\n"
+                "            Respond(responder, AppendEntriesResponse(self.vote, success=True, matching=matching))\n"
+                "        )",
+            ),
+        ),
+        origin="issue 12",
+    ),
+    Mutation(
+        "second-vote-in-term",
+        "a node grants a second candidate its vote in a term it already voted in",
+        "safety",
+        (
+            Edit(
+                VOTE,
+                "VoteHandler.handle_vote_req",
+                "if not req.vote >= self.vote:",
+                "if not (req.vote >= self.vote or req.vote.term >= self.vote.term):",
+            ),
+        ),
+        quick=True,
+        origin="issue 12",
+    ),
+    Mutation(
+        "joint-commit-by-new-config",
+        "a joint configuration commits with a majority of its last (new) voter set alone",
+        "safety",
+        (
+            Edit(
+                LEADER,
+                "LeaderHandler._quorum_index",
+                "result = self._quorum_value(index_of)",
+                "last = self.membership.membership.configs[-1]\n"
+                "        ranked = sorted((index_of(v) for v in last), reverse=True)\n"
+                "        result = ranked[len(ranked) // 2]",
+            ),
+        ),
+        origin="issue 12",
+    ),
+    Mutation(
+        "snapshot-membership-not-adopted",
+        "installing a snapshot leaves the node's membership as it was (not the snapshot's)",
+        "safety",
+        (
+            Edit(
+                SNAPSHOT,
+                "SnapshotHandler.on_snapshot_installed",
+                "self.membership.committed = meta.last_membership",
+                "pass",
+            ),
+        ),
+        quick=True,
+        origin="issue 12",
+    ),
+    Mutation(
+        "read-without-apply-wait",
+        "ensure_linearizable returns before the read log id is applied on this node",
+        "safety",
+        (
+            Edit(
+                RAFT,
+                "Raft.ensure_linearizable",
+                "if read_log_id is not None:",
+                "if False:",
+            ),
+        ),
+        unit=("tests/cluster/test_reads.py", "tests/cluster/test_stale_reads.py"),
+        origin="issue 12",
+    ),
+    # -- issue 11's defects, re-introduced ------------------------------------------------
+    Mutation(
+        "transfer-keeps-lease",
+        "a leader that started a transfer keeps serving LEASE_READ from its lease",
+        "safety",
+        (
+            Edit(
+                LEADER,
+                "LeaderHandler.lease_valid",
+                "if leader is None or leader.lease_given_up:",
+                "if leader is None:",
+            ),
+            Edit(
+                LEADER,
+                "LeaderHandler.ensure_linearizable",
+                "if policy is ReadPolicy.LEASE_READ and leader.lease_given_up:",
+                "if policy is ReadPolicy.LEASE_READ and False:",
+            ),
+        ),
+        origin="issue 11 (a)",
+    ),
+    Mutation(
+        "elect-ignores-own-lease",
+        "elect() campaigns on a follower that heard from a live leader within the lease",
+        "safety",
+        (
+            Edit(
+                VOTE,
+                "VoteHandler.elect",
+                "if not self.is_voter or self.leader is not None or self.lease_valid_for_followers():",
+                "if not self.is_voter or self.leader is not None:",
+            ),
+        ),
+        origin="issue 11 (b)",
+    ),
+    Mutation(
+        "elect-on-leader",
+        "elect() on the leader starts a new election",
+        "liveness",
+        (
+            Edit(
+                VOTE,
+                "VoteHandler.elect",
+                "if not self.is_voter or self.leader is not None or self.lease_valid_for_followers():",
+                "if not self.is_voter or (self.leader is None and self.lease_valid_for_followers()):",
+            ),
+        ),
+        origin="issue 11 (c)",
+    ),
+    Mutation(
+        "no-startup-lease",
+        "a restarted node grants votes and campaigns at once (no lease after startup)",
+        "safety",
+        (
+            Edit(
+                ENGINE,
+                "Engine.startup",
+                "            # election after a whole-cluster restart waits one lease.\n"
+                "            self.leader_seen_time = self.now",
+                "            # election after a whole-cluster restart waits one lease.\n"
+                "            pass",
+            ),
+        ),
+        origin="issue 11 (d)",
+    ),
+    Mutation(
+        "step-down-fails-committed-writes",
+        "a leader stepping down answers its committed writes as of unknown outcome",
+        "liveness",
+        (
+            Edit(
+                CORE,
+                "RaftCore._quit_leader",
+                "for index in [i for i in pending if i > upto]:",
+                "for index in list(pending):",
+            ),
+        ),
+        unit=("tests/cluster/test_stale_reads.py",),
+        origin="issue 11 (e)",
+    ),
+    Mutation(
+        "reversion-backs-up-silently",
+        "a conflict at or below what the target acknowledged backs up silently (log "
+        "reversion neither reported nor halted)",
+        "safety",
+        (
+            Edit(
+                LEADER,
+                "LeaderHandler.handle_replication_conflict",
+                "if known is not None and prev is not None and prev.index <= known.index:",
+                "if False:",
+            ),
+            Edit(
+                LEADER,
+                "LeaderHandler.handle_replication_conflict",
+                "floor = -1 if p.matching is None else p.matching.index",
+                "floor = -1",
+            ),
+        ),
+        origin="issue 11 (f)",
+    ),
+    Mutation(
+        "commit-past-own-flush",
+        "a leader commits past its own flushed log",
+        "safety",
+        (
+            Edit(
+                LEADER,
+                "LeaderHandler.update_commit",
+                "index = min(self._quorum_index(), own)",
+                "index = self._quorum_index()",
+            ),
+        ),
+        quick=True,
+        origin="issue 11 (g)",
+    ),
+    # -- the mutations tests/sim/test_mutations.py used to monkeypatch --------------------
+    Mutation(
+        "vote-without-log-check",
+        "§5.4.1: a vote is granted whatever the candidate's log",
+        "safety",
+        (
+            Edit(
+                VOTE,
+                "VoteHandler.handle_vote_req",
+                "if not log_id_ge(req.last_log_id, self.last_log_id):",
+                "if False:",
+            ),
+        ),
+        quick=True,
+        origin="tests/sim",
+    ),
+    Mutation(
+        "commit-without-quorum",
+        "the leader commits what its own log has flushed, without a quorum",
+        "safety",
+        (
+            Edit(
+                LEADER,
+                "LeaderHandler._quorum_index",
+                "result = self._quorum_value(index_of)",
+                "result = index_of(self.id)",
+            ),
+        ),
+        origin="tests/sim",
+    ),
+    Mutation(
+        "no-consistency-check",
+        "§5.3: a follower appends whatever prev_log_id the leader sends",
+        "safety",
+        (
+            Edit(
+                FOLLOWING,
+                "FollowingHandler._prev_matches",
+                "return self.log_ids.contains(prev)",
+                "return True",
+            ),
+        ),
+        quick=True,
+        origin="tests/sim",
+    ),
+    Mutation(
+        "reversion-judged-on-latest-matching",
+        "a conflict is judged against the latest matching, not the stream's start: a "
+        "reordered request looks like a log reversion and halts a healthy follower",
+        "liveness",
+        (
+            Edit(
+                LEADER,
+                "LeaderHandler.handle_replication_conflict",
+                "known = p.stream_start_matching",
+                "known = p.matching",
+            ),
+        ),
+        origin="tests/sim",
+    ),
+)

@@ -1,0 +1,74 @@
+"""The mutation catalogue cannot rot silently: every patch applies to today's code exactly
+once, lands in the function it names, and the harness's canary sees it (and fails when
+the mutated code is not what runs)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+
+import pytest
+
+from ._runner import ROOT, apply_edits, copy_repo, module_of, run_canary, select, stale_edits
+from .catalogue import CATALOGUE, Mutation
+
+ISSUE_12_TABLE = {
+    "vote-inside-lease",
+    "follower-lease-halved",
+    "read-index-without-quorum-round",
+    "lease-always-valid",
+    "check-quorum-never-steps-down",
+    "lease-from-receipt",
+    "ack-before-flush",
+    "second-vote-in-term",
+    "joint-commit-by-new-config",
+    "snapshot-membership-not-adopted",
+    "read-without-apply-wait",
+}
+
+
+def test_names_are_unique_and_cover_issue_12s_table() -> None:
+    names = [m.name for m in CATALOGUE]
+    assert len(names) == len(set(names))
+    assert set(names) >= ISSUE_12_TABLE
+    assert {m.kind for m in CATALOGUE} <= {"safety", "liveness", "performance"}
+
+
+@pytest.mark.parametrize("mutation", CATALOGUE, ids=lambda m: m.name)
+def test_each_patch_applies_once_inside_the_function_it_names(mutation: Mutation) -> None:
+    assert stale_edits(mutation) == []
+    for edit in mutation.edits:
+        obj = importlib.import_module(module_of(edit))
+        for part in edit.function.split("."):
+            obj = getattr(obj, part)
+        assert edit.old in inspect.getsource(obj), edit.function
+        assert edit.old != edit.new
+    for path in mutation.unit:
+        assert (ROOT / path).exists(), path
+
+
+def test_a_stale_patch_is_reported(tmp_path: Path) -> None:
+    [mutation] = select(["ack-before-flush"], quick=False)
+    copy_repo(tmp_path)
+    target = tmp_path / mutation.edits[0].path
+    target.write_text(target.read_text().replace(mutation.edits[0].old, "# rewritten\n"))
+    [problem] = stale_edits(mutation, tmp_path)
+    assert "found 0 times" in problem
+
+
+def test_the_canary_sees_the_mutated_copy_and_only_it(tmp_path: Path) -> None:
+    [mutation] = select(["commit-past-own-flush"], quick=False)
+    copy_repo(tmp_path)
+    assert "does not hold the mutated text" in run_canary(mutation, tmp_path)
+    apply_edits(mutation, tmp_path)
+    assert run_canary(mutation, tmp_path) == ""
+
+
+def test_selection() -> None:
+    quick = select([], quick=True)
+    assert quick
+    assert all(m.quick for m in quick)
+    assert len(select([], quick=False)) == len(CATALOGUE)
+    with pytest.raises(SystemExit, match="unknown mutant"):
+        select(["no-such-rule"], quick=False)
