@@ -442,5 +442,6 @@ async def _serve(
         ssl_context=options.server_ssl,
         limits=options.limits,
         client_handler=handler,
+        client_batch_handler=batch_handler,
         task_status=task_status,
     )

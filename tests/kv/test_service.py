@@ -127,3 +127,29 @@ async def test_a_batch_on_a_follower_is_forwarded(autojump_clock: Any) -> None:
             assert r.leader_id == leader
             assert not r.maybe_committed
         assert c.state_machines[follower].data == {}
+
+
+async def test_a_kv_node_serves_client_batches_through_its_batch_handler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The node's server gets the service's batch handler: client requests that arrive
+    together on a connection become one Raft batch (it was accepted and then dropped, so
+    batching was never on)."""
+    from openraft_trio.kv import _service
+
+    seen: dict[str, Any] = {}
+
+    async def fake_serve_raft(raft: Any, host: str, port: int, **kwargs: Any) -> None:
+        seen.update(kwargs)
+
+    async def handle(op: str, args: list[Any]) -> Any:
+        return None
+
+    async def handle_batch(requests: list[tuple[str, list[Any]]]) -> list[Any]:
+        return []
+
+    monkeypatch.setattr(_service, "serve_raft", fake_serve_raft)
+    options = _service.KvNodeOptions(node_id=1, listen="127.0.0.1:0", data_dir=None)
+    await _service._serve(None, "127.0.0.1", 0, options, handle, handle_batch)  # type: ignore[arg-type]
+    assert seen["client_handler"] is handle
+    assert seen["client_batch_handler"] is handle_batch
