@@ -30,12 +30,18 @@ async def lease_read_value(node: raft.Raft, sm, key: str, timeout: float = 1.0):
     return None
 
 
+async def leader_with_x_applied(c) -> int:
+    """Wait for a leader, write ``x = 1`` and let every node apply it; the leader's id."""
+    lead = await c.wait_for_leader(5)
+    await c.nodes[lead].client_write(Set("x", 1))
+    await c.wait_applied(c.nodes[lead].metrics.last_log_index)
+    return lead
+
+
 async def test_a_leader_that_starts_a_transfer_serves_no_stale_lease_read(autojump_clock):
     async with open_cluster(3, seed=111) as c:
-        old = await c.wait_for_leader(5)
+        old = await leader_with_x_applied(c)
         to, third = (n for n in c.node_ids if n != old)
-        await c.nodes[old].client_write(Set("x", 1))
-        await c.wait_applied(c.nodes[old].metrics.last_log_index)
         # The old leader keeps talking to the target (so the transfer request gets there),
         # but hears nothing back from anyone: it never learns of the new term.
         c.router.block(old, third)
@@ -57,10 +63,8 @@ async def test_trigger_elect_inside_the_nodes_own_lease_does_not_depose_a_live_l
     autojump_clock,
 ):
     async with open_cluster(3, seed=113) as c:
-        lead = await c.wait_for_leader(5)
+        lead = await leader_with_x_applied(c)
         f, t = (n for n in c.node_ids if n != lead)
-        await c.nodes[lead].client_write(Set("x", 1))
-        await c.wait_applied(c.nodes[lead].metrics.last_log_index)
         # t stops hearing from the leader until its lease from it ran out.
         c.router.block(lead, t)
         c.router.block(t, lead)
@@ -101,10 +105,8 @@ async def test_a_majority_restarted_inside_the_lease_does_not_elect_while_the_le
     autojump_clock,
 ):
     async with open_cluster(3, seed=115) as c:
-        lead = await c.wait_for_leader(5)
+        lead = await leader_with_x_applied(c)
         others = [n for n in c.node_ids if n != lead]
-        await c.nodes[lead].client_write(Set("x", 1))
-        await c.wait_applied(c.nodes[lead].metrics.last_log_index)
         # The leader is cut off just after a quorum acknowledged it; the others restart.
         c.router.isolate(lead)
         t0 = trio.current_time()
