@@ -27,16 +27,17 @@ class FaultPlan:
     crash is a power cut after which every file keeps a random prefix of its unsynced
     bytes (nothing, a torn record, or all of it), and the restart runs real recovery.
 
-    Leadership (``leadership``): the nemesis also moves leadership on purpose and races
-    reads against it: a leader transfer, ``trigger.elect()`` on a follower or the leader
-    (half of the time after cutting the leader off from one node for a lease, so that a
-    follower still inside its lease is asked to campaign), isolating the leader, restarting
-    a majority of the other nodes within one lease while the leader is cut off, a power cut
-    of several nodes at once (unflushed log tails lost), and a period in which messages may
-    be delayed by ``long_delay`` seconds (several election timeouts). After each of the
-    first four, a *race probe* writes to the newest leader and reads, mostly by
-    ``LEASE_READ``, from the leader that was just moved, for two leases: a stale read shows
-    up in the linearizability check.
+    Leadership (``leadership``, half of the nemesis's turns): it moves leadership on
+    purpose and races reads against it: a leader transfer (half of the time the old leader
+    then hears nothing more), ``trigger.elect()`` (half of the time on a follower still
+    inside its lease, with a majority whose leases ended), isolating the leader while a
+    follower keeps calling ``elect()``, cutting one follower off from the leader only,
+    restarting a majority of the other nodes within one lease while the leader is cut
+    off, a power cut of several nodes at once (unflushed log tails lost), and a period in
+    which messages may be delayed by ``long_delay`` seconds (several election timeouts).
+    After each but the last two, a *race probe* writes to the newest leader and reads,
+    mostly by ``LEASE_READ``, from the leader that was just moved, for two leases: a stale
+    read shows up in the linearizability check. See ``docs/simulator.md``.
 
     Clocks: each node's clock runs at a rate in ``[1 - clock_skew, 1 + clock_skew]``.
     Lease reads stay safe while the rates of two nodes differ by less than

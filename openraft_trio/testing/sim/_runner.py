@@ -327,7 +327,7 @@ class _Simulation:
         # reads and lost acknowledgements hide, and each one is short.
         leadership: list[str] = []
         if f.leadership and self.n > 1:
-            leadership += ["transfer-leader", "elect", "isolate-leader", "long-delay"]
+            leadership += ["transfer-leader", "elect", "isolate-leader", "cut-follower", "long-delay"]
             if f.crashes and self.n >= 3:
                 leadership += ["majority-restart", "power-cut"]
         if len(actions) == 1 and not leadership:
@@ -377,6 +377,8 @@ class _Simulation:
                 await self._elect_fault(cluster, nursery)
             elif action == "isolate-leader":
                 await self._isolate_leader(cluster, nursery)
+            elif action == "cut-follower":
+                self._cut_follower(cluster, nursery)
             elif action == "majority-restart":
                 await self._majority_restart(cluster, nursery)
             elif action == "power-cut":
@@ -535,6 +537,25 @@ class _Simulation:
         if others:
             target = max(others, key=lambda n: (cluster.nodes[n].metrics.last_log_index or -1, n))
             nursery.start_soon(self._keep_electing, cluster, lid, target)
+
+    def _cut_follower(self, cluster: Cluster, nursery: trio.Nursery) -> None:
+        """A follower loses the leader but still reaches everyone else: when its own lease
+        ends it campaigns, and every other follower, still hearing from the leader, must
+        refuse it (or a second leader commits while the first serves lease reads)."""
+        r = cluster.router
+        lid = cluster.leader_id()
+        if lid is None:
+            return
+        m = cluster.nodes[lid].metrics.membership.membership
+        followers = sorted(v for v in m.voter_ids if v != lid and v in cluster.nodes)
+        if not followers:
+            return
+        r.heal()
+        cut = self.rng.choice(followers)
+        r.block(lid, cut)
+        r.block(cut, lid)
+        self._fault("cut-follower", lid, cut)
+        self._probe(cluster, lid, nursery)
 
     async def _restore_latency_later(self, r: Any) -> None:
         await trio.sleep(2 * self.config.lease)
