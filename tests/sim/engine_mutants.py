@@ -4,9 +4,11 @@ Each :class:`Mutant` replaces one line of one engine function (matched exactly, 
 stripping indentation; it must occur once in its file). The runner copies the package to a
 temporary directory, applies one mutant there — the worktree is never touched — and runs
 :class:`~tests.sim.test_engine_stateful.EngineMachine` with the CI profile in a fresh
-interpreter that imports the mutated copy. It reports, per mutant: caught or not, the
-length of the shrunk counterexample (rule steps), the time to the first failure, the total
-time (search and shrinking) and the first line of the failure::
+interpreter that imports the mutated copy, then replays the mutant's known schedule
+(``SCHEDULES`` in the test module). It reports, per mutant: whether the search caught it,
+the length of the shrunk counterexample (rule steps), the time to the first failure, the
+total time (search and shrinking), the first line of the failure, and the replay's
+verdict::
 
     python -m tests.sim.engine_mutants              # every mutant
     python -m tests.sim.engine_mutants lease_always_valid
@@ -175,6 +177,15 @@ except BaseException as e:
 end = time.perf_counter()
 result["total_s"] = round(end - start, 2)
 result["first_s"] = round(first[0] - start, 2) if first else None
+schedule = t.SCHEDULES.get(sys.argv[2])
+if schedule is not None:
+    started = time.perf_counter()
+    try:
+        t.replay(schedule)
+        result["replay"] = "passed (not caught)"
+    except AssertionError as e:
+        result["replay"] = f"caught in {len(schedule)} steps: {str(e).splitlines()[0][:100]}"
+    result["replay_ms"] = round((time.perf_counter() - started) * 1000, 1)
 print(json.dumps(result))
 """
 
@@ -188,7 +199,7 @@ def run_mutant(mutant: Mutant) -> dict[str, object]:
         target.write_text(mutant.apply(target.read_text()))
         started = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-c", _CHILD, tmp],
+            [sys.executable, "-c", _CHILD, tmp, mutant.name],
             cwd=ROOT, capture_output=True, text=True, check=False,
         )
         if proc.returncode != 0 or not proc.stdout.strip():
