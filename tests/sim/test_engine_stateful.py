@@ -28,6 +28,7 @@ this machine finds each.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable
@@ -66,7 +67,7 @@ CONFIG = Config(
 # Steps of time besides a whole lease: an election timeout, a little (inside every lease).
 TIME_STEPS = (1.0, 0.1)
 # Disks to stall (none: every disk flushes as soon as the world settles).
-STALLS = (frozenset({1}), frozenset({2}), frozenset({3}), frozenset())
+STALLS: tuple[frozenset[int], ...] = (frozenset({1}), frozenset({2}), frozenset({3}), frozenset())
 NETWORK_ACTIONS = ("deliver", "drop", "duplicate", "hold", "release")
 MESSAGE = st.integers(0, 15)  # index into the queue, modulo its length (0: the oldest)
 NODE = st.sampled_from(NODES)
@@ -261,10 +262,8 @@ class EngineMachine(RuleBasedStateMachine):
     @step
     def client_write(self, which: int) -> None:
         node = self._leader(which)
-        try:
+        with contextlib.suppress(ForwardToLeader):  # transferring: writes are refused
             self.net.engines[node].client_write([Normal(self.steps)])
-        except ForwardToLeader:
-            pass  # transferring leadership: writes are refused
         self.net.run(node)
 
     @precondition(_has_leader)
