@@ -78,7 +78,7 @@ SETTLE_LIMIT = 200
 # The profile CI runs: deterministic, no example database. ENGINE_STATEFUL_EXAMPLES scales
 # it for a longer local search.
 PROFILE = settings(
-    max_examples=int(os.environ.get("ENGINE_STATEFUL_EXAMPLES", "400")),
+    max_examples=int(os.environ.get("ENGINE_STATEFUL_EXAMPLES", "800")),
     stateful_step_count=20,
     derandomize=True,
     database=None,
