@@ -400,3 +400,178 @@ def test_generated_history_with_a_corrupted_read_is_illegal(
     assert set(result.counterexample) <= set(history)
     assert check_kv(list(result.counterexample)).outcome is Outcome.ILLEGAL
     assert "cannot be explained" in result.explanation
+
+
+# -- non-linearizable histories of every shape ---------------------------------------------
+#
+# Each strategy builds a history whose violation involves only values that were really
+# written and acknowledged, so a checker that ignores real-time order accepts it (see
+# test_the_violations_depend_on_real_time_order): the checker must use call/ret to reject
+# it. Unrelated linearizable traffic on other keys is mixed in.
+
+GAP = st.floats(0.01, 2.0)  # time between two events that must be ordered
+
+
+def times(data: st.DataObject, count: int, start: float = 0.0) -> list[float]:
+    """``count`` strictly increasing times after ``start``."""
+    out, now = [], start
+    for _ in range(count):
+        now += data.draw(GAP)
+        out.append(now)
+    return out
+
+
+def noise(data: st.DataObject) -> list[Operation]:
+    """Linearizable operations on keys other than ``k``."""
+    return linearizable_history(data.draw(st.lists(STEP, max_size=4), label="noise"))
+
+
+def stale_read_of_a_real_value(data: st.DataObject) -> list[Operation]:
+    """v1 is written, then v2 overwrites it (both acknowledged); a read called after v2's
+    write returned still sees v1."""
+    w1c, w1r, w2c, w2r, rc, rr = times(data, 6)
+    return [
+        op(1, Set("k", 1), None, w1c, w1r),
+        op(2, Set("k", 2), 1, w2c, w2r),
+        op(3, Get("k"), 1, rc, rr),
+    ]
+
+
+def lost_write(data: st.DataObject) -> list[Operation]:
+    """An acknowledged write is never seen: every read called after it returned (one or
+    more, possibly overlapping each other) sees the key absent."""
+    wc, wr = times(data, 2)
+    reads = [
+        op(3 + n, Get("k"), None, rc, rc + data.draw(GAP))
+        for n, rc in enumerate(times(data, data.draw(st.integers(1, 3)), wr))
+    ]
+    return [op(1, Set("k", 1), None, wc, wr), *reads]
+
+
+def new_old_inversion(data: st.DataObject) -> list[Operation]:
+    """While v2 is being written (outcome known or not), one read sees v2 and a later read
+    (called after the first returned) sees v1 again."""
+    w1c, w1r, w2c, r1c, r1r, r2c, r2r = times(data, 7)
+    w2r = data.draw(st.sampled_from([INF, r2r + 1.0]), label="w2 ret")
+    return [
+        op(1, Set("k", 1), None, w1c, w1r),
+        op(2, Set("k", 2), 1, w2c, w2r),
+        op(3, Get("k"), 2, r1c, r1r),
+        op(4, Get("k"), 1, r2c, r2r),
+    ]
+
+
+def read_from_the_future(data: st.DataObject) -> list[Operation]:
+    """A read returns a value whose write began only after the read returned."""
+    rc, rr, wc, wr = times(data, 4)
+    wr = data.draw(st.sampled_from([wr, INF]), label="w ret")
+    return [op(2, Get("k"), 1, rc, rr), op(1, Set("k", 1), None, wc, wr)]
+
+
+SHAPES = [stale_read_of_a_real_value, lost_write, new_old_inversion, read_from_the_future]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda f: f.__name__)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_every_violation_shape_is_illegal(shape: Any, data: st.DataObject) -> None:
+    violation = shape(data)
+    history = violation + noise(data)
+    order = data.draw(st.permutations(range(len(history))), label="order")
+    result = check_kv([history[i] for i in order])
+    assert result.outcome is Outcome.ILLEGAL, (shape.__name__, history)
+    assert {o.input.key for o in result.counterexample} == {"k"}
+    assert set(result.counterexample) <= set(violation)
+
+
+# -- a brute-force reference ---------------------------------------------------------------
+
+
+def brute_force_linearizable(history: list[Operation], *, real_time: bool = True) -> bool:
+    """Try every order of every subset that keeps all known-outcome operations: is one of
+    them a legal sequential run (``apply`` semantics) respecting real-time order?
+
+    With ``real_time=False`` the call/ret times are ignored: a deliberately weakened
+    checker, to show which histories need them.
+    """
+    import itertools
+
+    known = [o for o in history if o.outcome_known]
+    unknown = [o for o in history if not o.outcome_known]
+    for count in range(len(unknown) + 1):
+        for extra in itertools.combinations(unknown, count):
+            for order in itertools.permutations([*known, *extra]):
+                if real_time and any(
+                    later.ret < earlier.call
+                    for i, earlier in enumerate(order)
+                    for later in order[i + 1 :]
+                ):
+                    continue
+                data: dict[str, Any] = {}
+                if all(
+                    apply(data, o.input) == o.output or not o.outcome_known for o in order
+                ):
+                    return True
+    return False
+
+
+SMALL_VALUES = st.integers(1, 2)
+SMALL_REQUEST = st.one_of(
+    st.builds(Set, st.sampled_from(["k", "j"]), SMALL_VALUES),
+    st.builds(Delete, st.sampled_from(["k", "j"])),
+    st.builds(CompareAndSwap, st.sampled_from(["k", "j"]), st.none() | SMALL_VALUES, SMALL_VALUES),
+    st.builds(Get, st.sampled_from(["k", "j"])),
+)
+SMALL_REPLY = st.none() | SMALL_VALUES | st.tuples(st.booleans(), st.none() | SMALL_VALUES)
+
+
+@st.composite
+def small_histories(draw: st.DrawFn) -> list[Operation]:
+    """Up to 6 operations: a linearizable run whose replies or intervals may then be
+    disturbed, so both verdicts occur."""
+    steps = draw(st.lists(st.tuples(
+        SMALL_REQUEST, st.integers(0, 3), st.sampled_from([0.0, 0.5, 1.5, 3.0]),
+        st.sampled_from([0.0, 0.5, 1.5, 3.0]),
+        st.sampled_from(["known", "known", "known", "unknown-happened", "unknown-never"]),
+    ), max_size=6))
+    history = linearizable_history(steps)
+    for _ in range(draw(st.sampled_from([0, 1, 1, 2, 3]))):
+        if not history:
+            break
+        k = draw(st.integers(0, len(history) - 1))
+        target = history[k]
+        if draw(st.booleans()):
+            history[k] = attrs.evolve(target, output=draw(SMALL_REPLY))
+        elif target.outcome_known:
+            shift = draw(st.sampled_from([-3.0, -1.0, 1.0, 3.0]))
+            history[k] = attrs.evolve(target, call=target.call + shift, ret=target.ret + shift)
+    return history
+
+
+@settings(max_examples=400, deadline=None)
+@given(small_histories())
+def test_check_agrees_with_brute_force(history: list[Operation]) -> None:
+    expected = brute_force_linearizable(history)
+    result = check_kv(history)
+    assert result.outcome is (Outcome.OK if expected else Outcome.ILLEGAL), (
+        history, result.explanation,
+    )
+
+
+def test_brute_force_itself_sees_both_verdicts() -> None:
+    ok = [op(1, Set("k", 1), None, 0, 1), op(2, Get("k"), 1, 2, 3)]
+    stale = [op(1, Set("k", 1), None, 0, 1), op(2, Get("k"), None, 2, 3)]
+    assert brute_force_linearizable(ok)
+    assert not brute_force_linearizable(stale)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda f: f.__name__)
+@settings(max_examples=20, deadline=None)
+@given(data=st.data())
+def test_the_violations_depend_on_real_time_order(shape: Any, data: st.DataObject) -> None:
+    """A checker that ignores call/ret accepts every generated violation; the real one and
+    the brute-force reference reject it."""
+    history = shape(data)
+    assert brute_force_linearizable(history, real_time=False)
+    assert not brute_force_linearizable(history)
+    assert check_kv(history).outcome is Outcome.ILLEGAL
