@@ -123,6 +123,10 @@ class EngineMachine(RuleBasedStateMachine):
         self.applied_at: dict[int, LogId] = {}
         self.applied_seen = 0
         self.steps = 0
+        # (leader, term, node) -> the leader's progress entry for a follower whose log was
+        # lost under it (a membership change that drops and re-adds the node makes a new
+        # entry: a fresh start, the documented way back).
+        self.lost_logs: dict[tuple[int, int, int], Any] = {}
 
     def _observe(self, eng: Engine) -> None:
         self.checker.observe(_CoreView(eng))
@@ -309,6 +313,39 @@ class EngineMachine(RuleBasedStateMachine):
         self.net.engines[node].maybe_build_snapshot(force=True)
         self.net.run(node)
 
+    def _can_lose_log(self) -> bool:
+        """Everything is committed and on every node, nothing is cut or stalled: a lost
+        follower log then loses nothing a quorum does not still hold."""
+        leaders = self._leaders()
+        if len(leaders) != 1 or self.side or self.stalled or self.net.outbox or self.held:
+            return False
+        last = self.net.engines[leaders[0]].log_ids.last
+        return all(
+            e.log_ids.last == last and e.committed == last and not self.net.pending[i]
+            for i, e in self.net.engines.items()
+        )
+
+    @precondition(_can_lose_log)
+    @rule(node=NODE)
+    @step
+    def lose_log(self, node: int) -> None:
+        """A follower's disk loses its log (a wiped disk, a restored empty backup) but keeps
+        its vote. Its leader must notice the reversion when it next replicates, report it
+        and not silently fill the follower again (``allow_log_reversion`` is off)."""
+        leader = self._leaders()[0]
+        lead = self.net.engines[leader]
+        if node == leader or lead.leader is None or node not in lead.leader.progress:
+            return
+        if lead.leader.progress[node].matching is None:
+            return
+        disk = self.net.disks[node]
+        disk.entries, disk.committed, disk.purged, disk.snapshot = {}, None, None, None
+        key = (leader, lead.vote.term, node)
+        self.lost_logs[key] = lead.leader.progress[node]
+        self.checker.reversions_seen.add(key)  # reported on purpose: not a violation
+        self.checker.node_down(node)
+        self.net.restart(node)
+
     @rule(node=NODE)
     @step
     def restart(self, node: int) -> None:
@@ -343,6 +380,22 @@ class EngineMachine(RuleBasedStateMachine):
                     f"{vote.leader_id.node_id}"
                 )
         self.grants_seen = len(grants)
+
+    @invariant()
+    def lost_logs_are_reported_not_refilled(self) -> None:
+        """A leader whose follower lost its log never fills it again silently in that term:
+        it reports the reversion (and, with ``allow_log_reversion`` off, halts)."""
+        for (leader, term, node), progress in self.lost_logs.items():
+            lead, follower = self.net.engines[leader], self.net.engines[node]
+            if lead.leader is None or lead.vote.term != term or follower.vote != lead.vote:
+                continue
+            if lead.leader.progress.get(node) is not progress:
+                continue
+            if follower.log_ids.last is not None and progress.log_reversions == 0:
+                self._fail(
+                    f"leader {leader} filled node {node}'s lost log again in term {term} "
+                    "without reporting a log reversion"
+                )
 
     @invariant()
     def committed_is_flushed(self) -> None:

@@ -64,7 +64,7 @@ def test_fault_plan_is_validated() -> None:
 
 # Seeds whose 15 s complete two membership changes each (most seeds of this plan complete
 # none in 15 s: the test must not pick those).
-@pytest.mark.parametrize("seed", [1007, 1009])
+@pytest.mark.parametrize("seed", [1001, 1009])
 def test_membership_churn_under_faults_is_clean(seed: int) -> None:
     result = run_simulation(
         seed,

@@ -94,6 +94,7 @@ class InvariantChecker:
         self.committed_memberships: dict[int, tuple[LogId, Any]] = {}
         self._not_adopted: set[tuple[int, int]] = set()
         self._stale_leaders: set[tuple[int, int]] = set()
+        self._overdue_since: dict[tuple[int, int], float] = {}  # (leader, term) -> time
         # (node, term it led) -> its commit index in the round it stopped leading.
         self.stepdown_commit: dict[tuple[int, int], int] = {}
 
@@ -185,18 +186,23 @@ class InvariantChecker:
             self._check_log_matching(nid)
 
     def _check_quorum(self, nid: int, eng: Any) -> None:
-        """Check-quorum: a leader that no quorum acknowledged for a lease has stepped down
-        (allowing one heartbeat interval for the tick that does it to arrive)."""
-        leader = eng.leader
+        """Check-quorum: a leader that no quorum acknowledged for a lease steps down within
+        one heartbeat interval of noticing it (a membership change can make the quorum
+        stale at once: the tick that deposes the leader comes right after)."""
         config = eng.config
+        key = (nid, eng.vote.term)
         deadline = max(
-            eng.quorum_ack_time() + config.lease, leader.check_quorum_grace_until
-        ) + config.heartbeat_interval
-        if eng.now > deadline and (nid, eng.vote.term) not in self._stale_leaders:
-            self._stale_leaders.add((nid, eng.vote.term))
+            eng.quorum_ack_time() + config.lease, eng.leader.check_quorum_grace_until
+        )
+        if eng.now <= deadline:
+            self._overdue_since.pop(key, None)
+            return
+        since = self._overdue_since.setdefault(key, eng.now)
+        if eng.now - since > config.heartbeat_interval and key not in self._stale_leaders:
+            self._stale_leaders.add(key)
             self.fail(
                 "check-quorum",
-                f"leader {nid} of term {eng.vote.term} still leads {eng.now - deadline:.3f}s "
+                f"leader {nid} of term {eng.vote.term} still leads {eng.now - since:.3f}s "
                 f"after its lease ran out",
             )
 
