@@ -464,10 +464,9 @@ class _Simulation:
         raise RuntimeError(f"workload never drew a {'read' if read else 'write'} in 100 tries")
 
     async def _elect_fault(self, cluster: Cluster, nursery: trio.Nursery) -> None:
-        """``trigger.elect()`` on a follower (or the leader). Half of the time the leader is
-        first cut off from a third node for a lease, then from the follower: a follower
-        that still heard from a live leader a moment ago is asked to campaign, with one
-        peer whose lease ran out (stickiness must bind its own vote)."""
+        """``trigger.elect()`` on a random voter (the leader included) one time in five;
+        otherwise on a follower still inside its lease, after a two-stage partition left
+        it with a majority whose leases ran out (stickiness must bind its own vote)."""
         rng, r = self.rng, cluster.router
         lid = cluster.leader_id()
         if lid is None:
