@@ -582,7 +582,9 @@ def _is_initialized(core: RaftCore) -> bool:
     return eng.log_ids.last is not None or eng.vote.term > 0
 
 
-async def _read_startup_state(engine: Engine, log_store: Any, state_machine: Any) -> LogId | None:
+async def _read_startup_state(
+    engine: Engine, log_store: Any, state_machine: Any, now: float
+) -> LogId | None:
     vote = await log_store.read_vote()
     state = await log_store.get_log_state()
     committed = await log_store.read_committed()
@@ -606,7 +608,6 @@ async def _read_startup_state(engine: Engine, log_store: Any, state_machine: Any
                 memberships.append(StoredMembership(e.log_id, e.payload.membership))
         start = chunk[-1].index + 1
     current = await state_machine.get_current_snapshot()
-    engine.snapshot_last_log_id = None if current is None else current.meta.last_log_id
     engine.startup(
         vote=vote,
         log_ids=log_ids,
@@ -615,6 +616,8 @@ async def _read_startup_state(engine: Engine, log_store: Any, state_machine: Any
         last_applied=last_applied,
         applied_membership=applied_membership,
         log_memberships=memberships,
+        snapshot=None if current is None else current.meta.last_log_id,
+        now=now,
     )
     return last_applied
 
@@ -713,8 +716,7 @@ async def _open_raft(
 ) -> AsyncIterator[Raft]:
     engine = Engine(node_id, config, rng if rng is not None else random.Random())
     clock = clock if clock is not None else trio.current_time
-    engine.now = clock()
-    last_applied = await _read_startup_state(engine, log_store, state_machine)
+    last_applied = await _read_startup_state(engine, log_store, state_machine, clock())
     api_tx, api_rx = trio.open_memory_channel[Any](config.channel_capacity)
     notify_tx, notify_rx = trio.open_memory_channel[Any](config.channel_capacity)
     apply_handle = ApplyHandle()

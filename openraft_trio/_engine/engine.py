@@ -60,11 +60,15 @@ class Engine(VoteHandler, FollowingHandler, LeaderHandler, MembershipHandler, Sn
         last_applied: LogId | None,
         applied_membership: StoredMembership,
         log_memberships: Iterable[StoredMembership],
+        snapshot: LogId | None = None,
+        now: float | None = None,
     ) -> None:
         """Restore state read from storage after a (re)start.
 
         ``log_ids`` are the ids of the entries present in the log, in order;
-        ``log_memberships`` are membership entries found in the log after ``last_applied``.
+        ``log_memberships`` are membership entries found in the log after ``last_applied``;
+        ``snapshot`` is the last log id of the state machine's current snapshot, ``now``
+        the node's clock (default: ``self.now`` as set by the caller).
         A restarted leader comes back as a follower; its vote is kept, so it never votes
         twice in one term.
 
@@ -73,6 +77,9 @@ class Engine(VoteHandler, FollowingHandler, LeaderHandler, MembershipHandler, Sn
         """
         from .._errors import StorageError
 
+        if now is not None:
+            self.now = now
+        self.snapshot_last_log_id = snapshot
         if vote is not None:
             self.vote = vote
         self.log_ids = LogIdList(purged)
