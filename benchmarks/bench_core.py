@@ -6,7 +6,7 @@ doing ``client_write(Set(...))`` in a loop (or ``client_write_many`` with batche
 
 The *Trio floor* is the same client tasks doing one request/response round trip with a
 single server task over a memory channel, replying through the mechanism Raft uses (a
-per-request ``trio.Event`` and slot, like ``openraft_trio._core.messages.Responder``) and
+per-request ``trio.Event`` and slot, like ``openraft_trio._core.api_calls.Responder``) and
 nothing else. It is what any single-task Trio service costs per request on this machine,
 so each Raft figure is also shown as a ratio of it. Floor and Raft runs are interleaved
 (floor, Raft, floor, Raft, ...) within each repeat, because the machine is noisy.
@@ -44,7 +44,7 @@ from _bench_common import (
 )
 
 from openraft_trio import ForwardToLeader
-from openraft_trio._core.messages import Responder
+from openraft_trio._core.api_calls import Responder
 from openraft_trio.kv import Set
 from openraft_trio.testing import open_cluster
 

@@ -7,9 +7,8 @@ import logging as _logging
 
 from ._config import Config as Config
 from ._config import SnapshotPolicy as SnapshotPolicy
-from ._core.raft import Raft as Raft
-from ._core.raft import RuntimeConfig as RuntimeConfig
-from ._core.raft import open_raft as open_raft
+from ._core.handle import Raft as Raft
+from ._core.runtime_config import RuntimeConfig as RuntimeConfig
 from ._errors import ChangeMembershipError as ChangeMembershipError
 from ._errors import ConfigError as ConfigError
 from ._errors import EmptyMembership as EmptyMembership
@@ -41,6 +40,7 @@ from ._messages import VoteRequest as VoteRequest
 from ._messages import VoteResponse as VoteResponse
 from ._metrics import RaftMetrics as RaftMetrics
 from ._metrics import ReplicationStatus as ReplicationStatus
+from ._open import open_raft as open_raft
 from ._types import Blank as Blank
 from ._types import Entry as Entry
 from ._types import LeaderId as LeaderId

@@ -16,8 +16,9 @@ responses, not exceptions. Exceptions say whose fault a failure was:
 
 from __future__ import annotations
 
+import copy
 import reprlib
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 if TYPE_CHECKING:
     from ._types import LogId, Node
@@ -47,6 +48,20 @@ def short_text(text: str) -> str:
     """``text`` clipped to :data:`SHORT_TEXT` characters (for messages built from other
     errors, which may embed a value)."""
     return text if len(text) <= SHORT_TEXT else text[: SHORT_TEXT - 3] + "..."
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def copy_for_caller(error: _E) -> _E:
+    """A new instance of ``error`` (same type and attributes) chained ``from`` it.
+
+    One exception object raised in several tasks collects their tracebacks into one and
+    links their contexts; when one failure answers many callers, each raises its own copy.
+    """
+    fresh = copy.copy(error)
+    fresh.__cause__ = error
+    return fresh
 
 
 class RaftError(Exception):
@@ -133,6 +148,14 @@ class Stopped(Fatal):
 
 class StorageError(Fatal):
     """Storage failed; the node stops (fail-stop, never retried-and-continued)."""
+
+
+class StorageContractViolation(StorageError):
+    """A log store or state machine broke the storage contract (e.g. entries the log must
+    still hold are missing, or entries were purged with no snapshot covering them): a bug
+    in the storage implementation, not an I/O failure. The node stops, like any
+    ``StorageError``.
+    """
 
 
 class ConfigError(RaftError):

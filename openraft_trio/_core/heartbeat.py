@@ -11,7 +11,6 @@ once, after the read arrived.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import trio
 
@@ -20,18 +19,20 @@ from .._errors import RPCError
 from .._messages import AppendEntriesRequest
 from .._types import Vote
 from ..network import RaftNetwork, RPCOption
-from .messages import HeartbeatAck
+from .notifications import HeartbeatAck
+from .runtime_config import RuntimeConfig
 from .signals import HeartbeatTrigger, Notifier
 
 
 async def heartbeat_task(
+    *,
     target: int,
     vote: Vote,
     trigger: HeartbeatTrigger,
     client: RaftNetwork,
     config: Config,
     notify: Notifier,
-    enabled: Any,
+    runtime_config: RuntimeConfig,
     clock: Callable[[], float] = trio.current_time,
 ) -> None:
     req = AppendEntriesRequest(vote, None, (), None)
@@ -41,7 +42,7 @@ async def heartbeat_task(
         with trio.move_on_after(config.heartbeat_interval):
             await trigger.wait()
             triggered = True
-        if not triggered and not enabled.heartbeat:
+        if not triggered and not runtime_config.heartbeat:
             continue
         send_time = clock()  # the node's clock: the lease is measured in it
         read_round = trigger.read_round

@@ -25,21 +25,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import final
 
 import attrs
 import trio
 
 from .._config import Config
-from .._errors import RPCError, Unreachable
+from .._errors import RPCError, StorageContractViolation, Unreachable
 from .._messages import AppendEntriesRequest
 from .._types import Entry, LogId, Vote
-from ..codec import entry_size
 from ..network import RaftNetwork, RPCOption
-from .messages import HigherVote, ReplicationConflict, ReplicationProgress
+from ..storage import RaftLogStorage, RaftStateMachine
+from .notifications import HigherVote, ReplicationConflict, ReplicationProgress
 from .signals import Notifier, Wakeup
 
 
+@final
 @attrs.define
 class ReplicationHandle:
     """The core's latest instruction to one replication task."""
@@ -59,22 +60,26 @@ def _index(log_id: LogId | None) -> int:
     return -1 if log_id is None else log_id.index
 
 
+@final
 class ReplicationStream:
     """``replication[target]``: one leader-to-target stream (see the module docstring)."""
 
     def __init__(
         self,
+        *,
         target: int,
         vote: Vote,
         handle: ReplicationHandle,
         client: RaftNetwork,
-        log_store: Any,
+        log_store: RaftLogStorage,
+        state_machine: RaftStateMachine,
         config: Config,
         notify: Notifier,
+        entry_size: Callable[[Entry], int],
         clock: Callable[[], float] = trio.current_time,
-        state_machine: Any = None,
     ) -> None:
         self.clock = clock
+        self.entry_size = entry_size
         self.state_machine = state_machine
         self.target = target
         self.vote = vote
@@ -163,6 +168,7 @@ class ReplicationStream:
         """The longest prefix of ``entries`` within ``max_payload_bytes`` (at least one
         entry); adapts how many entries the next batch reads."""
         budget, total, kept = self.config.max_payload_bytes, 0, 0
+        entry_size = self.entry_size
         for entry in entries:
             total += entry_size(entry)
             if total > budget and kept:
@@ -179,7 +185,10 @@ class ReplicationStream:
         ``snapshot_max_chunk_size``), then stream entries after its last log id."""
         snapshot = await self.state_machine.get_current_snapshot()
         if snapshot is None:
-            raise RuntimeError("log entries were purged but there is no snapshot")
+            raise StorageContractViolation(
+                f"log entries replication[{self.target}] needs were purged, but the state "
+                f"machine has no snapshot (purge may drop only entries a snapshot covers)"
+            )
         epoch, send_time = self.epoch, self.clock()
         option = RPCOption(hard_ttl=self.config.install_snapshot_timeout)
         try:
@@ -211,7 +220,10 @@ class ReplicationStream:
             await self.handle.wakeup.wait()
 
     async def _send(
-        self, req: AppendEntriesRequest, epoch: int, task_status: Any = trio.TASK_STATUS_IGNORED
+        self,
+        req: AppendEntriesRequest,
+        epoch: int,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         send_time = self.clock()
         self.inflight += 1

@@ -7,15 +7,17 @@ instruction into a slot and wakes the worker; repeated instructions coalesce.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol, final
 
 import trio
+
+from .notifications import Notification
 
 
 class Notifier(Protocol):
     """Where workers report to RaftCore (a bounded channel that also wakes the core)."""
 
-    async def send(self, value: Any) -> None: ...
+    async def send(self, value: Notification) -> None: ...
 
 
 class Wakeup:
@@ -38,6 +40,7 @@ class Wakeup:
         return self._event.is_set()
 
 
+@final
 class HeartbeatTrigger(Wakeup):
     """Wakes a heartbeat task; ``read_round`` is the latest ReadIndex round to stamp."""
 

@@ -10,24 +10,28 @@ never race (PROTOCOL-NOTES "Snapshots").
 
 from __future__ import annotations
 
-from typing import Any
+from typing import final
 
 import attrs
 
-from .._errors import ForwardToLeader
+from .._errors import ForwardToLeader, StorageContractViolation
+from .._messages import ClientWriteResponse
 from .._types import LogId, MembershipChange, Snapshot, log_id_ge, next_index
-from .messages import Applied, ClientWriteResponse, SnapshotBuilt, SnapshotInstalled
+from ..storage import RaftLogStorage, RaftStateMachine
+from .api_calls import Responder
+from .notifications import Applied, SnapshotBuilt, SnapshotInstalled
 from .signals import Notifier, Wakeup
 
 APPLY_CHUNK = 4096
 
 
+@final
 @attrs.define
 class ApplyHandle:
     upto: LogId | None = None
     wakeup: Wakeup = attrs.field(factory=Wakeup)
     # index -> (log id, responder) of client writes waiting to be applied (leader only).
-    pending: dict[int, tuple[LogId, Any]] = attrs.field(factory=dict)
+    pending: dict[int, tuple[LogId, Responder]] = attrs.field(factory=dict)
     # Snapshot work, serialized with apply: a build request, and a snapshot to install.
     build_requested: bool = False
     install: Snapshot | None = None
@@ -47,9 +51,10 @@ class ApplyHandle:
 
 
 async def sm_worker(
+    *,
     handle: ApplyHandle,
-    state_machine: Any,
-    log_store: Any,
+    state_machine: RaftStateMachine,
+    log_store: RaftLogStorage,
     applied: LogId | None,
     notify: Notifier,
 ) -> None:
@@ -77,21 +82,26 @@ async def sm_worker(
         stop = min(upto.index + 1, start + APPLY_CHUNK)
         entries = await log_store.try_get_log_entries(start, stop)
         if not entries or entries[0].index != start:
-            raise RuntimeError(f"log entries [{start}, {stop}) to apply are missing")
+            raise StorageContractViolation(
+                f"log entries [{start}, {stop}) to apply are missing from the log store "
+                f"(the log never has holes, and purge drops only applied entries)"
+            )
         replies = await state_machine.apply(entries)
         applied = entries[-1].log_id
         pending = handle.pending
         if pending:
-            for e, reply in zip(entries, replies, strict=True):
-                slot = pending.pop(e.log_id.index, None)
+            for entry, reply in zip(entries, replies, strict=True):
+                slot = pending.pop(entry.log_id.index, None)
                 if slot is not None:
                     log_id, responder = slot
                     # A different log id at our index: our entry was replaced (we lost
                     # leadership before it committed).
-                    if log_id != e.log_id:
+                    if log_id != entry.log_id:
                         responder.send(ForwardToLeader(None))
-                    elif isinstance(e.payload, MembershipChange):
-                        responder.send(ClientWriteResponse(log_id, reply, e.payload.membership))
+                    elif isinstance(entry.payload, MembershipChange):
+                        responder.send(
+                            ClientWriteResponse(log_id, reply, entry.payload.membership)
+                        )
                     else:
                         responder.send(ClientWriteResponse(log_id, reply))
         await notify.send(Applied(applied))

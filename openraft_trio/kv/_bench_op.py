@@ -8,7 +8,7 @@ from typing import Any
 
 import trio
 
-from .._core.raft import Raft
+from .._core.handle import Raft
 from .._errors import InvalidRequest, RaftError
 from ._state_machine import Set
 

@@ -42,9 +42,10 @@ import attrs
 import trio
 
 from .._config import Config
-from .._core.raft import Raft, open_raft
+from .._core.handle import Raft
 from .._errors import ForwardToLeader, InvalidRequest, RaftError, short_repr
 from .._messages import ClientWriteResponse
+from .._open import open_raft
 from .._types import Node, ReadPolicy
 from ..network.tcp import RaftServer, ServerLimits, open_tcp_network, parse_addr, serve_raft
 from ..storage import MemLogStore

@@ -49,4 +49,6 @@ class RaftNetwork(Protocol):
 
 @runtime_checkable
 class RaftNetworkFactory(Protocol):
-    async def new_client(self, target: int, node: Node) -> RaftNetwork: ...
+    async def new_client(self, target: int, node: Node | None) -> RaftNetwork:
+        """A client for ``target``; ``node`` is its entry in the membership (None for a
+        voter the membership gives no ``Node``)."""

@@ -41,6 +41,18 @@ def check_append(entries: Sequence[Entry], last_log_id: LogId | None) -> None:
 
 
 @runtime_checkable
+class EncodesEntries(Protocol):
+    """Declared by a log store or network factory that encodes entries (onto disk or the
+    wire, with :mod:`openraft_trio.codec`): with ``requires_encodable_data = True``,
+    ``open_raft`` refuses client data that cannot be encoded before anything is logged,
+    instead of letting the store or transport fail on it. A part that does not declare it
+    carries entries as Python objects (``MemLogStore``, the testing ``Router``).
+    """
+
+    requires_encodable_data: bool
+
+
+@runtime_checkable
 class RaftLogStorage(Protocol):
     async def get_log_state(self) -> LogState: ...
 

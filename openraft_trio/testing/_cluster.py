@@ -12,9 +12,10 @@ from typing import Any
 import trio
 
 from .._config import Config
-from .._core.raft import Raft, open_raft
+from .._core.handle import Raft
 from .._core.signals import Wakeup
 from .._errors import WaitTimeout
+from .._open import open_raft
 from .._types import Node, ServerState
 from ..kv import KvStateMachine
 from ..storage import FileSystem, MemLogStore, open_file_log_store

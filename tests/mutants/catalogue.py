@@ -58,8 +58,8 @@ FOLLOWING = "openraft_trio/_engine/following_handler.py"
 BASE = "openraft_trio/_engine/base.py"
 ENGINE = "openraft_trio/_engine/engine.py"
 SNAPSHOT = "openraft_trio/_engine/snapshot_handler.py"
-CORE = "openraft_trio/_core/core.py"
-RAFT = "openraft_trio/_core/raft.py"
+CORE = "openraft_trio/_core/raft_core.py"
+RAFT = "openraft_trio/_core/handle.py"
 
 
 CATALOGUE: tuple[Mutation, ...] = (

@@ -22,7 +22,7 @@ import attrs
 import trio
 
 import openraft_trio as raft
-from openraft_trio._core.raft import open_raft
+from openraft_trio._open import open_raft
 from openraft_trio.kv import KvService, KvStateMachine, Set
 from openraft_trio.network import _wire as wire
 from openraft_trio.network._frames import encode_frame

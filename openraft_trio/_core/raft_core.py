@@ -18,44 +18,81 @@ import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, assert_never, final
 
+import attrs
 import trio
+import trio_util
 
 from .._config import Config
-from .._engine import Engine, IOId
-from .._engine import commands as cmd
-from .._errors import ForwardToLeader, RaftError, StorageError
-from .._messages import VoteRequest, VoteResponse
+from .._engine import Engine, IOId, commands
+from .._errors import ForwardToLeader, RaftError, RPCError, StorageError, copy_for_caller
+from .._messages import TransferLeaderRequest, VoteRequest, VoteResponse
 from .._metrics import RaftMetrics, ReplicationStatus
-from .._types import LogId, Normal, ServerState
-from ..network import RaftNetwork, RPCOption
-from . import messages as m
+from .._types import Entry, LogId, Normal, ServerState, Vote
+from ..network import RaftNetwork, RaftNetworkFactory, RPCOption
+from ..storage import RaftLogStorage, RaftStateMachine
+from .api_calls import (
+    AddLearner,
+    ApiCall,
+    ChangeMembership,
+    ClientWrite,
+    EnsureLinearizable,
+    InboundAppendEntries,
+    InboundInstallSnapshot,
+    InboundTransferLeader,
+    InboundVote,
+    Initialize,
+    Query,
+    Responder,
+    TriggerElect,
+    TriggerHeartbeat,
+    TriggerPurge,
+    TriggerSnapshot,
+    TriggerTransferLeader,
+)
 from .heartbeat import heartbeat_task
+from .notifications import (
+    Applied,
+    HeartbeatAck,
+    HigherVote,
+    Notification,
+    ReplicationConflict,
+    ReplicationProgress,
+    SnapshotBuilt,
+    SnapshotInstalled,
+    Tick,
+    VoteResult,
+)
 from .replication import ReplicationHandle, ReplicationStream
-from .signals import Wakeup
+from .runtime_config import RuntimeConfig
+from .signals import HeartbeatTrigger, Wakeup
 from .sm_worker import ApplyHandle
 
 _log = logging.getLogger("openraft_trio")
 
 
+@final
 class RaftCore:
+    """``openraft_trio.raft_core``: the node's event loop (see the module docstring)."""
+
     def __init__(
         self,
+        *,
         engine: Engine,
         config: Config,
-        *,
-        network: Any,
-        log_store: Any,
-        runtime_config: Any,
-        metrics_watch: Any,
-        api_rx: trio.MemoryReceiveChannel[Any],
-        notify_tx: trio.MemorySendChannel[Any],
-        notify_rx: trio.MemoryReceiveChannel[Any],
+        network: RaftNetworkFactory,
+        log_store: RaftLogStorage,
+        state_machine: RaftStateMachine,
+        runtime_config: RuntimeConfig,
+        metrics_watch: trio_util.AsyncValue[RaftMetrics],
+        api_rx: trio.MemoryReceiveChannel[ApiCall],
+        notify_tx: trio.MemorySendChannel[Notification],
+        notify_rx: trio.MemoryReceiveChannel[Notification],
         apply_handle: ApplyHandle,
+        entry_size: Callable[[Entry], int],
         clock: Callable[[], float] = trio.current_time,
         observer: Callable[[RaftCore], None] | None = None,
-        state_machine: Any = None,
     ) -> None:
         self.engine = engine
         self.state_machine = state_machine
@@ -77,6 +114,9 @@ class RaftCore:
         self.notify_tx = notify_tx
         self.notify_rx = notify_rx
         self.apply_handle = apply_handle
+        # An entry's encoded size, for replication's byte budget (the codec's, given by
+        # open_raft: the runtime does not import the codec).
+        self.entry_size = entry_size
         self.wakeup = trio.Event()
         self.waiting = False
         self.flushed: deque[IOId] = deque()
@@ -85,7 +125,7 @@ class RaftCore:
         self.pending_writes = apply_handle.pending
         self.clients: dict[int, RaftNetwork] = {}
         self.replication: dict[int, ReplicationHandle] = {}
-        self.heartbeat_triggers: dict[int, Any] = {}
+        self.heartbeat_triggers: dict[int, HeartbeatTrigger] = {}
         self.target_scopes: dict[int, tuple[trio.CancelScope, ...]] = {}
         self.leader_nursery: trio.Nursery | None = None
         self.rpc_nursery: trio.Nursery | None = None
@@ -137,13 +177,13 @@ class RaftCore:
         """Run rounds until this node stops leading (then the leader nursery is torn down)."""
         api_batch = self.config.api_batch_size
         while not self.quit_leader:
-            notes: list[Any] = []
+            notes: list[Notification] = []
             while True:
                 try:
                     notes.append(self.notify_rx.receive_nowait())
                 except trio.WouldBlock:
                     break
-            calls: list[Any] = []
+            calls: list[ApiCall] = []
             while len(calls) < api_batch:
                 try:
                     calls.append(self.api_rx.receive_nowait())
@@ -183,167 +223,178 @@ class RaftCore:
 
     # -- inputs --------------------------------------------------------------------------------
 
-    def _handle_notification(self, note: Any) -> None:
-        eng = self.engine
-        if isinstance(note, m.ReplicationProgress):
-            eng.handle_replication_progress(
-                note.target, note.vote, note.epoch, note.matching, note.send_time
-            )
-        elif isinstance(note, m.HeartbeatAck):
-            eng.handle_heartbeat_ack(
-                note.target, note.vote, note.send_time, note.resp_vote, note.read_round
-            )
-        elif isinstance(note, m.Applied):
-            self.engine.on_applied(note.upto)
-        elif isinstance(note, m.Tick):
-            self._tick()
-        elif isinstance(note, m.VoteResult):
-            eng.handle_vote_resp(note.target, note.req, note.resp)
-        elif isinstance(note, m.ReplicationConflict):
-            eng.handle_replication_conflict(
-                note.target, note.vote, note.epoch, note.prev, note.hint, note.send_time
-            )
-        elif isinstance(note, m.SnapshotBuilt):
-            eng.on_snapshot_built(note.meta)
-        elif isinstance(note, m.SnapshotInstalled):
-            eng.on_snapshot_installed(note.meta)
-        elif isinstance(note, m.HigherVote):
-            eng.handle_higher_vote(note.vote)
-        elif isinstance(note, m.WorkerFailed):
-            raise note.error
-        else:  # pragma: no cover - a bug in this module
-            raise TypeError(f"unknown notification {note!r}")
+    def _handle_notification(self, note: Notification) -> None:
+        engine = self.engine
+        match note:
+            case ReplicationProgress():
+                engine.handle_replication_progress(
+                    note.target, note.vote, note.epoch, note.matching, note.send_time
+                )
+            case HeartbeatAck():
+                engine.handle_heartbeat_ack(
+                    note.target, note.vote, note.send_time, note.resp_vote, note.read_round
+                )
+            case Applied():
+                engine.on_applied(note.upto)
+            case Tick():
+                self._tick()
+            case VoteResult():
+                engine.handle_vote_resp(note.target, note.req, note.resp)
+            case ReplicationConflict():
+                engine.handle_replication_conflict(
+                    note.target, note.vote, note.epoch, note.prev, note.hint, note.send_time
+                )
+            case SnapshotBuilt():
+                engine.on_snapshot_built(note.meta)
+            case SnapshotInstalled():
+                engine.on_snapshot_installed(note.meta)
+            case HigherVote():
+                engine.handle_higher_vote(note.vote)
+            case _:
+                assert_never(note)
 
     def _tick(self) -> None:
         self._tick_seen = True
-        eng = self.engine
-        eng.elect_enabled = self.runtime_config.elect
+        engine = self.engine
+        engine.elect_enabled = self.runtime_config.elect
         if self.runtime_config.tick:
-            eng.tick(eng.now)
+            engine.tick(engine.now)
 
-    def _handle_calls(self, calls: list[Any]) -> None:
-        eng = self.engine
+    def _handle_calls(self, calls: list[ApiCall]) -> None:
+        engine = self.engine
         writes: list[Any] = []
-        responders: list[m.Responder] = []
+        responders: list[Responder] = []
         for call in calls:
-            if isinstance(call, m.ClientWrite):
+            # Consecutive writes go to the engine as one batch.
+            if isinstance(call, ClientWrite):
                 writes.extend(call.items)
                 responders.extend(call.responders)
                 continue
             if writes:
                 self._client_write(writes, responders)
                 writes, responders = [], []
-            if isinstance(call, m.InboundAppendEntries):
-                eng.handle_append_entries(call.req, call.responder)
-            elif isinstance(call, m.InboundVote):
-                resp = eng.handle_vote_req(call.req)
-                eng.respond(call.responder, resp)
-            elif isinstance(call, m.EnsureLinearizable):
-                eng.ensure_linearizable(call.policy, call.responder)
-            elif isinstance(call, m.Initialize):
-                try:
-                    eng.initialize(call.membership)
-                except RaftError as e:
-                    call.responder.send(e)
-                else:
-                    eng.respond(call.responder, None)
-            elif isinstance(call, m.AddLearner):
-                eng.add_learner(call.node_id, call.node, call.responder)
-            elif isinstance(call, m.ChangeMembership):
-                eng.change_membership(call.voter_ids, call.retain, call.responder)
-            elif isinstance(call, m.Query):
-                call.responder.send(call.fn(self))
-            elif isinstance(call, m.TriggerElect):
-                eng.elect()
-            elif isinstance(call, m.InboundInstallSnapshot):
-                eng.handle_install_snapshot(call.vote, call.snapshot, call.responder)
-            elif isinstance(call, m.TriggerSnapshot):
-                eng.maybe_build_snapshot(force=True)
-            elif isinstance(call, m.TriggerPurge):
-                eng.purge_log(call.upto)
-            elif isinstance(call, m.TriggerTransferLeader):
-                eng.transfer_leader(call.to)
-            elif isinstance(call, m.InboundTransferLeader):
-                eng.handle_transfer_leader(call.req)
-                eng.respond(call.responder, None)
-            elif isinstance(call, m.TriggerHeartbeat):
-                for trigger in self.heartbeat_triggers.values():
-                    trigger.set()
-            else:  # pragma: no cover
-                raise TypeError(f"unknown call {call!r}")
+            match call:
+                case InboundAppendEntries():
+                    engine.handle_append_entries(call.req, call.responder)
+                case InboundVote():
+                    resp = engine.handle_vote_req(call.req)
+                    engine.respond(call.responder, resp)
+                case EnsureLinearizable():
+                    engine.ensure_linearizable(call.policy, call.responder)
+                case Initialize():
+                    try:
+                        engine.initialize(call.membership)
+                    except RaftError as e:
+                        call.responder.send(e)
+                    else:
+                        engine.respond(call.responder, None)
+                case AddLearner():
+                    engine.add_learner(call.node_id, call.node, call.responder)
+                case ChangeMembership():
+                    engine.change_membership(call.voter_ids, call.retain, call.responder)
+                case Query():
+                    call.responder.send(call.fn(self))
+                case TriggerElect():
+                    engine.elect()
+                case InboundInstallSnapshot():
+                    engine.handle_install_snapshot(call.vote, call.snapshot, call.responder)
+                case TriggerSnapshot():
+                    engine.maybe_build_snapshot(force=True)
+                case TriggerPurge():
+                    engine.purge_log(call.upto)
+                case TriggerTransferLeader():
+                    engine.transfer_leader(call.to)
+                case InboundTransferLeader():
+                    engine.handle_transfer_leader(call.req)
+                    engine.respond(call.responder, None)
+                case TriggerHeartbeat():
+                    for trigger in self.heartbeat_triggers.values():
+                        trigger.set()
+                case _:
+                    assert_never(call)
         if writes:
             self._client_write(writes, responders)
 
-    def _client_write(self, items: list[Any], responders: list[m.Responder]) -> None:
+    def _client_write(self, items: list[Any], responders: list[Responder]) -> None:
         try:
-            log_ids = self.engine.client_write([Normal(d) for d in items])
+            log_ids = self.engine.client_write([Normal(data) for data in items])
         except ForwardToLeader as e:
-            for r in responders:
-                r.send(e)
+            # One refusal for many callers (a batch): each raises its own copy.
+            shared = len(responders) > 1
+            for responder in responders:
+                responder.send(copy_for_caller(e) if shared else e)
             return
         pending = self.pending_writes
-        for log_id, r in zip(log_ids, responders, strict=True):
-            pending[log_id.index] = (log_id, r)
+        for log_id, responder in zip(log_ids, responders, strict=True):
+            pending[log_id.index] = (log_id, responder)
 
     # -- commands ------------------------------------------------------------------------------
 
     async def _run_commands(self) -> None:
-        eng = self.engine
-        out = eng.output
-        while out:
-            c = out.popleft()
-            if isinstance(c, cmd.Respond):
-                c.responder.send(c.value)
-            elif isinstance(c, cmd.AppendEntries):
-                io = IOId(c.vote, c.entries[-1].log_id)
-                await self.log_store.append(
-                    c.entries, lambda err, io=io: self._on_log_flushed(io, err)
-                )
-                self._drain_flushed()
-            elif isinstance(c, cmd.Replicate):
-                handle = self.replication.get(c.target)
-                if handle is not None:
-                    handle.update(c.epoch, c.prev, c.upto, c.committed)
-            elif isinstance(c, cmd.Apply):
-                self.apply_handle.apply_upto(c.upto)
-            elif isinstance(c, cmd.SaveCommitted):
-                self.pending_committed = c.committed
-            elif isinstance(c, cmd.SaveVote):
-                await self.log_store.save_vote(c.vote)
-            elif isinstance(c, cmd.TruncateLog):
-                await self.log_store.truncate_after(c.after)
-            elif isinstance(c, cmd.BuildSnapshot):
-                self.apply_handle.request_build()
-            elif isinstance(c, cmd.InstallSnapshot):
-                self.apply_handle.request_install(c.snapshot)
-            elif isinstance(c, cmd.PurgeLog):
-                await self.log_store.purge(c.upto)
-            elif isinstance(c, cmd.SendTransferLeader):
-                assert self.rpc_nursery is not None
-                self.rpc_nursery.start_soon(
-                    self._transfer_rpc, c.req, name=f"openraft_trio.transfer[{c.req.to_node_id}]"
-                )
-            elif isinstance(c, cmd.SendVote):
-                for target in c.targets:
-                    self._send_vote(target, c.req)
-            elif isinstance(c, cmd.SendHeartbeat):
-                for trigger in self.heartbeat_triggers.values():
-                    trigger.trigger(c.read_round)
-            elif isinstance(c, cmd.BecomeLeader | cmd.AddReplicationTargets):
-                await self._start_targets(c.vote, c.targets)
-            elif isinstance(c, cmd.RemoveReplicationTargets):
-                self._stop_targets(c.targets)
-            elif isinstance(c, cmd.RespondWhenApplied):
-                self.pending_writes[c.log_id.index] = (c.log_id, c.responder)
-            elif isinstance(c, cmd.QuitLeader):
-                self._quit_leader(c.leader_id, c.committed)
-            elif isinstance(c, cmd.ReportLogReversion):
-                self._report_log_reversion(c)
-            else:  # pragma: no cover
-                raise TypeError(f"unknown command {c!r}")
+        """Run the Engine's commands in order, until it emits no more (running one, e.g. a
+        log append that is flushed at once, may release more)."""
+        engine = self.engine
+        while output := engine.take_output():
+            for command in output:
+                await self._run_command(command)
         if self.pending_committed is not None:
             committed, self.pending_committed = self.pending_committed, None
             await self.log_store.save_committed(committed)
+
+    async def _run_command(self, command: commands.Command) -> None:
+        match command:
+            case commands.Respond():
+                command.responder.send(command.value)
+            case commands.AppendEntries():
+                io = IOId(command.vote, command.entries[-1].log_id)
+                await self.log_store.append(
+                    command.entries, functools.partial(self._on_log_flushed, io)
+                )
+                self._drain_flushed()
+            case commands.Replicate():
+                handle = self.replication.get(command.target)
+                if handle is not None:
+                    handle.update(command.epoch, command.prev, command.upto, command.committed)
+            case commands.Apply():
+                self.apply_handle.apply_upto(command.upto)
+            case commands.SaveCommitted():
+                self.pending_committed = command.committed
+            case commands.SaveVote():
+                await self.log_store.save_vote(command.vote)
+            case commands.TruncateLog():
+                await self.log_store.truncate_after(command.after)
+            case commands.BuildSnapshot():
+                self.apply_handle.request_build()
+            case commands.InstallSnapshot():
+                self.apply_handle.request_install(command.snapshot)
+            case commands.PurgeLog():
+                await self.log_store.purge(command.upto)
+            case commands.SendTransferLeader():
+                assert self.rpc_nursery is not None
+                self.rpc_nursery.start_soon(
+                    self._transfer_rpc,
+                    command.req,
+                    name=f"openraft_trio.transfer[{command.req.to_node_id}]",
+                )
+            case commands.SendVote():
+                for target in command.targets:
+                    self._send_vote(target, command.req)
+            case commands.SendHeartbeat():
+                for trigger in self.heartbeat_triggers.values():
+                    trigger.trigger(command.read_round)
+            case commands.BecomeLeader() | commands.AddReplicationTargets():
+                await self._start_targets(command.vote, command.targets)
+            case commands.RemoveReplicationTargets():
+                self._stop_targets(command.targets)
+            case commands.RespondWhenApplied():
+                self.pending_writes[command.log_id.index] = (command.log_id, command.responder)
+            case commands.QuitLeader():
+                self._quit_leader(command.leader_id, command.committed)
+            case commands.ReportLogReversion():
+                self._report_log_reversion(command)
+            case _:  # pragma: no cover - a command this runtime does not know: a bug
+                # (``Command`` is an open base class, so mypy cannot prove this exhaustive).
+                raise TypeError(f"unknown command {command!r}")
 
     async def _client_for(self, target: int) -> RaftNetwork:
         client = self.clients.get(target)
@@ -360,8 +411,6 @@ class RaftCore:
         )
 
     async def _vote_rpc(self, target: int, req: VoteRequest) -> None:
-        from .._errors import RPCError
-
         client = await self._client_for(target)
         try:
             resp: VoteResponse = await client.vote(
@@ -369,23 +418,19 @@ class RaftCore:
             )
         except RPCError:
             return
-        await self.notify_tx.send(m.VoteResult(target, req, resp))
+        await self.notify_tx.send(VoteResult(target, req, resp))
         self.wake()
 
-    async def _transfer_rpc(self, req: Any) -> None:
-        from .._errors import RPCError
-
+    async def _transfer_rpc(self, req: TransferLeaderRequest) -> None:
         client = await self._client_for(req.to_node_id)
         # A lost request only delays the handover; the leader gives up at its deadline.
         with contextlib.suppress(RPCError):
             await client.transfer_leader(req, RPCOption(hard_ttl=self.config.election_timeout_min))
 
-    async def _start_targets(self, vote: Any, targets: tuple[int, ...]) -> None:
+    async def _start_targets(self, vote: Vote, targets: tuple[int, ...]) -> None:
         """Start ``replication[t]`` and ``heartbeat[t]`` for each target, in the leader
         nursery, each pair under a cancel scope of its own (membership changes stop only
         the targets they remove)."""
-        from .signals import HeartbeatTrigger
-
         nursery = self.leader_nursery
         assert nursery is not None
         for target in targets:
@@ -395,8 +440,16 @@ class RaftCore:
             handle = ReplicationHandle()
             self.replication[target] = handle
             stream = ReplicationStream(
-                target, vote, handle, client, self.log_store, self.config, self._notifier(),
-                self.clock, self.state_machine,
+                target=target,
+                vote=vote,
+                handle=handle,
+                client=client,
+                log_store=self.log_store,
+                state_machine=self.state_machine,
+                config=self.config,
+                notify=self._notifier(),
+                entry_size=self.entry_size,
+                clock=self.clock,
             )
             nursery.start_soon(
                 _scoped, scopes[0], stream.run, name=f"openraft_trio.replication[{target}]"
@@ -408,8 +461,14 @@ class RaftCore:
                 scopes[1],
                 functools.partial(
                     heartbeat_task,
-                    target, vote, trigger, client, self.config, self._notifier(),
-                    self.runtime_config, self.clock,
+                    target=target,
+                    vote=vote,
+                    trigger=trigger,
+                    client=client,
+                    config=self.config,
+                    notify=self._notifier(),
+                    runtime_config=self.runtime_config,
+                    clock=self.clock,
                 ),
                 name=f"openraft_trio.heartbeat[{target}]",
             )
@@ -435,16 +494,16 @@ class RaftCore:
         pending = self.pending_writes
         upto = -1 if committed is None else committed.index
         for index in [i for i in pending if i > upto]:
-            log_id, r = pending.pop(index)
-            r.send(ForwardToLeader(leader_id, node, maybe_committed=True, log_id=log_id))
+            log_id, responder = pending.pop(index)
+            responder.send(ForwardToLeader(leader_id, node, maybe_committed=True, log_id=log_id))
 
-    def _report_log_reversion(self, c: cmd.ReportLogReversion) -> None:
+    def _report_log_reversion(self, report: commands.ReportLogReversion) -> None:
         what = (
-            f"node {self.id}: log reversion on node {c.target}: it had acknowledged our log "
-            f"up to {c.lost_matching} but now needs entries from index {c.reverted_to} "
-            f"(its storage was wiped or restored from an older copy)"
+            f"node {self.id}: log reversion on node {report.target}: it had acknowledged our "
+            f"log up to {report.lost_matching} but now needs entries from index "
+            f"{report.reverted_to} (its storage was wiped or restored from an older copy)"
         )
-        if c.allowed:
+        if report.allowed:
             _log.warning("%s; allow_log_reversion is on: replicating its log again", what)
         else:
             _log.error(
@@ -459,25 +518,25 @@ class RaftCore:
     def _publish_metrics(self, force: bool = False) -> None:
         """Publish new metrics if anything they show changed (cheap check first: this runs
         after every round). ``millis_since_quorum_ack`` alone refreshes on ticks only."""
-        eng = self.engine
-        leader = eng.leader
+        engine = self.engine
+        leader = engine.leader
         # The engine replaces these immutable values when they change, so comparing by
         # identity is exact enough (at worst a spurious publish) and much cheaper.
         key: tuple[Any, ...] = (
-            eng.vote,
-            eng.server_state,
-            eng.current_leader,
-            eng.log_ids.last,
-            eng.committed,
-            eng.last_applied,
-            eng.flushed,
-            eng.membership.effective,
-            eng.snapshot_last_log_id,
-            eng.log_ids.purged,
+            engine.vote,
+            engine.server_state,
+            engine.current_leader,
+            engine.log_ids.last,
+            engine.committed,
+            engine.last_applied,
+            engine.flushed,
+            engine.membership.effective,
+            engine.snapshot_last_log_id,
+            engine.log_ids.purged,
         )
         if leader is not None:
-            for p in leader.progress.values():
-                key += (p.matching, p.log_reversions, p.halted)
+            for progress in leader.progress.values():
+                key += (progress.matching, progress.log_reversions, progress.halted)
         old = self._metrics_key
         if (
             not force
@@ -488,42 +547,48 @@ class RaftCore:
             return
         self._metrics_key = key
         if leader is not None:
-            qt = eng.quorum_ack_time()
-            since = None if qt == -math.inf else max(0.0, (eng.now - qt) * 1000.0)
-            progress = sorted(leader.progress.items())
-            replication: dict[int, LogId | None] | None = {t: p.matching for t, p in progress}
+            quorum_ack_time = engine.quorum_ack_time()
+            since = (
+                None
+                if quorum_ack_time == -math.inf
+                else max(0.0, (engine.now - quorum_ack_time) * 1000.0)
+            )
+            by_target = sorted(leader.progress.items())
+            replication: dict[int, LogId | None] | None = {
+                target: progress.matching for target, progress in by_target
+            }
             status: dict[int, ReplicationStatus] | None = {
-                t: ReplicationStatus(p.matching, p.log_reversions, p.reverted_to, p.halted)
-                for t, p in progress
+                target: ReplicationStatus(
+                    progress.matching, progress.log_reversions, progress.reverted_to, progress.halted
+                )
+                for target, progress in by_target
             }
         else:
             since, replication, status = None, None, None
-        last = eng.log_ids.last
+        last = engine.log_ids.last
         metrics = RaftMetrics(
-            id=eng.id,
-            current_term=eng.vote.term,
-            vote=eng.vote,
-            state=eng.server_state,
-            current_leader=eng.current_leader,
+            id=engine.id,
+            current_term=engine.vote.term,
+            vote=engine.vote,
+            state=engine.server_state,
+            current_leader=engine.current_leader,
             last_log_index=None if last is None else last.index,
-            committed=eng.committed,
-            last_applied=eng.last_applied,
-            snapshot=eng.snapshot_last_log_id,
-            purged=eng.log_ids.purged,
-            membership=eng.membership.effective,
+            committed=engine.committed,
+            last_applied=engine.last_applied,
+            snapshot=engine.snapshot_last_log_id,
+            purged=engine.log_ids.purged,
+            membership=engine.membership.effective,
             millis_since_quorum_ack=since,
             replication=replication,
             replication_status=status,
             last_log_id=last,
-            flushed=None if eng.flushed is None else eng.flushed.log_id,
+            flushed=None if engine.flushed is None else engine.flushed.log_id,
         )
         self.last_metrics = metrics
         self.metrics_watch.value = metrics
 
     def publish_shutdown(self) -> None:
         if self.last_metrics is not None:
-            import attrs
-
             self.metrics_watch.value = attrs.evolve(
                 self.last_metrics,
                 state=ServerState.SHUTDOWN,
@@ -538,6 +603,7 @@ async def _scoped(scope: trio.CancelScope, fn: Callable[[], Awaitable[None]]) ->
         await fn()
 
 
+@final
 class _WakingSender:
     """A worker's send side of the notification channel that also wakes the core."""
 
@@ -546,7 +612,7 @@ class _WakingSender:
     def __init__(self, core: RaftCore) -> None:
         self._core = core
 
-    async def send(self, value: Any) -> None:
+    async def send(self, value: Notification) -> None:
         core = self._core
         try:
             core.notify_tx.send_nowait(value)

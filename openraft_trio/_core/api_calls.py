@@ -1,17 +1,26 @@
-"""Messages into RaftCore: API calls (``RaftMsg``) and worker reports (``Notification``)."""
+"""API calls: what the ``Raft`` handle sends RaftCore (openraft's ``RaftMsg``).
+
+Each call that expects an answer carries a :class:`Responder`, a one-shot reply slot the
+core (or the sm_worker, for writes) fills once. The core takes calls off its bounded API
+channel, typed ``trio.MemorySendChannel[ApiCall]``, and dispatches on :data:`ApiCall`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, final
 
 import attrs
+import trio
 
-from .._messages import AppendEntriesRequest, TransferLeaderRequest, VoteRequest, VoteResponse
-from .._messages import ClientWriteResponse as ClientWriteResponse
-from .._types import LogId, Membership, Node, ReadPolicy, Snapshot, SnapshotMeta, Vote
+from .._messages import AppendEntriesRequest, TransferLeaderRequest, VoteRequest
+from .._types import Membership, Node, ReadPolicy, Snapshot, Vote
+
+if TYPE_CHECKING:
+    from .raft_core import RaftCore
 
 
+@final
 class Responder:
     """A one-shot reply slot: the core ``send``s once, the caller ``wait``s.
 
@@ -23,7 +32,7 @@ class Responder:
 
     __slots__ = ("_event", "_value", "done", "on_done")
 
-    def __init__(self, event: Any) -> None:
+    def __init__(self, event: trio.Event) -> None:
         self._event = event
         self._value: Any = None
         self.done = False
@@ -55,146 +64,42 @@ class Responder:
         return self._value
 
 
-# -- API calls --------------------------------------------------------------------------------
-
-
+@final
 @attrs.frozen(eq=False)
 class ClientWrite:
     items: list[Any]
     responders: list[Responder]
 
 
+@final
 @attrs.frozen(eq=False)
 class Initialize:
     membership: Membership
     responder: Responder
 
 
+@final
 @attrs.frozen(eq=False)
 class EnsureLinearizable:
     policy: ReadPolicy
     responder: Responder
 
 
+@final
 @attrs.frozen(eq=False)
 class InboundAppendEntries:
     req: AppendEntriesRequest
     responder: Responder
 
 
+@final
 @attrs.frozen(eq=False)
 class InboundVote:
     req: VoteRequest
     responder: Responder
 
 
-@attrs.frozen(eq=False)
-class AddLearner:
-    node_id: int
-    node: Node
-    responder: Responder
-
-
-@attrs.frozen(eq=False)
-class ChangeMembership:
-    voter_ids: frozenset[int]
-    retain: bool
-    responder: Responder
-
-
-@attrs.frozen(eq=False)
-class Query:
-    """Run ``fn(core)`` inside the core task and reply with its result."""
-
-    fn: Any
-    responder: Responder
-
-
-@attrs.frozen(eq=False)
-class TriggerElect:
-    pass
-
-
-@attrs.frozen(eq=False)
-class TriggerHeartbeat:
-    pass
-
-
-@attrs.frozen(eq=False)
-class TriggerTransferLeader:
-    to: int
-
-
-@attrs.frozen(eq=False)
-class InboundTransferLeader:
-    req: TransferLeaderRequest
-    responder: Responder
-
-
-# -- Notifications from workers ----------------------------------------------------------------
-
-
-@attrs.frozen
-class Tick:
-    pass
-
-
-@attrs.frozen
-class VoteResult:
-    target: int
-    req: VoteRequest
-    resp: VoteResponse
-
-
-@attrs.frozen
-class ReplicationProgress:
-    target: int
-    vote: Vote
-    epoch: int
-    matching: LogId | None
-    send_time: float
-
-
-@attrs.frozen
-class ReplicationConflict:
-    target: int
-    vote: Vote
-    epoch: int
-    prev: LogId | None
-    hint: int
-    send_time: float
-
-
-@attrs.frozen
-class HigherVote:
-    target: int
-    vote: Vote
-
-
-@attrs.frozen
-class HeartbeatAck:
-    target: int
-    vote: Vote
-    send_time: float
-    resp_vote: Vote
-    read_round: int = 0
-
-
-@attrs.frozen
-class Applied:
-    upto: LogId
-
-
-@attrs.frozen
-class SnapshotBuilt:
-    meta: SnapshotMeta
-
-
-@attrs.frozen
-class SnapshotInstalled:
-    meta: SnapshotMeta
-
-
+@final
 @attrs.frozen(eq=False)
 class InboundInstallSnapshot:
     vote: Vote
@@ -202,16 +107,83 @@ class InboundInstallSnapshot:
     responder: Responder
 
 
+@final
+@attrs.frozen(eq=False)
+class InboundTransferLeader:
+    req: TransferLeaderRequest
+    responder: Responder
+
+
+@final
+@attrs.frozen(eq=False)
+class AddLearner:
+    node_id: int
+    node: Node
+    responder: Responder
+
+
+@final
+@attrs.frozen(eq=False)
+class ChangeMembership:
+    voter_ids: frozenset[int]
+    retain: bool
+    responder: Responder
+
+
+@final
+@attrs.frozen(eq=False)
+class Query:
+    """Run ``fn(core)`` inside the core task and reply with its result."""
+
+    fn: Callable[[RaftCore], Any]
+    responder: Responder
+
+
+@final
+@attrs.frozen(eq=False)
+class TriggerElect:
+    pass
+
+
+@final
+@attrs.frozen(eq=False)
+class TriggerHeartbeat:
+    pass
+
+
+@final
 @attrs.frozen(eq=False)
 class TriggerSnapshot:
     pass
 
 
+@final
 @attrs.frozen(eq=False)
 class TriggerPurge:
     upto: int
 
 
+@final
 @attrs.frozen(eq=False)
-class WorkerFailed:
-    error: BaseException
+class TriggerTransferLeader:
+    to: int
+
+
+ApiCall = (
+    ClientWrite
+    | Initialize
+    | EnsureLinearizable
+    | InboundAppendEntries
+    | InboundVote
+    | InboundInstallSnapshot
+    | InboundTransferLeader
+    | AddLearner
+    | ChangeMembership
+    | Query
+    | TriggerElect
+    | TriggerHeartbeat
+    | TriggerSnapshot
+    | TriggerPurge
+    | TriggerTransferLeader
+)
+"""Every message the ``Raft`` handle sends RaftCore."""
