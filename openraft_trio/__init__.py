@@ -28,6 +28,7 @@ from ._errors import RemoteError as RemoteError
 from ._errors import RPCError as RPCError
 from ._errors import RPCTimeout as RPCTimeout
 from ._errors import Stopped as Stopped
+from ._errors import StorageContractViolation as StorageContractViolation
 from ._errors import StorageError as StorageError
 from ._errors import Unreachable as Unreachable
 from ._errors import WaitTimeout as WaitTimeout
