@@ -267,7 +267,10 @@ class Raft(metaclass=NoPublicConstructor):
                 encoded (see :mod:`openraft_trio.codec`); nothing was written.
         """
         self._check_write(data)
-        return await self._call(lambda responder: ClientWrite([data], [responder]))  # type: ignore[no-any-return]
+        response: ClientWriteResponse = await self._call(
+            lambda responder: ClientWrite([data], [responder])
+        )
+        return response
 
     async def client_write_many(
         self, items: list[Any], *, return_exceptions: bool = False
@@ -394,9 +397,10 @@ class Raft(metaclass=NoPublicConstructor):
         voters = frozenset(voter_ids)
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in voters):
             raise InvalidRequest("change_membership() takes node ids (ints)")
-        return await self._call(  # type: ignore[no-any-return]
+        response: ClientWriteResponse = await self._call(
             lambda responder: ChangeMembership(voters, bool(retain), responder)
         )
+        return response
 
     async def shutdown(self) -> None:
         """Stop the node: cancel every task; pending calls fail with ``Stopped``."""
@@ -445,7 +449,10 @@ class Raft(metaclass=NoPublicConstructor):
             InvalidRequest: ``req`` is malformed; nothing changed.
         """
         check_append_entries(req)
-        return await self._call(lambda responder: InboundAppendEntries(req, responder))  # type: ignore[no-any-return]
+        response: AppendEntriesResponse = await self._call(
+            lambda responder: InboundAppendEntries(req, responder)
+        )
+        return response
 
     async def install_full_snapshot(
         self, vote: Vote, snapshot: Snapshot
@@ -454,9 +461,10 @@ class Raft(metaclass=NoPublicConstructor):
         once it is installed (or found not newer than what we have)."""
         if not isinstance(vote, Vote) or not isinstance(snapshot, Snapshot):
             raise InvalidRequest("install_full_snapshot(vote: Vote, snapshot: Snapshot)")
-        return await self._call(  # type: ignore[no-any-return]
+        response: InstallSnapshotResponse = await self._call(
             lambda responder: InboundInstallSnapshot(vote, snapshot, responder)
         )
+        return response
 
     async def handle_transfer_leader(self, req: TransferLeaderRequest) -> None:
         """Inbound: our leader asks us to take over (called by the network server)."""
@@ -471,7 +479,8 @@ class Raft(metaclass=NoPublicConstructor):
             InvalidRequest: ``req`` is malformed; nothing changed.
         """
         check_vote_request(req)
-        return await self._call(lambda responder: InboundVote(req, responder))  # type: ignore[no-any-return]
+        response: VoteResponse = await self._call(lambda responder: InboundVote(req, responder))
+        return response
 
     # -- introspection for tests ---------------------------------------------------------------
 

@@ -84,7 +84,7 @@ async def sm_worker(
         if not entries or entries[0].index != start:
             raise StorageContractViolation(
                 f"log entries [{start}, {stop}) to apply are missing from the log store "
-                f"(the log never has holes, and purge drops only applied entries)"
+                f"(the log never has holes; purge drops only entries a snapshot covers)"
             )
         replies = await state_machine.apply(entries)
         applied = entries[-1].log_id
