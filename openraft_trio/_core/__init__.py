@@ -3,8 +3,8 @@
 One module per task of the task tree (DESIGN.md §3), started by ``node.open_node``:
 
 * ``raft_core``: ``openraft_trio.raft_core``, the event loop over the Engine, with its rpc
-  nursery (``vote[t]``, ``transfer[t]``) and leader nursery, which holds
-  ``replication[t]`` (``replication``) and ``heartbeat[t]`` (``heartbeat``);
+  nursery (``vote[t]``, ``transfer[t]``) and its leader nursery (``leader_nursery``), which
+  holds ``replication[t]`` (``replication``) and ``heartbeat[t]`` (``heartbeat``);
 * ``sm_worker``: ``openraft_trio.sm_worker``, applies entries, builds and installs snapshots;
 * ``ticker``: ``openraft_trio.ticker``, drives the Engine's deadlines.
 

@@ -5,8 +5,8 @@ Task tree (DESIGN.md §3), each task in a module of its own::
     open_node()                      nursery N0 (owned by the context manager)
      ├─ openraft_trio.raft_core       raft_core.py: Engine + log storage calls
      │   ├─ rpc nursery               vote[t], transfer[t]
-     │   └─ leader nursery            replication[t] (replication.py), heartbeat[t]
-     │                                (heartbeat.py) while leading
+     │   └─ leader nursery            leader_nursery.py: replication[t] (replication.py),
+     │                                heartbeat[t] (heartbeat.py) while leading
      ├─ openraft_trio.sm_worker       sm_worker.py
      └─ openraft_trio.ticker          ticker.py
 
@@ -102,7 +102,7 @@ async def open_node(
                     state_machine=state_machine,
                     log_store=log_store,
                     applied=last_applied,
-                    notify=core._notifier(),
+                    notify=core.notifier(),
                 ),
                 name="openraft_trio.sm_worker",
             )

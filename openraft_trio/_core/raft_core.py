@@ -17,7 +17,7 @@ import functools
 import logging
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, assert_never, final
 
 import attrs
@@ -29,7 +29,7 @@ from .._engine import Engine, IOId, commands
 from .._errors import ForwardToLeader, RaftError, RPCError, StorageError, copy_for_caller
 from .._messages import TransferLeaderRequest, VoteRequest, VoteResponse
 from .._metrics import RaftMetrics, ReplicationStatus
-from .._types import Entry, LogId, Normal, ServerState, Vote
+from .._types import Entry, LogId, Normal, ServerState
 from ..network import RaftNetwork, RaftNetworkFactory, RPCOption
 from ..storage import RaftLogStorage, RaftStateMachine
 from .api_calls import (
@@ -51,7 +51,7 @@ from .api_calls import (
     TriggerSnapshot,
     TriggerTransferLeader,
 )
-from .heartbeat import heartbeat_task
+from .leader_nursery import LeaderNursery
 from .notifications import (
     Applied,
     HeartbeatAck,
@@ -64,9 +64,8 @@ from .notifications import (
     Tick,
     VoteResult,
 )
-from .replication import ReplicationHandle, ReplicationStream
 from .runtime_config import RuntimeConfig
-from .signals import HeartbeatTrigger, Wakeup
+from .signals import Wakeup
 from .sm_worker import ApplyHandle
 
 _log = logging.getLogger("openraft_trio")
@@ -124,10 +123,8 @@ class RaftCore:
         # Client writes waiting to be applied; the sm_worker answers them.
         self.pending_writes = apply_handle.pending
         self.clients: dict[int, RaftNetwork] = {}
-        self.replication: dict[int, ReplicationHandle] = {}
-        self.heartbeat_triggers: dict[int, HeartbeatTrigger] = {}
-        self.target_scopes: dict[int, tuple[trio.CancelScope, ...]] = {}
-        self.leader_nursery: trio.Nursery | None = None
+        # replication[t] and heartbeat[t], while the core loop runs (see run()).
+        self.leader_nursery: LeaderNursery | None = None
         self.rpc_nursery: trio.Nursery | None = None
         self.quit_leader = False
         self.pending_committed: LogId | None = None
@@ -158,15 +155,12 @@ class RaftCore:
                 await self._run_commands()
                 self._publish_metrics()
                 while True:
-                    async with trio.open_nursery() as leader_nursery:
-                        self.leader_nursery = leader_nursery
+                    async with trio.open_nursery() as nursery:
+                        self.leader_nursery = LeaderNursery(nursery, self)
                         self.quit_leader = False
                         await self._loop()
-                        leader_nursery.cancel_scope.cancel()
+                        nursery.cancel_scope.cancel()
                     self.leader_nursery = None
-                    self.replication.clear()
-                    self.heartbeat_triggers.clear()
-                    self.target_scopes.clear()
                     self._publish_metrics()
         finally:
             with trio.CancelScope(shield=True):
@@ -308,8 +302,8 @@ class RaftCore:
                     engine.handle_transfer_leader(call.req)
                     engine.respond(call.responder, None)
                 case TriggerHeartbeat():
-                    for trigger in self.heartbeat_triggers.values():
-                        trigger.set()
+                    if self.leader_nursery is not None:
+                        self.leader_nursery.trigger_heartbeats()
                 case _:
                     assert_never(call)
         if writes:
@@ -352,9 +346,10 @@ class RaftCore:
                 )
                 self._drain_flushed()
             case commands.Replicate():
-                handle = self.replication.get(command.target)
-                if handle is not None:
-                    handle.update(command.epoch, command.prev, command.upto, command.committed)
+                if self.leader_nursery is not None:
+                    self.leader_nursery.replicate(
+                        command.target, command.epoch, command.prev, command.upto, command.committed
+                    )
             case commands.Apply():
                 self.apply_handle.apply_upto(command.upto)
             case commands.SaveCommitted():
@@ -380,12 +375,14 @@ class RaftCore:
                 for target in command.targets:
                     self._send_vote(target, command.req)
             case commands.SendHeartbeat():
-                for trigger in self.heartbeat_triggers.values():
-                    trigger.trigger(command.read_round)
+                if self.leader_nursery is not None:
+                    self.leader_nursery.trigger_heartbeats(command.read_round)
             case commands.BecomeLeader() | commands.AddReplicationTargets():
-                await self._start_targets(command.vote, command.targets)
+                assert self.leader_nursery is not None
+                await self.leader_nursery.start_targets(command.vote, command.targets)
             case commands.RemoveReplicationTargets():
-                self._stop_targets(command.targets)
+                if self.leader_nursery is not None:
+                    self.leader_nursery.stop_targets(command.targets)
             case commands.RespondWhenApplied():
                 self.pending_writes[command.log_id.index] = (command.log_id, command.responder)
             case commands.QuitLeader():
@@ -396,7 +393,7 @@ class RaftCore:
                 # (``Command`` is an open base class, so mypy cannot prove this exhaustive).
                 raise TypeError(f"unknown command {command!r}")
 
-    async def _client_for(self, target: int) -> RaftNetwork:
+    async def client_for(self, target: int) -> RaftNetwork:
         client = self.clients.get(target)
         if client is None:
             node = self.engine.membership.membership.nodes.get(target)
@@ -411,7 +408,7 @@ class RaftCore:
         )
 
     async def _vote_rpc(self, target: int, req: VoteRequest) -> None:
-        client = await self._client_for(target)
+        client = await self.client_for(target)
         try:
             resp: VoteResponse = await client.vote(
                 req, RPCOption(hard_ttl=self.config.election_timeout_min)
@@ -422,65 +419,13 @@ class RaftCore:
         self.wake()
 
     async def _transfer_rpc(self, req: TransferLeaderRequest) -> None:
-        client = await self._client_for(req.to_node_id)
+        client = await self.client_for(req.to_node_id)
         # A lost request only delays the handover; the leader gives up at its deadline.
         with contextlib.suppress(RPCError):
             await client.transfer_leader(req, RPCOption(hard_ttl=self.config.election_timeout_min))
 
-    async def _start_targets(self, vote: Vote, targets: tuple[int, ...]) -> None:
-        """Start ``replication[t]`` and ``heartbeat[t]`` for each target, in the leader
-        nursery, each pair under a cancel scope of its own (membership changes stop only
-        the targets they remove)."""
-        nursery = self.leader_nursery
-        assert nursery is not None
-        for target in targets:
-            client = await self._client_for(target)
-            scopes = (trio.CancelScope(), trio.CancelScope())
-            self.target_scopes[target] = scopes
-            handle = ReplicationHandle()
-            self.replication[target] = handle
-            stream = ReplicationStream(
-                target=target,
-                vote=vote,
-                handle=handle,
-                client=client,
-                log_store=self.log_store,
-                state_machine=self.state_machine,
-                config=self.config,
-                notify=self._notifier(),
-                entry_size=self.entry_size,
-                clock=self.clock,
-            )
-            nursery.start_soon(
-                _scoped, scopes[0], stream.run, name=f"openraft_trio.replication[{target}]"
-            )
-            trigger = HeartbeatTrigger()
-            self.heartbeat_triggers[target] = trigger
-            nursery.start_soon(
-                _scoped,
-                scopes[1],
-                functools.partial(
-                    heartbeat_task,
-                    target=target,
-                    vote=vote,
-                    trigger=trigger,
-                    client=client,
-                    config=self.config,
-                    notify=self._notifier(),
-                    runtime_config=self.runtime_config,
-                    clock=self.clock,
-                ),
-                name=f"openraft_trio.heartbeat[{target}]",
-            )
-
-    def _stop_targets(self, targets: tuple[int, ...]) -> None:
-        for target in targets:
-            for scope in self.target_scopes.pop(target, ()):
-                scope.cancel()
-            self.replication.pop(target, None)
-            self.heartbeat_triggers.pop(target, None)
-
-    def _notifier(self) -> _WakingSender:
+    def notifier(self) -> _WakingSender:
+        """A send side of the notification channel for a worker (it also wakes the core)."""
         return _WakingSender(self)
 
     def _quit_leader(self, leader_id: int | None, committed: LogId | None) -> None:
@@ -488,7 +433,7 @@ class RaftCore:
         sm_worker answers them with their success once applied. The rest may or may not
         be committed by the next leader: they fail as ``maybe_committed``."""
         if self.leader_nursery is not None:
-            self.leader_nursery.cancel_scope.cancel()
+            self.leader_nursery.cancel()
         self.quit_leader = True
         node = self.engine.node_of(leader_id)
         pending = self.pending_writes
@@ -596,11 +541,6 @@ class RaftCore:
                 replication=None,
                 replication_status=None,
             )
-
-
-async def _scoped(scope: trio.CancelScope, fn: Callable[[], Awaitable[None]]) -> None:
-    with scope:
-        await fn()
 
 
 @final
