@@ -86,7 +86,7 @@ async def open_raft(
 
 def _write_checker(
     config: Config, log_store: RaftLogStorage, network: RaftNetworkFactory
-) -> Callable[[Any], None]:
+) -> Callable[[object], None]:
     """What ``Raft`` runs on a client write's data before anything is logged: refuse data
     over ``Config.max_entry_bytes`` (encoded) and, when the log store or the network
     encodes entries (:class:`~openraft_trio.storage.EncodesEntries`), data that cannot be

@@ -99,7 +99,7 @@ class Raft(metaclass=NoPublicConstructor):
         config: Config,
         core: RaftCore,
         api_tx: trio.MemorySendChannel[ApiCall],
-        check_write: Callable[[Any], None],
+        check_write: Callable[[object], None],
     ) -> None:
         self.node_id = node_id
         self.config = config

@@ -21,7 +21,6 @@ import functools
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import trio
 import trio_util
@@ -49,7 +48,7 @@ async def open_node(
     network: RaftNetworkFactory,
     log_store: RaftLogStorage,
     state_machine: RaftStateMachine,
-    check_write: Callable[[Any], None],
+    check_write: Callable[[object], None],
     entry_size: Callable[[Entry], int],
     rng: random.Random | None,
     clock: Callable[[], float] | None,
