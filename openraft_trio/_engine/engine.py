@@ -504,11 +504,13 @@ class Engine:
         ``leader_seen + lease + uniform(0, max - min)`` — the spread that avoids split
         votes is kept, the doomed first attempt is not made.
         """
-        c = self.config
-        deadline = self.now + self.rng.uniform(c.election_timeout_min, c.election_timeout_max)
+        config = self.config
+        deadline = self.now + self.rng.uniform(
+            config.election_timeout_min, config.election_timeout_max
+        )
         if self.leader is None and self.leader_seen_time is not None:
-            spread = c.election_timeout_max - c.election_timeout_min
-            lease_end = self.leader_seen_time + c.lease + self.rng.uniform(0, spread)
+            spread = config.election_timeout_max - config.election_timeout_min
+            lease_end = self.leader_seen_time + config.lease + self.rng.uniform(0, spread)
             deadline = max(deadline, lease_end)
         self.election_deadline = deadline
 

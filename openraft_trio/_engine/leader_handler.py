@@ -134,7 +134,7 @@ class LeaderHandler:
         engine, acks = self.engine, self.leader.ack_time
         return quorum_value(
             engine.membership.membership,
-            lambda v: math.inf if v == engine.id else acks.get(v, -math.inf),
+            lambda voter: math.inf if voter == engine.id else acks.get(voter, -math.inf),
         )
 
     def quorum_ack_round(self) -> int:
@@ -142,7 +142,7 @@ class LeaderHandler:
         engine, rounds = self.engine, self.leader.ack_round
         result = quorum_value(
             engine.membership.membership,
-            lambda v: math.inf if v == engine.id else rounds.get(v, -1),
+            lambda voter: math.inf if voter == engine.id else rounds.get(voter, -1),
         )
         # Only ourselves in every config: every round is acknowledged at once.
         return sys.maxsize if result == math.inf else int(result)

@@ -106,8 +106,8 @@ class SnapshotHandler:
             io.apply_requested = last
             engine.membership.committed = meta.last_membership
             engine.membership.uncommitted = [
-                m for m in engine.membership.uncommitted
-                if m.log_id is not None and m.log_id.index > last.index
+                stored for stored in engine.membership.uncommitted
+                if stored.log_id is not None and stored.log_id.index > last.index
             ]
             if io.flushed is not None and not log_id_ge(io.flushed.log_id, last):
                 io.flushed = IOId(io.flushed.vote, engine.log_ids.last)
@@ -116,9 +116,10 @@ class SnapshotHandler:
         if not log_id_ge(io.snapshot, last):
             io.snapshot = last
         # Answer every install this one covers (an older one queued behind it was skipped).
-        done = [(m, r) for m, r in engine.pending_installs if log_id_ge(last, m.last_log_id)]
-        for _, responder in done:
-            engine.respond(responder, InstallSnapshotResponse(engine.vote))
-        engine.pending_installs = [
-            (m, r) for m, r in engine.pending_installs if not log_id_ge(last, m.last_log_id)
-        ]
+        waiting = []
+        for pending, responder in engine.pending_installs:
+            if log_id_ge(last, pending.last_log_id):
+                engine.respond(responder, InstallSnapshotResponse(engine.vote))
+            else:
+                waiting.append((pending, responder))
+        engine.pending_installs = waiting

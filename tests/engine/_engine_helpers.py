@@ -19,8 +19,8 @@ import attrs
 
 from openraft_trio._config import Config
 from openraft_trio._engine import INIT_LOG_ID, Engine
-from openraft_trio._engine.engine import INPUTS
 from openraft_trio._engine.commands import Apply, Command, IOId, Respond, SendVote
+from openraft_trio._engine.engine import INPUTS
 from openraft_trio._engine.state import ProgressEntry
 from openraft_trio._messages import VoteRequest, VoteResponse
 from openraft_trio._types import LeaderId, LogId, Membership, Node, StoredMembership, Vote
@@ -125,7 +125,7 @@ def follower(
     vote: Vote | None = None,
     log: Iterable[LogId] = (INIT_LOG_ID,),
     committed: LogId | None = INIT_LOG_ID,
-    applied: LogId | None | Literal["committed"] = "committed",
+    applied: LogId | Literal["committed"] | None = "committed",
     membership: Membership = M123,
     log_memberships: Iterable[StoredMembership] = (),
     now: float = 0.0,
