@@ -183,7 +183,13 @@ class LeaderHandler:
         if policy is ReadPolicy.READ_INDEX:
             leader.read_round = read_round = read_round + 1
         leader.pending_reads.append(
-            PendingRead(engine.now, read_round, read_log_id, policy, responder)
+            PendingRead(
+                read_time=engine.now,
+                read_round=read_round,
+                read_log_id=read_log_id,
+                policy=policy,
+                responder=responder,
+            )
         )
         self.resolve_reads()
         if leader.pending_reads and policy is ReadPolicy.READ_INDEX:

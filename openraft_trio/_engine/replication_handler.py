@@ -65,7 +65,13 @@ class ReplicationHandler:
         progress.sent_upto = engine.log_ids.last
         progress.sent_committed = engine.io.committed
         engine.push(
-            Replicate(target, progress.epoch, prev, engine.log_ids.last, engine.io.committed)
+            Replicate(
+                target=target,
+                epoch=progress.epoch,
+                prev=prev,
+                upto=engine.log_ids.last,
+                committed=engine.io.committed,
+            )
         )
 
     def replicate_all(self) -> None:
@@ -78,7 +84,15 @@ class ReplicationHandler:
             ):
                 continue
             progress.sent_upto, progress.sent_committed = last, committed
-            engine.push(Replicate(target, progress.epoch, progress.stream_prev, last, committed))
+            engine.push(
+                Replicate(
+                    target=target,
+                    epoch=progress.epoch,
+                    prev=progress.stream_prev,
+                    upto=last,
+                    committed=committed,
+                )
+            )
 
     def _session(self, vote: Vote, target: int, epoch: int) -> ProgressEntry | None:
         """``target``'s progress if a reply for ``vote`` and ``epoch`` is for its current
@@ -137,7 +151,11 @@ class ReplicationHandler:
         progress.log_reversions += 1
         progress.reverted_to = reverted_to
         allowed = self.engine.config.allow_log_reversion
-        self.engine.push(ReportLogReversion(target, lost, reverted_to, allowed))
+        self.engine.push(
+            ReportLogReversion(
+                target=target, lost_matching=lost, reverted_to=reverted_to, allowed=allowed
+            )
+        )
         if allowed:
             self.start_stream(target, self.engine.log_ids.get(reverted_to - 1))
         else:
