@@ -151,35 +151,28 @@ class Engine:
         """The error for a request only the leader can serve."""
         return ForwardToLeader(self.current_leader, self.node_of(self.current_leader))
 
-    def leader_handler(self) -> LeaderHandler:
-        """The leader's handler.
+    def leading(self) -> LeaderState:
+        """The leader's state.
 
         Raises:
             ForwardToLeader: this node does not lead.
         """
         if self.leader is None:
             raise self.forward_to_leader()
-        return LeaderHandler(self, self.leader)
+        return self.leader
+
+    # A leader's handlers: each raises ForwardToLeader on a node that does not lead.
+
+    def leader_handler(self) -> LeaderHandler:
+        return LeaderHandler(self, self.leading())
 
     def replication_handler(self) -> ReplicationHandler:
-        """The leader's replication handler.
-
-        Raises:
-            ForwardToLeader: this node does not lead.
-        """
-        if self.leader is None:
-            raise self.forward_to_leader()
-        return ReplicationHandler(self, self.leader)
+        return ReplicationHandler(self, self.leading())
 
     def membership_handler(self) -> MembershipHandler:
-        """The leader's membership handler.
+        return MembershipHandler(self, self.leading())
 
-        Raises:
-            ForwardToLeader: this node does not lead.
-        """
-        if self.leader is None:
-            raise self.forward_to_leader()
-        return MembershipHandler(self, self.leader)
+    # Any node's handlers.
 
     def vote_handler(self) -> VoteHandler:
         return VoteHandler(self)
@@ -270,7 +263,7 @@ class Engine:
         self.now = now
         leader = self.leader
         if leader is not None:
-            handler = LeaderHandler(self, leader)
+            handler = self.leader_handler()
             handler.check_quorum()
             if self.leader is leader:
                 handler.check_transfer_timeout()
@@ -317,16 +310,16 @@ class Engine:
     # -- inputs: elections -----------------------------------------------------------------
 
     def elect(self) -> None:
-        VoteHandler(self).elect()
+        self.vote_handler().elect()
 
     def handle_vote_req(self, req: VoteRequest) -> VoteResponse:
-        return VoteHandler(self).handle_vote_req(req)
+        return self.vote_handler().handle_vote_req(req)
 
     def handle_vote_resp(self, target: int, req: VoteRequest, resp: VoteResponse) -> None:
-        VoteHandler(self).handle_vote_resp(target, req, resp)
+        self.vote_handler().handle_vote_resp(target, req, resp)
 
     def handle_transfer_leader(self, req: TransferLeaderRequest) -> None:
-        VoteHandler(self).handle_transfer_leader(req)
+        self.vote_handler().handle_transfer_leader(req)
 
     def handle_higher_vote(self, vote: Vote) -> None:
         """Someone answered with ``vote``: if it is greater than ours, adopt it."""
@@ -336,7 +329,7 @@ class Engine:
     # -- inputs: following -----------------------------------------------------------------
 
     def handle_append_entries(self, req: AppendEntriesRequest, responder: object) -> None:
-        FollowingHandler(self).handle_append_entries(req, responder)
+        self.following_handler().handle_append_entries(req, responder)
 
     # -- inputs: leading -------------------------------------------------------------------
 
@@ -373,13 +366,13 @@ class Engine:
             self.handle_higher_vote(resp_vote)
             return
         if self.leader is not None:
-            LeaderHandler(self, self.leader).handle_heartbeat_ack(
+            self.leader_handler().handle_heartbeat_ack(
                 target, vote=vote, send_time=send_time, resp_vote=resp_vote, read_round=read_round
             )
 
     def transfer_leader(self, to: int) -> None:
         if self.leader is not None:
-            LeaderHandler(self, self.leader).transfer_leader(to)
+            self.leader_handler().transfer_leader(to)
 
     def ensure_linearizable(self, policy: ReadPolicy, responder: Any) -> None:
         """Start a linearizable read; ``Respond(responder, read_log_id)`` when it is safe.
@@ -416,19 +409,19 @@ class Engine:
     # -- inputs: snapshots -----------------------------------------------------------------
 
     def maybe_build_snapshot(self, force: bool = False) -> None:
-        SnapshotHandler(self).maybe_build_snapshot(force=force)
+        self.snapshot_handler().maybe_build_snapshot(force=force)
 
     def on_snapshot_built(self, meta: SnapshotMeta) -> None:
-        SnapshotHandler(self).on_snapshot_built(meta)
+        self.snapshot_handler().on_snapshot_built(meta)
 
     def purge_log(self, upto_index: int) -> None:
-        SnapshotHandler(self).purge_log(upto_index)
+        self.snapshot_handler().purge_log(upto_index)
 
     def handle_install_snapshot(self, vote: Vote, snapshot: Snapshot, responder: Any) -> None:
-        SnapshotHandler(self).handle_install_snapshot(vote, snapshot, responder)
+        self.snapshot_handler().handle_install_snapshot(vote, snapshot, responder)
 
     def on_snapshot_installed(self, meta: SnapshotMeta) -> None:
-        SnapshotHandler(self).on_snapshot_installed(meta)
+        self.snapshot_handler().on_snapshot_installed(meta)
 
     # -- output ----------------------------------------------------------------------------
 
@@ -579,13 +572,13 @@ class Engine:
 
     def lease_valid(self) -> bool:
         """This node leads and may serve a LEASE_READ locally (see ``leader_handler``)."""
-        return self.leader is not None and LeaderHandler(self, self.leader).lease_valid()
+        return self.leader is not None and self.leader_handler().lease_valid()
 
     def quorum_ack_time(self) -> float:
         """The latest send time a quorum acknowledged; ``-inf`` if this node does not lead."""
         if self.leader is None:
             return -math.inf
-        return LeaderHandler(self, self.leader).quorum_ack_time()
+        return self.leader_handler().quorum_ack_time()
 
     def validate(self) -> None:
         """Check the log pointers' order (:meth:`IOState.validate`)."""
