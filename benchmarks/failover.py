@@ -27,6 +27,7 @@ import trio.testing
 
 from openraft_trio import Config
 from openraft_trio.testing import open_cluster
+from openraft_trio.testing.deterministic import run_deterministic
 
 CONFIG = Config(
     cluster_name="failover",
@@ -55,11 +56,9 @@ async def trial(seed: int) -> float:
 
 
 def run_trial(seed: int) -> float:
-    import trio._core._run as trio_run
-
-    setattr(trio_run, "_ALLOW_DETERMINISTIC_SCHEDULING", True)  # noqa: B010
-    trio_run._r.seed(seed)
-    return trio.run(trial, seed, clock=trio.testing.MockClock(autojump_threshold=0))
+    return run_deterministic(
+        trial, seed, seed=seed, clock=trio.testing.MockClock(autojump_threshold=0)
+    )
 
 
 def percentile(values: list[float], pct: float) -> float:

@@ -37,6 +37,7 @@ from ..._types import Node, ReadPolicy, ServerState
 from ...kv import Get, KvStateMachine, Set
 from .._cluster import Cluster, open_cluster
 from ..crashfs import CrashFS
+from ..deterministic import run_deterministic
 from ..linearizability import CheckResult, Operation, Outcome, check
 from ._faults import FaultPlan
 from ._invariants import InvariantChecker, Violation
@@ -134,12 +135,6 @@ def run_simulation(
     config = config.validate()
     if nodes < 1 or clients < 0 or duration < 0:
         raise ValueError("need nodes >= 1, clients >= 0, duration >= 0")
-    import trio._core._run as trio_run
-
-    # Deterministic scheduling (private API; trio's minor version is pinned for this):
-    # batches of runnable tasks are ordered by a seeded RNG instead of at random.
-    setattr(trio_run, "_ALLOW_DETERMINISTIC_SCHEDULING", True)  # noqa: B010
-    trio_run._r.seed(seed)
     clock = trio.testing.MockClock(autojump_threshold=0)
     sim = _Simulation(
         seed, nodes, duration, clients, faults, config, keep_trace,
@@ -147,7 +142,8 @@ def run_simulation(
     )
     wall = time.perf_counter()
     try:
-        trio.run(sim.main, clock=clock)
+        # Batches of runnable tasks are ordered by an RNG seeded with ``seed``.
+        run_deterministic(sim.main, seed=seed, clock=clock)
     except Exception as e:  # a node died: a bug the run found; report it, do not hide it
         sim.checker.fail("node failure", _describe_exception(e))
     return sim.result(time.perf_counter() - wall)
