@@ -24,6 +24,7 @@ from typing import Any
 
 import trio
 import trio.testing
+from _bench_common import percentile
 
 from openraft_trio import Config
 from openraft_trio.testing import open_cluster
@@ -61,12 +62,6 @@ def run_trial(seed: int) -> float:
     )
 
 
-def percentile(values: list[float], pct: float) -> float:
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, round(pct / 100 * len(s) + 0.5) - 1))
-    return s[k]
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=1000)
@@ -80,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter()
     times = [run_trial(seed) for seed in range(args.trials)]
     wall = time.perf_counter() - wall
-    ms = [t * 1000 for t in times]
+    ms = sorted(t * 1000 for t in times)
     limit = 2 * CONFIG.election_timeout_max * 1000
     result: dict[str, Any] = {
         "trials": args.trials,
