@@ -201,14 +201,46 @@ def entry_size(entry: Entry) -> int:
 # -- hot types -------------------------------------------------------------------------------
 
 
-def _int(raw: Any) -> int:
+# Shape checks of decoded CBOR, the one set for this module and the wire
+# (``network/_wire.py``): exact types (``bool`` is not an int here), and a ``DecodeError``
+# whose message names ``what`` was expected and shows a clipped repr of what came.
+
+
+def _what(what: str | None) -> str:
+    return "" if what is None else f"{what}: "
+
+
+def _int(raw: Any, what: str | None = None) -> int:
     if type(raw) is not int:
-        raise DecodeError(f"expected an int, got {short_repr(raw)}")
+        raise DecodeError(f"{_what(what)}expected an int, got {short_repr(raw)}")
     return raw
 
 
-def _opt_int(raw: Any) -> int | None:
-    return None if raw is None else _int(raw)
+def _opt_int(raw: Any, what: str | None = None) -> int | None:
+    return None if raw is None else _int(raw, what)
+
+
+def _bool(raw: Any, what: str) -> bool:
+    if type(raw) is not bool:
+        raise DecodeError(f"{what}: expected a bool, got {short_repr(raw)}")
+    return raw
+
+
+def _str(raw: Any, what: str) -> str:
+    if type(raw) is not str:
+        raise DecodeError(f"{what}: expected a str, got {short_repr(raw)}")
+    return raw
+
+
+def _fields(raw: Any, n: int, what: str) -> list[Any]:
+    if type(raw) is not list or len(raw) != n:
+        raise DecodeError(f"{what}: expected a list of {n}, got {short_repr(raw)}")
+    return raw
+
+
+def _structure_hook(fn: Callable[[Any], T]) -> Callable[[Any, Any], T]:
+    """A cattrs structure hook (``(raw, cls)``) from a one-argument structure function."""
+    return lambda raw, _cls: fn(raw)
 
 
 def unstructure_log_id(log_id: LogId | None) -> list[Any] | None:
@@ -301,10 +333,6 @@ def structure_entry(raw: Any) -> Entry:
     if kind == _KIND_BLANK and len(raw) == 4:
         return Entry(log_id, BLANK)
     raise DecodeError(f"unknown entry payload kind {short_repr(kind)} (or wrong length)")
-
-
-def _structure_hook(fn: Callable[[Any], T]) -> Callable[[Any, Any], T]:
-    return lambda raw, _cls: fn(raw)
 
 
 converter.register_unstructure_hook(LogId, unstructure_log_id)
