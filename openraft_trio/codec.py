@@ -49,6 +49,31 @@ from ._types import (
     Vote,
 )
 
+__all__ = [
+    "ENCODE_ERRORS",
+    "ENTRY_HEAD_BYTES",
+    "DecodeError",
+    "check_encodable",
+    "converter",
+    "decode_data",
+    "dumps",
+    "encode_data",
+    "encoded_data",
+    "entry_size",
+    "loads",
+    "register_data_type",
+    "structure_entry",
+    "structure_log_id",
+    "structure_membership",
+    "structure_stored_membership",
+    "structure_vote",
+    "unstructure_entry",
+    "unstructure_log_id",
+    "unstructure_membership",
+    "unstructure_stored_membership",
+    "unstructure_vote",
+]
+
 T = TypeVar("T")
 
 converter: Final = cattrs.Converter(detailed_validation=False)
@@ -244,6 +269,7 @@ def _structure_hook(fn: Callable[[Any], T]) -> Callable[[Any, Any], T]:
 
 
 def unstructure_log_id(log_id: LogId | None) -> list[Any] | None:
+    """``LogId`` -> ``[term, node_id, index]`` (None stays None)."""
     if log_id is None:
         return None
     leader = log_id.leader_id
@@ -251,6 +277,7 @@ def unstructure_log_id(log_id: LogId | None) -> list[Any] | None:
 
 
 def structure_log_id(raw: Any) -> LogId | None:
+    """The inverse of :func:`unstructure_log_id`; raises :class:`DecodeError`."""
     if raw is None:
         return None
     if not (isinstance(raw, list) and len(raw) == 3):
@@ -259,16 +286,19 @@ def structure_log_id(raw: Any) -> LogId | None:
 
 
 def unstructure_vote(vote: Vote) -> list[Any]:
+    """``Vote`` -> ``[term, node_id, committed]``."""
     return [vote.leader_id.term, vote.leader_id.node_id, vote.committed]
 
 
 def structure_vote(raw: Any) -> Vote:
+    """The inverse of :func:`unstructure_vote`; raises :class:`DecodeError`."""
     if not (isinstance(raw, list) and len(raw) == 3 and isinstance(raw[2], bool)):
         raise DecodeError(f"a vote is [term, node_id, committed], got {short_repr(raw)}")
     return Vote(LeaderId(_int(raw[0]), _opt_int(raw[1])), raw[2])
 
 
 def unstructure_membership(membership: Membership) -> list[Any]:
+    """``Membership`` -> ``[[sorted voter ids]...], {node_id: [addr, data]}]``."""
     nodes = membership.nodes
     return [
         [sorted(config) for config in membership.configs],
@@ -277,6 +307,7 @@ def unstructure_membership(membership: Membership) -> list[Any]:
 
 
 def structure_membership(raw: Any) -> Membership:
+    """The inverse of :func:`unstructure_membership`; raises :class:`DecodeError`."""
     if not (isinstance(raw, list) and len(raw) == 2):
         raise DecodeError(f"a membership is [configs, nodes], got {short_repr(raw)}")
     configs, nodes = raw
@@ -299,16 +330,19 @@ def structure_membership(raw: Any) -> Membership:
 
 
 def unstructure_stored_membership(stored: StoredMembership) -> list[Any]:
+    """``StoredMembership`` -> ``[log_id, membership]``."""
     return [unstructure_log_id(stored.log_id), unstructure_membership(stored.membership)]
 
 
 def structure_stored_membership(raw: Any) -> StoredMembership:
+    """The inverse of :func:`unstructure_stored_membership`; raises :class:`DecodeError`."""
     if not (isinstance(raw, list) and len(raw) == 2):
         raise DecodeError(f"a stored membership is [log_id, membership], got {short_repr(raw)}")
     return StoredMembership(structure_log_id(raw[0]), structure_membership(raw[1]))
 
 
 def unstructure_entry(entry: Entry) -> list[Any]:
+    """``Entry`` -> ``[term, node_id, index, kind, ...]`` (see the module docstring)."""
     leader = entry.log_id.leader_id
     payload = entry.payload
     head = [leader.term, leader.node_id, entry.log_id.index]
@@ -320,6 +354,7 @@ def unstructure_entry(entry: Entry) -> list[Any]:
 
 
 def structure_entry(raw: Any) -> Entry:
+    """The inverse of :func:`unstructure_entry`; raises :class:`DecodeError`."""
     if not (isinstance(raw, list) and len(raw) >= 4):
         raise DecodeError(f"an entry is [term, node_id, index, kind, ...], got {short_repr(raw)}")
     log_id = LogId(LeaderId(_int(raw[0]), _opt_int(raw[1])), _int(raw[2]))

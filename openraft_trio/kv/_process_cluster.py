@@ -26,7 +26,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, final
 
 import attrs
 import trio
@@ -54,8 +54,12 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
+@final
 @attrs.define
 class NodeProcess:
+    """One node of a :class:`ProcessCluster`: its id, address, data directory, log file and
+    (while it runs) its process."""
+
     node_id: int
     addr: str
     data_dir: str | None
@@ -68,6 +72,7 @@ class NodeProcess:
         return self.process is not None and self.process.returncode is None
 
 
+@final
 class ProcessCluster:
     """Node processes ``1..n``; see the module docstring."""
 

@@ -36,7 +36,7 @@ import inspect
 import os
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, final
 
 import attrs
 import trio
@@ -58,6 +58,7 @@ class DataDirError(RaftError):
     """The data directory belongs to another node or cluster, or cannot be used."""
 
 
+@final
 @attrs.define
 class KvNodeOptions:
     """How to run one node of the KV service (the ``serve`` command's options)."""
@@ -78,6 +79,7 @@ class KvNodeOptions:
         return self.advertise or self.listen
 
 
+@final
 @attrs.define
 class KvNode:
     """A running node: what :func:`serve_kv_node` hands to ``task_status.started``."""
@@ -145,6 +147,7 @@ def _reply(op: str, resp: ClientWriteResponse) -> dict[str, Any]:
     return {"prev": resp.data, "index": resp.log_id.index}
 
 
+@final
 class KvService:
     """The client API of one node; :meth:`handle` is the server's ``client_handler``."""
 

@@ -25,7 +25,7 @@ import random
 import time
 import traceback
 from collections import Counter
-from typing import Any
+from typing import Any, final
 
 import attrs
 import trio
@@ -51,8 +51,13 @@ PROBE_READS = 8
 PROBE_WRITES = 2
 
 
+@final
 @attrs.frozen
 class SimStats:
+    """What a simulation run did: commits, elections, faults injected (by kind), client
+    operations and their outcomes, messages sent, dropped and duplicated, virtual and wall
+    time, and the evidence that each kind of fault in the plan happened."""
+
     commits: int
     elections: int
     faults_injected: int
@@ -78,6 +83,7 @@ class SimStats:
     probes: int = 0
 
 
+@final
 @attrs.frozen
 class SimResult:
     """The outcome of one run. ``ok`` is True when nothing at all went wrong."""
