@@ -1,19 +1,8 @@
-"""A cluster of KV-service nodes as real OS processes on loopback.
-
-Each node is ``python -m openraft_trio serve`` in a process of its own, with its data
-directory under ``base_dir`` and its output in ``base_dir/node-N.log``. Used by the demo
-(``python -m openraft_trio demo``) and, through :mod:`openraft_trio.testing.processes`,
-by the multi-process tests, the Jepsen-style test and the TCP benchmarks::
-
-    async with open_process_cluster(3, base_dir=tmp) as cluster:
-        await cluster.initialize()
-        async with cluster.client() as kv:
-            await kv.put("k", "v")
-        leader = await cluster.wait_leader()
-        await cluster.kill(leader)                  # SIGKILL, like a crash
-        await cluster.start(leader)                 # same data directory
-
-Leaving the block kills every process it started (and waits for them), whatever happened.
+"""A cluster of KV-service nodes as real OS processes on loopback: each node is
+``python -m openraft_trio serve`` in a process of its own. Used by the demo (``python -m
+openraft_trio demo``) and, under its public name :mod:`openraft_trio.testing.processes`
+(where the example is), by the multi-process tests, the Jepsen-style test and the TCP
+benchmarks. Leaving :func:`open_process_cluster` kills every process it started.
 """
 
 from __future__ import annotations
