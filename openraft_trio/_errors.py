@@ -17,11 +17,9 @@ responses, not exceptions. Exceptions say whose fault a failure was:
 from __future__ import annotations
 
 import reprlib
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-if TYPE_CHECKING:
-    from ._types import LogId, Node
-
+from ._types import LogId, Node
 
 _repr = reprlib.Repr()
 _repr.maxlevel = 3

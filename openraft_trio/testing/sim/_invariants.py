@@ -36,7 +36,7 @@ Every violation carries the seed, the virtual time and a readable explanation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, final
 
 import attrs
 
@@ -44,8 +44,12 @@ from ..._engine.log_ids import LogIdList
 from ..._types import LogId
 
 
+@final
 @attrs.frozen
 class Violation:
+    """A broken invariant: the ``seed`` and virtual ``time`` it was found at, its ``kind``
+    and what was seen (``message``)."""
+
     seed: int
     time: float
     kind: str
@@ -59,6 +63,7 @@ def _runs(ids: LogIdList) -> list[tuple[int, Any]]:
     return [(k.index, k.leader_id) for k in ids.key_log_ids()]
 
 
+@final
 class InvariantChecker:
     """Feed it every node's RaftCore after each round (``observe``)."""
 
