@@ -21,6 +21,7 @@ from typing import Any
 import trio
 
 from openraft_trio import Config, ServerState
+from openraft_trio._percentile import percentile as percentile  # the one definition
 from openraft_trio.testing import Cluster
 
 AGGREGATION = "median across repeats; latency percentiles are nearest-rank per run"
@@ -102,12 +103,6 @@ def report_leadership_changed(benchmark: str, exc: BaseException) -> bool:
 
 
 # -- report --------------------------------------------------------------------------------------
-
-
-def percentile(sorted_values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile of an ascending sequence."""
-    rank = max(1, -(-len(sorted_values) * pct // 100))  # ceil(n * pct / 100)
-    return sorted_values[int(rank) - 1]
 
 
 def environment() -> dict[str, Any]:

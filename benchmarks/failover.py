@@ -24,9 +24,11 @@ from typing import Any
 
 import trio
 import trio.testing
+from _bench_common import percentile
 
 from openraft_trio import Config
 from openraft_trio.testing import open_cluster
+from openraft_trio.testing.deterministic import run_deterministic
 
 CONFIG = Config(
     cluster_name="failover",
@@ -55,17 +57,9 @@ async def trial(seed: int) -> float:
 
 
 def run_trial(seed: int) -> float:
-    import trio._core._run as trio_run
-
-    setattr(trio_run, "_ALLOW_DETERMINISTIC_SCHEDULING", True)  # noqa: B010
-    trio_run._r.seed(seed)
-    return trio.run(trial, seed, clock=trio.testing.MockClock(autojump_threshold=0))
-
-
-def percentile(values: list[float], pct: float) -> float:
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, round(pct / 100 * len(s) + 0.5) - 1))
-    return s[k]
+    return run_deterministic(
+        trial, seed, seed=seed, clock=trio.testing.MockClock(autojump_threshold=0)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter()
     times = [run_trial(seed) for seed in range(args.trials)]
     wall = time.perf_counter() - wall
-    ms = [t * 1000 for t in times]
+    ms = sorted(t * 1000 for t in times)
     limit = 2 * CONFIG.election_timeout_max * 1000
     result: dict[str, Any] = {
         "trials": args.trials,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import final
 
 import attrs
 
 from ._errors import ConfigError, short_repr
 
 
+@final
 @attrs.frozen
 class SnapshotPolicy:
     """Build a snapshot once this many logs were applied since the last one."""
@@ -24,6 +26,7 @@ def _policy(value: object) -> SnapshotPolicy:
     raise ConfigError("snapshot_policy", f"expected SnapshotPolicy or int, got {short_repr(value)}")
 
 
+@final
 @attrs.frozen(kw_only=True)
 class Config:
     """Tunables of one Raft node; ``validate()`` checks them and names the bad field.

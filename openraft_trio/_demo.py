@@ -1,7 +1,7 @@
 """``python -m openraft_trio demo``: a 3-node cluster as three OS processes on loopback.
 
 Each node is ``python -m openraft_trio serve`` with a durable log and state machine in a
-temporary directory (:mod:`openraft_trio.testing.processes`). The demo talks to them with
+temporary directory (:mod:`openraft_trio.kv._process_cluster`). The demo talks to them with
 :class:`~openraft_trio.kv.KvClient` over TCP and narrates:
 
 1. the processes start and a leader is elected;
@@ -27,8 +27,8 @@ import trio
 
 from ._errors import RaftError
 from .kv import AmbiguousOutcome, KvClient
+from .kv._process_cluster import ProcessCluster, ProcessClusterError, open_process_cluster
 from .kv._status import format_status_table
-from .testing.processes import ProcessCluster, ProcessClusterError, open_process_cluster
 
 NODES = 3
 DEADLINE = 55.0  # the demo normally takes a few seconds; anything near a minute is a hang

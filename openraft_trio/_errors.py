@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import copy
 import reprlib
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
-if TYPE_CHECKING:
-    from ._types import LogId, Node
-
+from ._types import LogId, Node
 
 _repr = reprlib.Repr()
 _repr.maxlevel = 3

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, final
 
 import attrs
 
 from ._types import Entry, LogId, Vote
 
 
+@final
 @attrs.frozen
 class VoteRequest:
     """Ask for a vote (or, with ``pre_vote``, ask whether a vote *would* be granted).
@@ -23,6 +24,7 @@ class VoteRequest:
     leader_transfer: bool = False
 
 
+@final
 @attrs.frozen
 class VoteResponse:
     """``vote`` is the responder's vote after handling the request."""
@@ -32,6 +34,7 @@ class VoteResponse:
     last_log_id: LogId | None
 
 
+@final
 @attrs.frozen
 class AppendEntriesRequest:
     """Replicate ``entries`` after ``prev_log_id``; also a heartbeat when empty.
@@ -50,6 +53,7 @@ class AppendEntriesRequest:
         return self.prev_log_id is None and not self.entries and self.leader_commit is None
 
 
+@final
 @attrs.frozen
 class AppendEntriesResponse:
     """Outcome of an AppendEntries.
@@ -68,6 +72,7 @@ class AppendEntriesResponse:
     conflict_hint: int | None = None
 
 
+@final
 @attrs.frozen
 class TransferLeaderRequest:
     """Sent by the leader to ``to_node_id``: campaign now, you are up to date."""
@@ -77,11 +82,15 @@ class TransferLeaderRequest:
     last_log_id: LogId | None
 
 
+@final
 @attrs.frozen
 class InstallSnapshotResponse:
+    """Reply to ``RaftNetwork.full_snapshot``: the receiver's vote after the install."""
+
     vote: Vote
 
 
+@final
 class ClientWriteResponse:
     """Reply to a committed write: its ``log_id``, the state machine's ``data`` and, for a
     membership entry, the ``membership``."""

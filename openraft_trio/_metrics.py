@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import final
 
 import attrs
 
 from ._types import LogId, ServerState, StoredMembership, Vote
 
 
+@final
 @attrs.frozen
 class ReplicationStatus:
     """A leader's view of one replication target.
@@ -31,15 +33,31 @@ class ReplicationStatus:
     halted: bool = False
 
 
+@final
 @attrs.frozen
 class RaftMetrics:
-    """What one node knows, as of the end of its last core round.
+    """What one node knows, as of the end of its last core round (published after each
+    core round in which it changed).
 
-    ``replication`` maps each target to its matching log id (leader only, else None);
-    ``replication_status`` maps it to a :class:`ReplicationStatus` with that and the
-    target's log reversions (leader only, else None).
-    ``millis_since_quorum_ack`` is how long ago a quorum last acknowledged this leader
-    (None if not leader).
+    Attributes:
+        id: the node's id.
+        current_term: the term of the node's vote.
+        vote: the node's current vote.
+        state: its role (``ServerState``); ``SHUTDOWN`` once stopped.
+        current_leader: the leader this node knows of, or None.
+        last_log_index: the index of the last log entry (None: the log is empty).
+        committed: the highest log id known to be committed.
+        last_applied: the highest log id applied to the state machine.
+        snapshot: the last log id of the current snapshot (built or installed).
+        purged: the last purged log id.
+        membership: the effective membership, with the log id that set it.
+        millis_since_quorum_ack: leader only: how long ago a quorum last acknowledged
+            it (None if not leader).
+        replication: leader only: each target's matching log id (None if not leader).
+        last_log_id: the last log id, with its term.
+        flushed: the last log id known to be durable.
+        replication_status: leader only: each target's :class:`ReplicationStatus` (None
+            if not leader).
     """
 
     id: int

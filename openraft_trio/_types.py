@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, final
 
 import attrs
 
 
+@final
 @attrs.frozen(order=False)
 class LeaderId:
     """The leader (or candidate) of a term: ``(term, node_id)``."""
@@ -46,6 +47,7 @@ class LeaderId:
         return f"T{self.term}-N{self.node_id}"
 
 
+@final
 @attrs.frozen(order=False)
 class LogId:
     """Identity of a log entry: the leader that proposed it and its index."""
@@ -96,6 +98,7 @@ def next_index(log_id: LogId | None) -> int:
     return 0 if log_id is None else log_id.index + 1
 
 
+@final
 @attrs.frozen(order=False)
 class Vote:
     """A node's vote: which leader it backs in which term, and whether that leader won.
@@ -154,6 +157,7 @@ class Vote:
         return f"<{self.leader_id}{':Q' if self.committed else ''}>"
 
 
+@final
 @attrs.frozen
 class Node:
     """Address book entry of a cluster member."""
@@ -166,6 +170,7 @@ def _voter_sets(configs: Any) -> tuple[frozenset[int], ...]:
     return tuple(frozenset(c) for c in configs)
 
 
+@final
 @attrs.frozen
 class Membership:
     """Voter configuration(s) and the nodes (voters and learners) to replicate to.
@@ -203,6 +208,7 @@ class Membership:
         return sorted(self.nodes)
 
 
+@final
 @attrs.frozen
 class StoredMembership:
     """A membership and the log id of the entry that carried it (None: the empty one)."""
@@ -214,11 +220,13 @@ class StoredMembership:
 # Entry payloads ---------------------------------------------------------------------------
 
 
+@final
 @attrs.frozen
 class Blank:
     """A no-op entry; a new leader appends one of its term (Raft §5.4.2, §8)."""
 
 
+@final
 @attrs.frozen
 class Normal:
     """Application data, handed to the state machine."""
@@ -226,6 +234,7 @@ class Normal:
     data: Any
 
 
+@final
 @attrs.frozen
 class MembershipChange:
     """A new membership configuration (effective as soon as it is appended)."""
@@ -238,8 +247,12 @@ Payload = Blank | Normal | MembershipChange
 BLANK: Final = Blank()
 
 
+@final
 @attrs.frozen
 class Entry:
+    """One log entry: its ``log_id`` and its ``payload`` (``Blank``, ``Normal`` or
+    ``MembershipChange``)."""
+
     log_id: LogId
     payload: Payload
 
@@ -248,26 +261,39 @@ class Entry:
         return self.log_id.index
 
 
+@final
 @attrs.frozen
 class SnapshotMeta:
+    """What a snapshot covers: the ``last_log_id`` applied into it, the membership in
+    effect there (``last_membership``) and a ``snapshot_id`` naming this build."""
+
     last_log_id: LogId | None
     last_membership: StoredMembership
     snapshot_id: str
 
 
+@final
 @attrs.frozen
 class Snapshot:
+    """A snapshot: its ``meta`` and the state machine's serialized state (``data``)."""
+
     meta: SnapshotMeta
     data: bytes
 
 
+@final
 @attrs.frozen
 class LogState:
+    """What a log store holds: the last purged log id and the last log id (either None)."""
+
     last_purged_log_id: LogId | None
     last_log_id: LogId | None
 
 
 class ServerState(enum.Enum):
+    """A node's role: ``LEARNER``, ``FOLLOWER``, ``CANDIDATE``, ``LEADER``, or ``SHUTDOWN``
+    once it stopped."""
+
     LEARNER = "Learner"
     FOLLOWER = "Follower"
     CANDIDATE = "Candidate"

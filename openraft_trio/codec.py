@@ -49,6 +49,31 @@ from ._types import (
     Vote,
 )
 
+__all__ = [
+    "ENCODE_ERRORS",
+    "ENTRY_HEAD_BYTES",
+    "DecodeError",
+    "check_encodable",
+    "converter",
+    "decode_data",
+    "dumps",
+    "encode_data",
+    "encoded_data",
+    "entry_size",
+    "loads",
+    "register_data_type",
+    "structure_entry",
+    "structure_log_id",
+    "structure_membership",
+    "structure_stored_membership",
+    "structure_vote",
+    "unstructure_entry",
+    "unstructure_log_id",
+    "unstructure_membership",
+    "unstructure_stored_membership",
+    "unstructure_vote",
+]
+
 T = TypeVar("T")
 
 converter: Final = cattrs.Converter(detailed_validation=False)
@@ -201,17 +226,50 @@ def entry_size(entry: Entry) -> int:
 # -- hot types -------------------------------------------------------------------------------
 
 
-def _int(raw: Any) -> int:
+# Shape checks of decoded CBOR, the one set for this module and the wire
+# (``network/_wire.py``): exact types (``bool`` is not an int here), and a ``DecodeError``
+# whose message names ``what`` was expected and shows a clipped repr of what came.
+
+
+def _what(what: str | None) -> str:
+    return "" if what is None else f"{what}: "
+
+
+def _int(raw: Any, what: str | None = None) -> int:
     if type(raw) is not int:
-        raise DecodeError(f"expected an int, got {short_repr(raw)}")
+        raise DecodeError(f"{_what(what)}expected an int, got {short_repr(raw)}")
     return raw
 
 
-def _opt_int(raw: Any) -> int | None:
-    return None if raw is None else _int(raw)
+def _opt_int(raw: Any, what: str | None = None) -> int | None:
+    return None if raw is None else _int(raw, what)
+
+
+def _bool(raw: Any, what: str) -> bool:
+    if type(raw) is not bool:
+        raise DecodeError(f"{what}: expected a bool, got {short_repr(raw)}")
+    return raw
+
+
+def _str(raw: Any, what: str) -> str:
+    if type(raw) is not str:
+        raise DecodeError(f"{what}: expected a str, got {short_repr(raw)}")
+    return raw
+
+
+def _fields(raw: Any, n: int, what: str) -> list[Any]:
+    if type(raw) is not list or len(raw) != n:
+        raise DecodeError(f"{what}: expected a list of {n}, got {short_repr(raw)}")
+    return raw
+
+
+def _structure_hook(fn: Callable[[Any], T]) -> Callable[[Any, Any], T]:
+    """A cattrs structure hook (``(raw, cls)``) from a one-argument structure function."""
+    return lambda raw, _cls: fn(raw)
 
 
 def unstructure_log_id(log_id: LogId | None) -> list[Any] | None:
+    """``LogId`` -> ``[term, node_id, index]`` (None stays None)."""
     if log_id is None:
         return None
     leader = log_id.leader_id
@@ -219,6 +277,7 @@ def unstructure_log_id(log_id: LogId | None) -> list[Any] | None:
 
 
 def structure_log_id(raw: Any) -> LogId | None:
+    """The inverse of :func:`unstructure_log_id`; raises :class:`DecodeError`."""
     if raw is None:
         return None
     if not (isinstance(raw, list) and len(raw) == 3):
@@ -227,16 +286,19 @@ def structure_log_id(raw: Any) -> LogId | None:
 
 
 def unstructure_vote(vote: Vote) -> list[Any]:
+    """``Vote`` -> ``[term, node_id, committed]``."""
     return [vote.leader_id.term, vote.leader_id.node_id, vote.committed]
 
 
 def structure_vote(raw: Any) -> Vote:
+    """The inverse of :func:`unstructure_vote`; raises :class:`DecodeError`."""
     if not (isinstance(raw, list) and len(raw) == 3 and isinstance(raw[2], bool)):
         raise DecodeError(f"a vote is [term, node_id, committed], got {short_repr(raw)}")
     return Vote(LeaderId(_int(raw[0]), _opt_int(raw[1])), raw[2])
 
 
 def unstructure_membership(membership: Membership) -> list[Any]:
+    """``Membership`` -> ``[[sorted voter ids]...], {node_id: [addr, data]}]``."""
     nodes = membership.nodes
     return [
         [sorted(config) for config in membership.configs],
@@ -245,6 +307,7 @@ def unstructure_membership(membership: Membership) -> list[Any]:
 
 
 def structure_membership(raw: Any) -> Membership:
+    """The inverse of :func:`unstructure_membership`; raises :class:`DecodeError`."""
     if not (isinstance(raw, list) and len(raw) == 2):
         raise DecodeError(f"a membership is [configs, nodes], got {short_repr(raw)}")
     configs, nodes = raw
@@ -267,16 +330,19 @@ def structure_membership(raw: Any) -> Membership:
 
 
 def unstructure_stored_membership(stored: StoredMembership) -> list[Any]:
+    """``StoredMembership`` -> ``[log_id, membership]``."""
     return [unstructure_log_id(stored.log_id), unstructure_membership(stored.membership)]
 
 
 def structure_stored_membership(raw: Any) -> StoredMembership:
+    """The inverse of :func:`unstructure_stored_membership`; raises :class:`DecodeError`."""
     if not (isinstance(raw, list) and len(raw) == 2):
         raise DecodeError(f"a stored membership is [log_id, membership], got {short_repr(raw)}")
     return StoredMembership(structure_log_id(raw[0]), structure_membership(raw[1]))
 
 
 def unstructure_entry(entry: Entry) -> list[Any]:
+    """``Entry`` -> ``[term, node_id, index, kind, ...]`` (see the module docstring)."""
     leader = entry.log_id.leader_id
     payload = entry.payload
     head = [leader.term, leader.node_id, entry.log_id.index]
@@ -288,6 +354,7 @@ def unstructure_entry(entry: Entry) -> list[Any]:
 
 
 def structure_entry(raw: Any) -> Entry:
+    """The inverse of :func:`unstructure_entry`; raises :class:`DecodeError`."""
     if not (isinstance(raw, list) and len(raw) >= 4):
         raise DecodeError(f"an entry is [term, node_id, index, kind, ...], got {short_repr(raw)}")
     log_id = LogId(LeaderId(_int(raw[0]), _opt_int(raw[1])), _int(raw[2]))
@@ -301,10 +368,6 @@ def structure_entry(raw: Any) -> Entry:
     if kind == _KIND_BLANK and len(raw) == 4:
         return Entry(log_id, BLANK)
     raise DecodeError(f"unknown entry payload kind {short_repr(kind)} (or wrong length)")
-
-
-def _structure_hook(fn: Callable[[Any], T]) -> Callable[[Any, Any], T]:
-    return lambda raw, _cls: fn(raw)
 
 
 converter.register_unstructure_hook(LogId, unstructure_log_id)

@@ -21,142 +21,157 @@ openraft ``extended-membership.md``).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._errors import EmptyMembership, ForwardToLeader, InProgress, LearnerNotFound
+from .._errors import EmptyMembership, InProgress, LearnerNotFound
 from .._messages import ClientWriteResponse
 from .._types import Entry, LogId, Membership, MembershipChange, Node, log_id_ge
-from .base import EngineBase
+from . import roles
 from .commands import AddReplicationTargets, RemoveReplicationTargets, RespondWhenApplied
 from .state import LeaderState, PendingChange, ProgressEntry
 
+if TYPE_CHECKING:
+    from .engine import Engine
 
-class MembershipHandler(EngineBase):
-    def _membership_leader(self) -> LeaderState:
-        """The leader state, if this node may start a membership change now."""
-        leader = self.leader
-        if leader is None:
-            raise ForwardToLeader(self.current_leader, self.node_of(self.current_leader))
+
+class MembershipHandler:
+    """A leader's membership changes (built only on a leader: ``leader`` is never None)."""
+
+    __slots__ = ("engine", "leader")
+
+    def __init__(self, engine: Engine, leader: LeaderState) -> None:
+        self.engine = engine
+        self.leader = leader
+
+    def _check_no_change_in_progress(self) -> None:
+        """Raises ``InProgress`` unless this leader may start a membership change now."""
+        engine, leader = self.engine, self.leader
         if (
-            self.membership.uncommitted
+            engine.membership.uncommitted
             or leader.pending_change is not None
-            or self.membership.membership.is_joint
+            or engine.membership.membership.is_joint
         ):
             raise InProgress("a membership change is still in progress")
-        if not log_id_ge(self.committed, leader.noop_log_id):
+        if not log_id_ge(engine.io.committed, leader.noop_log_id):
             raise InProgress("the leader has not committed an entry of its term yet")
-        return leader
 
     def add_learner(self, node_id: int, node: Node, responder: Any) -> None:
         """Add ``node_id`` as a learner (replicated to, never voting)."""
+        engine = self.engine
         try:
-            self._membership_leader()
-        except (ForwardToLeader, InProgress) as e:
-            self.respond(responder, e)
+            self._check_no_change_in_progress()
+        except InProgress as e:
+            engine.respond(responder, e)
             return
-        m = self.membership.membership
-        if node_id in m.nodes or node_id in m.voter_ids:
+        membership = engine.membership.membership
+        if node_id in membership.nodes or node_id in membership.voter_ids:
             self._respond_unchanged(responder)
             return
-        nodes = dict(m.nodes)
+        nodes = dict(membership.nodes)
         nodes[node_id] = node
-        log_id = self._append_membership(Membership(configs=m.configs, nodes=nodes))
-        self.push(RespondWhenApplied(log_id, responder))
+        log_id = self._append_membership(Membership(configs=membership.configs, nodes=nodes))
+        engine.push(RespondWhenApplied(log_id, responder))
 
     def change_membership(self, voter_ids: frozenset[int], retain: bool, responder: Any) -> None:
         """Move to ``voter_ids`` through a joint configuration (see the module docstring)."""
+        engine = self.engine
         try:
-            leader = self._membership_leader()
-        except (ForwardToLeader, InProgress) as e:
-            self.respond(responder, e)
+            self._check_no_change_in_progress()
+        except InProgress as e:
+            engine.respond(responder, e)
             return
         if not voter_ids:
-            self.respond(responder, EmptyMembership("the new voter set is empty"))
+            engine.respond(responder, EmptyMembership("the new voter set is empty"))
             return
-        m = self.membership.membership
-        for v in sorted(voter_ids):
-            if v not in m.nodes:
-                self.respond(responder, LearnerNotFound(v))
+        membership = engine.membership.membership
+        for voter in sorted(voter_ids):
+            if voter not in membership.nodes:
+                engine.respond(responder, LearnerNotFound(voter))
                 return
-        if not m.is_joint and m.configs and m.configs[0] == voter_ids:
+        if not membership.is_joint and membership.configs and membership.configs[0] == voter_ids:
             self._respond_unchanged(responder)
             return
-        joint = Membership(configs=[*m.configs[-1:], voter_ids], nodes=m.nodes)
+        joint = Membership(configs=[*membership.configs[-1:], voter_ids], nodes=membership.nodes)
         joint_log_id = self._append_membership(joint)
-        leader.pending_change = PendingChange(voter_ids, retain, joint_log_id, responder)
+        self.leader.pending_change = PendingChange(voter_ids, retain, joint_log_id, responder)
 
     def _respond_unchanged(self, responder: Any) -> None:
-        eff = self.membership.effective
-        assert eff.log_id is not None
-        self.respond(responder, ClientWriteResponse(eff.log_id, None, eff.membership))
+        effective = self.engine.membership.effective
+        assert effective.log_id is not None
+        self.engine.respond(
+            responder, ClientWriteResponse(effective.log_id, None, effective.membership)
+        )
 
     def _append_membership(self, membership: Membership) -> LogId:
-        last = self.log_ids.last
-        log_id = LogId(self.vote.leader_id, 0 if last is None else last.index + 1)
-        self.leader_append_entries([Entry(log_id, MembershipChange(membership))])
+        engine = self.engine
+        last = engine.log_ids.last
+        log_id = LogId(engine.vote.leader_id, 0 if last is None else last.index + 1)
+        engine.append_to_log([Entry(log_id, MembershipChange(membership))])
         self.sync_replication_targets()
-        self.replicate_all()
+        engine.replication_handler().replicate_all()
         return log_id
 
     def sync_replication_targets(self) -> None:
         """Start/stop streams for targets the effective membership added/removed, and keep
         the lease bookkeeping to the current voters."""
-        leader = self.leader
-        if leader is None:
-            return
-        targets = set(self.replication_targets())
+        engine, leader = self.engine, self.leader
+        targets = set(engine.replication_targets())
         added = tuple(sorted(targets - set(leader.progress)))
         removed = tuple(sorted(set(leader.progress) - targets))
-        for t in removed:
-            del leader.progress[t]
+        for target in removed:
+            del leader.progress[target]
         if removed:
-            self.push(RemoveReplicationTargets(removed))
-        for t in added:
-            leader.progress[t] = ProgressEntry()
+            engine.push(RemoveReplicationTargets(removed))
+        for target in added:
+            leader.progress[target] = ProgressEntry()
         if added:
-            self.push(AddReplicationTargets(leader.vote, added))
-            for t in added:
-                self.start_stream(t, None)
-        voters = self.membership.membership.voter_ids - {self.id}
+            engine.push(AddReplicationTargets(leader.vote, added))
+            replication = engine.replication_handler()
+            for target in added:
+                replication.start_stream(target, None)
+        self._sync_lease_voters()
+
+    def _sync_lease_voters(self) -> None:
+        engine, leader = self.engine, self.leader
+        voters = engine.membership.membership.voter_ids - {engine.id}
         new_voters = sorted(voters - set(leader.ack_time))
-        for v in new_voters:
+        for voter in new_voters:
             # No ack yet: they do not count for the lease (reads) until they answer...
-            leader.ack_time[v] = -math.inf
-            leader.ack_round[v] = -1
+            leader.ack_time[voter] = -math.inf
+            leader.ack_round[voter] = -1
         if new_voters:
             # ...but check-quorum gives them one lease to do so before it deposes us.
-            leader.check_quorum_grace_until = self.now + self.config.lease
-        for v in sorted(set(leader.ack_time) - voters):
-            del leader.ack_time[v]
-            leader.ack_round.pop(v, None)
+            leader.check_quorum_grace_until = engine.now + engine.config.lease
+        for voter in sorted(set(leader.ack_time) - voters):
+            del leader.ack_time[voter]
+            leader.ack_round.pop(voter, None)
 
     def after_commit(self) -> None:
         """The commit index moved: finish a joint change, step down if removed."""
-        leader = self.leader
-        if leader is None:
-            return
+        engine, leader = self.engine, self.leader
         change = leader.pending_change
-        m = self.membership.membership
-        if change is None and m.is_joint and not self.membership.uncommitted:
+        membership = engine.membership.membership
+        if change is None and membership.is_joint and not engine.membership.uncommitted:
             # A joint configuration committed under an earlier leader: finish the change
             # (removed voters stay as learners: we do not know what the caller asked).
-            self._append_membership(Membership(configs=m.configs[-1:], nodes=m.nodes))
-        if change is not None and log_id_ge(self.committed, change.joint_log_id):
+            self._append_membership(
+                Membership(configs=membership.configs[-1:], nodes=membership.nodes)
+            )
+        if change is not None and log_id_ge(engine.io.committed, change.joint_log_id):
             leader.pending_change = None
-            m = self.membership.membership
-            nodes = dict(m.nodes)
+            membership = engine.membership.membership
+            nodes = dict(membership.nodes)
             if not change.retain:
-                for nid in sorted(set(nodes) - change.voter_ids):
-                    if nid in m.voter_ids:
-                        del nodes[nid]
+                for node_id in sorted(set(nodes) - change.voter_ids):
+                    if node_id in membership.voter_ids:
+                        del nodes[node_id]
             uniform = self._append_membership(Membership(configs=[change.voter_ids], nodes=nodes))
-            self.push(RespondWhenApplied(uniform, change.responder))
-        committed = self.membership.committed.membership
+            engine.push(RespondWhenApplied(uniform, change.responder))
+        committed = engine.membership.committed.membership
         if (
-            self.leader is not None
-            and not self.membership.uncommitted
+            not engine.membership.uncommitted
             and committed.configs
-            and not committed.is_voter(self.id)
+            and not committed.is_voter(engine.id)
         ):
             # Removed from the cluster: the change is committed, hand over.
-            self.step_down(None)
+            roles.step_down(engine, None)

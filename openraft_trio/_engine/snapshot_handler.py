@@ -15,96 +15,111 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._messages import InstallSnapshotResponse
 from .._types import Snapshot, SnapshotMeta, Vote, log_id_ge
-from .base import EngineBase
+from . import roles
 from .commands import BuildSnapshot, InstallSnapshot, IOId, PurgeLog
 
+if TYPE_CHECKING:
+    from .engine import Engine
 
-class SnapshotHandler(EngineBase):
+
+class SnapshotHandler:
+    """Snapshots and log compaction, on any node (a view over the Engine for one input)."""
+
+    __slots__ = ("engine",)
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
     def _snapshot_due(self) -> bool:
-        applied = self.last_applied
+        io = self.engine.io
+        applied = io.applied
         if applied is None:
             return False
-        snap = self.snapshot_last_log_id
-        since = applied.index - (-1 if snap is None else snap.index)
-        return since >= self.config.snapshot_policy.logs_since_last
+        since = applied.index - (-1 if io.snapshot is None else io.snapshot.index)
+        return since >= self.engine.config.snapshot_policy.logs_since_last
 
-    def maybe_build_snapshot(self, force: bool = False) -> None:
-        if self.snapshot_building or not (force or self._snapshot_due()):
+    def maybe_build_snapshot(self, *, force: bool = False) -> None:
+        io = self.engine.io
+        if io.snapshot_building or not (force or self._snapshot_due()):
             return
-        self.snapshot_building = True
-        self.push(BuildSnapshot())
+        io.snapshot_building = True
+        self.engine.push(BuildSnapshot())
 
     def on_snapshot_built(self, meta: SnapshotMeta) -> None:
-        self.snapshot_building = False
-        if not log_id_ge(self.snapshot_last_log_id, meta.last_log_id):
-            self.snapshot_last_log_id = meta.last_log_id
-        snap = self.snapshot_last_log_id
-        if snap is None:
+        io = self.engine.io
+        io.snapshot_building = False
+        if not log_id_ge(io.snapshot, meta.last_log_id):
+            io.snapshot = meta.last_log_id
+        if io.snapshot is None:
             return
-        keep = self.config.max_in_snapshot_log_to_keep
-        self.purge_log(snap.index - keep)
+        keep = self.engine.config.max_in_snapshot_log_to_keep
+        self.purge_log(io.snapshot.index - keep)
 
     def purge_log(self, upto_index: int) -> None:
         """Purge up to ``upto_index`` (clipped to the snapshot; never below what is purged)."""
-        snap = self.snapshot_last_log_id
-        if snap is None:
+        engine = self.engine
+        snapshot = engine.io.snapshot
+        if snapshot is None:
             return
-        upto_index = min(upto_index, snap.index)
-        purged = self.log_ids.purged
+        upto_index = min(upto_index, snapshot.index)
+        purged = engine.log_ids.purged
         if upto_index < 0 or (purged is not None and upto_index <= purged.index):
             return
-        log_id = self.log_ids.get(upto_index)
+        log_id = engine.log_ids.get(upto_index)
         if log_id is None:
             return
-        self.log_ids.purge(log_id)
-        self.push(PurgeLog(log_id))
+        engine.log_ids.purge(log_id)
+        engine.push(PurgeLog(log_id))
 
     # -- installing a snapshot from the leader ------------------------------------------------
 
     def handle_install_snapshot(self, vote: Vote, snapshot: Snapshot, responder: Any) -> None:
         """A leader sends its snapshot because the entries we need are purged there."""
-        if not vote >= self.vote or not vote.committed:
-            self.respond(responder, InstallSnapshotResponse(self.vote))
+        engine = self.engine
+        if not vote >= engine.vote or not vote.committed:
+            engine.respond(responder, InstallSnapshotResponse(engine.vote))
             return
-        self.accept_leader_vote(vote)
+        roles.follow(engine, vote)
         last = snapshot.meta.last_log_id
-        if last is None or log_id_ge(self.committed, last):
+        if last is None or log_id_ge(engine.io.committed, last):
             # Nothing new: everything it covers is committed here already.
-            self.respond(responder, InstallSnapshotResponse(self.vote))
+            engine.respond(responder, InstallSnapshotResponse(engine.vote))
             return
-        self.pending_installs.append((snapshot.meta, responder))
-        self.push(InstallSnapshot(snapshot))
+        engine.pending_installs.append((snapshot.meta, responder))
+        engine.push(InstallSnapshot(snapshot))
 
     def on_snapshot_installed(self, meta: SnapshotMeta) -> None:
         """The state machine now holds ``meta``'s state: align the log and the pointers."""
+        engine, io = self.engine, self.engine.io
         last = meta.last_log_id
-        if last is not None and not log_id_ge(self.committed, last):
-            if not self.log_ids.contains(last):
+        if last is not None and not log_id_ge(io.committed, last):
+            if not engine.log_ids.contains(last):
                 # Our log conflicts with (or ends before) the snapshot: discard it.
-                self.truncate_log_after(self.log_ids.purged)
-            self.log_ids.purge(last)
-            self.push(PurgeLog(last))
-            self.committed = last
-            self.apply_requested = last
-            self.membership.committed = meta.last_membership
-            self.membership.uncommitted = [
-                m for m in self.membership.uncommitted
-                if m.log_id is not None and m.log_id.index > last.index
+                engine.truncate_log_after(engine.log_ids.purged)
+            engine.log_ids.purge(last)
+            engine.push(PurgeLog(last))
+            io.committed = last
+            io.apply_requested = last
+            engine.membership.committed = meta.last_membership
+            engine.membership.uncommitted = [
+                stored for stored in engine.membership.uncommitted
+                if stored.log_id is not None and stored.log_id.index > last.index
             ]
-            if self.flushed is not None and not log_id_ge(self.flushed.log_id, last):
-                self.flushed = IOId(self.flushed.vote, self.log_ids.last)
-        if last is not None and not log_id_ge(self.last_applied, last):
-            self.last_applied = last
-        if not log_id_ge(self.snapshot_last_log_id, last):
-            self.snapshot_last_log_id = last
+            if io.flushed is not None and not log_id_ge(io.flushed.log_id, last):
+                io.flushed = IOId(io.flushed.vote, engine.log_ids.last)
+        if last is not None and not log_id_ge(io.applied, last):
+            io.applied = last
+        if not log_id_ge(io.snapshot, last):
+            io.snapshot = last
         # Answer every install this one covers (an older one queued behind it was skipped).
-        done = [(m, r) for m, r in self.pending_installs if log_id_ge(last, m.last_log_id)]
-        for _, responder in done:
-            self.respond(responder, InstallSnapshotResponse(self.vote))
-        self.pending_installs = [
-            (m, r) for m, r in self.pending_installs if not log_id_ge(last, m.last_log_id)
-        ]
+        waiting = []
+        for pending, responder in engine.pending_installs:
+            if log_id_ge(last, pending.last_log_id):
+                engine.respond(responder, InstallSnapshotResponse(engine.vote))
+            else:
+                waiting.append((pending, responder))
+        engine.pending_installs = waiting

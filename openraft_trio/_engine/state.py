@@ -1,12 +1,5 @@
-"""Mutable state held by the Engine, split by role.
-
-Log pointers on every node (openraft ``log_pointers.md``)::
-
-    purged <= snapshot <= applied <= committed <= flushed <= submitted <= accepted
-
-``accepted`` is ``log_ids.last`` (appended in memory and handed to storage, so accepted and
-submitted coincide here); ``flushed`` is the last :class:`IOId` storage reported durable.
-"""
+"""The Engine's state that is not log pointers (those are :mod:`io_state`'s): the
+membership, and the leader's and the candidate's state."""
 
 from __future__ import annotations
 
@@ -50,7 +43,9 @@ class MembershipState:
 
     def truncate_after(self, index: int) -> None:
         self.uncommitted = [
-            m for m in self.uncommitted if m.log_id is not None and m.log_id.index <= index
+            stored
+            for stored in self.uncommitted
+            if stored.log_id is not None and stored.log_id.index <= index
         ]
 
 

@@ -15,14 +15,26 @@ last log id is >= ours), Ongaro's thesis §9.6 (pre-vote) and openraft ``vote.md
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._messages import TransferLeaderRequest, VoteRequest, VoteResponse
-from .._types import BLANK, Entry, LeaderId, LogId, Vote, log_id_ge
-from .base import EngineBase
-from .commands import BecomeLeader, SendVote
-from .state import CandidateState, LeaderState, ProgressEntry
+from .._types import log_id_ge
+from . import roles
+from .commands import SendVote
+from .state import CandidateState
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 
-class VoteHandler(EngineBase):
+class VoteHandler:
+    """Elections, on any node (a view over the Engine for one input)."""
+
+    __slots__ = ("engine",)
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
     def elect(self) -> None:
         """Start an election: a pre-vote round first if enabled, else a real one.
 
@@ -32,47 +44,44 @@ class VoteHandler(EngineBase):
         old one still serves lease reads). ``handle_transfer_leader`` is the one way
         through the lease.
         """
-        if not self.is_voter or self.leader is not None or self.lease_valid_for_followers():
+        engine = self.engine
+        if not engine.is_voter or engine.leader is not None or engine.lease_valid_for_followers():
             return
-        if self.config.enable_pre_vote:
+        if engine.config.enable_pre_vote:
             self._start_pre_vote()
         else:
             self._start_real_election()
 
     def _start_pre_vote(self) -> None:
-        vote = Vote(LeaderId(self.vote.term + 1, self.id))
-        self.candidate = CandidateState(vote, pre_vote=True, granted={self.id}, started_at=self.now)
-        self.reset_election_timer()
-        req = VoteRequest(vote, self.last_log_id, pre_vote=True)
-        if self._candidate_has_quorum():
+        engine = self.engine
+        candidate = roles.become_candidate(engine, pre_vote=True)
+        req = VoteRequest(candidate.vote, engine.last_log_id, pre_vote=True)
+        if self._has_quorum(candidate):
             self._start_real_election()
             return
-        self.push(SendVote(req, self.other_voters()))
+        engine.push(SendVote(req, engine.other_voters()))
 
     def _start_real_election(self, leader_transfer: bool = False) -> None:
-        vote = Vote(LeaderId(self.vote.term + 1, self.id))
-        self.candidate = CandidateState(vote, pre_vote=False, granted={self.id}, started_at=self.now)
-        self.current_leader = None
-        self.reset_election_timer()
-        self.save_vote(vote)
-        if self._candidate_has_quorum():
-            self._become_leader()
+        engine = self.engine
+        candidate = roles.become_candidate(engine, pre_vote=False)
+        if self._has_quorum(candidate):
+            self._become_leader(candidate)
             return
-        req = VoteRequest(vote, self.last_log_id, leader_transfer=leader_transfer)
-        self.push(SendVote(req, self.other_voters()))
+        req = VoteRequest(candidate.vote, engine.last_log_id, leader_transfer=leader_transfer)
+        engine.push(SendVote(req, engine.other_voters()))
 
-    def _candidate_has_quorum(self) -> bool:
-        assert self.candidate is not None
-        return self.membership.membership.is_quorum(self.candidate.granted)
+    def _has_quorum(self, candidate: CandidateState) -> bool:
+        return self.engine.membership.membership.is_quorum(candidate.granted)
 
     def handle_transfer_leader(self, req: TransferLeaderRequest) -> None:
         """Our leader hands over to us: campaign now, flagged as a transfer, if the request
         is from the leader we follow, for us, and we hold its whole log."""
+        engine = self.engine
         if (
-            req.to_node_id != self.id
-            or req.from_vote != self.vote
-            or not self.is_voter
-            or not log_id_ge(self.last_log_id, req.last_log_id)
+            req.to_node_id != engine.id
+            or req.from_vote != engine.vote
+            or not engine.is_voter
+            or not log_id_ge(engine.last_log_id, req.last_log_id)
         ):
             return
         self._start_real_election(leader_transfer=True)
@@ -80,76 +89,56 @@ class VoteHandler(EngineBase):
     def handle_vote_req(self, req: VoteRequest) -> VoteResponse:
         """Answer a vote or pre-vote request. The caller sends the response with
         ``Respond`` *after* the commands emitted here (a granted vote is saved first)."""
+        engine = self.engine
         # A repeat of the request we granted (a retry or a duplicated message) is granted
         # again: the lease set by that grant must not turn it into a refusal.
-        regrant = not req.pre_vote and req.vote.partial_cmp(self.vote) == 0
-        if self.lease_valid_for_followers() and not req.leader_transfer and not regrant:
+        regrant = not req.pre_vote and req.vote.partial_cmp(engine.vote) == 0
+        if engine.lease_valid_for_followers() and not req.leader_transfer and not regrant:
             # A live leader exists (or we are it): refuse, keeping the cluster stable.
-            return VoteResponse(self.vote, False, self.last_log_id)
-        if not log_id_ge(req.last_log_id, self.last_log_id):
+            return VoteResponse(engine.vote, False, engine.last_log_id)
+        if not log_id_ge(req.last_log_id, engine.last_log_id):
             # §5.4.1: the candidate's log is behind ours. Our vote is unchanged.
-            return VoteResponse(self.vote, False, self.last_log_id)
+            return VoteResponse(engine.vote, False, engine.last_log_id)
         if req.pre_vote:
-            granted = req.vote >= self.vote or req.vote.term > self.vote.term
-            return VoteResponse(self.vote, granted, self.last_log_id)
-        if not req.vote >= self.vote:
-            return VoteResponse(self.vote, False, self.last_log_id)
-        if req.vote.partial_cmp(self.vote) != 0:
-            if self.leader is not None or self.candidate is not None:
-                self.step_down(None)
-            self.save_vote(req.vote)
-        self.current_leader = None
+            granted = req.vote >= engine.vote or req.vote.term > engine.vote.term
+            return VoteResponse(engine.vote, granted, engine.last_log_id)
+        if not req.vote >= engine.vote:
+            return VoteResponse(engine.vote, False, engine.last_log_id)
         # Granting does not start the follower-side lease: only contact with an elected
         # leader does (openraft: only a committed vote is protected). Lease reads stay safe
         # because they wait for the blank entry to commit, and the acks that commit it are
         # what the lease counts from. So a split vote recovers at the next timeout.
-        self.reset_election_timer()
-        return VoteResponse(self.vote, True, self.last_log_id)
+        roles.grant_vote(engine, req.vote)
+        return VoteResponse(engine.vote, True, engine.last_log_id)
 
     def handle_vote_resp(self, target: int, req: VoteRequest, resp: VoteResponse) -> None:
         """A reply to our (pre-)vote request ``req`` from ``target``."""
-        if resp.vote > self.vote and not resp.vote_granted:
+        engine = self.engine
+        if resp.vote > engine.vote and not resp.vote_granted:
             # Someone is ahead of us: adopt their vote and stop campaigning (§5.1).
-            self.step_down(resp.vote.leader_id.node_id if resp.vote.committed else None)
-            self.save_vote(resp.vote)
+            roles.adopt_higher_vote(engine, resp.vote)
             return
-        cand = self.candidate
-        if cand is None or cand.vote != req.vote or cand.pre_vote != req.pre_vote:
+        candidate = engine.candidate
+        if candidate is None or candidate.vote != req.vote or candidate.pre_vote != req.pre_vote:
             return  # a reply to an election we are no longer running
         if not resp.vote_granted:
             return
-        if not self.membership.membership.is_voter(target):
+        if not engine.membership.membership.is_voter(target):
             return
-        cand.granted.add(target)
-        if not self._candidate_has_quorum():
+        candidate.granted.add(target)
+        if not self._has_quorum(candidate):
             return
-        if cand.pre_vote:
+        if candidate.pre_vote:
             self._start_real_election()
         else:
-            self._become_leader()
+            self._become_leader(candidate)
 
-    def _become_leader(self) -> None:
-        """Won: commit the vote, open the leader nursery, append a blank entry (§5.4.2)."""
-        assert self.candidate is not None
-        started = self.candidate.started_at
-        self.candidate = None
-        vote = Vote(self.vote.leader_id, committed=True)
-        self.save_vote(vote)
-        self.current_leader = self.id
-        noop = LogId(vote.leader_id, self.log_ids.last.index + 1 if self.log_ids.last else 0)
-        targets = self.replication_targets()
-        voters = self.membership.membership.voter_ids
-        self.leader = LeaderState(
-            vote=vote,
-            noop_log_id=noop,
-            progress={t: ProgressEntry() for t in targets},
-            # The voters that granted us did so no earlier than the election started, and
-            # refuse other candidates for a lease after that: the lease starts there.
-            ack_time={v: started for v in sorted(voters) if v != self.id},
-            ack_round={v: 0 for v in sorted(voters) if v != self.id},
-        )
-        self.leader_seen_time = self.now
-        self.push(BecomeLeader(vote, targets))
-        self.leader_append_entries([Entry(noop, BLANK)])
-        for t in targets:
-            self.start_stream(t, self.log_ids.get(noop.index - 1))
+    def _become_leader(self, candidate: CandidateState) -> None:
+        """Won: commit the vote, open the leader nursery, append a blank entry (§5.4.2),
+        and start a replication stream to every target right after our previous log."""
+        engine = self.engine
+        leader = roles.become_leader(engine, candidate)
+        replication = engine.replication_handler()
+        prev = engine.log_ids.get(leader.noop_log_id.index - 1)
+        for target in leader.progress:
+            replication.start_stream(target, prev)

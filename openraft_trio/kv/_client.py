@@ -27,7 +27,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, final
 
 import trio
 
@@ -65,6 +65,7 @@ class NoLeader(Unreachable):
     """No node answered as (or pointed to) a reachable leader within the timeout."""
 
 
+@final
 class KvClient:
     """See the module docstring; make one with :func:`open_kv_client`."""
 

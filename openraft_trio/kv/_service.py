@@ -36,7 +36,7 @@ import inspect
 import os
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, final
 
 import attrs
 import trio
@@ -49,7 +49,7 @@ from .._open import open_raft
 from .._types import Node, ReadPolicy
 from ..network.tcp import RaftServer, ServerLimits, open_tcp_network, parse_addr, serve_raft
 from ..storage import MemLogStore
-from ._bench_op import run_bench
+from ._load_op import run_write_load
 from ._state_machine import CompareAndSwap, Delete, KvStateMachine, Set
 
 MAX_KEY_LENGTH = 4096
@@ -59,6 +59,7 @@ class DataDirError(RaftError):
     """The data directory belongs to another node or cluster, or cannot be used."""
 
 
+@final
 @attrs.define
 class KvNodeOptions:
     """How to run one node of the KV service (the ``serve`` command's options)."""
@@ -72,13 +73,14 @@ class KvNodeOptions:
     server_ssl: ssl.SSLContext | None = None
     client_ssl: ssl.SSLContext | None = None
     limits: ServerLimits = attrs.field(factory=ServerLimits)
-    bench_op: bool = False  # enable the ``bench`` op (benchmarks only)
+    bench_op: bool = False  # enable the ``bench`` op, the built-in load generator
 
     @property
     def addr(self) -> str:
         return self.advertise or self.listen
 
 
+@final
 @attrs.define
 class KvNode:
     """A running node: what :func:`serve_kv_node` hands to ``task_status.started``."""
@@ -146,6 +148,7 @@ def _reply(op: str, resp: ClientWriteResponse) -> dict[str, Any]:
     return {"prev": resp.data, "index": resp.log_id.index}
 
 
+@final
 class KvService:
     """The client API of one node; :meth:`handle` is the server's ``client_handler``."""
 
@@ -182,8 +185,8 @@ class KvService:
     async def bench(
         self, clients: Any, duration: Any, warmup: Any, value_size: Any
     ) -> dict[str, Any]:
-        """Write load generated in this node: see :mod:`._bench_op`."""
-        return await run_bench(self.raft, clients, duration, warmup, value_size)
+        """Write load generated in this node: see :mod:`._load_op`."""
+        return await run_write_load(self.raft, clients, duration, warmup, value_size)
 
     async def handle(self, op: str, args: list[Any]) -> Any:
         fn = self._ops.get(op)

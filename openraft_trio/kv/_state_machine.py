@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, final
 
 import attrs
 import cbor2
@@ -69,6 +69,7 @@ _SNAPSHOT_FORMAT = 2  # 2: log ids and membership in openraft_trio.codec's encod
 logger = logging.getLogger("openraft_trio.kv")
 
 
+@final
 @attrs.frozen
 class Set:
     """Store ``value`` under ``key``; reply the previous value or ``None``."""
@@ -77,6 +78,7 @@ class Set:
     value: Any
 
 
+@final
 @attrs.frozen
 class Delete:
     """Remove ``key``; reply the previous value or ``None``."""
@@ -84,6 +86,7 @@ class Delete:
     key: str
 
 
+@final
 @attrs.frozen
 class CompareAndSwap:
     """Store ``new`` if the current value equals ``expected`` (absent == ``None``).
@@ -96,6 +99,7 @@ class CompareAndSwap:
     new: Any
 
 
+@final
 @attrs.frozen
 class Get:
     """Read ``key``; reply its value or ``None``. Never modifies anything."""

@@ -21,7 +21,7 @@ import heapq
 import logging
 import math
 import ssl
-from typing import Any
+from typing import Any, final
 
 import trio
 
@@ -106,6 +106,7 @@ class _Slot:
         self.event.set()
 
 
+@final
 class ChannelStats:
     """Counters of a channel (or summed over a factory's channels)."""
 

@@ -8,7 +8,7 @@ by ``RPCOption.hard_ttl`` and fails with an :class:`~openraft_trio.RPCError`:
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Protocol, final, runtime_checkable
 
 import attrs
 
@@ -23,6 +23,7 @@ from .._messages import (
 from .._types import Node, Snapshot, Vote
 
 
+@final
 @attrs.frozen
 class RPCOption:
     """Per-call options. ``hard_ttl``: seconds after which the call fails with RPCTimeout."""
@@ -32,6 +33,11 @@ class RPCOption:
 
 @runtime_checkable
 class RaftNetwork(Protocol):
+    """A client for one target node: sends it the Raft RPCs (one object per target, made
+    by :class:`RaftNetworkFactory`). Every call is bounded by ``option.hard_ttl`` and
+    raises ``Unreachable`` (the node backs off), ``NetworkError`` (it retries),
+    ``RPCTimeout`` or ``RemoteError``."""
+
     async def append_entries(
         self, req: AppendEntriesRequest, option: RPCOption
     ) -> AppendEntriesResponse: ...
@@ -49,6 +55,8 @@ class RaftNetwork(Protocol):
 
 @runtime_checkable
 class RaftNetworkFactory(Protocol):
+    """Makes the :class:`RaftNetwork` client for each replication or vote target."""
+
     async def new_client(self, target: int, node: Node | None) -> RaftNetwork:
         """A client for ``target``; ``node`` is its entry in the membership (None for a
         voter the membership gives no ``Node``)."""

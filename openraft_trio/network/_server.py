@@ -39,7 +39,7 @@ import functools
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, final
 
 import attrs
 import trio
@@ -62,6 +62,7 @@ that arrived together on one connection (one read), so a service can submit thei
 as one Raft batch. An exception in the list becomes that request's error reply."""
 
 
+@final
 @attrs.define
 class ServerLimits:
     """Bounds on what one peer can make the server hold or wait for."""
@@ -87,6 +88,7 @@ class ServerLimits:
     idle_timeout: float | None = 300.0
 
 
+@final
 @attrs.define
 class ServerStats:
     """Counters of the server (the ``transport`` part of a node's metrics)."""
@@ -116,6 +118,7 @@ class _Busy(_Refused):
     """No connection slot: ``max_connections`` connections, none of them idle."""
 
 
+@final
 class RaftServer:
     """A running server; :func:`serve_raft` hands it to ``task_status.started``."""
 

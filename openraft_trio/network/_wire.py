@@ -6,7 +6,8 @@ Every frame body (the transport adds the length prefix) is one CBOR array, the e
 
 ``request_id`` is a non-negative int below 2**64 chosen by the caller; the reply (or the
 ``error`` reply) to a request carries the same id. Bodies are positional lists, built by
-the hooks this module registers on :data:`openraft_trio.codec.converter` at import:
+the hooks :func:`register_converter_hooks` registers on :data:`openraft_trio.codec.converter`
+(the :mod:`openraft_trio.network` package does, once):
 
 ==== ============= ======================= ==============================================
 code kind          Python value            body
@@ -60,6 +61,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import attrs
+import cattrs
 import cbor2
 
 from .. import codec
@@ -73,6 +75,7 @@ from .._messages import (
     VoteResponse,
 )
 from .._types import Snapshot, SnapshotMeta, Vote
+from ..codec import _bool, _fields, _int, _opt_int, _str, _structure_hook
 
 DecodeError: Final = codec.DecodeError
 
@@ -162,30 +165,6 @@ class ClientReply:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _fields(raw: Any, n: int, what: str) -> list[Any]:
-    if type(raw) is not list or len(raw) != n:
-        raise DecodeError(f"{what}: expected a list of {n}, got {short_repr(raw)}")
-    return raw
-
-
-def _bool(raw: Any, what: str) -> bool:
-    if type(raw) is not bool:
-        raise DecodeError(f"{what}: expected a bool, got {short_repr(raw)}")
-    return raw
-
-
-def _int(raw: Any, what: str) -> int:
-    if type(raw) is not int:
-        raise DecodeError(f"{what}: expected an int, got {short_repr(raw)}")
-    return raw
-
-
-def _str(raw: Any, what: str) -> str:
-    if type(raw) is not str:
-        raise DecodeError(f"{what}: expected a str, got {short_repr(raw)}")
-    return raw
 
 
 _log_id = codec.unstructure_log_id
@@ -337,10 +316,6 @@ def structure_error_reply(raw: Any) -> ErrorReply:
     return ErrorReply(_str(f[0], "error type name"), _str(f[1], "error message"))
 
 
-def _opt_int(raw: Any, what: str) -> int | None:
-    return None if raw is None else _int(raw, what)
-
-
 def unstructure_hello(hello: Hello) -> list[Any]:
     return [hello.version, hello.cluster_name, hello.role, hello.from_id, hello.to_id]
 
@@ -452,13 +427,22 @@ _HOOKS: Final[list[tuple[type[Any], Callable[[Any], Any], Callable[[Any], Any]]]
 ]
 
 
-def _structure_hook(fn: Callable[[Any], Any]) -> Callable[[Any, Any], Any]:
-    return lambda raw, _cls: fn(raw)
+_registered: list[cattrs.Converter] = []  # the converters the hooks are registered on
 
 
-for _cls, _unstructure, _structure in _HOOKS:
-    codec.converter.register_unstructure_hook(_cls, _unstructure)
-    codec.converter.register_structure_hook(_cls, _structure_hook(_structure))
+def register_converter_hooks(converter: cattrs.Converter = codec.converter) -> None:
+    """Register the positional encodings of the wire's messages on ``converter``, so that
+    ``converter.unstructure(msg)`` / ``codec.dumps(msg)`` give a frame's body and
+    ``codec.loads`` reads one back. Idempotent. The envelope (:func:`encode_message`,
+    :func:`decode_message`) calls the encodings directly and does not need this:
+    :mod:`openraft_trio.network` calls it once, for :data:`openraft_trio.codec.converter`.
+    """
+    if any(done is converter for done in _registered):
+        return
+    for cls, unstructure, structure in _HOOKS:
+        converter.register_unstructure_hook(cls, unstructure)
+        converter.register_structure_hook(cls, _structure_hook(structure))
+    _registered.append(converter)
 
 
 # -- the envelope ----------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Final, final
 
 import trio
 
@@ -92,6 +92,7 @@ DATA: Final = "data"
 """The lane of entry-carrying appends and snapshot chunks (bulk data, in order)."""
 
 
+@final
 class TcpNetworkFactory:
     """``RaftNetworkFactory`` over TCP; make it with :func:`open_tcp_network`."""
 
@@ -153,6 +154,7 @@ class TcpNetworkFactory:
         self._channels.clear()
 
 
+@final
 class TcpNetwork:
     """``RaftNetwork`` client to one target (a thin handle on the factory's channel)."""
 

@@ -46,7 +46,7 @@ import struct
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, final
 
 import cbor2
 import trio
@@ -110,6 +110,7 @@ class _Call:
         self.error: BaseException | None = None
 
 
+@final
 class FileLogStore:
     """The durable log store. Open it with :func:`open_file_log_store`.
 

@@ -50,6 +50,10 @@ class FileLock(Protocol):
 
 
 class FileSystem(Protocol):
+    """The file layer under the durable stores: the operations they need and nothing more,
+    so that a simulated disk (``openraft_trio.testing.crashfs.CrashFS``) can stand in for
+    the real one (:class:`OsFileSystem`)."""
+
     def makedirs(self, path: str) -> None:
         """Create ``path`` and its parents if missing (durably)."""
 

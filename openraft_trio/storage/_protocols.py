@@ -54,6 +54,10 @@ class EncodesEntries(Protocol):
 
 @runtime_checkable
 class RaftLogStorage(Protocol):
+    """The Raft log and vote store a node writes to; see ``docs/storage.md`` for the
+    contract (durability, submission order, no holes) that
+    :mod:`openraft_trio.testing.storage_suite` checks."""
+
     async def get_log_state(self) -> LogState: ...
 
     async def save_vote(self, vote: Vote) -> None:
@@ -80,6 +84,9 @@ class RaftLogStorage(Protocol):
 
 @runtime_checkable
 class RaftStateMachine(Protocol):
+    """The replicated application: applies committed entries, builds and installs
+    snapshots; see ``docs/storage.md`` for the contract."""
+
     async def applied_state(self) -> tuple[LogId | None, StoredMembership]: ...
 
     async def apply(self, entries: Sequence[Entry]) -> list[Any]:

@@ -7,7 +7,7 @@ import random
 import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, final
 
 import trio
 
@@ -23,6 +23,7 @@ from ._router import Router
 from .crashfs import CrashFS, SimulatedCrash
 
 
+@final
 class Cluster:
     """A running test cluster.
 

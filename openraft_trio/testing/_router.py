@@ -12,7 +12,7 @@ import contextlib
 import math
 import random
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, final
 
 import trio
 
@@ -31,6 +31,7 @@ from ..network import RPCOption
 T = TypeVar("T")
 
 
+@final
 class Router:
     """In-process "network" between ``Raft`` handles, with fault injection.
 
@@ -226,7 +227,11 @@ class Router:
                         await call(target)
 
 
+@final
 class RouterNetworkFactory:
+    """The ``RaftNetworkFactory`` of node ``src`` on a :class:`Router`: one
+    :class:`RouterNetwork` per target."""
+
     def __init__(self, router: Router, src: int) -> None:
         self.router = router
         self.src = src
@@ -235,6 +240,7 @@ class RouterNetworkFactory:
         return RouterNetwork(self.router, self.src, target)
 
 
+@final
 class RouterNetwork:
     """A ``RaftNetwork`` client from ``src`` to ``target`` through a ``Router``."""
 

@@ -102,7 +102,7 @@ import random
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, final
 
 from ..storage._fs import FileHandle, FileLock, FileSystem
 
@@ -124,6 +124,7 @@ class SimulatedCrash(Exception):
     """
 
 
+@final
 @dataclass(frozen=True)
 class Op:
     """One performed mutating operation, as recorded in :attr:`CrashFS.op_log`."""
@@ -135,6 +136,7 @@ class Op:
     arg: int | str | None = None
 
 
+@final
 @dataclass(frozen=True)
 class WriteInfo:
     """The file written most recently, as ``crash(tear=...)`` would see it."""
@@ -187,6 +189,7 @@ def _enoent(path: str) -> FileNotFoundError:
     return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
 
 
+@final
 class CrashFS:
     """An in-memory file system that models what survives power loss. See the module doc."""
 

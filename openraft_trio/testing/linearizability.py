@@ -47,7 +47,7 @@ import enum
 import math
 import time
 from collections.abc import Hashable, Sequence
-from typing import Any, Final
+from typing import Any, Final, final
 
 import attrs
 
@@ -82,6 +82,7 @@ because ``None`` is a real reply (``Get`` of an absent key).
 """
 
 
+@final
 @attrs.frozen
 class Operation:
     """One client operation as the client saw it.
@@ -119,6 +120,7 @@ class Outcome(enum.Enum):
     UNKNOWN = "unknown"
 
 
+@final
 @attrs.frozen
 class CheckResult:
     """What :func:`check` found.
@@ -207,6 +209,7 @@ def _freeze(value: Any) -> Any:
     return value
 
 
+@final
 class KvModel(Model):
     """The specification of :class:`~openraft_trio.kv.KvStateMachine`, one key at a time.
 

@@ -119,7 +119,7 @@ import random
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, final
 
 import attrs
 import trio
@@ -142,6 +142,51 @@ from .._types import (
 )
 from ..storage import MemLogStore, RaftLogStorage, RaftStateMachine
 from ..storage._mem import FlushMode
+
+__all__ = [
+    "CALLBACK_TIMEOUT",
+    "LOG_STORE_CHECKS",
+    "STATE_MACHINE_CHECKS",
+    "CheckSkipped",
+    "LogStoreCheck",
+    "LogStoreFactory",
+    "LogStoreSuite",
+    "MakeRequest",
+    "MemLogStoreFactory",
+    "StateMachineCheck",
+    "StateMachineFactory",
+    "StateMachineSuite",
+    "StorageCheckNotRun",
+    "check_append_after_restart_continues",
+    "check_append_and_read",
+    "check_append_callback_called_once",
+    "check_append_callback_only_when_durable",
+    "check_append_rejects_hole_or_overlap",
+    "check_committed",
+    "check_initial_state",
+    "check_purge_at_or_before_last_purge_is_noop",
+    "check_purge_past_last_entry",
+    "check_purge_up_to_each_position",
+    "check_random_history",
+    "check_restart_keeps_durable_state",
+    "check_sm_apply_replies_and_applied_state",
+    "check_sm_build_snapshot",
+    "check_sm_initial_state",
+    "check_sm_install_older_snapshot_is_ignored",
+    "check_sm_install_snapshot_into_new_state_machine",
+    "check_sm_install_snapshot_over_older_state",
+    "check_sm_membership_entries_update_membership",
+    "check_sm_restart_restores_snapshot",
+    "check_truncate_after_each_position",
+    "check_truncate_after_purge",
+    "check_truncated_entries_stay_gone_after_restart",
+    "check_vote",
+    "check_writes_are_durable_in_submission_order",
+    "make_log_store_factory",
+    "make_state_machine_factory",
+    "run_log_store_suite",
+    "run_state_machine_suite",
+]
 
 CALLBACK_TIMEOUT: Final = 5.0
 """Seconds (Trio clock) the suite waits for ``append`` callbacks after a ``save_vote``."""
@@ -194,6 +239,7 @@ LogStoreCheck = Callable[[LogStoreFactory], Awaitable[None]]
 StateMachineCheck = Callable[[StateMachineFactory, MakeRequest], Awaitable[None]]
 
 
+@final
 class MemLogStoreFactory:
     """A :class:`LogStoreFactory` of :class:`~openraft_trio.storage.MemLogStore`\\ s.
 

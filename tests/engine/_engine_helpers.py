@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
 from openraft_trio._config import Config
 from openraft_trio._engine import INIT_LOG_ID, Engine
-from openraft_trio._engine.commands import Command, IOId, Respond, SendVote
+from openraft_trio._engine.commands import Apply, Command, IOId, Respond, SendVote
+from openraft_trio._engine.engine import INPUTS
 from openraft_trio._engine.state import ProgressEntry
 from openraft_trio._messages import VoteRequest, VoteResponse
 from openraft_trio._types import LeaderId, LogId, Membership, Node, StoredMembership, Vote
@@ -92,8 +93,30 @@ def out(eng: Engine) -> list[Any]:
     ]
 
 
+def _validated(name: str) -> Any:
+    method = getattr(Engine, name)
+
+    def call(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        result = method(self, *args, **kwargs)
+        self.validate()
+        return result
+
+    call.__name__ = name
+    call.__doc__ = method.__doc__
+    return call
+
+
+class CheckedEngine(Engine):
+    """An Engine that checks its log pointers (``IOState.validate``) after every input."""
+
+
+for _name in INPUTS:
+    setattr(CheckedEngine, _name, _validated(_name))
+
+
 def new_engine(node_id: int = 1, *, config: Config = CONFIG, seed: int = 0) -> Engine:
-    return Engine(node_id, config, random.Random(seed))
+    """A pristine node whose log pointers are checked after every input."""
+    return CheckedEngine(node_id, config, random.Random(seed))
 
 
 def follower(
@@ -102,6 +125,7 @@ def follower(
     vote: Vote | None = None,
     log: Iterable[LogId] = (INIT_LOG_ID,),
     committed: LogId | None = INIT_LOG_ID,
+    applied: LogId | Literal["committed"] | None = "committed",
     membership: Membership = M123,
     log_memberships: Iterable[StoredMembership] = (),
     now: float = 0.0,
@@ -112,7 +136,8 @@ def follower(
     """An initialized node restarted from storage (a follower, or a learner if not a voter).
 
     ``membership`` is the applied (committed) one, carried by ``INIT_LOG_ID``; the log is
-    ``log`` (all flushed), committed and applied up to ``committed``. Output is cleared.
+    ``log`` (all flushed), committed up to ``committed`` and applied up to ``applied``
+    (by default ``committed``; the ``Apply`` of the rest is dropped). Output is cleared.
 
     A restarted node assumes a live leader for one lease after startup. By default the
     node restarted long enough ago that this startup lease is over (and its election
@@ -126,7 +151,7 @@ def follower(
         log_ids=list(log),
         purged=None,
         committed=committed,
-        last_applied=committed,
+        last_applied=committed if isinstance(applied, str) else applied,
         applied_membership=StoredMembership(INIT_LOG_ID, membership),
         log_memberships=log_memberships,
     )
@@ -135,7 +160,7 @@ def follower(
         eng.leader_seen_time = None
         eng.rng.setstate(rng_state)
         eng.reset_election_timer()
-    assert eng.take_output() == []
+    assert eng.take_output() == ([] if isinstance(applied, str) else [Apply(committed)])
     return eng
 
 

@@ -55,7 +55,7 @@ class Mutation:
 VOTE = "openraft_trio/_engine/vote_handler.py"
 LEADER = "openraft_trio/_engine/leader_handler.py"
 FOLLOWING = "openraft_trio/_engine/following_handler.py"
-BASE = "openraft_trio/_engine/base.py"
+REPLICATION = "openraft_trio/_engine/replication_handler.py"
 ENGINE = "openraft_trio/_engine/engine.py"
 SNAPSHOT = "openraft_trio/_engine/snapshot_handler.py"
 CORE = "openraft_trio/_core/raft_core.py"
@@ -72,7 +72,7 @@ CATALOGUE: tuple[Mutation, ...] = (
             Edit(
                 VOTE,
                 "VoteHandler.handle_vote_req",
-                "if self.lease_valid_for_followers() and not req.leader_transfer and not regrant:",
+                "if engine.lease_valid_for_followers() and not req.leader_transfer and not regrant:",
                 "if False and not req.leader_transfer and not regrant:",
             ),
         ),
@@ -84,10 +84,10 @@ CATALOGUE: tuple[Mutation, ...] = (
         "safety",
         (
             Edit(
-                BASE,
-                "EngineBase.lease_valid_for_followers",
-                "return t is not None and self.now < t + self.config.lease",
-                "return t is not None and self.now < t + self.config.lease / 2",
+                ENGINE,
+                "Engine.lease_valid_for_followers",
+                "return seen is not None and self.now < seen + self.config.lease",
+                "return seen is not None and self.now < seen + self.config.lease / 2",
             ),
         ),
         origin="issue 12",
@@ -99,8 +99,8 @@ CATALOGUE: tuple[Mutation, ...] = (
         (
             Edit(
                 LEADER,
-                "LeaderHandler._resolve_reads",
-                "elif acked_round >= r.read_round:",
+                "LeaderHandler.resolve_reads",
+                "elif acked_round >= read.read_round:",
                 "elif True:",
             ),
         ),
@@ -114,7 +114,7 @@ CATALOGUE: tuple[Mutation, ...] = (
             Edit(
                 LEADER,
                 "LeaderHandler.lease_valid",
-                "return self.now < self.quorum_ack_time() + c.lease - c.lease_clock_drift",
+                "return self.engine.now < self.quorum_ack_time() + config.lease - config.lease_clock_drift",
                 "return True",
             ),
         ),
@@ -129,9 +129,9 @@ CATALOGUE: tuple[Mutation, ...] = (
             Edit(
                 LEADER,
                 "LeaderHandler.check_quorum",
-                "if self.now >= self.quorum_ack_time() + self.config.lease:\n"
-                "            self.step_down(None)",
-                "if self.now >= self.quorum_ack_time() + self.config.lease:\n"
+                "if engine.now >= self.quorum_ack_time() + engine.config.lease:\n"
+                "            roles.step_down(engine, None)",
+                "if engine.now >= self.quorum_ack_time() + engine.config.lease:\n"
                 "            pass",
             ),
         ),
@@ -144,11 +144,11 @@ CATALOGUE: tuple[Mutation, ...] = (
         (
             Edit(
                 LEADER,
-                "LeaderHandler._record_ack",
+                "LeaderHandler.record_ack",
                 "if target in acks and send_time > acks[target]:\n"
                 "            acks[target] = send_time",
-                "if target in acks and self.now > acks[target]:\n"
-                "            acks[target] = self.now",
+                "if target in acks and self.engine.now > acks[target]:\n"
+                "            acks[target] = self.engine.now",
             ),
         ),
         origin="issue 12",
@@ -161,11 +161,12 @@ CATALOGUE: tuple[Mutation, ...] = (
             Edit(
                 FOLLOWING,
                 "FollowingHandler.handle_append_entries",
-                "self.push_after_flush(\n"
-                "            io, Respond(responder, AppendEntriesResponse(self.vote, success=True, matching=matching))\n"
+                "engine.push_after_flush(\n"
+                "            io,\n"
+                "            Respond(responder, AppendEntriesResponse(engine.vote, success=True, matching=matching)),\n"
                 "        )",
-                "self.push(\n"
-                "            Respond(responder, AppendEntriesResponse(self.vote, success=True, matching=matching))\n"
+                "engine.push(\n"
+                "            Respond(responder, AppendEntriesResponse(engine.vote, success=True, matching=matching)),\n"
                 "        )",
             ),
         ),
@@ -179,8 +180,8 @@ CATALOGUE: tuple[Mutation, ...] = (
             Edit(
                 VOTE,
                 "VoteHandler.handle_vote_req",
-                "if not req.vote >= self.vote:",
-                "if not (req.vote >= self.vote or req.vote.term >= self.vote.term):",
+                "if not req.vote >= engine.vote:",
+                "if not (req.vote >= engine.vote or req.vote.term >= engine.vote.term):",
             ),
         ),
         quick=True,
@@ -192,10 +193,10 @@ CATALOGUE: tuple[Mutation, ...] = (
         "safety",
         (
             Edit(
-                LEADER,
-                "LeaderHandler._quorum_index",
-                "result = self._quorum_value(index_of)",
-                "last = self.membership.membership.configs[-1]\n"
+                REPLICATION,
+                "ReplicationHandler.quorum_index",
+                "result = quorum_value(engine.membership.membership, index_of)",
+                "last = engine.membership.membership.configs[-1]\n"
                 "        ranked = sorted((index_of(v) for v in last), reverse=True)\n"
                 "        result = ranked[len(ranked) // 2]",
             ),
@@ -210,7 +211,7 @@ CATALOGUE: tuple[Mutation, ...] = (
             Edit(
                 SNAPSHOT,
                 "SnapshotHandler.on_snapshot_installed",
-                "self.membership.committed = meta.last_membership",
+                "engine.membership.committed = meta.last_membership",
                 "pass",
             ),
         ),
@@ -241,8 +242,8 @@ CATALOGUE: tuple[Mutation, ...] = (
             Edit(
                 LEADER,
                 "LeaderHandler.lease_valid",
-                "if leader is None or leader.lease_given_up:",
-                "if leader is None:",
+                "if self.leader.lease_given_up:\n            return False",
+                "if False:\n            return False",
             ),
             Edit(
                 LEADER,
@@ -261,8 +262,8 @@ CATALOGUE: tuple[Mutation, ...] = (
             Edit(
                 VOTE,
                 "VoteHandler.elect",
-                "if not self.is_voter or self.leader is not None or self.lease_valid_for_followers():",
-                "if not self.is_voter or self.leader is not None:",
+                "if not engine.is_voter or engine.leader is not None or engine.lease_valid_for_followers():",
+                "if not engine.is_voter or engine.leader is not None:",
             ),
         ),
         origin="issue 11 (b)",
@@ -275,8 +276,8 @@ CATALOGUE: tuple[Mutation, ...] = (
             Edit(
                 VOTE,
                 "VoteHandler.elect",
-                "if not self.is_voter or self.leader is not None or self.lease_valid_for_followers():",
-                "if not self.is_voter or (self.leader is None and self.lease_valid_for_followers()):",
+                "if not engine.is_voter or engine.leader is not None or engine.lease_valid_for_followers():",
+                "if not engine.is_voter or (engine.leader is None and engine.lease_valid_for_followers()):",
             ),
         ),
         origin="issue 11 (c)",
@@ -319,15 +320,15 @@ CATALOGUE: tuple[Mutation, ...] = (
         "safety",
         (
             Edit(
-                LEADER,
-                "LeaderHandler.handle_replication_conflict",
+                REPLICATION,
+                "ReplicationHandler.handle_conflict",
                 "if known is not None and prev is not None and prev.index <= known.index:",
                 "if False:",
             ),
             Edit(
-                LEADER,
-                "LeaderHandler.handle_replication_conflict",
-                "floor = -1 if p.matching is None else p.matching.index",
+                REPLICATION,
+                "ReplicationHandler.handle_conflict",
+                "floor = -1 if progress.matching is None else progress.matching.index",
                 "floor = -1",
             ),
         ),
@@ -339,10 +340,10 @@ CATALOGUE: tuple[Mutation, ...] = (
         "safety",
         (
             Edit(
-                LEADER,
-                "LeaderHandler.update_commit",
-                "index = min(self._quorum_index(), own)",
-                "index = self._quorum_index()",
+                REPLICATION,
+                "ReplicationHandler.update_commit",
+                "index = min(self.quorum_index(), own)",
+                "index = self.quorum_index()",
             ),
         ),
         quick=True,
@@ -357,7 +358,7 @@ CATALOGUE: tuple[Mutation, ...] = (
             Edit(
                 VOTE,
                 "VoteHandler.handle_vote_req",
-                "if not log_id_ge(req.last_log_id, self.last_log_id):",
+                "if not log_id_ge(req.last_log_id, engine.last_log_id):",
                 "if False:",
             ),
         ),
@@ -370,10 +371,10 @@ CATALOGUE: tuple[Mutation, ...] = (
         "safety",
         (
             Edit(
-                LEADER,
-                "LeaderHandler._quorum_index",
-                "result = self._quorum_value(index_of)",
-                "result = index_of(self.id)",
+                REPLICATION,
+                "ReplicationHandler.quorum_index",
+                "result = quorum_value(engine.membership.membership, index_of)",
+                "result = index_of(engine.id)",
             ),
         ),
         origin="tests/sim",
@@ -386,7 +387,7 @@ CATALOGUE: tuple[Mutation, ...] = (
             Edit(
                 FOLLOWING,
                 "FollowingHandler._prev_matches",
-                "return self.log_ids.contains(prev)",
+                "return self.engine.log_ids.contains(prev)",
                 "return True",
             ),
         ),
@@ -400,10 +401,10 @@ CATALOGUE: tuple[Mutation, ...] = (
         "liveness",
         (
             Edit(
-                LEADER,
-                "LeaderHandler.handle_replication_conflict",
-                "known = p.stream_start_matching",
-                "known = p.matching",
+                REPLICATION,
+                "ReplicationHandler.handle_conflict",
+                "known = progress.stream_start_matching",
+                "known = progress.matching",
             ),
         ),
         origin="tests/sim",

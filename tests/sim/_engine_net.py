@@ -147,7 +147,6 @@ class EngineNet:
         applied_index = -1 if sm.applied is None else sm.applied.index
         log = [disk.entries[k] for k in sorted(disk.entries)]
         eng = self._new_engine(i)
-        eng.snapshot_last_log_id = None if snapshot is None else snapshot.meta.last_log_id
         eng.startup(
             vote=disk.vote,
             log_ids=[e.log_id for e in log],
@@ -160,6 +159,7 @@ class EngineNet:
                 for e in log
                 if isinstance(e.payload, MembershipChange) and e.index > applied_index
             ],
+            snapshot=None if snapshot is None else snapshot.meta.last_log_id,
         )
         self.engines[i] = eng
         self.outbox = [m for m in self.outbox if i not in (m.src, m.dst)]

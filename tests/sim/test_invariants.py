@@ -6,6 +6,8 @@ import math
 from types import SimpleNamespace
 
 from openraft_trio import Config
+from openraft_trio._engine.commands import IOId
+from openraft_trio._engine.io_state import IOState
 from openraft_trio._engine.log_ids import LogIdList
 from openraft_trio._engine.state import ProgressEntry
 from openraft_trio._types import LeaderId, LogId, Membership, ServerState, StoredMembership, Vote
@@ -41,13 +43,16 @@ def core(
 ) -> SimpleNamespace:
     """A fake RaftCore with just what the checker reads. By default the whole log is
     flushed and the committed membership is the empty initial one."""
+    vote = vote or Vote(LeaderId(term, node if leader else None), committed=leader)
+    flushed_id = ids.last if flushed == "last" else flushed
+    assert not isinstance(flushed_id, str)
     engine = SimpleNamespace(
         id=node,
         log_ids=ids,
         committed=committed,
         last_applied=applied,
         server_state=ServerState.LEADER if leader else ServerState.FOLLOWER,
-        vote=vote or Vote(LeaderId(term, node if leader else None), committed=leader),
+        vote=vote,
         leader=(
             SimpleNamespace(progress=progress or {}, check_quorum_grace_until=-math.inf)
             if leader
@@ -57,7 +62,13 @@ def core(
         now=now,
         quorum_ack_time=lambda: quorum_ack_time,
         snapshot_last_log_id=snapshot,
-        flushed=SimpleNamespace(log_id=ids.last if flushed == "last" else flushed),
+        io=IOState(
+            flushed=IOId(vote, flushed_id),
+            committed=committed,
+            apply_requested=committed,
+            applied=applied,
+            snapshot=snapshot,
+        ),
         membership=SimpleNamespace(committed=membership or StoredMembership()),
     )
     return SimpleNamespace(engine=engine)

@@ -53,6 +53,7 @@ from openraft_trio.storage import FileLogStore, OsFileSystem, open_file_log_stor
 from openraft_trio.storage import _file_format as fmt
 from openraft_trio.testing import open_cluster
 from openraft_trio.testing.crashfs import CrashFS, SimulatedCrash
+from openraft_trio.testing.deterministic import deterministic_scheduling
 
 DIR = "/data/log"
 SEGMENT_SIZE = 400
@@ -76,20 +77,12 @@ def open_store(fs: CrashFS, directory: str = DIR) -> AbstractAsyncContextManager
 
 
 @pytest.fixture
-def deterministic_trio(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int], None]]:
-    """Make Trio's scheduler order runnable tasks by a seeded RNG (private API; the project
-    pins trio's minor version and its simulator does the same). Returns ``reseed(seed)``,
-    to call before every ``trio.run`` that must repeat an earlier one exactly."""
-    import trio._core._run as trio_run
-
-    monkeypatch.setattr(trio_run, "_ALLOW_DETERMINISTIC_SCHEDULING", True)
-    state = trio_run._r.getstate()
-
-    def reseed(seed: int) -> None:
-        trio_run._r.seed(seed)
-
-    yield reseed
-    trio_run._r.setstate(state)
+def deterministic_trio() -> Iterator[Callable[[int], None]]:
+    """Make Trio's scheduler order runnable tasks by a seeded RNG, as the simulator does.
+    Returns ``reseed(seed)``, to call before every ``trio.run`` that must repeat an earlier
+    one exactly."""
+    with deterministic_scheduling() as reseed:
+        yield reseed
 
 
 # --- the model --------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import enum
 import math
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, final
 
 import attrs
 
@@ -34,6 +34,7 @@ class Verdict(enum.Enum):
     INCONCLUSIVE = "inconclusive"  # the checker ran out of budget or time: never a pass
 
 
+@final
 @attrs.define
 class Findings:
     """What the checks found.
@@ -114,23 +115,23 @@ def _divergence(final_state: Mapping[int, Mapping[str, Any]]) -> list[str]:
 
 def _lost_writes(history: History, node_id: int, values: Mapping[str, Any]) -> list[str]:
     lines = []
-    for key, final in sorted(values.items()):
+    for key, final_value in sorted(values.items()):
         on_key = [record for record in history.ops if record.key == key]
         writes = [
             record
             for record in on_key
             if record.outcome in (OpOutcome.OK, OpOutcome.UNKNOWN) and record.written_value()[0]
         ]
-        writers = [record for record in writes if record.written_value()[1] == final]
-        if final is not None and not writers:
+        writers = [record for record in writes if record.written_value()[1] == final_value]
+        if final_value is not None and not writers:
             failed = [
                 record
                 for record in on_key
-                if record.outcome is OpOutcome.FAIL and record.written_value() == (True, final)
+                if record.outcome is OpOutcome.FAIL and record.written_value() == (True, final_value)
             ]
             why = f" (a write reported as failed: {failed[0].describe()})" if failed else ""
             lines.append(
-                f"node {node_id}: key {key!r} holds {final!r}, which no write that may have "
+                f"node {node_id}: key {key!r} holds {final_value!r}, which no write that may have "
                 f"taken effect wrote{why}"
             )
             continue
@@ -141,10 +142,10 @@ def _lost_writes(history: History, node_id: int, values: Mapping[str, Any]) -> l
             if (
                 record.outcome is OpOutcome.OK
                 and record.call > latest
-                and record.written_value()[1] != final
+                and record.written_value()[1] != final_value
             ):
                 lines.append(
-                    f"node {node_id}: key {key!r} ends as {final!r}, but an acknowledged "
+                    f"node {node_id}: key {key!r} ends as {final_value!r}, but an acknowledged "
                     f"write started after every write of that value had returned: "
                     f"{record.describe()}"
                 )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, final
 
 import attrs
 import trio
@@ -35,6 +35,7 @@ from ..sim._workload import KvWorkload
 from ._history import History, OpKind, OpOutcome, OpRecord
 
 
+@final
 @attrs.frozen
 class ClientOptions:
     """How the clients behave.

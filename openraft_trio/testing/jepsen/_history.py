@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Any
+from typing import Any, final
 
 import attrs
 
@@ -50,6 +50,7 @@ class OpOutcome(enum.Enum):
     UNKNOWN = "unknown"
 
 
+@final
 @attrs.define
 class OpRecord:
     """One client operation.
@@ -142,6 +143,7 @@ class FaultKind(enum.Enum):
     TRANSFER = "transfer"  # the leader hands its leadership to another voter
 
 
+@final
 @attrs.define
 class FaultRecord:
     """One fault.
@@ -170,6 +172,7 @@ class FaultRecord:
         return f"{self.kind.value} {who} [{self.start:.3f} .. {end}]{detail}"
 
 
+@final
 @attrs.define
 class History:
     """Every operation and fault of one run, in the order they started."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 import signal
 from collections.abc import Callable, Sequence
+from typing import final
 
 import attrs
 import trio
@@ -32,6 +33,7 @@ from ..processes import ProcessCluster
 from ._history import FaultKind, FaultRecord, History
 
 
+@final
 @attrs.frozen
 class NemesisOptions:
     """What the nemesis does and how often.

@@ -7,7 +7,7 @@ import contextlib
 import random
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, final
 
 import attrs
 import trio
@@ -20,6 +20,7 @@ from ._history import History
 from ._nemesis import Nemesis, NemesisOptions
 
 
+@final
 @attrs.frozen
 class JepsenOptions:
     """One run's parameters.
@@ -52,6 +53,7 @@ class JepsenOptions:
     check_timeout: float = 300.0
 
 
+@final
 @attrs.define
 class JepsenReport:
     """What a run did and found.

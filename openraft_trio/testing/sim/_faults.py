@@ -3,9 +3,12 @@ run's seed."""
 
 from __future__ import annotations
 
+from typing import final
+
 import attrs
 
 
+@final
 @attrs.frozen(kw_only=True)
 class FaultPlan:
     """Faults injected during the fault phase of a simulation.

@@ -25,7 +25,7 @@ import random
 import time
 import traceback
 from collections import Counter
-from typing import Any
+from typing import Any, final
 
 import attrs
 import trio
@@ -37,6 +37,7 @@ from ..._types import Node, ReadPolicy, ServerState
 from ...kv import Get, KvStateMachine, Set
 from .._cluster import Cluster, open_cluster
 from ..crashfs import CrashFS
+from ..deterministic import run_deterministic
 from ..linearizability import CheckResult, Operation, Outcome, check
 from ._faults import FaultPlan
 from ._invariants import InvariantChecker, Violation
@@ -50,8 +51,13 @@ PROBE_READS = 8
 PROBE_WRITES = 2
 
 
+@final
 @attrs.frozen
 class SimStats:
+    """What a simulation run did: commits, elections, faults injected (by kind), client
+    operations and their outcomes, messages sent, dropped and duplicated, virtual and wall
+    time, and the evidence that each kind of fault in the plan happened."""
+
     commits: int
     elections: int
     faults_injected: int
@@ -77,6 +83,7 @@ class SimStats:
     probes: int = 0
 
 
+@final
 @attrs.frozen
 class SimResult:
     """The outcome of one run. ``ok`` is True when nothing at all went wrong."""
@@ -134,12 +141,6 @@ def run_simulation(
     config = config.validate()
     if nodes < 1 or clients < 0 or duration < 0:
         raise ValueError("need nodes >= 1, clients >= 0, duration >= 0")
-    import trio._core._run as trio_run
-
-    # Deterministic scheduling (private API; trio's minor version is pinned for this):
-    # batches of runnable tasks are ordered by a seeded RNG instead of at random.
-    setattr(trio_run, "_ALLOW_DETERMINISTIC_SCHEDULING", True)  # noqa: B010
-    trio_run._r.seed(seed)
     clock = trio.testing.MockClock(autojump_threshold=0)
     sim = _Simulation(
         seed, nodes, duration, clients, faults, config, keep_trace,
@@ -147,7 +148,8 @@ def run_simulation(
     )
     wall = time.perf_counter()
     try:
-        trio.run(sim.main, clock=clock)
+        # Batches of runnable tasks are ordered by an RNG seeded with ``seed``.
+        run_deterministic(sim.main, seed=seed, clock=clock)
     except Exception as e:  # a node died: a bug the run found; report it, do not hide it
         sim.checker.fail("node failure", _describe_exception(e))
     return sim.result(time.perf_counter() - wall)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, final, runtime_checkable
 
 import trio
 
@@ -59,6 +59,7 @@ class SimWorkload(Protocol):
         """A comparable picture of a state machine: replicas must end equal."""
 
 
+@final
 class KvWorkload:
     """Set / Delete / CompareAndSwap / Get on a few contended keys of ``KvStateMachine``."""
 

@@ -1,6 +1,9 @@
-"""The ``bench`` client-API op (only with ``serve --bench-op``): write load generated
-inside the leader's process, so a benchmark can measure replication without a client
-connection in the way (the way PySyncObj, which has no client protocol, is measured)."""
+"""The ``bench`` client-API op, a load generator built into the service (off unless the
+node is started with ``serve --bench-op``): write load generated inside the leader's
+process, so an operator or a benchmark can measure replication and storage without a
+client connection in the way (the way PySyncObj, which has no client protocol, is
+measured). A product feature, opt-in, with bounded arguments; ``benchmarks/bench_tcp.py``
+and ``bench_peers.py`` use it through a real ``serve`` process."""
 
 from __future__ import annotations
 
@@ -10,20 +13,14 @@ import trio
 
 from .._core.handle import Raft
 from .._errors import InvalidRequest, RaftError
+from .._percentile import percentile
 from ._state_machine import Set
 
 MAX_CLIENTS = 4096
 MAX_SECONDS = 60.0
 
 
-def _nearest_rank(sorted_values: list[float], pct: float) -> float:
-    if not sorted_values:
-        return 0.0
-    rank = max(1, -(-len(sorted_values) * pct // 100))
-    return sorted_values[int(rank) - 1]
-
-
-async def run_bench(
+async def run_write_load(
     raft: Raft, clients: Any, duration: Any, warmup: Any, value_size: Any
 ) -> dict[str, Any]:
     """``clients`` writers keep one ``Set`` each in flight for ``warmup + duration``
@@ -65,7 +62,7 @@ async def run_bench(
         "ops": len(latencies),
         "seconds": float(duration),
         "ops_per_s": len(latencies) / duration if duration else 0.0,
-        "p50_us": _nearest_rank(latencies, 50) * 1e6,
-        "p99_us": _nearest_rank(latencies, 99) * 1e6,
+        "p50_us": percentile(latencies, 50) * 1e6 if latencies else 0.0,
+        "p99_us": percentile(latencies, 99) * 1e6 if latencies else 0.0,
         "errors": errors[:5],
     }
