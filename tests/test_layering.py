@@ -18,8 +18,6 @@ import types
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import openraft_trio
 
 PACKAGE_DIR = Path(openraft_trio.__file__).parent
@@ -111,7 +109,6 @@ CORE_MUST_NOT_IMPORT = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: _core split in progress")
 def test_core_does_not_import_concrete_storage_or_the_codec() -> None:
     offenders = []
     for path in product_modules("_core"):
