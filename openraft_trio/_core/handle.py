@@ -5,8 +5,8 @@ Users get one from :func:`~openraft_trio.open_raft` (calling ``Raft(...)`` raise
 channel, answered through a :class:`~.api_calls.Responder`.
 
 A storage failure (``StorageError`` or ``OSError`` from a storage call) stops the node,
-fail-stop: calls pending then raise their own copy of that ``StorageError`` (chained from
-it), later calls raise the one in ``Raft.fatal_error``, and nothing is retried. Leaving
+fail-stop: every call, pending then or made later, raises its own copy of that
+``StorageError``, chained from the one in ``Raft.fatal_error``; nothing is retried. Leaving
 ``open_raft()`` (or ``await raft.shutdown()``) makes them raise ``Stopped``.
 """
 
@@ -129,13 +129,9 @@ class Raft(metaclass=NoPublicConstructor):
         return responder
 
     def _stop_error(self) -> Fatal:
-        """What a call on a stopped node raises: the storage failure that stopped it (the
-        one in ``fatal_error``), or ``Stopped``."""
-        return self._fatal if self._fatal is not None else Stopped()
-
-    def _stop_error_for_waiter(self) -> Fatal:
-        """What each call pending when the node stops is answered with: its own copy of
-        the storage failure (chained from it), or its own ``Stopped``."""
+        """What a call on a stopped node raises: its own copy of the storage failure that
+        stopped it (chained ``from`` the one in ``fatal_error``: one exception object
+        raised in many tasks would collect all their tracebacks), or ``Stopped``."""
         return copy_for_caller(self._fatal) if self._fatal is not None else Stopped()
 
     @property
@@ -218,7 +214,7 @@ class Raft(metaclass=NoPublicConstructor):
         """Fail every pending call with ``Stopped`` (or the fatal error that stopped us)."""
         self._stopped = True
         for responder in list(self._pending):
-            responder.send(self._stop_error_for_waiter())
+            responder.send(self._stop_error())
         self._pending.clear()
         self._core.publish_shutdown()
 

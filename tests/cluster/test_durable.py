@@ -93,6 +93,9 @@ async def test_a_storage_failure_stops_only_that_node(autojump_clock):
         assert isinstance(node.fatal_error, raft.StorageError)
         with pytest.raises(raft.StorageError) as info:
             await node.client_write(Set("x", 1))
-        assert info.value is node.fatal_error
+        # Its own copy, chained from the one that stopped the node.
+        assert info.value is not node.fatal_error
+        assert info.value.__cause__ is node.fatal_error
+        assert type(info.value) is type(node.fatal_error)
         r = await c.nodes[lid].client_write(Set("b", 2))
         assert r.log_id.index > 0
