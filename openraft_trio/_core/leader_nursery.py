@@ -1,8 +1,11 @@
 """The leader nursery: ``replication[t]`` and ``heartbeat[t]`` for every target.
 
-RaftCore opens one for each stretch of its loop and cancels it when the node stops leading
-(``QuitLeader``), then waits for every task in it to finish before it takes its next
-message. While the node leads, ``BecomeLeader`` and ``AddReplicationTargets`` start a
+RaftCore opens one for each stretch of its loop. When the node stops leading
+(``QuitLeader``) it stops every task in it at once, finishes the round (the commands after
+``QuitLeader`` — the ``SaveVote`` of the vote that deposed it, the ``Respond`` granting it
+— run in full: cancelling the nursery would cancel the core's own storage calls in it),
+then cancels the nursery and waits for every task in it to finish before it takes its
+next message. While the node leads, ``BecomeLeader`` and ``AddReplicationTargets`` start a
 pair of tasks per target, each under a cancel scope of its own, so that a membership change
 (``RemoveReplicationTargets``) stops only the targets it removes.
 """
@@ -105,9 +108,10 @@ class LeaderNursery:
         for trigger in self._heartbeat_triggers.values():
             trigger.trigger(read_round)
 
-    def cancel(self) -> None:
-        """Stop every task in the nursery (the node stops leading)."""
-        self._nursery.cancel_scope.cancel()
+    def stop_all(self) -> None:
+        """Stop every target's tasks (the node stops leading); the core's own work in the
+        nursery's body goes on."""
+        self.stop_targets(tuple(self._target_scopes))
 
 
 async def _scoped(scope: trio.CancelScope, fn: Callable[[], Awaitable[None]]) -> None:

@@ -379,6 +379,10 @@ class RaftCore:
                     self.leader_nursery.trigger_heartbeats(command.read_round)
             case commands.BecomeLeader() | commands.AddReplicationTargets():
                 assert self.leader_nursery is not None
+                if isinstance(command, commands.BecomeLeader):
+                    # Leading again in the round it stepped down in (a single voter): the
+                    # old term's tasks are stopped already, keep the nursery for the new.
+                    self.quit_leader = False
                 await self.leader_nursery.start_targets(command.vote, command.targets)
             case commands.RemoveReplicationTargets():
                 if self.leader_nursery is not None:
@@ -429,11 +433,12 @@ class RaftCore:
         return _WakingSender(self)
 
     def _quit_leader(self, leader_id: int | None, committed: LogId | None) -> None:
-        """Tear down the leader nursery. Writes up to ``committed`` stay pending: the
-        sm_worker answers them with their success once applied. The rest may or may not
-        be committed by the next leader: they fail as ``maybe_committed``."""
+        """Stop the leader's tasks now; the leader nursery is torn down at the end of this
+        round (the commands after this one still run in full). Writes up to ``committed``
+        stay pending: the sm_worker answers them with their success once applied. The rest
+        may or may not be committed by the next leader: they fail as ``maybe_committed``."""
         if self.leader_nursery is not None:
-            self.leader_nursery.cancel()
+            self.leader_nursery.stop_all()
         self.quit_leader = True
         node = self.engine.node_of(leader_id)
         pending = self.pending_writes

@@ -314,6 +314,24 @@ CATALOGUE: tuple[Mutation, ...] = (
         origin="issue 11 (e)",
     ),
     Mutation(
+        "step-down-cancels-its-round",
+        "a leader stepping down cancels the leader nursery at once, and with it the core's "
+        "own storage call running in it: the SaveVote of the vote that deposed it is "
+        "interrupted and the Respond granting that vote is sent before it is durable, or lost",
+        "safety",
+        (
+            Edit(
+                CORE,
+                "RaftCore._quit_leader",
+                "self.leader_nursery.stop_all()",
+                "self.leader_nursery.stop_all()\n"
+                "            self.leader_nursery._nursery.cancel_scope.cancel()",
+            ),
+        ),
+        unit=("tests/core/test_step_down_round.py",),
+        origin="issue 13 (found by the trace-hash check)",
+    ),
+    Mutation(
         "reversion-backs-up-silently",
         "a conflict at or below what the target acknowledged backs up silently (log "
         "reversion neither reported nor halted)",
