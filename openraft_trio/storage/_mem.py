@@ -31,7 +31,7 @@ hot path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Literal
 
 from .._types import Entry, LogId, LogState, Vote, next_index
@@ -62,6 +62,7 @@ class MemLogStore:
         "_last_purged_log_id",
         "_pending_callbacks",
         "_vote",
+        "vote_write_latency",
         "on_unflushed",
     )
 
@@ -81,6 +82,9 @@ class MemLogStore:
         # "manual" mode: called (sync) when an append starts waiting for flush(); the
         # simulated disk uses it to schedule a flush instead of polling.
         self.on_unflushed: Callable[[], None] | None = None
+        # Awaited by ``save_vote`` before the vote becomes durable: a simulated disk's write
+        # latency (a ``save_vote`` cancelled meanwhile leaves the previous vote).
+        self.vote_write_latency: Callable[[], Awaitable[None]] | None = None
 
     # -- RaftLogStorage -------------------------------------------------------------------
 
@@ -89,8 +93,15 @@ class MemLogStore:
 
     async def save_vote(self, vote: Vote) -> None:
         """Persist ``vote``; earlier appends become durable first (I/O ordering)."""
+        if self.vote_write_latency is not None:
+            await self.vote_write_latency()
         self._flush_before_durable_write()
         self._vote = vote
+
+    @property
+    def vote(self) -> Vote | None:
+        """The durable vote (what :meth:`read_vote` returns), for checks."""
+        return self._vote
 
     async def read_vote(self) -> Vote | None:
         return self._vote

@@ -189,14 +189,21 @@ class Cluster:
             task_status.started(raft)
             if self.flush_delay is None:
                 await trio.sleep_forever()
-            await self._flusher(store, rng)
+            await self._flusher(node_id, store, rng)
 
-    async def _flusher(self, store: MemLogStore, rng: random.Random) -> None:
-        """The node's "disk": makes appended entries durable after a random delay."""
+    async def _flusher(self, node_id: int, store: MemLogStore, rng: random.Random) -> None:
+        """The node's "disk": makes appended entries durable after a random delay, and
+        takes as long to make a vote durable (from an RNG of its own)."""
         assert self.flush_delay is not None
         lo, hi = self.flush_delay
         pending = Wakeup()
         store.on_unflushed = pending.set
+        vote_rng = random.Random(f"{self.seed}-{node_id}-{self._starts}-vote")
+
+        async def vote_write_latency() -> None:
+            await trio.sleep(vote_rng.uniform(lo, hi))
+
+        store.vote_write_latency = vote_write_latency
         try:
             while True:
                 if not store.pending_flush_count:
@@ -206,6 +213,7 @@ class Cluster:
                 store.flush()
         finally:
             store.on_unflushed = None
+            store.vote_write_latency = None
 
     async def crash(self, node_id: int) -> None:
         """Stop ``node_id`` abruptly, as a process crash: its tasks are cancelled, pending

@@ -23,6 +23,8 @@ Checked (Raft paper Figure 3, plus the log pointers of openraft ``log_pointers.m
   in that term, a committed vote, is not a second vote;
 * ``committed <= flushed`` (the flushed log, or what an installed snapshot covers) and
   ``snapshot <= applied`` on every node;
+* **a vote acted on is durable**: after every core round, the vote a node holds is the
+  one on its (simulated) disk — a vote is never granted before it is durable;
 * **check-quorum**: a leader that no quorum acknowledged for a lease has stepped down;
 * **committed writes are answered as such**: a write reported ``maybe_committed`` is not
   committed already;
@@ -41,7 +43,8 @@ from typing import Any, final
 import attrs
 
 from ..._engine.log_ids import LogIdList
-from ..._types import LogId
+from ..._types import LogId, Vote
+from ...storage import MemLogStore
 
 
 @final
@@ -159,6 +162,7 @@ class InvariantChecker:
         # The log pointers' order (purged <= snapshot <= applied <= ... <= accepted).
         for kind, details in eng.io.violations(ids):
             self.fail(kind, f"node {nid}: {details}")
+        self._check_vote_durable(nid, eng.vote, getattr(core, "log_store", None))
         self._check_vote(nid, eng.vote)
         self._check_membership(nid, eng.membership.committed, c_index)
         prev_c = self.node_commit.get(nid, -1)
@@ -206,6 +210,19 @@ class InvariantChecker:
                 "check-quorum",
                 f"leader {nid} of term {eng.vote.term} still leads {eng.now - since:.3f}s "
                 f"after its lease ran out",
+            )
+
+    def _check_vote_durable(self, nid: int, vote: Vote, store: object) -> None:
+        """After a core round every ``SaveVote`` it ran is complete: the vote the node acts
+        on (and may have granted in that round) is the one on its disk. Checked on the
+        simulated disk of ``MemLogStore``, whose ``save_vote`` takes time."""
+        if not isinstance(store, MemLogStore) or store.vote_write_latency is None:
+            return
+        durable = store.vote
+        if durable != vote and not (durable is None and vote.term == 0):
+            self.fail(
+                "vote not durable",
+                f"node {nid} acts on vote {vote} after a round, but its disk holds {durable}",
             )
 
     def _check_vote(self, nid: int, vote: Any) -> None:
