@@ -329,6 +329,7 @@ CATALOGUE: tuple[Mutation, ...] = (
             ),
         ),
         unit=("tests/core/test_step_down_round.py",),
+        quick=True,
         origin="issue 13 (found by the trace-hash check)",
     ),
     Mutation(
