@@ -62,8 +62,8 @@ class MemLogStore:
         "_last_purged_log_id",
         "_pending_callbacks",
         "_vote",
-        "vote_write_latency",
         "on_unflushed",
+        "vote_write_latency",
     )
 
     def __init__(self, flush_mode: FlushMode = "immediate") -> None:

@@ -192,18 +192,15 @@ class Cluster:
             await self._flusher(node_id, store, rng)
 
     async def _flusher(self, node_id: int, store: MemLogStore, rng: random.Random) -> None:
-        """The node's "disk": makes appended entries durable after a random delay, and
-        takes as long to make a vote durable (from an RNG of its own)."""
+        """The node's "disk": makes appended entries durable after a random delay. A vote
+        write is a checkpoint (where a cancellation can interrupt it, as it can a real
+        write) that takes no time: a latency there would delay every election, and with
+        it the stale reads the simulator must be able to provoke."""
         assert self.flush_delay is not None
         lo, hi = self.flush_delay
         pending = Wakeup()
         store.on_unflushed = pending.set
-        vote_rng = random.Random(f"{self.seed}-{node_id}-{self._starts}-vote")
-
-        async def vote_write_latency() -> None:
-            await trio.sleep(vote_rng.uniform(lo, hi))
-
-        store.vote_write_latency = vote_write_latency
+        store.vote_write_latency = trio.lowlevel.checkpoint
         try:
             while True:
                 if not store.pending_flush_count:
