@@ -193,14 +193,15 @@ class Cluster:
 
     async def _flusher(self, node_id: int, store: MemLogStore, rng: random.Random) -> None:
         """The node's "disk": makes appended entries durable after a random delay. A vote
-        write is a checkpoint (where a cancellation can interrupt it, as it can a real
-        write) that takes no time: a latency there would delay every election, and with
-        it the stale reads the simulator must be able to provoke."""
+        write raises ``Cancelled`` if its caller's scope is cancelled, as a real write
+        waiting for its fsync would, and otherwise neither yields nor takes time: a
+        latency there would delay every election (and with it the stale reads the
+        simulator must be able to provoke), a yield would change every schedule."""
         assert self.flush_delay is not None
         lo, hi = self.flush_delay
         pending = Wakeup()
         store.on_unflushed = pending.set
-        store.vote_write_latency = trio.lowlevel.checkpoint
+        store.vote_write_latency = trio.lowlevel.checkpoint_if_cancelled
         try:
             while True:
                 if not store.pending_flush_count:
