@@ -299,7 +299,7 @@ class Engine:
         while self.gated and self.gated[0][0].is_flushed_by(self.io.flushed):
             self._release(self.gated.popleft()[1])
         if self.leader is not None:
-            self.replication_handler().update_commit()
+            ReplicationHandler(self, self.leader).update_commit()
 
     def on_applied(self, upto: LogId) -> None:
         """The state machine applied every entry up to ``upto``."""
@@ -345,7 +345,7 @@ class Engine:
         self, target: int, vote: Vote, epoch: int, matching: LogId | None, send_time: float
     ) -> None:
         if self.leader is not None:
-            self.replication_handler().handle_progress(
+            ReplicationHandler(self, self.leader).handle_progress(
                 target, vote=vote, epoch=epoch, matching=matching, send_time=send_time
             )
 
@@ -353,7 +353,7 @@ class Engine:
         self, target: int, vote: Vote, epoch: int, prev: LogId | None, hint: int, send_time: float
     ) -> None:
         if self.leader is not None:
-            self.replication_handler().handle_conflict(
+            ReplicationHandler(self, self.leader).handle_conflict(
                 target, vote=vote, epoch=epoch, prev=prev, hint=hint, send_time=send_time
             )
 

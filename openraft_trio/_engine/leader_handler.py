@@ -30,7 +30,7 @@ from .._messages import TransferLeaderRequest
 from .._types import Entry, LogId, Payload, ReadPolicy, Vote, log_id_ge, max_log_id
 from . import roles
 from .commands import SendHeartbeat, SendTransferLeader
-from .replication_handler import quorum_value
+from .quorum import quorum_value
 from .state import LeaderState, PendingRead
 
 if TYPE_CHECKING:

@@ -23,25 +23,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .._types import LogId, Membership, Vote, log_id_ge
+from .._types import LogId, Vote, log_id_ge
 from .commands import Replicate, ReportLogReversion
+from .leader_handler import LeaderHandler
+from .quorum import quorum_value
 from .state import LeaderState, ProgressEntry
 
 if TYPE_CHECKING:
     from .engine import Engine
-
-
-def quorum_value(membership: Membership, value_of: Callable[[int], float]) -> float:
-    """The highest value a quorum has reached: per voter set the value a majority is at or
-    above, the lowest over the sets (joint consensus); ``inf`` with no voter set."""
-    result = math.inf
-    for config in membership.configs:
-        values = sorted((value_of(v) for v in config), reverse=True)
-        result = min(result, values[len(values) // 2])
-    return result
 
 
 class ReplicationHandler:
@@ -116,7 +107,7 @@ class ReplicationHandler:
             return
         if not log_id_ge(progress.matching, matching):
             progress.matching = matching
-        handler = self.engine.leader_handler()
+        handler = LeaderHandler(self.engine, self.leader)
         handler.record_ack(target, send_time)
         self.update_commit()
         if self.engine.leader is self.leader:
@@ -131,7 +122,7 @@ class ReplicationHandler:
         progress = self._session(vote, target, epoch)
         if progress is None:
             return
-        self.engine.leader_handler().record_ack(target, send_time)
+        LeaderHandler(self.engine, self.leader).record_ack(target, send_time)
         tried = 0 if prev is None else prev.index
         next_index = min(hint, tried)
         known = progress.stream_start_matching
@@ -166,7 +157,8 @@ class ReplicationHandler:
     def quorum_index(self) -> int:
         """The highest index a quorum holds durably (our own *flushed* log counts)."""
         engine = self.engine
-        own = engine.io.flushed_log_id
+        flushed = engine.io.flushed
+        own = None if flushed is None else flushed.log_id
         progress = self.leader.progress
 
         def index_of(voter: int) -> float:
@@ -187,8 +179,8 @@ class ReplicationHandler:
         restart. Our flush completing calls this again.
         """
         engine = self.engine
-        flushed = engine.io.flushed_log_id
-        own = -1 if flushed is None else flushed.index
+        flushed = engine.io.flushed
+        own = -1 if flushed is None or flushed.log_id is None else flushed.log_id.index
         index = min(self.quorum_index(), own)
         committed = engine.io.committed
         if committed is not None and index <= committed.index:
@@ -201,4 +193,4 @@ class ReplicationHandler:
         if engine.leader is not self.leader:
             return  # removed from the cluster: stepped down
         self.replicate_all()
-        engine.leader_handler().resolve_reads()
+        LeaderHandler(engine, self.leader).resolve_reads()
