@@ -3,8 +3,9 @@
 Separate from replication so a large batch never delays the acks that keep the leader
 lease alive. A heartbeat carries only the leader's vote (no entries, no log position, no
 commit index), so a transport may send it apart from the appends, and the TCP transport
-does: on its own control connection, never queued behind a data frame. Each ack reports the time its heartbeat was *sent*: the lease counts from
-there (PROTOCOL-NOTES "Replication"). A triggered heartbeat (a ReadIndex round) is sent at
+does: on its own control connection, never queued behind a data frame. Each ack reports
+the time its heartbeat was *sent*: the lease counts from there (PROTOCOL-NOTES
+"Replication"). A triggered heartbeat (a ReadIndex round) is sent at
 once, after the read arrived.
 """
 

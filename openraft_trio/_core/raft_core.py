@@ -377,12 +377,14 @@ class RaftCore:
             case commands.SendHeartbeat():
                 if self.leader_nursery is not None:
                     self.leader_nursery.trigger_heartbeats(command.read_round)
-            case commands.BecomeLeader() | commands.AddReplicationTargets():
+            case commands.BecomeLeader():
                 assert self.leader_nursery is not None
-                if isinstance(command, commands.BecomeLeader):
-                    # Leading again in the round it stepped down in (a single voter): the
-                    # old term's tasks are stopped already, keep the nursery for the new.
-                    self.quit_leader = False
+                # Leading again in the round it stepped down in (a single voter): the old
+                # term's tasks are stopped already, the nursery serves the new term.
+                self.quit_leader = False
+                await self.leader_nursery.start_targets(command.vote, command.targets)
+            case commands.AddReplicationTargets():
+                assert self.leader_nursery is not None
                 await self.leader_nursery.start_targets(command.vote, command.targets)
             case commands.RemoveReplicationTargets():
                 if self.leader_nursery is not None:
@@ -400,8 +402,7 @@ class RaftCore:
     async def client_for(self, target: int) -> RaftNetwork:
         client = self.clients.get(target)
         if client is None:
-            node = self.engine.membership.membership.nodes.get(target)
-            client = await self.network.new_client(target, node)
+            client = await self.network.new_client(target, self.engine.node_of(target))
             self.clients[target] = client
         return client
 

@@ -263,7 +263,7 @@ class Engine:
         self.now = now
         leader = self.leader
         if leader is not None:
-            handler = self.leader_handler()
+            handler = LeaderHandler(self, leader)
             handler.check_quorum()
             if self.leader is leader:
                 handler.check_transfer_timeout()
@@ -280,7 +280,8 @@ class Engine:
         leader = self.leader
         if leader is not None:
             deadline = max(
-                self.quorum_ack_time() + self.config.lease, leader.check_quorum_grace_until
+                LeaderHandler(self, leader).quorum_ack_time() + self.config.lease,
+                leader.check_quorum_grace_until,
             )
             if leader.transfer_to is not None:
                 deadline = min(deadline, leader.transfer_deadline)
@@ -366,13 +367,13 @@ class Engine:
             self.handle_higher_vote(resp_vote)
             return
         if self.leader is not None:
-            self.leader_handler().handle_heartbeat_ack(
+            LeaderHandler(self, self.leader).handle_heartbeat_ack(
                 target, vote=vote, send_time=send_time, resp_vote=resp_vote, read_round=read_round
             )
 
     def transfer_leader(self, to: int) -> None:
         if self.leader is not None:
-            self.leader_handler().transfer_leader(to)
+            LeaderHandler(self, self.leader).transfer_leader(to)
 
     def ensure_linearizable(self, policy: ReadPolicy, responder: Any) -> None:
         """Start a linearizable read; ``Respond(responder, read_log_id)`` when it is safe.
@@ -572,13 +573,13 @@ class Engine:
 
     def lease_valid(self) -> bool:
         """This node leads and may serve a LEASE_READ locally (see ``leader_handler``)."""
-        return self.leader is not None and self.leader_handler().lease_valid()
+        return self.leader is not None and LeaderHandler(self, self.leader).lease_valid()
 
     def quorum_ack_time(self) -> float:
         """The latest send time a quorum acknowledged; ``-inf`` if this node does not lead."""
         if self.leader is None:
             return -math.inf
-        return self.leader_handler().quorum_ack_time()
+        return LeaderHandler(self, self.leader).quorum_ack_time()
 
     def validate(self) -> None:
         """Check the log pointers' order (:meth:`IOState.validate`)."""

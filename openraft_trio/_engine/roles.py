@@ -43,10 +43,9 @@ def become_candidate(engine: Engine, *, pre_vote: bool) -> CandidateState:
     vote = Vote(LeaderId(engine.vote.term + 1, engine.id))
     candidate = CandidateState(vote, pre_vote=pre_vote, granted={engine.id}, started_at=engine.now)
     engine.candidate = candidate
-    if not pre_vote:
-        engine.current_leader = None
     engine.reset_election_timer()
     if not pre_vote:
+        engine.current_leader = None
         engine.save_vote(vote)
     return candidate
 
