@@ -1,6 +1,8 @@
 """Network interfaces (and, in ``openraft_trio.network.tcp``, the TCP transport)."""
 
 from . import _wire
+from ._protocols import AppendReply as AppendReply
+from ._protocols import PipelinedAppend as PipelinedAppend
 from ._protocols import RaftNetwork as RaftNetwork
 from ._protocols import RaftNetworkFactory as RaftNetworkFactory
 from ._protocols import RPCOption as RPCOption

@@ -8,10 +8,12 @@ by ``RPCOption.hard_ttl`` and fails with an :class:`~openraft_trio.RPCError`:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, final, runtime_checkable
 
 import attrs
 
+from .._errors import RPCError
 from .._messages import (
     AppendEntriesRequest,
     AppendEntriesResponse,
@@ -51,6 +53,39 @@ class RaftNetwork(Protocol):
     async def transfer_leader(self, req: TransferLeaderRequest, option: RPCOption) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+AppendReply = Callable[[AppendEntriesResponse | RPCError], None]
+"""Where a pipelined append's outcome goes: called once with the response or the error."""
+
+
+@runtime_checkable
+class PipelinedAppend(Protocol):
+    """What a :class:`RaftNetwork` may also offer: an AppendEntries that does not wait.
+
+    ``replication[t]`` keeps many AppendEntries in flight to one target. With only
+    ``async def append_entries`` that takes a child task per request (the adapter the
+    runtime falls back to); a network that implements this method lets one task stream
+    requests and lets each reply arrive as a call, with no task step of its own.
+    """
+
+    def send_append_entries(
+        self, req: AppendEntriesRequest, option: RPCOption, on_reply: AppendReply
+    ) -> bool:
+        """Send ``req`` without waiting, in order after the requests sent before it.
+
+        Returns True when the request was taken: then ``on_reply`` is called exactly once,
+        later (never inside this call), from a task of the same Trio run, with the
+        :class:`~openraft_trio.AppendEntriesResponse` or an
+        :class:`~openraft_trio.RPCError` (``RPCTimeout`` after ``option.hard_ttl`` at the
+        latest), the errors ``append_entries`` would raise. ``on_reply`` does not block
+        or raise.
+
+        Returns False when the request cannot leave without waiting (no connection yet,
+        a full queue, a fault to simulate): nothing was sent, ``on_reply`` is never
+        called, and the caller uses ``await append_entries(req, option)`` instead.
+        """
+        ...
 
 
 @runtime_checkable
