@@ -565,3 +565,12 @@ class _WakingSender:
         except trio.WouldBlock:
             await core.notify_tx.send(value)  # a full channel is backpressure
         core.wake()
+
+    def try_send(self, value: Notification) -> bool:
+        core = self._core
+        try:
+            core.notify_tx.send_nowait(value)
+        except trio.WouldBlock:
+            return False
+        core.wake()
+        return True

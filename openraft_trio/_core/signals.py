@@ -19,6 +19,10 @@ class Notifier(Protocol):
 
     async def send(self, value: Notification) -> None: ...
 
+    def try_send(self, value: Notification) -> bool:
+        """Send without waiting; False (nothing sent) when the channel is full."""
+        ...
+
 
 class Wakeup:
     """A flag a worker sleeps on; ``set`` is sync and idempotent."""

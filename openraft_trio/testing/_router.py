@@ -26,7 +26,7 @@ from .._messages import (
     VoteResponse,
 )
 from .._types import Node, Snapshot, Vote
-from ..network import RPCOption
+from ..network import AppendReply, RPCOption
 
 T = TypeVar("T")
 
@@ -144,6 +144,17 @@ class Router:
     def is_blocked(self, src: int, dst: int) -> bool:
         return (src, dst) in self._blocked
 
+    def is_clean(self, src: int, dst: int) -> bool:
+        """No fault to simulate between ``src`` and ``dst``: no latency, loss, duplicates,
+        latency spikes or block (a message can be handed over at once)."""
+        return (
+            self._latency[1] == 0
+            and not self._drop_rate
+            and not self._duplicate_rate
+            and not self._spike[0]
+            and (src, dst) not in self._blocked
+        )
+
     def _all_ids(self) -> set[int]:
         return set(self.nodes) | {a for a, _ in self._blocked} | {b for _, b in self._blocked}
 
@@ -256,6 +267,41 @@ class RouterNetwork:
         return await self.router.deliver(
             self.src, self.target, option, lambda t: t.append_entries(req), kind
         )
+
+    def send_append_entries(
+        self, req: AppendEntriesRequest, option: RPCOption, on_reply: AppendReply
+    ) -> bool:
+        """The pipelined append (:class:`~openraft_trio.network.PipelinedAppend`): handed
+        to the target's core at once when the link has no faults to simulate (no latency,
+        loss, duplicates or block, the target up and not busy); otherwise False, and the
+        caller awaits :meth:`append_entries`, which simulates them."""
+        router = self.router
+        if not router.is_clean(self.src, self.target):
+            return False
+        target = router.nodes.get(self.target)
+        if target is None:
+            return False
+        src, dst = self.src, self.target
+        kind = "heartbeat" if req.is_heartbeat else "append"
+
+        def done(value: object) -> None:
+            if isinstance(value, Stopped):
+                router._event("down", src, dst, kind)
+                on_reply(Unreachable(f"node {dst} stopped"))
+            elif isinstance(value, RaftError):
+                router._event("remote-error", src, dst, kind)
+                on_reply(RemoteError(f"node {dst}: {value}", remote=value))
+            else:
+                router._event("ok", src, dst, kind)
+                on_reply(value)  # type: ignore[arg-type]
+
+        try:
+            taken: bool = target.post_append_entries(req, done)
+        except RaftError:
+            return False  # refused before anything was sent: the awaiting path reports it
+        if taken:
+            router.rpc_count += 1
+        return taken
 
     async def vote(self, req: VoteRequest, option: RPCOption) -> VoteResponse:
         kind = "prevote" if req.pre_vote else "vote"

@@ -106,6 +106,13 @@ class _Recorder:
             self._seen.append(req)
         return await self._target.append_entries(req)
 
+    def post_append_entries(self, req: raft.AppendEntriesRequest, on_done: Any) -> bool:
+        # The Router's pipelined path (a fault-free link) hands requests over this way.
+        taken: bool = self._target.post_append_entries(req, on_done)
+        if taken and req.entries:
+            self._seen.append(req)
+        return taken
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._target, name)
 
