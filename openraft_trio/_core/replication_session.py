@@ -148,9 +148,7 @@ class ReplicationSession:
             if window_full:
                 return Wait(math.inf)  # the reply that frees a slot wakes the stream
             return ReadEntries(start, min(_index(upto) + 1, start + self.fetch_count))
-        if committed is None:
-            return Wait(math.inf)
-        if committed != self.sent_committed:
+        if committed is not None and committed != self.sent_committed:
             # Commit news with no entries to ride on: it goes out when due.
             if self.commit_due is None:
                 self.commit_due = now + self.config.heartbeat_interval
@@ -159,14 +157,16 @@ class ReplicationSession:
             if window_full:
                 return Wait(math.inf)
             return ReadEntries(start, start)
-        return self._idle(now)
+        return self._idle(now, committed)
 
-    def _idle(self, now: float) -> Wait:
+    def _idle(self, now: float, committed: LogId | None) -> Wait:
         """Nothing to send. Wake for the commit index of entries sent but not yet known
         committed (it is not announced by a wakeup), and for the periodic refresh."""
         heartbeat = self.config.heartbeat_interval
         refresh_at = self.commit_sent_at + self.config.election_timeout_max
-        if self.inflight:
+        if committed is None:
+            refresh_at = math.inf  # nothing to refresh
+        elif self.inflight:
             # Never a deadline already past while a request is out: that would spin.
             refresh_at = max(refresh_at, now + heartbeat)
         elif now >= refresh_at:

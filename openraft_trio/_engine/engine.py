@@ -138,6 +138,8 @@ class Engine:
         # side of the leader lease. None: never, or the lease was given up.
         self.leader_seen_time: float | None = None
         self.election_deadline = 0.0
+        # The timeout drawn with the deadline: following the same leader extends by it.
+        self.election_timeout = 0.0
         self.elect_enabled = True
         # Snapshots being installed for a leader, and who waits for each.
         self.pending_installs: list[tuple[SnapshotMeta, Any]] = []
@@ -507,6 +509,12 @@ class Engine:
             lease_end = self.leader_seen_time + config.lease + self.rng.uniform(0, spread)
             deadline = max(deadline, lease_end)
         self.election_deadline = deadline
+        self.election_timeout = deadline - self.now
+
+    def extend_election_timer(self) -> None:
+        """Heard again from the leader we follow: the deadline moves to ``now`` plus the
+        timeout drawn at the last :meth:`reset_election_timer` (never earlier)."""
+        self.election_deadline = max(self.election_deadline, self.now + self.election_timeout)
 
     # -- derived state ---------------------------------------------------------------------
 

@@ -19,7 +19,8 @@ A node is in one of four roles. The Engine keeps the role's state in ``engine.le
 * Leaving LEADER (:func:`step_down`) emits ``QuitLeader``, answers the leader's pending
   reads and membership change with ``ForwardToLeader``, and gives the lease up. RaftCore
   tears the leader nursery down when it runs ``QuitLeader``.
-* Every change of role re-draws the election deadline.
+* Every change of role re-draws the election timeout; hearing again from the leader we
+  follow pushes the deadline back by the timeout drawn last (it never moves earlier).
 
 Handlers decide *when* to change role; these functions are *how*.
 """
@@ -109,7 +110,12 @@ def adopt_higher_vote(engine: Engine, vote: Vote) -> None:
 def follow(engine: Engine, vote: Vote) -> None:
     """A committed vote >= ours reached us: follow its leader (saving the vote if newer)."""
     leader_id = vote.leader_id.node_id
+    # Still following the same leader: push the election deadline back by the timeout
+    # drawn when we started following it. Deadlines then only move later, and the ticker
+    # is never woken to re-arm (a re-draw per append moved it earlier half the time).
+    same_leader = engine.candidate is None and engine.current_leader == leader_id
     if vote.partial_cmp(engine.vote) != 0:
+        same_leader = False
         if engine.leader is not None or engine.candidate is not None:
             step_down(engine, leader_id)
         engine.save_vote(vote)
@@ -117,7 +123,10 @@ def follow(engine: Engine, vote: Vote) -> None:
         engine.candidate = None
     engine.current_leader = leader_id
     engine.leader_seen_time = engine.now
-    engine.reset_election_timer()
+    if same_leader:
+        engine.extend_election_timer()
+    else:
+        engine.reset_election_timer()
 
 
 def grant_vote(engine: Engine, vote: Vote) -> None:

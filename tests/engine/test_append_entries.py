@@ -88,6 +88,33 @@ def test_heartbeat_succeeds_without_log_commands() -> None:
     assert 9.0 <= eng.election_deadline <= 10.0
 
 
+def test_hearing_again_from_the_same_leader_extends_the_deadline_by_the_same_timeout() -> None:
+    eng = f()
+    eng.now = 7.0
+    eng.handle_append_entries(ae(V2, None), object())
+    first = eng.election_deadline
+    rng_state = eng.rng.getstate()
+    for now in (7.01, 7.5, 8.25):
+        eng.now = now
+        eng.handle_append_entries(ae(V2, None), object())
+        # No new draw: the deadline moves exactly as far as the clock did, never earlier,
+        # so the ticker sleeping until the old deadline need not be woken.
+        assert eng.election_deadline == first + (now - 7.0)
+    assert eng.rng.getstate() == rng_state
+    eng.take_output()
+
+
+def test_a_new_leader_redraws_the_election_timeout() -> None:
+    eng = f()
+    eng.now = 7.0
+    eng.handle_append_entries(ae(V2, None), object())
+    rng_state = eng.rng.getstate()
+    eng.handle_append_entries(ae(V3, None), object())
+    assert eng.rng.getstate() != rng_state
+    assert 9.0 <= eng.election_deadline <= 10.0
+    eng.take_output()
+
+
 def test_heartbeat_with_higher_vote_saves_it_before_replying() -> None:
     eng = f()
     r = object()

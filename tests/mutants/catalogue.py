@@ -60,6 +60,8 @@ ENGINE = "openraft_trio/_engine/engine.py"
 SNAPSHOT = "openraft_trio/_engine/snapshot_handler.py"
 CORE = "openraft_trio/_core/raft_core.py"
 RAFT = "openraft_trio/_core/handle.py"
+ROLES = "openraft_trio/_engine/roles.py"
+SESSION = "openraft_trio/_core/replication_session.py"
 
 
 CATALOGUE: tuple[Mutation, ...] = (
@@ -427,5 +429,37 @@ CATALOGUE: tuple[Mutation, ...] = (
             ),
         ),
         origin="tests/sim",
+    ),
+    # -- issue 14: the hot path ----------------------------------------------------------
+    Mutation(
+        "follower-redraws-timeout-per-append",
+        "a follower re-draws its election timeout on every append from the leader it "
+        "follows: the deadline moves earlier half the time and wakes the ticker",
+        "performance",
+        (
+            Edit(
+                ROLES,
+                "follow",
+                "    if same_leader:\n        engine.extend_election_timer()",
+                "    if False:\n        engine.extend_election_timer()",
+            ),
+        ),
+        origin="issue 14",
+    ),
+    Mutation(
+        "commit-news-waits-forever",
+        "replication[t] never sends a commit index without entries: an idle follower "
+        "learns of a commit only with the next write",
+        "liveness",
+        (
+            Edit(
+                SESSION,
+                "ReplicationSession.request_for",
+                "            if _index(self.sent) > _index(committed)\n            else None",
+                "            if False\n            else None",
+            ),
+        ),
+        unit=("tests/core/test_replication_session.py",),
+        origin="issue 14",
     ),
 )
