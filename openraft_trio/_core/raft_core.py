@@ -130,6 +130,12 @@ class RaftCore:
         self.pending_committed: LogId | None = None
         self.last_metrics: RaftMetrics | None = None
         self._metrics_key: tuple[Any, ...] | None = None
+        self._progress_key: tuple[Any, ...] = ()
+        # The leader's replication views of the metrics, rebuilt only when progress changed
+        # (published metrics share them: they are never mutated).
+        self._replication_views: (
+            tuple[dict[int, LogId | None], dict[int, ReplicationStatus]] | None
+        ) = None
         self._tick_seen = False
 
     # -- wakeups -------------------------------------------------------------------------------
@@ -471,30 +477,28 @@ class RaftCore:
         after every round). ``millis_since_quorum_ack`` alone refreshes on ticks only."""
         engine = self.engine
         leader = engine.leader
-        # The engine replaces these immutable values when they change, so comparing by
-        # identity is exact enough (at worst a spurious publish) and much cheaper.
+        io, log_ids = engine.io, engine.log_ids
+        # Everything the metrics show, read off the engine's state directly: a tuple
+        # compared in C (the values are immutable and mostly the very same objects).
         key: tuple[Any, ...] = (
             engine.vote,
-            engine.server_state,
+            leader,
+            engine.candidate,
             engine.current_leader,
-            engine.log_ids.last,
-            engine.committed,
-            engine.last_applied,
-            engine.flushed,
+            log_ids.last,
+            io.committed,
+            io.applied,
+            io.flushed,
             engine.membership.effective,
-            engine.snapshot_last_log_id,
-            engine.log_ids.purged,
+            io.snapshot,
+            log_ids.purged,
         )
+        progress_key: tuple[Any, ...] = ()
         if leader is not None:
-            for progress in leader.progress.values():
-                key += (progress.matching, progress.log_reversions, progress.halted)
-        old = self._metrics_key
-        if (
-            not force
-            and old is not None
-            and len(old) == len(key)
-            and all(a is b for a, b in zip(old, key, strict=True))
-        ):
+            progress_key = tuple(
+                [(p.matching, p.log_reversions, p.halted) for p in leader.progress.values()]
+            )
+        if not force and key == self._metrics_key and progress_key == self._progress_key:
             return
         self._metrics_key = key
         if leader is not None:
@@ -504,18 +508,26 @@ class RaftCore:
                 if quorum_ack_time == -math.inf
                 else max(0.0, (engine.now - quorum_ack_time) * 1000.0)
             )
-            by_target = sorted(leader.progress.items())
-            replication: dict[int, LogId | None] | None = {
-                target: progress.matching for target, progress in by_target
-            }
-            status: dict[int, ReplicationStatus] | None = {
-                target: ReplicationStatus(
-                    progress.matching, progress.log_reversions, progress.reverted_to, progress.halted
+            if progress_key != self._progress_key or self._replication_views is None:
+                by_target = sorted(leader.progress.items())
+                self._replication_views = (
+                    {target: progress.matching for target, progress in by_target},
+                    {
+                        target: ReplicationStatus(
+                            progress.matching,
+                            progress.log_reversions,
+                            progress.reverted_to,
+                            progress.halted,
+                        )
+                        for target, progress in by_target
+                    },
                 )
-                for target, progress in by_target
-            }
+            replication: dict[int, LogId | None] | None = self._replication_views[0]
+            status: dict[int, ReplicationStatus] | None = self._replication_views[1]
         else:
             since, replication, status = None, None, None
+            self._replication_views = None
+        self._progress_key = progress_key
         last = engine.log_ids.last
         metrics = RaftMetrics(
             id=engine.id,
