@@ -120,8 +120,9 @@ class RaftCore:
         self.waiting = False
         self.flushed: deque[IOId] = deque()
         self.io_error: BaseException | None = None
-        # Client writes waiting to be applied; the sm_worker answers them.
-        self.pending_writes = apply_handle.pending
+        # The reply slots of client writes not yet handed to the sm_worker, in log order:
+        # ``Apply(upto)`` hands over those up to ``upto``; the worker answers them.
+        self.replies: deque[tuple[LogId, Responder]] = deque()
         self.clients: dict[int, RaftNetwork] = {}
         # replication[t] and heartbeat[t], while the core loop runs (see run()).
         self.leader_nursery: LeaderNursery | None = None
@@ -324,9 +325,7 @@ class RaftCore:
             for responder in responders:
                 responder.send(copy_for_caller(e) if shared else e)
             return
-        pending = self.pending_writes
-        for log_id, responder in zip(log_ids, responders, strict=True):
-            pending[log_id.index] = (log_id, responder)
+        self.replies.extend(zip(log_ids, responders, strict=True))
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -357,7 +356,7 @@ class RaftCore:
                         command.target, command.epoch, command.prev, command.upto, command.committed
                     )
             case commands.Apply():
-                self.apply_handle.apply_upto(command.upto)
+                self.apply_handle.apply_upto(command.upto, self._take_replies(command.upto.index))
             case commands.SaveCommitted():
                 self.pending_committed = command.committed
             case commands.SaveVote():
@@ -396,7 +395,7 @@ class RaftCore:
                 if self.leader_nursery is not None:
                     self.leader_nursery.stop_targets(command.targets)
             case commands.RespondWhenApplied():
-                self.pending_writes[command.log_id.index] = (command.log_id, command.responder)
+                self.replies.append((command.log_id, command.responder))
             case commands.QuitLeader():
                 self._quit_leader(command.leader_id, command.committed)
             case commands.ReportLogReversion():
@@ -448,11 +447,20 @@ class RaftCore:
             self.leader_nursery.stop_all()
         self.quit_leader = True
         node = self.engine.node_of(leader_id)
-        pending = self.pending_writes
+        # Writes up to ``committed`` go to the worker (their Apply may still be ahead).
         upto = -1 if committed is None else committed.index
-        for index in [i for i in pending if i > upto]:
-            log_id, responder = pending.pop(index)
+        self.apply_handle.replies.extend(self._take_replies(upto))
+        while self.replies:
+            log_id, responder = self.replies.popleft()
             responder.send(ForwardToLeader(leader_id, node, maybe_committed=True, log_id=log_id))
+
+    def _take_replies(self, upto: int) -> list[tuple[LogId, Responder]]:
+        """Remove and return the reply slots of the writes at indexes up to ``upto``."""
+        replies = self.replies
+        taken = []
+        while replies and replies[0][0].index <= upto:
+            taken.append(replies.popleft())
+        return taken
 
     def _report_log_reversion(self, report: commands.ReportLogReversion) -> None:
         what = (

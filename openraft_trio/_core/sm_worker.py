@@ -1,22 +1,25 @@
 """``sm_worker``: applies committed entries to the state machine, in batches.
 
-The core raises ``apply_upto``; the worker applies everything from its last applied entry up
-to there in one ``apply`` call (chunked for very long catch-ups), answers the clients whose
-writes it applied (the core registered them in ``pending``; answering here saves a task hop
-on every write) and reports the new applied log id to the core.
+The core raises ``apply_upto`` and hands over, with it, the reply slots of the client writes
+up to there (in log order: one owner per reply, the core before, the worker after). The
+worker applies everything from its last applied entry up to there in one ``apply`` call
+(chunked for very long catch-ups), answers the clients whose writes it applied (answering
+here saves a task hop on every write) and reports the new applied log id to the core.
 It is the only task that touches the state machine, so apply and snapshot install can
 never race (PROTOCOL-NOTES "Snapshots").
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterable
 from typing import final
 
 import attrs
 
 from .._errors import ForwardToLeader, StorageContractViolation
 from .._messages import ClientWriteResponse
-from .._types import LogId, MembershipChange, Snapshot, log_id_ge, next_index
+from .._types import Entry, LogId, MembershipChange, Snapshot, log_id_ge, next_index
 from ..storage import RaftLogStorage, RaftStateMachine
 from .api_calls import Responder
 from .notifications import Applied, SnapshotBuilt, SnapshotInstalled
@@ -30,8 +33,9 @@ APPLY_CHUNK = 4096
 class ApplyHandle:
     upto: LogId | None = None
     wakeup: Wakeup = attrs.field(factory=Wakeup)
-    # index -> (log id, responder) of client writes waiting to be applied (leader only).
-    pending: dict[int, tuple[LogId, Responder]] = attrs.field(factory=dict)
+    # (log id, responder) of client writes handed over with ``apply_upto``, in log order
+    # (leader only): this worker answers each once its entry is applied.
+    replies: deque[tuple[LogId, Responder]] = attrs.field(factory=deque)
     # Snapshot work, serialized with apply: a build request, and a snapshot to install.
     build_requested: bool = False
     install: Snapshot | None = None
@@ -44,7 +48,10 @@ class ApplyHandle:
         self.install = snapshot
         self.wakeup.set()
 
-    def apply_upto(self, upto: LogId) -> None:
+    def apply_upto(self, upto: LogId, replies: Iterable[tuple[LogId, Responder]] = ()) -> None:
+        """Apply up to ``upto``; answer ``replies`` (their entries are at most ``upto``, in
+        log order, after those handed over before) as their entries are applied."""
+        self.replies.extend(replies)
         if not log_id_ge(self.upto, upto):
             self.upto = upto
             self.wakeup.set()
@@ -66,6 +73,7 @@ async def sm_worker(
             if not log_id_ge(applied, snapshot.meta.last_log_id):
                 await state_machine.install_snapshot(snapshot.meta, snapshot.data)
                 applied = snapshot.meta.last_log_id
+                _fail_below(handle.replies, next_index(applied))
             await notify.send(SnapshotInstalled(snapshot.meta))
             continue
         if handle.build_requested:
@@ -88,20 +96,36 @@ async def sm_worker(
             )
         replies = await state_machine.apply(entries)
         applied = entries[-1].log_id
-        pending = handle.pending
-        if pending:
-            for entry, reply in zip(entries, replies, strict=True):
-                slot = pending.pop(entry.log_id.index, None)
-                if slot is not None:
-                    log_id, responder = slot
-                    # A different log id at our index: our entry was replaced (we lost
-                    # leadership before it committed).
-                    if log_id != entry.log_id:
-                        responder.send(ForwardToLeader(None))
-                    elif isinstance(entry.payload, MembershipChange):
-                        responder.send(
-                            ClientWriteResponse(log_id, reply, entry.payload.membership)
-                        )
-                    else:
-                        responder.send(ClientWriteResponse(log_id, reply))
+        if handle.replies:
+            _answer(handle.replies, entries, replies)
         await notify.send(Applied(applied))
+
+
+def _answer(
+    waiting: deque[tuple[LogId, Responder]], entries: list[Entry], replies: list[object]
+) -> None:
+    """Answer the writes among ``entries`` (just applied, with ``replies``)."""
+    first, last = entries[0].index, entries[-1].index
+    _fail_below(waiting, first)
+    while waiting and waiting[0][0].index <= last:
+        log_id, responder = waiting.popleft()
+        entry = entries[log_id.index - first]
+        # A different log id at our index: our entry was replaced (we lost leadership
+        # before it committed).
+        if log_id != entry.log_id:
+            responder.send(ForwardToLeader(None))
+        elif isinstance(entry.payload, MembershipChange):
+            responder.send(
+                ClientWriteResponse(log_id, replies[log_id.index - first], entry.payload.membership)
+            )
+        else:
+            responder.send(ClientWriteResponse(log_id, replies[log_id.index - first]))
+
+
+def _fail_below(waiting: deque[tuple[LogId, Responder]], index: int) -> None:
+    """Fail the writes below ``index`` still waiting: their entries will not be applied one
+    by one here (an installed snapshot covers them). They were committed, but their
+    replies are unknown."""
+    while waiting and waiting[0][0].index < index:
+        log_id, responder = waiting.popleft()
+        responder.send(ForwardToLeader(None, maybe_committed=True, log_id=log_id))
