@@ -17,8 +17,8 @@ at once with ``Unreachable``). Errors map as DESIGN.md says:
 A call is waited for by :meth:`RpcChannel.call`, or started with :meth:`RpcChannel.start_call`
 and answered through a :class:`PendingCall` (the pipelined AppendEntries of
 :mod:`.tcp`): both are the same entry in the channel's table of calls waiting for a reply,
-which the reader task (a reply), the deadline task (a timeout) or the end of the
-connection (a loss) removes and answers, exactly once.
+which the reader task (a reply), the deadline task (a timeout), the end of the
+connection (a loss) or :meth:`RpcChannel.fail_calls` removes and answers, exactly once.
 """
 
 from __future__ import annotations
