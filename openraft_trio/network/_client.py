@@ -13,6 +13,12 @@ at once with ``Unreachable``). Errors map as DESIGN.md says:
   except ``PayloadTooLarge``, which is raised as itself
 * the request's frame would be over ``max_frame_size`` -> ``PayloadTooLarge``, before
   anything is sent (the connection and the other calls on it are unaffected)
+
+A call is waited for by :meth:`RpcChannel.call`, or started with :meth:`RpcChannel.start_call`
+and answered through a :class:`PendingCall` (the pipelined AppendEntries of
+:mod:`.tcp`): both are the same entry in the channel's table of calls waiting for a reply,
+which the reader task (a reply), the deadline task (a timeout), the end of the
+connection (a loss) or :meth:`RpcChannel.fail_calls` removes and answers, exactly once.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import heapq
 import logging
 import math
 import ssl
-from typing import Any, final
+from collections.abc import Callable
+from typing import Any, Protocol, final
 
 import trio
 
@@ -94,7 +101,18 @@ class NodeStopped(Unreachable):
     way may have been appended before it stopped: for a write, the outcome is unknown."""
 
 
+class PendingCall(Protocol):
+    """A call waiting for its reply: the channel calls :meth:`set` once, with ``(kind,
+    body)`` of the reply frame, ``("timeout", None)`` or ``("lost", reason)`` (see
+    :meth:`RpcChannel.outcome`), from its reader task, its deadline task or the task that
+    ends the connection. ``set`` must not block or raise."""
+
+    def set(self, value: tuple[str, Any]) -> None: ...
+
+
 class _Slot:
+    """The :class:`PendingCall` of an awaiting :meth:`RpcChannel.call`."""
+
     __slots__ = ("event", "value")
 
     def __init__(self) -> None:
@@ -148,7 +166,7 @@ class RpcChannel:
         self._last_error = ""
         self._conn: FramedStream | None = None
         self._lock = trio.Lock()
-        self._pending: dict[int, _Slot] = {}
+        self._pending: dict[int, PendingCall] = {}
         self._next_id = 1
         self._closed = False
         # Deadlines of the calls waiting for replies, watched by one task (_expire).
@@ -197,16 +215,64 @@ class RpcChannel:
         finally:
             self._pending.pop(rid, None)
         got, value = slot.value
+        result = self.outcome(kind, reply_kind, timeout, got, value)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def start_call(self, kind: str, msg: Any, timeout: float, pending: PendingCall) -> bool:
+        """Send one request without waiting: True when it was queued on the connection,
+        then ``pending.set`` is called once, later, from one of the channel's tasks (a
+        reply, a timeout after ``timeout`` seconds, the connection's end, or
+        :meth:`fail_calls`). Requests started one after another leave in that order.
+
+        False when it cannot leave without waiting (not connected, connecting, backing off,
+        closed): nothing was sent and ``pending`` is never called; :meth:`call` connects.
+
+        Raises:
+            PayloadTooLarge: the request's frame would be over ``max_frame_size``; nothing
+                was sent.
+        """
+        conn = self._conn
+        if conn is None or self._closed:
+            return False
+        rid = self._next_id
+        try:
+            conn.send_nowait(wire.encode_message(kind, rid, msg))
+        except FrameTooLarge as e:
+            raise PayloadTooLarge(
+                e.size, e.max_frame_size, f"a {kind} request frame (max_frame_size)"
+            ) from None
+        except trio.ClosedResourceError:
+            return False  # the connection is closing: call() reconnects
+        self._next_id = rid + 1
+        self.stats.calls += 1
+        self._pending[rid] = pending
+        self._watch(trio.current_time() + timeout, rid)
+        return True
+
+    def outcome(self, kind: str, reply_kind: str, timeout: float, got: str, value: Any) -> Any:
+        """What a call of ``kind`` ends with, given what its :class:`PendingCall` was set
+        to: the reply's body, or the error (returned, not raised) the module docstring
+        maps it to."""
+        if got == reply_kind:
+            return value
         if got == "timeout":
             self.stats.timeouts += 1
-            raise RPCTimeout(f"{kind} to {self.addr}: no reply within {timeout}s")
+            return RPCTimeout(f"{kind} to {self.addr}: no reply within {timeout}s")
         if got == "lost":
-            raise NetworkError(f"{kind} to {self.addr}: {value}")
+            return NetworkError(f"{kind} to {self.addr}: {value}")
         if got == "error":
-            raise self._remote_error(value)
-        if got != reply_kind:
-            raise NetworkError(f"{kind} to {self.addr}: answered with {got!r}")
-        return value
+            return self._remote_error(value)
+        return NetworkError(f"{kind} to {self.addr}: answered with {got!r}")
+
+    def fail_calls(self, match: Callable[[PendingCall], bool], reason: str) -> None:
+        """Answer every call waiting for a reply whose :class:`PendingCall` ``match``es
+        with ``("lost", reason)`` (:class:`NetworkError`) now; their replies, if any come,
+        are dropped."""
+        failed = [rid for rid, pending in self._pending.items() if match(pending)]
+        for rid in failed:
+            self._pending.pop(rid).set(("lost", reason))
 
     def _watch(self, deadline: float, rid: int) -> None:
         """Have :meth:`_expire` time out call ``rid`` at ``deadline``."""

@@ -16,7 +16,10 @@ Run a node on it::
   connection for entry-carrying appends and snapshots, so that the acks that keep a
   leader's lease alive never queue behind bulk data (PROTOCOL-NOTES "Replication");
   reconnect with exponential backoff; every call bounded by ``RPCOption.hard_ttl``;
-  snapshots streamed in chunks of ``config.snapshot_max_chunk_size``.
+  snapshots streamed in chunks of ``config.snapshot_max_chunk_size``. Its clients
+  (:class:`TcpNetwork`) also offer the pipelined AppendEntries
+  (:class:`~openraft_trio.network.PipelinedAppend`): see
+  :meth:`TcpNetwork.send_append_entries`.
 * :func:`serve_raft` serves a node's inbound RPCs (see :mod:`._server` for the handshake and
   the hostile-input limits, :class:`ServerLimits`).
 * :func:`server_ssl_context` / :func:`client_ssl_context` build contexts for mutual TLS:
@@ -33,7 +36,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Final, final
+from typing import Any, Final, final
 
 import trio
 
@@ -52,7 +55,7 @@ from .._types import Node, Snapshot, Vote
 from . import _wire as wire
 from ._client import ChannelStats, NodeStopped, RpcChannel, parse_addr
 from ._frames import DEFAULT_MAX_FRAME_SIZE
-from ._protocols import RPCOption
+from ._protocols import AppendReply, RPCOption
 from ._server import (
     ClientBatchHandler,
     ClientHandler,
@@ -144,6 +147,10 @@ class TcpNetworkFactory:
             self._channels[(target, lane)] = ch
         return ch
 
+    def existing_channel(self, target: int, lane: str) -> RpcChannel | None:
+        """The channel to ``target`` for ``lane`` if one was made (none is made here)."""
+        return self._channels.get((target, lane))
+
     async def new_client(self, target: int, node: Node | None) -> TcpNetwork:
         addr = node.addr if node is not None else ""
         return TcpNetwork(self, target, addr)
@@ -156,12 +163,14 @@ class TcpNetworkFactory:
 
 @final
 class TcpNetwork:
-    """``RaftNetwork`` client to one target (a thin handle on the factory's channel)."""
+    """``RaftNetwork`` client to one target (a thin handle on the factory's channel); also
+    a :class:`~openraft_trio.network.PipelinedAppend`."""
 
     def __init__(self, factory: TcpNetworkFactory, target: int, addr: str) -> None:
         self.factory = factory
         self.target = target
         self.addr = addr
+        self._closed = False
 
     def _channel(self, lane: str = DATA) -> RpcChannel:
         try:
@@ -185,6 +194,44 @@ class TcpNetwork:
             # max_entry_bytes against max_frame_size): back off, do not spin.
             raise Unreachable(f"node {self.target}: {e}") from e
         return result
+
+    def send_append_entries(
+        self, req: AppendEntriesRequest, option: RPCOption, on_reply: AppendReply
+    ) -> bool:
+        """Queue ``req`` on its lane's connection without waiting (the
+        :class:`~openraft_trio.network.PipelinedAppend` contract).
+
+        The request takes the lane :meth:`append_entries` would (a heartbeat the control
+        connection, the others the data connection, in call order) and the same path: the
+        frame goes to the connection's coalescing writer, the channel's reader task matches
+        the reply by request id and calls ``on_reply`` with it; the channel's one deadline
+        task calls it with ``RPCTimeout`` after ``option.hard_ttl``. No task is started per
+        request. ``on_reply`` gets what :meth:`append_entries` would raise:
+
+        * the connection broke (or the factory closed it) while waiting -> ``NetworkError``
+        * this client closed (:meth:`aclose`) while waiting -> ``NetworkError``
+        * the remote handler failed -> ``RemoteError``; the node is stopped ->
+          :class:`NodeStopped` (``Unreachable``); the remote refused the request as too
+          large -> ``Unreachable``
+
+        Returns False, with nothing sent, when the lane is not connected (never dialled,
+        reconnecting, backing off), the address is malformed, this client or the factory
+        is closed, or the request's frame is over ``max_frame_size``: the caller's
+        :meth:`append_entries` then connects, or raises ``Unreachable``. A full writer queue
+        does not refuse a request: the awaiting path would queue it too (the caller's
+        window of requests in flight bounds the queue).
+        """
+        if self._closed:
+            return False
+        try:
+            channel = self._channel(CONTROL if req.is_heartbeat else DATA)
+        except Unreachable:
+            return False
+        pending = _PipelinedAppend(self, channel, option.hard_ttl, on_reply)
+        try:
+            return channel.start_call("append", req, option.hard_ttl, pending)
+        except PayloadTooLarge:
+            return False
 
     async def vote(self, req: VoteRequest, option: RPCOption) -> VoteResponse:
         result: VoteResponse = await self._channel(CONTROL).call(
@@ -222,7 +269,45 @@ class TcpNetwork:
         await self._channel(CONTROL).call("transfer", req, "transfer_resp", option.hard_ttl)
 
     async def aclose(self) -> None:
-        return None  # the connection belongs to the factory and is reused
+        """Fail this client's pipelined appends still waiting for a reply with
+        ``NetworkError`` (a reply that comes later is dropped) and refuse new ones. The
+        connections belong to the factory and stay open for its other clients; awaited
+        calls keep working."""
+        self._closed = True
+        for lane in (CONTROL, DATA):
+            channel = self.factory.existing_channel(self.target, lane)
+            if channel is not None:
+                channel.fail_calls(self._owns, f"node {self.target}: client closed")
+        await trio.lowlevel.checkpoint()
+
+    def _owns(self, pending: object) -> bool:
+        return type(pending) is _PipelinedAppend and pending.network is self
+
+
+@final
+class _PipelinedAppend:
+    """The :class:`~._client.PendingCall` of one pipelined AppendEntries: turns what the
+    channel sets into the response or error :meth:`TcpNetwork.append_entries` would give,
+    and passes it to the caller's ``on_reply``."""
+
+    __slots__ = ("channel", "network", "on_reply", "timeout")
+
+    def __init__(
+        self, network: TcpNetwork, channel: RpcChannel, timeout: float, on_reply: AppendReply
+    ) -> None:
+        self.network = network
+        self.channel = channel
+        self.timeout = timeout
+        self.on_reply = on_reply
+
+    def set(self, value: tuple[str, Any]) -> None:
+        got, body = value
+        result = self.channel.outcome("append", "append_resp", self.timeout, got, body)
+        if isinstance(result, PayloadTooLarge):  # as append_entries maps it
+            error = Unreachable(f"node {self.network.target}: {result}")
+            error.__cause__ = result
+            result = error
+        self.on_reply(result)
 
 
 @asynccontextmanager
