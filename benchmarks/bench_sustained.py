@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 from _bench_common import (
     check_leadership,
@@ -41,7 +42,7 @@ from _bench_common import (
 )
 from bench_core import Reply, _floor_server, _GcPauses
 
-from openraft_trio import Config, ForwardToLeader
+from openraft_trio import Config, ForwardToLeader, SnapshotPolicy
 from openraft_trio.kv import Set
 from openraft_trio.testing import open_cluster
 
@@ -51,15 +52,19 @@ TARGET_LAST_OVER_FIRST = 0.8
 TARGET_AVERAGE_OVER_FLOOR = 0.6
 
 
-def sustained_config() -> Config:
+def sustained_config(snapshot_policy: SnapshotPolicy | None = None) -> Config:
     """The default Config, but with election timeouts generous enough that leadership holds
-    under full load (as in bench_core); the snapshot policy is the default one."""
-    return Config(
+    under full load (as in bench_core); the snapshot policy is the default one unless
+    given."""
+    config = Config(
         cluster_name="bench-sustained",
         election_timeout_min=1.0,
         election_timeout_max=2.0,
         heartbeat_interval=0.1,
     )
+    if snapshot_policy is None:
+        return config
+    return attrs.evolve(config, snapshot_policy=snapshot_policy)
 
 
 async def _drive(clients: int, make_call: Any, duration: float) -> tuple[float, list[float]]:
@@ -129,8 +134,11 @@ def _watch_builds(sm: Any, builds: list[tuple[float, float]]) -> None:
         sm.get_snapshot_builder = get_timed_builder
 
 
-async def run_raft(clients: int, duration: float, seed: int) -> dict[str, Any]:
-    async with open_cluster(3, config=sustained_config(), seed=seed) as cluster:
+async def run_raft(
+    clients: int, duration: float, seed: int, snapshot_policy: SnapshotPolicy | None = None
+) -> dict[str, Any]:
+    config = sustained_config(snapshot_policy)
+    async with open_cluster(3, config=config, seed=seed) as cluster:
         leader_id = await cluster.wait_for_leader(10)
         leader = cluster.nodes[leader_id]
         term = leader.metrics.current_term
@@ -238,6 +246,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--floor-duration", type=float, help="seconds of the floor run (5; 1 quick)")
     p.add_argument("--warmup", type=float, default=0.0, help="ignored (the run starts cold)")
     p.add_argument("--repeats", type=int, help="floor + Raft runs; medians reported (1)")
+    p.add_argument("--snapshot-every", type=int, default=None,
+                   help="SnapshotPolicy(logs_since_last=N) instead of the default policy")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the JSON")
     p.add_argument("--quick", action="store_true", help="a 6 s run, to check that it works")
     args = p.parse_args(argv)
@@ -252,6 +262,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def policy(args: argparse.Namespace) -> SnapshotPolicy | None:
+    return None if args.snapshot_every is None else SnapshotPolicy(args.snapshot_every)
+
+
 async def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     window = max(1, min(5, int(args.duration) // 3))
     runs = []
@@ -259,7 +273,7 @@ async def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
         gc.collect()
         floor = await run_floor(CLIENTS, args.floor_duration)
         gc.collect()
-        raft = await run_raft(CLIENTS, args.duration, seed=rep)
+        raft = await run_raft(CLIENTS, args.duration, seed=rep, snapshot_policy=policy(args))
         summary = summarize(floor, raft, window)
         runs.append({"raft": raft, "summary": summary})
         print(
@@ -289,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text, tgts = format_report(runs, window)
     print()
     print(text)
-    config = sustained_config()
+    config = sustained_config(policy(args))
     write_report(args.json, {
         "benchmark": "bench_sustained",
         "env": env,
