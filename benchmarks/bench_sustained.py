@@ -44,7 +44,7 @@ from _bench_common import (
 from bench_core import Reply, _floor_server, _GcPauses
 
 from openraft_trio import Config, ForwardToLeader, SnapshotPolicy
-from openraft_trio.kv import Set
+from openraft_trio.kv import KvStateMachine, Set
 from openraft_trio.testing import open_cluster
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bench_sustained.json"
@@ -53,7 +53,7 @@ TARGET_LAST_OVER_FIRST = 0.8
 TARGET_AVERAGE_OVER_FLOOR = 0.6
 
 
-def sustained_config(snapshot_policy: SnapshotPolicy | None = None) -> Config:
+def sustained_config(snapshot_policy: SnapshotPolicy | int | None = None) -> Config:
     """The default Config, but with election timeouts generous enough that leadership holds
     under full load (as in bench_core); the snapshot policy is the default one unless
     given."""
@@ -165,11 +165,22 @@ def _watch_builds(sm: Any, builds: list[tuple[float, float]]) -> None:
         sm.get_snapshot_builder = get_timed_builder
 
 
+class InlineKv(KvStateMachine):
+    """A KvStateMachine whose snapshots are built between applies (no snapshot builder)."""
+
+    get_snapshot_builder = None  # type: ignore[assignment]
+
+
 async def run_raft(
-    clients: int, duration: float, seed: int, snapshot_policy: SnapshotPolicy | None = None
+    clients: int,
+    duration: float,
+    seed: int,
+    snapshot_policy: SnapshotPolicy | int | None = None,
+    inline_builds: bool = False,
 ) -> dict[str, Any]:
     config = sustained_config(snapshot_policy)
-    async with open_cluster(3, config=config, seed=seed) as cluster:
+    factory = InlineKv if inline_builds else KvStateMachine
+    async with open_cluster(3, config=config, seed=seed, state_machine_factory=factory) as cluster:
         leader_id = await cluster.wait_for_leader(10)
         leader = cluster.nodes[leader_id]
         term = leader.metrics.current_term
@@ -199,10 +210,16 @@ async def run_raft(
     for t in done:
         per_second[min(len(per_second) - 1, int(t - start))] += 1
     inside = [d for t, d in pauses.pauses if start <= t <= start + duration]
+    done.sort()
+    # The longest time no write completed: a snapshot built on the apply path, or a full
+    # GC collection, stops every client at once.
+    stalls = sorted((b - a for a, b in itertools.pairwise(done)), reverse=True)
     return {
         "per_second": per_second,
         "cpu_per_second": [round(c, 3) for c in cpu.per_second(start, len(per_second))],
         "average": len(done) / duration,
+        "max_stall_ms": round(stalls[0] * 1e3, 1) if stalls else 0.0,
+        "stalls_over_50ms": sum(1 for d in stalls if d > 0.05),
         "gc_collections": len(inside),
         "gc_pause_ms": sum(inside) * 1e3,
         "gc_max_pause_ms": max(inside, default=0.0) * 1e3,
@@ -262,7 +279,8 @@ def format_report(runs: list[dict[str, Any]], window: int) -> tuple[str, list[di
             f" (per CPU s: {summary['average_ops_per_cpu_s']:,.0f},"
             f" floor {summary['floor_ops_per_cpu_s']:,.0f});"
             f" GC {raft['gc_collections']} collections, {raft['gc_pause_ms']:,.0f} ms"
-            f" (max {raft['gc_max_pause_ms']:,.0f} ms); {raft['snapshots']} snapshots, build ms"
+            f" (max {raft['gc_max_pause_ms']:,.0f} ms); longest stall {raft['max_stall_ms']:,.0f} ms,"
+            f" {raft['stalls_over_50ms']} over 50 ms; {raft['snapshots']} snapshots, build ms"
             f" {builds if len(builds) <= 12 else [*builds[:6], '...', *builds[-6:]]}"
         )
         lines.append("")
@@ -301,7 +319,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=0.0, help="ignored (the run starts cold)")
     p.add_argument("--repeats", type=int, help="floor + Raft runs; medians reported (1)")
     p.add_argument("--snapshot-every", type=int, default=None,
-                   help="SnapshotPolicy(logs_since_last=N) instead of the default policy")
+                   help="a snapshot every N entries (Config(snapshot_policy=N)) instead of "
+                   "the default policy")
+    p.add_argument("--inline-builds", action="store_true",
+                   help="build snapshots between applies, not beside them")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the JSON")
     p.add_argument("--quick", action="store_true", help="a 6 s run, to check that it works")
     args = p.parse_args(argv)
@@ -316,8 +337,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def policy(args: argparse.Namespace) -> SnapshotPolicy | None:
-    return None if args.snapshot_every is None else SnapshotPolicy(args.snapshot_every)
+def policy(args: argparse.Namespace) -> int | None:
+    """``--snapshot-every N``: ``Config(snapshot_policy=N)``, a snapshot every N entries."""
+    return args.snapshot_every
 
 
 async def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -327,7 +349,10 @@ async def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
         gc.collect()
         floor = await run_floor(CLIENTS, args.floor_duration)
         gc.collect()
-        raft = await run_raft(CLIENTS, args.duration, seed=rep, snapshot_policy=policy(args))
+        raft = await run_raft(
+            CLIENTS, args.duration, seed=rep, snapshot_policy=policy(args),
+            inline_builds=args.inline_builds,
+        )
         summary = summarize(floor, raft, window)
         runs.append({"raft": raft, "summary": summary})
         print(
@@ -370,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cluster": "3 nodes, open_cluster: MemLogStore, Router (no faults), KvStateMachine",
             "config": {**config_settings(config), "snapshot_policy": repr(config.snapshot_policy)},
             "gc": "default thresholds " + repr(gc.get_threshold()),
+            "inline_builds": args.inline_builds,
         },
         "runs": runs,
         "targets": tgts,

@@ -255,15 +255,20 @@ class KvStateMachine:
             StorageError: the snapshot could not be written (chained to the ``OSError``);
                 the current snapshot stays the previous one.
         """
-        return await self.get_snapshot_builder().build_snapshot()
+        return await self._snapshot_builder().build_snapshot()
 
     def get_snapshot_builder(self) -> KvSnapshotBuilder:
         """A builder of a snapshot of everything applied so far, to run beside apply.
 
         It captures the state now (a shallow copy of the key-value dict, made in C: apply
         replaces values, never changes one in place), so applies made while it builds are
-        not in its snapshot. See :class:`~openraft_trio.storage.BuildsSnapshotsAside`.
+        not in its snapshot. See :class:`~openraft_trio.storage.BuildsSnapshotsAside`; a
+        subclass that sets ``get_snapshot_builder = None`` has its snapshots built between
+        applies by :meth:`build_snapshot`.
         """
+        return self._snapshot_builder()
+
+    def _snapshot_builder(self) -> KvSnapshotBuilder:
         self._snapshot_counter += 1
         last = self._last_applied
         position = "0-none" if last is None else f"{last.term}-{last.index}"

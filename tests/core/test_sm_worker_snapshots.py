@@ -185,3 +185,29 @@ async def test_a_state_machine_without_a_builder_builds_between_applies(autojump
         kinds = [type(n) for n in notes.notes]
         assert kinds == [Applied, SnapshotBuilt, Applied]  # in turn, never beside
         nursery.cancel_scope.cancel()
+
+
+class InlineKv(KvStateMachine):
+    """Opts out of building beside apply, as docs/reference.md describes."""
+
+    get_snapshot_builder = None  # type: ignore[assignment]
+
+
+async def test_a_kv_subclass_can_opt_out_of_building_beside_apply(autojump_clock):
+    store, entries = await logged(10)
+    sm, notes, handle = InlineKv(), Notes(), ApplyHandle()
+    assert not isinstance(sm, BuildsSnapshotsAside)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: sm_worker(
+                handle=handle, state_machine=sm, log_store=store, applied=None, notify=notes
+            )
+        )
+        handle.apply_upto(entries[4].log_id)
+        await trio.testing.wait_all_tasks_blocked()
+        handle.request_build()
+        await trio.testing.wait_all_tasks_blocked()
+        [built] = notes.of(SnapshotBuilt)
+        assert built.meta.last_log_id == entries[4].log_id
+        assert await sm.get_current_snapshot() is not None
+        nursery.cancel_scope.cancel()
