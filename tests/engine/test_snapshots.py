@@ -174,9 +174,9 @@ def test_an_int_policy_keeps_a_fixed_interval_whatever_the_size() -> None:
     assert policy == raft.SnapshotPolicy(10, snapshot_bytes_per_log=None)
     assert policy.logs_between(10**9) == 10
     default = raft.Config().snapshot_policy
-    assert default == raft.SnapshotPolicy(5000, snapshot_bytes_per_log=32)
-    assert default.logs_between(32 * 5000) == 5000
-    assert default.logs_between(32 * 100_000) == 100_000
+    assert default == raft.SnapshotPolicy(5000, snapshot_bytes_per_log=64)
+    assert default.logs_between(64 * 5000) == 5000
+    assert default.logs_between(64 * 100_000) == 100_000
 
 
 @pytest.mark.parametrize(
