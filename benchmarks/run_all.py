@@ -17,6 +17,7 @@ HERE = Path(__file__).resolve().parent
 # Modules in this directory with a ``main(argv) -> int``, run in this order.
 BENCHMARKS: tuple[str, ...] = (
     "bench_core",
+    "bench_sustained",
     "failover",
     "bench_snapshot",
     "bench_storage",

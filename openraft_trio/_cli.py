@@ -159,7 +159,12 @@ def _add_serve(commands: Commands) -> None:
         "--election-timeout", type=_timeouts, metavar="MIN,MAX", help="seconds (0.15,0.30)"
     )
     p.add_argument("--heartbeat", type=float, help="heartbeat interval in seconds (0.05)")
-    p.add_argument("--snapshot-every", type=int, help="build a snapshot every N log entries (5000)")
+    p.add_argument(
+        "--snapshot-every",
+        type=int,
+        help="build a snapshot every N log entries (default: every 5000 or more, growing "
+        "with the state)",
+    )
     p.add_argument(
         "--keep-logs", type=int, help="log entries kept behind a snapshot when purging (1000)"
     )

@@ -78,12 +78,14 @@ class Applied:
 @attrs.frozen
 class SnapshotBuilt:
     meta: SnapshotMeta
+    size: int  # bytes of snapshot data, for the snapshot policy
 
 
 @final
 @attrs.frozen
 class SnapshotInstalled:
     meta: SnapshotMeta
+    size: int
 
 
 Notification = (

@@ -246,9 +246,9 @@ class RaftCore:
                     note.target, note.vote, note.epoch, note.prev, note.hint, note.send_time
                 )
             case SnapshotBuilt():
-                engine.on_snapshot_built(note.meta)
+                engine.on_snapshot_built(note.meta, note.size)
             case SnapshotInstalled():
-                engine.on_snapshot_installed(note.meta)
+                engine.on_snapshot_installed(note.meta, note.size)
             case HigherVote():
                 engine.handle_higher_vote(note.vote)
             case _:

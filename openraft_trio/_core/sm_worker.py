@@ -5,8 +5,16 @@ up to there (in log order: one owner per reply, the core before, the worker afte
 worker applies everything from its last applied entry up to there in one ``apply`` call
 (chunked for very long catch-ups), answers the clients whose writes it applied (answering
 here saves a task hop on every write) and reports the new applied log id to the core.
-It is the only task that touches the state machine, so apply and snapshot install can
-never race (PROTOCOL-NOTES "Snapshots").
+It is the only task that calls ``apply``, ``build_snapshot`` and ``install_snapshot``, so
+apply and snapshot install can never race (PROTOCOL-NOTES "Snapshots").
+
+Snapshots are built beside apply when the state machine declares
+:class:`~openraft_trio.storage.BuildsSnapshotsAside`: between two applies this task takes
+a builder (the state machine captures a consistent view of what is applied), and a child
+task runs the builder's ``build_snapshot`` while apply goes on. One build at a time (the
+Engine asks for the next only after ``SnapshotBuilt``), and an install waits until a
+running build has finished, so a build never overlaps an install. A state machine
+without ``get_snapshot_builder`` builds between applies, as before.
 """
 
 from __future__ import annotations
@@ -16,11 +24,12 @@ from collections.abc import Iterable
 from typing import final
 
 import attrs
+import trio
 
 from .._errors import ForwardToLeader, StorageContractViolation
 from .._messages import ClientWriteResponse
 from .._types import Entry, LogId, MembershipChange, Snapshot, log_id_ge, next_index
-from ..storage import RaftLogStorage, RaftStateMachine
+from ..storage import BuildsSnapshotsAside, RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine
 from .api_calls import Responder
 from .notifications import Applied, SnapshotBuilt, SnapshotInstalled
 from .signals import Notifier, Wakeup
@@ -57,6 +66,14 @@ class ApplyHandle:
             self.wakeup.set()
 
 
+async def _build_aside(builder: RaftSnapshotBuilder, notify: Notifier, done: trio.Event) -> None:
+    try:
+        built = await builder.build_snapshot()
+        await notify.send(SnapshotBuilt(built.meta, len(built.data)))
+    finally:
+        done.set()
+
+
 async def sm_worker(
     *,
     handle: ApplyHandle,
@@ -65,40 +82,76 @@ async def sm_worker(
     applied: LogId | None,
     notify: Notifier,
 ) -> None:
-    while True:
-        if handle.install is not None:
-            # Install and apply never race: this task does both, one at a time. A snapshot
-            # not newer than what is applied is ignored (applied never moves backwards).
-            snapshot, handle.install = handle.install, None
-            if not log_id_ge(applied, snapshot.meta.last_log_id):
-                await state_machine.install_snapshot(snapshot.meta, snapshot.data)
-                applied = snapshot.meta.last_log_id
-                _fail_below(handle.replies, next_index(applied))
-            await notify.send(SnapshotInstalled(snapshot.meta))
-            continue
-        if handle.build_requested:
-            # A snapshot of everything applied so far (apply waits meanwhile).
-            handle.build_requested = False
-            built = await state_machine.build_snapshot()
-            await notify.send(SnapshotBuilt(built.meta))
-            continue
-        upto = handle.upto
-        if upto is None or log_id_ge(applied, upto):
-            await handle.wakeup.wait()
-            continue
-        start = next_index(applied)
-        stop = min(upto.index + 1, start + APPLY_CHUNK)
-        entries = await log_store.try_get_log_entries(start, stop)
-        if not entries or entries[0].index != start:
-            raise StorageContractViolation(
-                f"log entries [{start}, {stop}) to apply are missing from the log store "
-                f"(the log never has holes; purge drops only entries a snapshot covers)"
-            )
-        replies = await state_machine.apply(entries)
-        applied = entries[-1].log_id
-        if handle.replies:
-            _answer(handle.replies, entries, replies)
-        await notify.send(Applied(applied))
+    aside = isinstance(state_machine, BuildsSnapshotsAside)
+    # Set when no build runs beside apply.
+    build_done = trio.Event()
+    build_done.set()
+    async with trio.open_nursery() as builds:
+        while True:
+            if handle.install is not None:
+                if not build_done.is_set():
+                    # A build never overlaps an install: let it finish first.
+                    await build_done.wait()
+                    continue
+                # Install and apply never race: this task does both, one at a time. A
+                # snapshot not newer than what is applied is ignored (applied never moves
+                # backwards).
+                snapshot, handle.install = handle.install, None
+                if not log_id_ge(applied, snapshot.meta.last_log_id):
+                    await state_machine.install_snapshot(snapshot.meta, snapshot.data)
+                    applied = snapshot.meta.last_log_id
+                    _fail_below(handle.replies, next_index(applied))
+                await notify.send(SnapshotInstalled(snapshot.meta, len(snapshot.data)))
+                continue
+            if handle.build_requested:
+                handle.build_requested = False
+                if aside:
+                    # The builder captures everything applied so far, here between two
+                    # applies; it serializes in a task of its own while apply goes on.
+                    assert isinstance(state_machine, BuildsSnapshotsAside)
+                    builder = state_machine.get_snapshot_builder()
+                    build_done = trio.Event()
+                    builds.start_soon(
+                        _build_aside,
+                        builder,
+                        notify,
+                        build_done,
+                        name="openraft_trio.snapshot_build",
+                    )
+                else:
+                    # A snapshot of everything applied so far (apply waits meanwhile).
+                    built = await state_machine.build_snapshot()
+                    await notify.send(SnapshotBuilt(built.meta, len(built.data)))
+                continue
+            applied = await _apply_next(handle, state_machine, log_store, applied, notify)
+
+
+async def _apply_next(
+    handle: ApplyHandle,
+    state_machine: RaftStateMachine,
+    log_store: RaftLogStorage,
+    applied: LogId | None,
+    notify: Notifier,
+) -> LogId | None:
+    """Apply the next chunk up to ``handle.upto`` (or wait for work); return the new applied."""
+    upto = handle.upto
+    if upto is None or log_id_ge(applied, upto):
+        await handle.wakeup.wait()
+        return applied
+    start = next_index(applied)
+    stop = min(upto.index + 1, start + APPLY_CHUNK)
+    entries = await log_store.try_get_log_entries(start, stop)
+    if not entries or entries[0].index != start:
+        raise StorageContractViolation(
+            f"log entries [{start}, {stop}) to apply are missing from the log store "
+            f"(the log never has holes; purge drops only entries a snapshot covers)"
+        )
+    replies = await state_machine.apply(entries)
+    applied = entries[-1].log_id
+    if handle.replies:
+        _answer(handle.replies, entries, replies)
+    await notify.send(Applied(applied))
+    return applied
 
 
 def _answer(

@@ -414,8 +414,9 @@ class Engine:
     def maybe_build_snapshot(self, force: bool = False) -> None:
         self.snapshot_handler().maybe_build_snapshot(force=force)
 
-    def on_snapshot_built(self, meta: SnapshotMeta) -> None:
-        self.snapshot_handler().on_snapshot_built(meta)
+    def on_snapshot_built(self, meta: SnapshotMeta, size: int = 0) -> None:
+        """The state machine worker built a snapshot of ``meta``, ``size`` bytes of data."""
+        self.snapshot_handler().on_snapshot_built(meta, size)
 
     def purge_log(self, upto_index: int) -> None:
         self.snapshot_handler().purge_log(upto_index)
@@ -423,8 +424,9 @@ class Engine:
     def handle_install_snapshot(self, vote: Vote, snapshot: Snapshot, responder: Any) -> None:
         self.snapshot_handler().handle_install_snapshot(vote, snapshot, responder)
 
-    def on_snapshot_installed(self, meta: SnapshotMeta) -> None:
-        self.snapshot_handler().on_snapshot_installed(meta)
+    def on_snapshot_installed(self, meta: SnapshotMeta, size: int = 0) -> None:
+        """The state machine installed a snapshot of ``meta``, ``size`` bytes of data."""
+        self.snapshot_handler().on_snapshot_installed(meta, size)
 
     # -- output ----------------------------------------------------------------------------
 

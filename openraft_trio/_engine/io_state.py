@@ -49,6 +49,9 @@ class IOState:
     snapshot: LogId | None = None
     # A snapshot build is in progress (one at a time).
     snapshot_building: bool = False
+    # The size of the newest snapshot's data (0: none yet, or restored at startup), for
+    # the snapshot policy.
+    snapshot_bytes: int = 0
 
     def restore(
         self,

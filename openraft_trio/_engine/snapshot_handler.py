@@ -1,7 +1,9 @@
 """Snapshots and log compaction (Raft §7; PROTOCOL-NOTES "Snapshots").
 
-* The state machine worker builds a snapshot every ``snapshot_policy.logs_since_last``
-  applied entries, or on ``trigger.snapshot()``; one build at a time.
+* The state machine worker builds a snapshot once ``snapshot_policy.logs_between(size)``
+  entries were applied since the last one (``size``: the bytes of that snapshot, so the
+  interval grows with the state and each write pays a bounded share of snapshot
+  building), or on ``trigger.snapshot()``; one build at a time.
 * After a snapshot, the log is purged so that at most ``max_in_snapshot_log_to_keep``
   snapshotted entries stay (for followers a little behind); ``trigger.purge_log(upto)``
   purges more, but never past the snapshot: ``purged <= snapshot``.
@@ -40,7 +42,7 @@ class SnapshotHandler:
         if applied is None:
             return False
         since = applied.index - (-1 if io.snapshot is None else io.snapshot.index)
-        return since >= self.engine.config.snapshot_policy.logs_since_last
+        return since >= self.engine.config.snapshot_policy.logs_between(io.snapshot_bytes)
 
     def maybe_build_snapshot(self, *, force: bool = False) -> None:
         io = self.engine.io
@@ -49,11 +51,12 @@ class SnapshotHandler:
         io.snapshot_building = True
         self.engine.push(BuildSnapshot())
 
-    def on_snapshot_built(self, meta: SnapshotMeta) -> None:
+    def on_snapshot_built(self, meta: SnapshotMeta, size: int) -> None:
         io = self.engine.io
         io.snapshot_building = False
         if not log_id_ge(io.snapshot, meta.last_log_id):
             io.snapshot = meta.last_log_id
+            io.snapshot_bytes = size
         if io.snapshot is None:
             return
         keep = self.engine.config.max_in_snapshot_log_to_keep
@@ -92,8 +95,9 @@ class SnapshotHandler:
         engine.pending_installs.append((snapshot.meta, responder))
         engine.push(InstallSnapshot(snapshot))
 
-    def on_snapshot_installed(self, meta: SnapshotMeta) -> None:
-        """The state machine now holds ``meta``'s state: align the log and the pointers."""
+    def on_snapshot_installed(self, meta: SnapshotMeta, size: int) -> None:
+        """The state machine now holds ``meta``'s state (``size`` bytes of snapshot data):
+        align the log and the pointers."""
         engine, io = self.engine, self.engine.io
         last = meta.last_log_id
         if last is not None and not log_id_ge(io.committed, last):
@@ -115,6 +119,7 @@ class SnapshotHandler:
             io.applied = last
         if not log_id_ge(io.snapshot, last):
             io.snapshot = last
+            io.snapshot_bytes = size
         # Answer every install this one covers (an older one queued behind it was skipped).
         waiting = []
         for pending, responder in engine.pending_installs:

@@ -19,5 +19,6 @@ from ._service import serve_kv_node as serve_kv_node
 from ._state_machine import CompareAndSwap as CompareAndSwap
 from ._state_machine import Delete as Delete
 from ._state_machine import Get as Get
+from ._state_machine import KvSnapshotBuilder as KvSnapshotBuilder
 from ._state_machine import KvStateMachine as KvStateMachine
 from ._state_machine import Set as Set

@@ -29,6 +29,7 @@ File names and format: :mod:`openraft_trio.kv._snapshot_files`.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -254,6 +255,20 @@ class KvStateMachine:
             StorageError: the snapshot could not be written (chained to the ``OSError``);
                 the current snapshot stays the previous one.
         """
+        return await self._snapshot_builder().build_snapshot()
+
+    def get_snapshot_builder(self) -> KvSnapshotBuilder:
+        """A builder of a snapshot of everything applied so far, to run beside apply.
+
+        It captures the state now (a shallow copy of the key-value dict, made in C: apply
+        replaces values, never changes one in place), so applies made while it builds are
+        not in its snapshot. See :class:`~openraft_trio.storage.BuildsSnapshotsAside`; a
+        subclass that sets ``get_snapshot_builder = None`` has its snapshots built between
+        applies by :meth:`build_snapshot`.
+        """
+        return self._snapshot_builder()
+
+    def _snapshot_builder(self) -> KvSnapshotBuilder:
         self._snapshot_counter += 1
         last = self._last_applied
         position = "0-none" if last is None else f"{last.term}-{last.index}"
@@ -262,18 +277,7 @@ class KvStateMachine:
             last_membership=self._last_membership,
             snapshot_id=f"{position}-{self._snapshot_counter}",
         )
-        data = cbor2.dumps(
-            {
-                "format": _SNAPSHOT_FORMAT,
-                "last_log_id": codec.unstructure_log_id(meta.last_log_id),
-                "last_membership": codec.unstructure_stored_membership(meta.last_membership),
-                "data": self._data,
-            }
-        )
-        snapshot = Snapshot(meta=meta, data=data)
-        await self._persist(snapshot)
-        self._current_snapshot = snapshot
-        return snapshot
+        return KvSnapshotBuilder(self, meta, self._snapshot_counter, dict(self._data))
 
     async def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
         """Replace the state with the snapshot's, unless it is not newer than what is applied.
@@ -300,7 +304,7 @@ class KvStateMachine:
         snapshot = Snapshot(meta=meta, data=bytes(data))
         if self._snapshot_dir is not None:
             self._snapshot_counter += 1
-            await self._persist(snapshot)
+            await self._persist(snapshot, self._snapshot_counter)
         self._data = decoded.data
         self._last_applied = meta.last_log_id
         self._last_membership = meta.last_membership
@@ -311,12 +315,12 @@ class KvStateMachine:
 
     # -- snapshot files -------------------------------------------------------------------
 
-    async def _persist(self, snapshot: Snapshot) -> None:
-        """Make ``snapshot`` durable as file number ``_snapshot_counter``, then prune."""
+    async def _persist(self, snapshot: Snapshot, number: int) -> None:
+        """Make ``snapshot`` durable as file number ``number``, then prune."""
         directory = self._snapshot_dir
         if directory is None:
             return
-        name = snapshot_file_name(snapshot.meta.last_log_id, self._snapshot_counter)
+        name = snapshot_file_name(snapshot.meta.last_log_id, number)
         blob = encode_snapshot_file(snapshot.meta.snapshot_id, snapshot.data)
         fs, keep, invalid = self._fs, self._keep_snapshots, frozenset(self._invalid_files)
 
@@ -385,6 +389,77 @@ class KvStateMachine:
             self._last_membership = decoded.last_membership
             self._current_snapshot = Snapshot(meta=meta, data=payload)
             return
+
+
+@final
+class KvSnapshotBuilder:
+    """A snapshot of a :class:`KvStateMachine` as it was when the builder was made; its
+    :meth:`build_snapshot` serializes in chunks, letting other tasks run between them.
+
+    Made by :meth:`KvStateMachine.get_snapshot_builder`; build it once.
+    """
+
+    def __init__(
+        self, machine: KvStateMachine, meta: SnapshotMeta, number: int, data: dict[str, Any]
+    ) -> None:
+        self._machine = machine
+        self._meta = meta
+        self._number = number
+        self._data = data
+
+    async def build_snapshot(self) -> Snapshot:
+        """Serialize the captured state, persist it (with a snapshot directory), and make it
+        the machine's current snapshot unless a newer one already is.
+
+        Raises:
+            cbor2.CBOREncodeError: if a stored value is not CBOR-encodable.
+            StorageError: the snapshot could not be written (chained to the ``OSError``);
+                the current snapshot stays the previous one.
+        """
+        meta = self._meta
+        data = await _encode_snapshot(meta, self._data)
+        snapshot = Snapshot(meta=meta, data=data)
+        machine = self._machine
+        await machine._persist(snapshot, self._number)
+        current = machine._current_snapshot
+        if current is None or log_id_ge(meta.last_log_id, current.meta.last_log_id):
+            machine._current_snapshot = snapshot
+        return snapshot
+
+
+# Keys serialized between two checkpoints: about a millisecond of cbor2 (in C) per chunk.
+_ENCODE_CHUNK = 4096
+
+
+def _map_header(length: int) -> bytes:
+    """The CBOR head of a map of ``length`` pairs (major type 5, RFC 8949 section 3)."""
+    if length < 24:
+        return bytes([0xA0 + length])
+    for marker, size in ((0xB8, 1), (0xB9, 2), (0xBA, 4), (0xBB, 8)):
+        if length < 1 << (8 * size):
+            return bytes([marker]) + length.to_bytes(size, "big")
+    raise ValueError(f"a CBOR map cannot hold {length} pairs")
+
+
+async def _encode_snapshot(meta: SnapshotMeta, data: dict[str, Any]) -> bytes:
+    """The snapshot's CBOR bytes, the same as ``cbor2.dumps`` of the whole document, made
+    ``_ENCODE_CHUNK`` keys at a time with a Trio checkpoint between chunks."""
+    # The document's map with "data" last: its encoding up to that value (the last byte of
+    # the stand-in None is dropped), then the data map's head and its pairs, chunk by chunk.
+    head = cbor2.dumps(
+        {
+            "format": _SNAPSHOT_FORMAT,
+            "last_log_id": codec.unstructure_log_id(meta.last_log_id),
+            "last_membership": codec.unstructure_stored_membership(meta.last_membership),
+            "data": None,
+        }
+    )[:-1]
+    parts = [head, _map_header(len(data))]
+    items = iter(data.items())
+    while chunk := dict(itertools.islice(items, _ENCODE_CHUNK)):
+        parts.append(cbor2.dumps(chunk)[len(_map_header(len(chunk))) :])
+        await trio.lowlevel.checkpoint()
+    return b"".join(parts)
 
 
 def _fsync_dir(fs: FileSystem, directory: str) -> None:

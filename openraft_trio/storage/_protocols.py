@@ -97,3 +97,32 @@ class RaftStateMachine(Protocol):
     async def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> None: ...
 
     async def get_current_snapshot(self) -> Snapshot | None: ...
+
+
+@runtime_checkable
+class RaftSnapshotBuilder(Protocol):
+    """Builds one snapshot of the state it captured (openraft's ``RaftSnapshotBuilder``);
+    see :class:`BuildsSnapshotsAside`."""
+
+    async def build_snapshot(self) -> Snapshot:
+        """Serialize (and persist, if the state machine persists snapshots) the captured
+        state; make it the state machine's current snapshot unless a newer one already is;
+        return it. Runs beside ``apply``: it must not read the live state."""
+
+
+@runtime_checkable
+class BuildsSnapshotsAside(Protocol):
+    """Declared by a state machine whose snapshots are built beside apply, not between
+    applies (openraft's ``RaftStateMachine::get_snapshot_builder``).
+
+    The state machine worker calls :meth:`get_snapshot_builder` between two ``apply``
+    calls; it must capture the state as applied so far, without awaiting (a cheap
+    consistent view: a copy made in C, a copy-on-write handle), and return a builder. The
+    builder's ``build_snapshot`` then runs in a task of its own while ``apply`` goes on;
+    its snapshot is exactly the captured state, at the last log id applied at capture.
+    At most one builder runs at a time, and ``install_snapshot`` is called only when none
+    is running. A state machine without this method has ``build_snapshot`` called between
+    applies, as before.
+    """
+
+    def get_snapshot_builder(self) -> RaftSnapshotBuilder: ...

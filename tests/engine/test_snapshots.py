@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import attrs
+import pytest
 
+import openraft_trio as raft
 from openraft_trio._engine.commands import BuildSnapshot, InstallSnapshot, PurgeLog, TruncateLog
 from openraft_trio._messages import InstallSnapshotResponse
 from openraft_trio._types import Snapshot, SnapshotMeta, StoredMembership
@@ -128,3 +130,64 @@ def test_an_installed_snapshot_brings_its_membership() -> None:
     assert eng.membership.committed == changed
     assert eng.membership.effective == changed
     assert eng.membership.membership.voter_ids == {1, 2, 4}
+
+
+def test_policy_waits_longer_after_a_larger_snapshot() -> None:
+    # One entry per 10 bytes of the last snapshot, at least 10 entries.
+    policy = raft.SnapshotPolicy(logs_since_last=10, snapshot_bytes_per_log=10)
+    eng = follower(
+        config=attrs.evolve(CONFIG, snapshot_policy=policy, max_in_snapshot_log_to_keep=3),
+        vote=V,
+        log=LOG,
+        committed=LOG[20],
+        applied=None,
+    )
+    eng.on_applied(LOG[1])
+    eng.maybe_build_snapshot(force=True)
+    assert eng.take_output() == [BuildSnapshot()]
+    eng.on_snapshot_built(meta(LOG[1]), 150)  # 150 bytes: the next one waits 15 entries
+    eng.take_output()
+    eng.on_applied(LOG[11])
+    assert eng.take_output() == []  # 10 entries since: enough for logs_since_last alone
+    eng.on_applied(LOG[15])
+    assert eng.take_output() == []  # 14 since
+    eng.on_applied(LOG[16])
+    assert eng.take_output() == [BuildSnapshot()]  # 15 since
+
+
+def test_an_installed_snapshot_sets_the_size_the_policy_scales_with() -> None:
+    policy = raft.SnapshotPolicy(logs_since_last=2, snapshot_bytes_per_log=1)
+    config = attrs.evolve(CONFIG, snapshot_policy=policy)
+    eng = follower(config=config, vote=V, log=LOG[:6], committed=LOG[3], applied=None)
+    snap = Snapshot(meta(LOG[10]), b"x" * 8)
+    eng.handle_install_snapshot(V, snap, object())
+    eng.take_output()
+    eng.on_snapshot_installed(snap.meta, len(snap.data))
+    eng.take_output()
+    assert eng.io.snapshot == LOG[10]
+    assert eng.io.snapshot_bytes == 8  # the next build waits 8 entries, not 2
+    assert policy.logs_between(eng.io.snapshot_bytes) == 8
+
+
+def test_an_int_policy_keeps_a_fixed_interval_whatever_the_size() -> None:
+    policy = raft.Config(snapshot_policy=10).snapshot_policy
+    assert policy == raft.SnapshotPolicy(10, snapshot_bytes_per_log=None)
+    assert policy.logs_between(10**9) == 10
+    default = raft.Config().snapshot_policy
+    assert default == raft.SnapshotPolicy(5000, snapshot_bytes_per_log=64)
+    assert default.logs_between(64 * 5000) == 5000
+    assert default.logs_between(64 * 100_000) == 100_000
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        raft.SnapshotPolicy(0),
+        raft.SnapshotPolicy(10, snapshot_bytes_per_log=0),
+        raft.SnapshotPolicy(10, snapshot_bytes_per_log=True),  # type: ignore[arg-type]
+        raft.SnapshotPolicy(10, snapshot_bytes_per_log=1.5),  # type: ignore[arg-type]
+    ],
+)
+def test_a_bad_policy_is_refused_naming_the_field(policy: raft.SnapshotPolicy) -> None:
+    with pytest.raises(raft.ConfigError, match="snapshot_policy"):
+        raft.Config(snapshot_policy=policy).validate()
