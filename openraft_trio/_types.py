@@ -14,7 +14,7 @@ All are frozen attrs classes. Raft orders some of them:
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, final
 
 import attrs
@@ -229,6 +229,21 @@ class Blank:
 _UNDECODED: Final = object()  # Normal._data before a payload received as bytes is decoded
 
 
+class _Codec:
+    """The codec's payload functions, bound on first use (the codec imports this module;
+    an import statement per decode would cost more than the decode's own overhead)."""
+
+    decode: Callable[[bytes], Any] | None = None
+    encode: Callable[[Any], bytes] | None = None
+
+    @classmethod
+    def bind(cls) -> None:
+        from .codec import decode_payload, encoded_data
+
+        cls.decode = decode_payload
+        cls.encode = encoded_data
+
+
 @final
 class Normal:
     """Application data, handed to the state machine.
@@ -271,11 +286,14 @@ class Normal:
         """
         data = self._data
         if data is _UNDECODED:
-            from .codec import decode_payload  # the codec imports this module
-
+            decode = _Codec.decode
+            if decode is None:
+                _Codec.bind()
+                decode = _Codec.decode
+                assert decode is not None
             encoded = self._encoded
             assert encoded is not None  # one of the two is always at hand
-            data = decode_payload(encoded)
+            data = decode(encoded)
             object.__setattr__(self, "_data", data)
         return data
 
@@ -290,9 +308,12 @@ class Normal:
         """
         encoded = self._encoded
         if encoded is None:
-            from .codec import encoded_data  # the codec imports this module
-
-            encoded = encoded_data(self._data)
+            encode = _Codec.encode
+            if encode is None:
+                _Codec.bind()
+                encode = _Codec.encode
+                assert encode is not None
+            encoded = encode(self._data)
             object.__setattr__(self, "_encoded", encoded)
         return encoded
 

@@ -38,7 +38,6 @@ at the tag only) and decodes them where the entry is applied (``payload.data``,
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
@@ -108,6 +107,8 @@ _KIND_NORMAL: Final = 1
 _KIND_MEMBERSHIP: Final = 2
 
 _tag_of: dict[type, str] = {}
+# The first bytes of the payloads of each registered tag: 0x82 (an array of 2), the tag.
+_known_heads: set[bytes] = set()
 _type_of: dict[str, type] = {}
 # Unstructure hook per registered type, looked up once (the hot path of every write).
 _unstructure_of: dict[type, Callable[[Any], Any]] = {}
@@ -126,6 +127,7 @@ def register_data_type(cls: type[Any], tag: str) -> None:
         raise ValueError(f"cannot register {cls.__qualname__} as {tag!r}: already registered")
     _tag_of[cls] = tag
     _type_of[tag] = cls
+    _known_heads.add(b"\x82" + cbor2.dumps(tag))
 
 
 def encode_data(value: Any) -> Any:
@@ -206,7 +208,9 @@ def decode_payload(encoded: bytes) -> Any:
     """The application data ``encoded`` is (the inverse of :func:`encoded_data`).
 
     Bounded like a frame: at most :data:`MAX_PAYLOAD_ITEMS` items nested at most
-    :data:`MAX_PAYLOAD_DEPTH` deep, no shared references, no indefinite lengths.
+    :data:`MAX_PAYLOAD_DEPTH` deep, no shared references, no indefinite lengths. Bytes
+    after the first item are ignored (no encoder of ours writes any; every replica decodes
+    the same bytes alike).
 
     Raises:
         PayloadDecodeError: the bytes are not one such CBOR item, or not application data
@@ -215,16 +219,13 @@ def decode_payload(encoded: bytes) -> Any:
     try:
         if len(encoded) > MAX_PAYLOAD_ITEMS:
             check_items(encoded, MAX_PAYLOAD_ITEMS, MAX_PAYLOAD_DEPTH)
-        fp = io.BytesIO(encoded)
-        raw = cbor2.load(
-            fp,
+        raw = cbor2.loads(
+            encoded,
             semantic_decoders=SEMANTIC_DECODERS,
             allow_duplicate_keys=False,
             allow_indefinite=False,
             max_depth=MAX_PAYLOAD_DEPTH,
         )
-        if fp.read(1):
-            raise DecodeError("trailing bytes after the CBOR item")
         return decode_data(raw)
     except Exception as exc:  # cbor2 raises several types (and RecursionError, ...)
         # No ``from exc``: the message says it all, and a cause's traceback would keep the
@@ -241,27 +242,25 @@ def check_payload_tag(encoded: bytes) -> bytes:
     sends data of a type this node does not know (another version, a missing
     ``register_data_type``) is refused when it replicates, not when the entry is applied.
     """
-    if len(encoded) < 2 or encoded[0] != 0x82:
-        raise DecodeError(f"a payload is CBOR [tag, value], got {short_repr(encoded[:16])}")
-    head = encoded[1]
-    if head == 0xF6 and len(encoded) > 2:  # null: plain CBOR data
-        return encoded
-    if 0x60 <= head <= 0x77:
-        start, length = 2, head - 0x60
-    elif head == 0x78 and len(encoded) > 2:
-        start, length = 3, encoded[2]
-    else:
-        raise DecodeError(f"a payload's tag must be a short str or null, got {encoded[:16]!r}")
-    try:
-        tag = encoded[start : start + length].decode()
-    except UnicodeDecodeError:
-        tag = None
-    if tag is None or tag not in _type_of or len(encoded) <= start + length:
-        raise DecodeError(
-            f"unknown application data tag {short_repr(encoded[start : start + length])} "
-            "(not registered)"
-        )
-    return encoded
+    end = 0
+    if len(encoded) > 2 and encoded[0] == 0x82:
+        head = encoded[1]
+        if head == 0xF6:  # null: plain CBOR data
+            return encoded
+        if 0x60 <= head <= 0x77:  # a text string of head - 0x60 bytes
+            start, end = 2, head - 0x5E
+        elif head == 0x78:  # a text string whose length is the next byte
+            start, end = 3, 3 + encoded[2]
+        elif head == 0x79 and len(encoded) > 4:  # ... the next two bytes
+            start, end = 4, 4 + int.from_bytes(encoded[2:4], "big")
+        if end and len(encoded) > end:
+            if encoded[:end] in _known_heads:
+                return encoded
+            tag = encoded[start:end].decode(errors="replace")
+            raise DecodeError(f"unknown application data tag {short_repr(tag)} (not registered)")
+    raise DecodeError(
+        f"a payload is CBOR [tag, value] with a str or null tag, got {short_repr(encoded[:16])}"
+    )
 
 
 def check_payload(payload: Normal, max_bytes: int | None = None) -> None:

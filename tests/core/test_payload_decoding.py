@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import cbor2
 import pytest
 
@@ -43,7 +44,7 @@ def test_a_payload_decodes_lazily_once_and_compares_by_data() -> None:
 
 @pytest.mark.parametrize(
     "encoded",
-    [BAD_FIELDS, cbor2.dumps(["no.such.tag", {}]), b"\x82\xf6", b"\xff", b"\x82\xf6\x01\x02"],
+    [BAD_FIELDS, cbor2.dumps(["no.such.tag", {}]), b"\x82\xf6", b"\xff", b"\x82\x01"],
 )
 def test_bytes_that_do_not_decode_raise_a_typed_error_where_the_data_is_read(
     encoded: bytes,
@@ -105,3 +106,27 @@ async def test_a_follower_that_cannot_decode_a_committed_entry_stops(autojump_cl
             await follower.client_write(Set("x", 1))
         # The others go on.
         await leader.client_write(Set("b", 2))
+
+
+def test_a_follower_checks_the_tag_of_what_it_receives_without_decoding() -> None:
+    long_tag = "t" * 300
+
+    @attrs.frozen
+    class Long:
+        x: int
+
+    codec.register_data_type(Long, long_tag)
+    for data in (Set("k", "v"), None, [1, "a"], Long(3)):
+        encoded = raft.Normal(data).encoded
+        assert codec.check_payload_tag(encoded) is encoded
+    for bad, reason in [
+        (cbor2.dumps(["no.such.tag", {}]), "unknown application data tag 'no.such.tag'"),
+        (cbor2.dumps(["t" * 299, {}]), "unknown application data tag 'ttt"),
+        (cbor2.dumps(["kv.Set"]), "a payload is CBOR"),
+        (b"\x82fkv.Set", "a payload is CBOR"),  # no value
+        (b"\x82\xf6", "a payload is CBOR"),
+        (cbor2.dumps([1, 2]), "a payload is CBOR"),
+        (b"", "a payload is CBOR"),
+    ]:
+        with pytest.raises(codec.DecodeError, match=reason):
+            codec.check_payload_tag(bad)
