@@ -262,17 +262,17 @@ class Normal:
     _encoded: bytes | None
 
     def __init__(self, data: Any) -> None:
-        object.__setattr__(self, "_data", data)
-        object.__setattr__(self, "_encoded", None)
+        _set_data(self, data)
+        _set_encoded(self, None)
 
     @classmethod
     def from_encoded(cls, encoded: bytes) -> Normal:
         """The payload whose data ``encoded`` is (see :attr:`encoded`); decoded lazily."""
         if type(encoded) is not bytes:
             raise TypeError(f"encoded must be bytes, got {type(encoded).__name__}")
-        payload = cls.__new__(cls)
-        object.__setattr__(payload, "_data", _UNDECODED)
-        object.__setattr__(payload, "_encoded", encoded)
+        payload = _new(cls)
+        _set_data(payload, _UNDECODED)
+        _set_encoded(payload, encoded)
         return payload
 
     @property
@@ -294,7 +294,7 @@ class Normal:
             encoded = self._encoded
             assert encoded is not None  # one of the two is always at hand
             data = decode(encoded)
-            object.__setattr__(self, "_data", data)
+            _set_data(self, data)
         return data
 
     @property
@@ -314,7 +314,7 @@ class Normal:
                 encode = _Codec.encode
                 assert encode is not None
             encoded = encode(self._data)
-            object.__setattr__(self, "_encoded", encoded)
+            _set_encoded(self, encoded)
         return encoded
 
     @property
@@ -371,6 +371,11 @@ class MembershipChange:
 
     membership: Membership
 
+
+# Normal's slots are written through their descriptors: its __setattr__ refuses (frozen).
+_new: Final = object.__new__
+_set_data: Final = Normal.__dict__["_data"].__set__
+_set_encoded: Final = Normal.__dict__["_encoded"].__set__
 
 Payload = Blank | Normal | MembershipChange
 

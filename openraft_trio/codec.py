@@ -112,6 +112,8 @@ _known_heads: set[bytes] = set()
 _type_of: dict[str, type] = {}
 # Unstructure hook per registered type, looked up once (the hot path of every write).
 _unstructure_of: dict[type, Callable[[Any], Any]] = {}
+# Structure hook per registered type, likewise (every applied entry on a follower).
+_structure_of: dict[type, Callable[[Any, Any], Any]] = {}
 
 
 def register_data_type(cls: type[Any], tag: str) -> None:
@@ -157,7 +159,10 @@ def decode_data(raw: Any) -> Any:
     if cls is None:
         raise DecodeError(f"unknown application data tag {short_repr(tag)} (not registered)")
     try:
-        return converter.structure(value, cls)
+        hook = _structure_of.get(cls)
+        if hook is None:
+            hook = _structure_of[cls] = converter.get_structure_hook(cls)
+        return hook(value, cls)
     except Exception as exc:
         raise DecodeError(f"bad fields for {tag!r}: {short_text(str(exc))}") from exc
 
