@@ -257,6 +257,7 @@ class Normal:
     """
 
     __slots__ = ("_data", "_encoded")
+    __match_args__ = ("data",)
 
     _data: Any
     _encoded: bytes | None
