@@ -109,6 +109,11 @@ _KIND_MEMBERSHIP: Final = 2
 _tag_of: dict[type, str] = {}
 # The first bytes of the payloads of each registered tag: 0x82 (an array of 2), the tag.
 _known_heads: set[bytes] = set()
+# The same as a tuple for bytes.startswith, with null's (plain data); the longest's length.
+# A head is self-delimiting (the tag's length is in it), so a payload that starts with one
+# has that tag.
+_heads: tuple[bytes, ...] = (b"\x82\xf6",)
+_longest_head = 2
 _type_of: dict[str, type] = {}
 # Unstructure hook per registered type, looked up once (the hot path of every write).
 _unstructure_of: dict[type, Callable[[Any], Any]] = {}
@@ -129,7 +134,11 @@ def register_data_type(cls: type[Any], tag: str) -> None:
         raise ValueError(f"cannot register {cls.__qualname__} as {tag!r}: already registered")
     _tag_of[cls] = tag
     _type_of[tag] = cls
-    _known_heads.add(b"\x82" + cbor2.dumps(tag))
+    global _heads, _longest_head
+    head = b"\x82" + cbor2.dumps(tag)
+    _known_heads.add(head)
+    _heads = (*_heads, head)
+    _longest_head = max(_longest_head, len(head))
 
 
 def encode_data(value: Any) -> Any:
@@ -247,6 +256,8 @@ def check_payload_tag(encoded: bytes) -> bytes:
     sends data of a type this node does not know (another version, a missing
     ``register_data_type``) is refused when it replicates, not when the entry is applied.
     """
+    if len(encoded) > _longest_head and encoded.startswith(_heads):
+        return encoded  # the usual case, in two C calls
     end = 0
     if len(encoded) > 2 and encoded[0] == 0x82:
         head = encoded[1]
