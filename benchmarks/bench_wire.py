@@ -8,7 +8,8 @@ writes on the wire, and what a follower spends to take it off, store it (the byt
   the write check (as a leader's log holds them);
 * ``decode``: ``decode_message`` of that frame body (what a follower does before it stores);
 * ``decode+store``: that, then the log store's record bytes of every entry;
-* ``decode+data``: that, then every entry's ``payload.data`` (what applying decodes).
+* ``decode+data``: that, then every entry's ``payload.data`` (what applying decodes);
+* ``follower``: decode, store and data: a follower's whole codec work for the batch.
 
 To compare two checkouts in one run (interleaved repeats, each side in its own process)::
 
@@ -28,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-_ROWS = ("encode", "decode", "decode+store", "decode+data")
+_ROWS = ("encode", "decode", "decode+store", "decode+data", "follower")
 
 
 def _request(entries: int, value_size: int) -> Any:
@@ -81,11 +82,17 @@ def measure(entries: int, value_size: int, loops: int) -> dict[str, float]:
         for entry in decode_message(body)[2].entries:
             _ = entry.payload.data
 
+    def follower() -> None:
+        for entry in decode_message(body)[2].entries:
+            encode_entry(entry)
+            _ = entry.payload.data
+
     fns: dict[str, Callable[[], object]] = {
         "encode": lambda: encode_message("append", 7, req),
         "decode": lambda: decode_message(body),
         "decode+store": decode_store,
         "decode+data": decode_data,
+        "follower": follower,
     }
     for fn in fns.values():  # warm caches and lazily built hooks
         fn()
