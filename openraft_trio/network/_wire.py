@@ -15,8 +15,9 @@ code kind          Python value            body
 0    error         ErrorReply              [error_type_name, message]
 1    vote          VoteRequest             [vote, last_log_id, pre_vote, leader_transfer]
 2    vote_resp     VoteResponse            [vote, vote_granted, last_log_id]
-3    append        AppendEntriesRequest    [vote, prev_log_id, [entry...], leader_commit]
-4    append_resp   AppendEntriesResponse   [vote, success, matching, conflict, hint]
+3    append        AppendEntriesRequest    flat: [vote(3), prev(3), commit(3), entry(4)...]
+4    append_resp   AppendEntriesResponse   flat: [vote(3), success, matching(3), conflict,
+                                           hint]
 5    transfer      TransferLeaderRequest   [from_vote, to_node_id, last_log_id]
 6    transfer_resp None                    null
 7    snapshot      FullSnapshotRequest     [vote, [snapshot_meta, data]]
@@ -40,10 +41,20 @@ itself; its reply value is any CBOR. An ``error`` body may carry a third item, `
 (``[leader_id, leader_addr, maybe_committed]`` with ``ForwardToLeader``, ``[size, limit,
 what]`` with ``PayloadTooLarge``). Error messages are clipped: none embeds a whole value.
 
+The hot messages, ``append`` and ``append_resp``, are flat lists of primitives (one CBOR
+call each way, no list per field): a vote is ``term, node_id, committed``, a log id
+``term, node_id, index`` (three nulls when there is none), and an entry ``term, node_id,
+index, payload``, where ``payload`` is a ``Normal`` entry's encoding as a byte string (the
+CBOR of ``[tag, value]`` its leader encoded once, ``Normal.encoded``), null for ``Blank``,
+or a membership ``[configs, nodes]``. A receiver keeps the payload's bytes undecoded
+(``Normal.from_encoded``) once its tag is known here (``codec.check_payload_tag``); the
+data is decoded where the entry is applied. The converter's nested forms of these two
+messages (the hooks below) are their schema: tests check that both forms agree.
+
 ``snapshot_meta`` is ``[last_log_id, stored_membership, snapshot_id]``, ``data`` a byte
 string. Leaves use the codec's encodings: ``vote`` is ``[term, node_id, committed]``, a log
-id ``[term, node_id, index]`` or ``null``, an entry ``[term, node_id, index, kind, ...]``,
-``stored_membership`` ``[log_id, [configs, nodes]]``. Flags are CBOR booleans; ids and
+id ``[term, node_id, index]`` or ``null``, an entry (nested form) ``[term, node_id, index,
+kind, ...]``, ``stored_membership`` ``[log_id, [configs, nodes]]``. Flags are CBOR booleans; ids and
 ``hint`` (``conflict_hint``, may be ``null``) ints; the error strings and ``snapshot_id``
 text strings.
 
