@@ -14,14 +14,14 @@ import os
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from ._config import Config
 from ._core.handle import Raft
 from ._core.node import open_node
 from ._core.raft_core import RaftCore
 from ._errors import InvalidRequest, PayloadTooLarge, short_repr
-from .codec import ENCODE_ERRORS, check_encodable, encoded_data, entry_size
+from ._types import Normal
+from .codec import ENCODE_ERRORS, check_payload, entry_size
 from .network import RaftNetworkFactory
 from .storage import EncodesEntries, RaftLogStorage, RaftStateMachine, open_file_log_store
 
@@ -86,9 +86,10 @@ async def open_raft(
 
 def _write_checker(
     config: Config, log_store: RaftLogStorage, network: RaftNetworkFactory
-) -> Callable[[object], None]:
-    """What ``Raft`` runs on a client write's data before anything is logged: refuse data
-    over ``Config.max_entry_bytes`` (encoded) and, when the log store or the network
+) -> Callable[[Normal], None]:
+    """What ``Raft`` runs on a client write's payload before anything is logged: encode it
+    (once: ``Normal.encoded`` keeps the bytes the log, wire and disk then carry), refuse
+    data over ``Config.max_entry_bytes`` (encoded) and, when the log store or the network
     encodes entries (:class:`~openraft_trio.storage.EncodesEntries`), data that cannot be
     encoded. With in-memory storage and network such data is never encoded, so only its
     size is checked, when it has one."""
@@ -97,11 +98,11 @@ def _write_checker(
         isinstance(part, EncodesEntries) and part.requires_encodable_data
         for part in (log_store, network)
     ):
-        return functools.partial(check_encodable, max_bytes=max_entry_bytes)
+        return functools.partial(check_payload, max_bytes=max_entry_bytes)
 
-    def check_size(data: Any) -> None:
+    def check_size(payload: Normal) -> None:
         try:
-            size = len(encoded_data(data))
+            size = len(payload.encoded)
         except ENCODE_ERRORS:
             return
         if size > max_entry_bytes:

@@ -14,7 +14,7 @@ All are frozen attrs classes. Raft orders some of them:
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, final
 
 import attrs
@@ -226,12 +226,143 @@ class Blank:
     """A no-op entry; a new leader appends one of its term (Raft §5.4.2, §8)."""
 
 
-@final
-@attrs.frozen
-class Normal:
-    """Application data, handed to the state machine."""
+_UNDECODED: Final = object()  # Normal._data before a payload received as bytes is decoded
 
-    data: Any
+
+class _Codec:
+    """The codec's payload functions, bound on first use (the codec imports this module;
+    an import statement per decode would cost more than the decode's own overhead)."""
+
+    decode: Callable[[bytes], Any] | None = None
+    encode: Callable[[Any], bytes] | None = None
+
+    @classmethod
+    def bind(cls) -> None:
+        from .codec import decode_payload, encoded_data
+
+        cls.decode = decode_payload
+        cls.encode = encoded_data
+
+
+@final
+class Normal:
+    """Application data, handed to the state machine.
+
+    ``Normal(data)`` holds the value; :meth:`Normal.from_encoded` holds its encoding (the
+    CBOR bytes of :func:`openraft_trio.codec.encode_data`), as a follower receives it and a
+    log store reads it. Each side is computed from the other at most once, when first
+    asked for, and kept: a write is encoded once on its leader and carried as those bytes
+    through the log, the wire and the disk; a follower decodes it only where it is applied
+    (``payload.data``). Immutable; equal when the data are equal.
+    """
+
+    __slots__ = ("_data", "_encoded")
+    __match_args__ = ("data",)
+
+    _data: Any
+    _encoded: bytes | None
+
+    def __init__(self, data: Any) -> None:
+        _set_data(self, data)
+        _set_encoded(self, None)
+
+    @classmethod
+    def from_encoded(cls, encoded: bytes) -> Normal:
+        """The payload whose data ``encoded`` is (see :attr:`encoded`); decoded lazily."""
+        if type(encoded) is not bytes:
+            raise TypeError(f"encoded must be bytes, got {type(encoded).__name__}")
+        payload = _new(cls)
+        _set_data(payload, _UNDECODED)
+        _set_encoded(payload, encoded)
+        return payload
+
+    @property
+    def data(self) -> Any:
+        """The application data, decoded from :attr:`encoded` on first access.
+
+        Raises:
+            openraft_trio.codec.PayloadDecodeError: the bytes do not decode (an unknown
+                tag, fields of the wrong shape, not CBOR). It is a ``StorageError``: the
+                log holds an entry this node cannot apply, so the node stops.
+        """
+        data = self._data
+        if data is _UNDECODED:
+            decode = _Codec.decode
+            if decode is None:
+                _Codec.bind()
+                decode = _Codec.decode
+                assert decode is not None
+            encoded = self._encoded
+            assert encoded is not None  # one of the two is always at hand
+            data = decode(encoded)
+            _set_data(self, data)
+        return data
+
+    @property
+    def encoded(self) -> bytes:
+        """The data's encoding, computed on first access (see
+        :func:`openraft_trio.codec.encoded_data`).
+
+        Raises:
+            cbor2.CBOREncodeError, TypeError, ValueError: the data cannot be encoded (it is
+                neither plain CBOR nor of a registered type).
+        """
+        encoded = self._encoded
+        if encoded is None:
+            encode = _Codec.encode
+            if encode is None:
+                _Codec.bind()
+                encode = _Codec.encode
+                assert encode is not None
+            encoded = encode(self._data)
+            _set_encoded(self, encoded)
+        return encoded
+
+    @property
+    def is_decoded(self) -> bool:
+        """Whether :attr:`data` is at hand without decoding."""
+        return self._data is not _UNDECODED
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise attrs.exceptions.FrozenInstanceError()
+
+    def __delattr__(self, name: str) -> None:
+        raise attrs.exceptions.FrozenInstanceError()
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Normal:
+            return NotImplemented
+        assert isinstance(other, Normal)
+        if self is other:
+            return True
+        # Equal encodings are equal data; unequal ones may still be (1 == 1.0).
+        if self._encoded is not None and self._encoded == other._encoded:
+            return True
+        return bool(self.data == other.data)
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash((Normal, self.data))
+
+    def __repr__(self) -> str:
+        if self._data is _UNDECODED:
+            from .codec import DecodeError
+
+            try:
+                self.data  # noqa: B018 (decodes and keeps the value)
+            except DecodeError:
+                encoded = self._encoded
+                assert encoded is not None
+                return f"Normal.from_encoded({encoded[:32]!r}{'...' if len(encoded) > 32 else ''})"
+        return f"Normal(data={self._data!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._encoded is not None:
+            return (Normal.from_encoded, (self._encoded,))
+        return (Normal, (self._data,))
 
 
 @final
@@ -241,6 +372,11 @@ class MembershipChange:
 
     membership: Membership
 
+
+# Normal's slots are written through their descriptors: its __setattr__ refuses (frozen).
+_new: Final = object.__new__
+_set_data: Final = Normal.__dict__["_data"].__set__
+_set_encoded: Final = Normal.__dict__["_encoded"].__set__
 
 Payload = Blank | Normal | MembershipChange
 

@@ -6,7 +6,8 @@ objects dominates codec cost and lists shrink frames:
 
 * ``LogId`` -> ``[term, node_id, index]``; ``Vote`` -> ``[term, node_id, committed]``
 * ``Entry`` -> ``[term, node_id, index, kind, ...]`` with kind 0 ``Blank``, 1 ``Normal``
-  (``[tag, value]`` follows), 2 ``MembershipChange`` (the membership follows)
+  (the payload's encoding follows, a byte string), 2 ``MembershipChange`` (the membership
+  follows)
 * ``Membership`` -> ``[[sorted voter ids]...], {node_id: [addr, data]}]``
 
 **Application data** (``Normal(data)`` payloads and state-machine replies) is either plain
@@ -24,6 +25,15 @@ instance of a class registered with :func:`register_data_type`, which travels as
 Register the same types under the same tags on every node (at import time of the module
 that defines them); :mod:`openraft_trio.kv` registers its requests as ``kv.Set`` and so on.
 Decoding an unknown tag or a value of the wrong shape raises :class:`DecodeError`.
+
+**Payloads are encoded once.** A ``Normal`` payload's encoding is the CBOR of
+``[tag, value]`` (:func:`encoded_data`), computed once on the leader (by the write check of
+``client_write``) and kept in the payload (:attr:`Normal.encoded
+<openraft_trio.Normal.encoded>`). The wire and the durable log store carry those bytes as
+they are; a follower keeps the bytes it received (after :func:`check_payload_tag`, a look
+at the tag only) and decodes them where the entry is applied (``payload.data``,
+:func:`decode_payload`), once. A payload that does not decode then raises
+:class:`PayloadDecodeError`, a ``StorageError``: the node stops rather than skip an entry.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from typing import Any, Final, TypeVar
 import cattrs
 import cbor2
 
-from ._errors import InvalidRequest, PayloadTooLarge, short_repr, short_text
+from ._errors import InvalidRequest, PayloadTooLarge, StorageError, short_repr, short_text
 from ._types import (
     BLANK,
     Blank,
@@ -52,10 +62,18 @@ from ._types import (
 __all__ = [
     "ENCODE_ERRORS",
     "ENTRY_HEAD_BYTES",
+    "MAX_PAYLOAD_DEPTH",
+    "MAX_PAYLOAD_ITEMS",
+    "SEMANTIC_DECODERS",
     "DecodeError",
+    "PayloadDecodeError",
     "check_encodable",
+    "check_items",
+    "check_payload",
+    "check_payload_tag",
     "converter",
     "decode_data",
+    "decode_payload",
     "dumps",
     "encode_data",
     "encoded_data",
@@ -89,9 +107,18 @@ _KIND_NORMAL: Final = 1
 _KIND_MEMBERSHIP: Final = 2
 
 _tag_of: dict[type, str] = {}
+# The first bytes of the payloads of each registered tag: 0x82 (an array of 2), the tag.
+_known_heads: set[bytes] = set()
+# The same as a tuple for bytes.startswith, with null's (plain data); the longest's length.
+# A head is self-delimiting (the tag's length is in it), so a payload that starts with one
+# has that tag.
+_heads: tuple[bytes, ...] = (b"\x82\xf6",)
+_longest_head = 2
 _type_of: dict[str, type] = {}
 # Unstructure hook per registered type, looked up once (the hot path of every write).
 _unstructure_of: dict[type, Callable[[Any], Any]] = {}
+# Structure hook per registered type, likewise (every applied entry on a follower).
+_structure_of: dict[type, Callable[[Any, Any], Any]] = {}
 
 
 def register_data_type(cls: type[Any], tag: str) -> None:
@@ -107,6 +134,11 @@ def register_data_type(cls: type[Any], tag: str) -> None:
         raise ValueError(f"cannot register {cls.__qualname__} as {tag!r}: already registered")
     _tag_of[cls] = tag
     _type_of[tag] = cls
+    global _heads, _longest_head
+    head = b"\x82" + cbor2.dumps(tag)
+    _known_heads.add(head)
+    _heads = (*_heads, head)
+    _longest_head = max(_longest_head, len(head))
 
 
 def encode_data(value: Any) -> Any:
@@ -136,44 +168,138 @@ def decode_data(raw: Any) -> Any:
     if cls is None:
         raise DecodeError(f"unknown application data tag {short_repr(tag)} (not registered)")
     try:
-        return converter.structure(value, cls)
+        hook = _structure_of.get(cls)
+        if hook is None:
+            hook = _structure_of[cls] = converter.get_structure_hook(cls)
+        return hook(value, cls)
     except Exception as exc:
         raise DecodeError(f"bad fields for {tag!r}: {short_text(str(exc))}") from exc
 
 
-_IMMUTABLE_SCALARS: Final = (str, bytes, int, float, bool, type(None))
-_ENCODED_CACHE_SIZE: Final = 4096
-_ENCODED_CACHE_BYTES: Final = 64 * 1024 * 1024
 ENCODE_ERRORS: Final = (cbor2.CBOREncodeError, TypeError, ValueError)
 """What encoding application data raises when it is neither plain CBOR nor registered."""
-# id(data) -> (data, CBOR of encode_data(data)) for immutable values: a write is checked
-# (check_encodable), sized for replication (entry_size) and written to disk; all use one
-# encoding. Holding ``data`` keeps its id from being reused while the entry is cached.
-# Bounded in entries and in bytes (large values would otherwise pin gigabytes).
-_encoded: dict[int, tuple[Any, bytes]] = {}
-_encoded_bytes = 0
 
 
 def encoded_data(data: Any) -> bytes:
-    """The CBOR bytes of :func:`encode_data` ``(data)``, cached for immutable values
-    (registered frozen types and scalars; a mutable container is encoded every time).
+    """The CBOR bytes of :func:`encode_data` ``(data)``: a payload's encoding
+    (:attr:`Normal.encoded <openraft_trio.Normal.encoded>` computes it once per payload).
 
     Raises:
         cbor2.CBOREncodeError, TypeError, ValueError: ``data`` cannot be encoded.
     """
-    global _encoded_bytes
-    key = id(data)
-    hit = _encoded.get(key)
-    if hit is not None and hit[0] is data:
-        return hit[1]
-    raw = cbor2.dumps(encode_data(data))
-    if type(data) in _tag_of or isinstance(data, _IMMUTABLE_SCALARS):
-        if len(_encoded) >= _ENCODED_CACHE_SIZE or _encoded_bytes + len(raw) > _ENCODED_CACHE_BYTES:
-            _encoded.clear()
-            _encoded_bytes = 0
-        _encoded[key] = (data, raw)
-        _encoded_bytes += len(raw)
-    return raw
+    return cbor2.dumps(encode_data(data))
+
+
+class PayloadDecodeError(DecodeError, StorageError):
+    """A ``Normal`` payload's bytes do not decode to application data (an unknown tag,
+    fields of the wrong shape, not CBOR, over the decoding limits).
+
+    Raised where the payload is decoded: by ``entry.payload.data``, i.e. when the state
+    machine applies the entry. The log then holds an entry this node cannot apply and
+    must not skip, so it is a :class:`~openraft_trio.StorageError` too: raised from
+    ``RaftStateMachine.apply`` it stops the node (fail-stop, logged, in
+    ``Raft.fatal_error``), like a log record that does not decode.
+    """
+
+
+MAX_PAYLOAD_ITEMS: Final = 2**18
+"""The most CBOR data items one payload may decode to (the frame limit of the wire)."""
+
+MAX_PAYLOAD_DEPTH: Final = 64
+"""The deepest nesting of arrays and maps in one payload."""
+
+
+def _reject_shared_reference(_decoder: Any) -> Any:
+    raise DecodeError("shared-reference CBOR tags (28/29) are not allowed")
+
+
+SEMANTIC_DECODERS: Final = {28: _reject_shared_reference, 29: _reject_shared_reference}
+"""cbor2 tag decoders that refuse tags 28/29 (shared, even cyclic, structures): nothing
+we encode uses them."""
+
+
+def decode_payload(encoded: bytes) -> Any:
+    """The application data ``encoded`` is (the inverse of :func:`encoded_data`).
+
+    Bounded like a frame: at most :data:`MAX_PAYLOAD_ITEMS` items nested at most
+    :data:`MAX_PAYLOAD_DEPTH` deep, no shared references, no indefinite lengths. Bytes
+    after the first item are ignored (no encoder of ours writes any; every replica decodes
+    the same bytes alike).
+
+    Raises:
+        PayloadDecodeError: the bytes are not one such CBOR item, or not application data
+            (see :func:`decode_data`).
+    """
+    try:
+        if len(encoded) > MAX_PAYLOAD_ITEMS:
+            check_items(encoded, MAX_PAYLOAD_ITEMS, MAX_PAYLOAD_DEPTH)
+        raw = cbor2.loads(
+            encoded,
+            semantic_decoders=SEMANTIC_DECODERS,
+            allow_duplicate_keys=False,
+            allow_indefinite=False,
+            max_depth=MAX_PAYLOAD_DEPTH,
+        )
+        return decode_data(raw)
+    except Exception as exc:  # cbor2 raises several types (and RecursionError, ...)
+        # No ``from exc``: the message says it all, and a cause's traceback would keep the
+        # decoder's frames alive as long as this error.
+        reason = short_text(str(exc) if isinstance(exc, DecodeError) else repr(exc))
+        raise PayloadDecodeError(f"entry payload does not decode: {reason}") from None
+
+
+def check_payload_tag(encoded: bytes) -> bytes:
+    """Return ``encoded`` if it starts as application data does, ``[tag, ...]`` with
+    ``tag`` null or registered here; raise :class:`DecodeError` otherwise.
+
+    What a follower checks of a payload it receives, without decoding it: a leader that
+    sends data of a type this node does not know (another version, a missing
+    ``register_data_type``) is refused when it replicates, not when the entry is applied.
+    """
+    if len(encoded) > _longest_head and encoded.startswith(_heads):
+        return encoded  # the usual case, in two C calls
+    end = 0
+    if len(encoded) > 2 and encoded[0] == 0x82:
+        head = encoded[1]
+        if head == 0xF6:  # null: plain CBOR data
+            return encoded
+        if 0x60 <= head <= 0x77:  # a text string of head - 0x60 bytes
+            start, end = 2, head - 0x5E
+        elif head == 0x78:  # a text string whose length is the next byte
+            start, end = 3, 3 + encoded[2]
+        elif head == 0x79 and len(encoded) > 4:  # ... the next two bytes
+            start, end = 4, 4 + int.from_bytes(encoded[2:4], "big")
+        if end and len(encoded) > end:
+            if encoded[:end] in _known_heads:
+                return encoded
+            tag = encoded[start:end].decode(errors="replace")
+            raise DecodeError(f"unknown application data tag {short_repr(tag)} (not registered)")
+    raise DecodeError(
+        f"a payload is CBOR [tag, value] with a str or null tag, got {short_repr(encoded[:16])}"
+    )
+
+
+def check_payload(payload: Normal, max_bytes: int | None = None) -> None:
+    """:func:`check_encodable` for a payload: encodes it (kept in ``payload.encoded``).
+
+    Raises:
+        InvalidRequest: the data cannot be encoded.
+        PayloadTooLarge: its encoding is longer than ``max_bytes``.
+    """
+    try:
+        size = len(payload.encoded)
+    except ENCODE_ERRORS as exc:
+        raise _not_encodable(payload.data, exc) from exc
+    if max_bytes is not None and size > max_bytes:
+        raise PayloadTooLarge(size, max_bytes)
+
+
+def _not_encodable(data: Any, exc: BaseException) -> InvalidRequest:
+    return InvalidRequest(
+        f"cannot encode {type(data).__qualname__} as application data: "
+        f"{short_text(str(exc))} "
+        "(register its type with openraft_trio.codec.register_data_type)"
+    )
 
 
 def check_encodable(data: Any, max_bytes: int | None = None) -> None:
@@ -184,43 +310,84 @@ def check_encodable(data: Any, max_bytes: int | None = None) -> None:
             registered type.
         PayloadTooLarge: its encoding is longer than ``max_bytes``.
     """
-    try:
-        size = len(encoded_data(data))
-    except ENCODE_ERRORS as exc:
-        raise InvalidRequest(
-            f"cannot encode {type(data).__qualname__} as application data: "
-            f"{short_text(str(exc))} "
-            "(register its type with openraft_trio.codec.register_data_type)"
-        ) from exc
-    if max_bytes is not None and size > max_bytes:
-        raise PayloadTooLarge(size, max_bytes)
+    check_payload(Normal(data), max_bytes)
 
 
 ENTRY_HEAD_BYTES: Final = 32
 """What an entry adds to its payload when encoded, at most: ``[term, node_id, index, kind,
-...]`` with ids below 2**64, plus the ``[tag, value]`` wrapper of application data."""
+...]`` with ids below 2**64, plus the byte-string header of the payload's encoding."""
 
 
 def entry_size(entry: Entry) -> int:
     """About how many bytes ``entry`` takes encoded (an upper bound for ids below 2**64):
     what a replication stream budgets AppendEntries by (``Config.max_payload_bytes``).
 
-    Cheap for a recent write: its data's encoding is cached. Data that cannot be encoded
-    (possible only with in-memory storage and network) counts as its head alone.
+    Cheap: a payload is encoded once (on its leader, by the write check) and keeps its
+    bytes. Data that cannot be encoded (possible only with in-memory storage and network)
+    counts as its head alone.
     """
     payload = entry.payload
-    if isinstance(payload, Normal):
-        data = payload.data
-        hit = _encoded.get(id(data))  # the hot path, inlined: a write checked just now
-        if hit is not None and hit[0] is data:
-            return ENTRY_HEAD_BYTES + len(hit[1])
+    if payload.__class__ is Normal:
+        assert isinstance(payload, Normal)
         try:
-            return ENTRY_HEAD_BYTES + len(encoded_data(data))
+            return ENTRY_HEAD_BYTES + len(payload.encoded)
         except ENCODE_ERRORS:
             return ENTRY_HEAD_BYTES
     if isinstance(payload, MembershipChange):
         return ENTRY_HEAD_BYTES + len(cbor2.dumps(unstructure_membership(payload.membership)))
     return ENTRY_HEAD_BYTES
+
+
+_ARGUMENT_SIZES: Final = {24: 1, 25: 2, 26: 4, 27: 8}
+
+
+def check_items(data: bytes | bytearray | memoryview, max_items: int, max_depth: int) -> None:
+    """Walk the CBOR item headers of ``data`` (one message or payload) without building anything, and
+    refuse it if it holds more than ``max_items`` items or nests arrays and maps deeper
+    than ``max_depth``. Strings are skipped by their length, so the walk costs one step
+    per item, and it stops at the first item over the limit.
+
+    Raises:
+        DecodeError: over a limit, truncated, or indefinite-length (never sent by us).
+    """
+    view = memoryview(data).cast("B")
+    end = len(view)
+    pos = 0
+    items = 0
+    left = 1  # items still to read in the innermost open container (the top level: 1)
+    outer: list[int] = []  # the same count of every enclosing container
+    while True:
+        if pos >= end:
+            raise DecodeError("not valid CBOR: truncated")
+        initial = view[pos]
+        pos += 1
+        items += 1
+        if items > max_items:
+            raise DecodeError(f"message has more than {max_items} CBOR items")
+        major, info = initial >> 5, initial & 31
+        if info < 24:
+            arg = info
+        else:
+            size = _ARGUMENT_SIZES.get(info)
+            if size is None:
+                raise DecodeError("not valid CBOR: indefinite length or reserved value")
+            arg = int.from_bytes(view[pos : pos + size], "big")  # (a float's bits: unused)
+            pos += size
+        left -= 1
+        if major in (2, 3):  # byte or text string
+            pos += arg
+        elif major in (4, 5, 6):
+            children = arg if major == 4 else 2 * arg if major == 5 else 1
+            if children:
+                if major != 6 and len(outer) >= max_depth:
+                    raise DecodeError(f"message nests deeper than {max_depth}")
+                outer.append(left)
+                left = children
+        while left == 0:
+            if not outer:
+                return
+            left = outer.pop()
+
 
 
 # -- hot types -------------------------------------------------------------------------------
@@ -254,6 +421,12 @@ def _bool(raw: Any, what: str) -> bool:
 def _str(raw: Any, what: str) -> str:
     if type(raw) is not str:
         raise DecodeError(f"{what}: expected a str, got {short_repr(raw)}")
+    return raw
+
+
+def _bytes(raw: Any, what: str) -> bytes:
+    if type(raw) is not bytes:
+        raise DecodeError(f"{what}: expected bytes, got {short_repr(raw)}")
     return raw
 
 
@@ -347,7 +520,7 @@ def unstructure_entry(entry: Entry) -> list[Any]:
     payload = entry.payload
     head = [leader.term, leader.node_id, entry.log_id.index]
     if isinstance(payload, Normal):
-        return [*head, _KIND_NORMAL, encode_data(payload.data)]
+        return [*head, _KIND_NORMAL, payload.encoded]
     if isinstance(payload, MembershipChange):
         return [*head, _KIND_MEMBERSHIP, unstructure_membership(payload.membership)]
     return [*head, _KIND_BLANK]
@@ -362,7 +535,7 @@ def structure_entry(raw: Any) -> Entry:
     if type(kind) is not int:
         raise DecodeError(f"an entry's payload kind must be an int, got {short_repr(kind)}")
     if kind == _KIND_NORMAL and len(raw) == 5:
-        return Entry(log_id, Normal(decode_data(raw[4])))
+        return Entry(log_id, Normal.from_encoded(check_payload_tag(_bytes(raw[4], "payload"))))
     if kind == _KIND_MEMBERSHIP and len(raw) == 5:
         return Entry(log_id, MembershipChange(structure_membership(raw[4])))
     if kind == _KIND_BLANK and len(raw) == 4:

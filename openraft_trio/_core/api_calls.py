@@ -14,7 +14,7 @@ import attrs
 import trio
 
 from .._messages import AppendEntriesRequest, TransferLeaderRequest, VoteRequest
-from .._types import Membership, Node, ReadPolicy, Snapshot, Vote
+from .._types import Membership, Node, Normal, ReadPolicy, Snapshot, Vote
 
 if TYPE_CHECKING:
     from .raft_core import RaftCore
@@ -67,7 +67,7 @@ class Responder:
 @final
 @attrs.frozen(eq=False)
 class ClientWrite:
-    items: list[Any]
+    items: list[Normal]
     responders: list[Responder]
 
 

@@ -39,7 +39,7 @@ from .._messages import (
     VoteResponse,
 )
 from .._metrics import RaftMetrics
-from .._types import LogId, Membership, Node, ReadPolicy, ServerState, Snapshot, Vote
+from .._types import LogId, Membership, Node, Normal, ReadPolicy, ServerState, Snapshot, Vote
 from .._validate import check_append_entries, check_vote_request
 from .api_calls import (
     AddLearner,
@@ -99,7 +99,7 @@ class Raft(metaclass=NoPublicConstructor):
         config: Config,
         core: RaftCore,
         api_tx: trio.MemorySendChannel[ApiCall],
-        check_write: Callable[[object], None],
+        check_write: Callable[[Normal], None],
     ) -> None:
         self.node_id = node_id
         self.config = config
@@ -113,7 +113,8 @@ class Raft(metaclass=NoPublicConstructor):
         self._fatal: Fatal | None = None
         # Refuses, before anything is logged, data over ``Config.max_entry_bytes`` and, when
         # the log store or network encodes entries, data that cannot be encoded (raises
-        # ``InvalidRequest``): ``open_raft`` picks it for the store and network.
+        # ``InvalidRequest``): ``open_raft`` picks it for the store and network. It encodes
+        # the payload (kept in ``Normal.encoded``): the one encoding of a write.
         self._check_write = check_write
         # The node's own tasks, each in a cancel scope of its own, so that shutdown() stops
         # them without cancelling the caller's ``async with open_raft()`` body.
@@ -262,9 +263,10 @@ class Raft(metaclass=NoPublicConstructor):
             InvalidRequest: the log store writes entries to disk and ``data`` cannot be
                 encoded (see :mod:`openraft_trio.codec`); nothing was written.
         """
-        self._check_write(data)
+        payload = Normal(data)
+        self._check_write(payload)  # encodes it, once: the log, wire and disk carry those bytes
         response: ClientWriteResponse = await self._call(
-            lambda responder: ClientWrite([data], [responder])
+            lambda responder: ClientWrite([payload], [responder])
         )
         return response
 
@@ -280,7 +282,7 @@ class Raft(metaclass=NoPublicConstructor):
         (``PayloadTooLarge``, ``InvalidRequest``) is then left out of the batch and the
         others are written. Without it, such an item refuses the whole batch.
         """
-        items = list(items)
+        items = [Normal(item) for item in items]
         refused: dict[int, RaftError] = {}
         for i, item in enumerate(items):
             try:

@@ -27,7 +27,7 @@ import trio_util
 
 from .._config import Config
 from .._engine import Engine
-from .._types import Entry
+from .._types import Entry, Normal
 from ..network import RaftNetworkFactory
 from ..storage import RaftLogStorage, RaftStateMachine
 from .api_calls import ApiCall
@@ -48,7 +48,7 @@ async def open_node(
     network: RaftNetworkFactory,
     log_store: RaftLogStorage,
     state_machine: RaftStateMachine,
-    check_write: Callable[[object], None],
+    check_write: Callable[[Normal], None],
     entry_size: Callable[[Entry], int],
     rng: random.Random | None,
     clock: Callable[[], float] | None,
@@ -58,8 +58,8 @@ async def open_node(
     validated) until the block is left.
 
     Args:
-        check_write: refuses a client write's data before it is logged (raises
-            ``InvalidRequest``); the ``Raft`` handle calls it.
+        check_write: refuses a client write's payload before it is logged (raises
+            ``InvalidRequest``) and encodes it; the ``Raft`` handle calls it.
         entry_size: an entry's encoded size in bytes, for ``max_payload_bytes`` batches.
     """
     engine = Engine(node_id, config, rng if rng is not None else random.Random())

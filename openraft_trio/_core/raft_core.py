@@ -29,7 +29,7 @@ from .._engine import Engine, IOId, commands
 from .._errors import ForwardToLeader, RaftError, RPCError, StorageError, copy_for_caller
 from .._messages import TransferLeaderRequest, VoteRequest, VoteResponse
 from .._metrics import RaftMetrics, ReplicationStatus
-from .._types import Entry, LogId, Normal, ServerState
+from .._types import Entry, LogId, ServerState
 from ..network import RaftNetwork, RaftNetworkFactory, RPCOption
 from ..storage import RaftLogStorage, RaftStateMachine
 from .api_calls import (
@@ -318,7 +318,7 @@ class RaftCore:
 
     def _client_write(self, items: list[Any], responders: list[Responder]) -> None:
         try:
-            log_ids = self.engine.client_write([Normal(data) for data in items])
+            log_ids = self.engine.client_write(items)  # Normal payloads, encoded by the handle
         except ForwardToLeader as e:
             # One refusal for many callers (a batch): each raises its own copy.
             shared = len(responders) > 1

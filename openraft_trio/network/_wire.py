@@ -15,8 +15,9 @@ code kind          Python value            body
 0    error         ErrorReply              [error_type_name, message]
 1    vote          VoteRequest             [vote, last_log_id, pre_vote, leader_transfer]
 2    vote_resp     VoteResponse            [vote, vote_granted, last_log_id]
-3    append        AppendEntriesRequest    [vote, prev_log_id, [entry...], leader_commit]
-4    append_resp   AppendEntriesResponse   [vote, success, matching, conflict, hint]
+3    append        AppendEntriesRequest    flat: [vote(3), prev(3), commit(3), entry(4)...]
+4    append_resp   AppendEntriesResponse   flat: [vote(3), success, matching(3), conflict,
+                                           hint]
 5    transfer      TransferLeaderRequest   [from_vote, to_node_id, last_log_id]
 6    transfer_resp None                    null
 7    snapshot      FullSnapshotRequest     [vote, [snapshot_meta, data]]
@@ -40,10 +41,20 @@ itself; its reply value is any CBOR. An ``error`` body may carry a third item, `
 (``[leader_id, leader_addr, maybe_committed]`` with ``ForwardToLeader``, ``[size, limit,
 what]`` with ``PayloadTooLarge``). Error messages are clipped: none embeds a whole value.
 
+The hot messages, ``append`` and ``append_resp``, are flat lists of primitives (one CBOR
+call each way, no list per field): a vote is ``term, node_id, committed``, a log id
+``term, node_id, index`` (three nulls when there is none), and an entry ``term, node_id,
+index, payload``, where ``payload`` is a ``Normal`` entry's encoding as a byte string (the
+CBOR of ``[tag, value]`` its leader encoded once, ``Normal.encoded``), null for ``Blank``,
+or a membership ``[configs, nodes]``. A receiver keeps the payload's bytes undecoded
+(``Normal.from_encoded``) once its tag is known here (``codec.check_payload_tag``); the
+data is decoded where the entry is applied. The converter's nested forms of these two
+messages (the hooks below) are their schema: tests check that both forms agree.
+
 ``snapshot_meta`` is ``[last_log_id, stored_membership, snapshot_id]``, ``data`` a byte
 string. Leaves use the codec's encodings: ``vote`` is ``[term, node_id, committed]``, a log
-id ``[term, node_id, index]`` or ``null``, an entry ``[term, node_id, index, kind, ...]``,
-``stored_membership`` ``[log_id, [configs, nodes]]``. Flags are CBOR booleans; ids and
+id ``[term, node_id, index]`` or ``null``, an entry (nested form) ``[term, node_id, index,
+kind, ...]``, ``stored_membership`` ``[log_id, [configs, nodes]]``. Flags are CBOR booleans; ids and
 ``hint`` (``conflict_hint``, may be ``null``) ints; the error strings and ``snapshot_id``
 text strings.
 
@@ -74,8 +85,27 @@ from .._messages import (
     VoteRequest,
     VoteResponse,
 )
-from .._types import Snapshot, SnapshotMeta, Vote
-from ..codec import _bool, _fields, _int, _opt_int, _str, _structure_hook
+from .._types import (
+    BLANK,
+    Entry,
+    LeaderId,
+    LogId,
+    MembershipChange,
+    Normal,
+    Snapshot,
+    SnapshotMeta,
+    Vote,
+)
+from ..codec import (
+    SEMANTIC_DECODERS,
+    _bool,
+    _fields,
+    _int,
+    _opt_int,
+    _str,
+    _structure_hook,
+    check_items,
+)
 
 DecodeError: Final = codec.DecodeError
 
@@ -113,7 +143,7 @@ class ErrorReply:
         return cls(type(exc).__name__, short_text(str(exc)), detail)
 
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 """Version of this wire format, sent in the handshake; a peer speaking another is refused."""
 
 ROLES: Final = ("raft", "client")
@@ -222,6 +252,138 @@ def structure_append_entries_request(raw: Any) -> AppendEntriesRequest:
         _struct_log_id(f[1]),
         tuple([entry(e) for e in entries]),
         _struct_log_id(f[3]),
+    )
+
+
+# The lean forms of the hot messages, what the envelope carries (see the module docstring):
+# one flat list of primitives each, built and read in one pass. The converter's nested
+# forms above are the schema; tests/network/test_wire.py checks that both agree.
+
+_BLANK_ITEM: Final = None  # a Blank entry's payload item in the flat form
+
+
+def flatten_append_entries_request(req: AppendEntriesRequest) -> list[Any]:
+    """``AppendEntriesRequest`` -> ``[vote(3), prev_log_id(3), leader_commit(3),
+    (term, node_id, index, payload)...]``; a missing log id is three nulls, a payload is
+    its encoding (bytes, ``Normal``), null (``Blank``) or a membership (a list)."""
+    vote = req.vote
+    leader = vote.leader_id
+    prev = req.prev_log_id
+    commit = req.leader_commit
+    out: list[Any] = [leader.term, leader.node_id, vote.committed]
+    if prev is None:
+        out += (None, None, None)
+    else:
+        out += (prev.leader_id.term, prev.leader_id.node_id, prev.index)
+    if commit is None:
+        out += (None, None, None)
+    else:
+        out += (commit.leader_id.term, commit.leader_id.node_id, commit.index)
+    append = out.append
+    for entry in req.entries:
+        log_id = entry.log_id
+        entry_leader = log_id.leader_id
+        append(entry_leader.term)
+        append(entry_leader.node_id)
+        append(log_id.index)
+        payload = entry.payload
+        if payload.__class__ is Normal:
+            append(payload.encoded)
+        elif payload.__class__ is MembershipChange:
+            append(codec.unstructure_membership(payload.membership))
+        else:
+            append(_BLANK_ITEM)
+    return out
+
+
+def _flat_log_id(raw: list[Any], at: int, what: str) -> LogId | None:
+    term = raw[at]
+    if term is None:
+        if raw[at + 1] is not None or raw[at + 2] is not None:
+            raise DecodeError(f"{what}: a missing log id is three nulls")
+        return None
+    return LogId(LeaderId(_int(term, what), _opt_int(raw[at + 1], what)), _int(raw[at + 2], what))
+
+
+def unflatten_append_entries_request(raw: Any) -> AppendEntriesRequest:
+    """The inverse of :func:`flatten_append_entries_request`; raises :class:`DecodeError`."""
+    if type(raw) is not list or len(raw) < 9 or (len(raw) - 9) % 4:
+        raise DecodeError(
+            "append entries: expected [vote(3), prev_log_id(3), leader_commit(3), "
+            f"(term, node_id, index, payload)...], got {short_repr(raw)}"
+        )
+    vote = Vote(
+        LeaderId(_int(raw[0], "append entries vote"), _opt_int(raw[1], "append entries vote")),
+        _bool(raw[2], "append entries vote committed"),
+    )
+    prev = _flat_log_id(raw, 3, "append entries prev_log_id")
+    commit = _flat_log_id(raw, 6, "append entries leader_commit")
+    entries: list[Entry] = []
+    append = entries.append
+    leader: LeaderId | None = None
+    check_tag = codec.check_payload_tag
+    from_encoded = Normal.from_encoded
+    for at in range(9, len(raw), 4):
+        term, node_id, index, payload = raw[at : at + 4]
+        if (
+            type(term) is not int
+            or type(index) is not int
+            or (node_id is not None and type(node_id) is not int)
+        ):
+            raise DecodeError(
+                f"append entries: entry {(at - 9) // 4} has a bad log id "
+                f"{short_repr([term, node_id, index])}"
+            )
+        # Entries of one batch mostly share their leader id: share the object too.
+        if leader is None or leader.term != term or leader.node_id != node_id:
+            leader = LeaderId(term, node_id)
+        if type(payload) is bytes:
+            try:
+                append(Entry(LogId(leader, index), from_encoded(check_tag(payload))))
+            except DecodeError as exc:
+                raise DecodeError(f"append entries: entry {(at - 9) // 4}: {exc}") from None
+        elif payload is None:
+            append(Entry(LogId(leader, index), BLANK))
+        elif type(payload) is list:
+            membership = codec.structure_membership(payload)
+            append(Entry(LogId(leader, index), MembershipChange(membership)))
+        else:
+            raise DecodeError(
+                f"append entries: entry {(at - 9) // 4}: a payload is bytes, null or a "
+                f"membership, got {short_repr(payload)}"
+            )
+    return AppendEntriesRequest(vote, prev, tuple(entries), commit)
+
+
+def flatten_append_entries_response(resp: AppendEntriesResponse) -> list[Any]:
+    """``AppendEntriesResponse`` -> ``[vote(3), success, matching(3), conflict, hint]``."""
+    vote = resp.vote
+    matching = resp.matching
+    out: list[Any] = [vote.leader_id.term, vote.leader_id.node_id, vote.committed, resp.success]
+    if matching is None:
+        out += (None, None, None)
+    else:
+        out += (matching.leader_id.term, matching.leader_id.node_id, matching.index)
+    out += (resp.conflict, resp.conflict_hint)
+    return out
+
+
+def unflatten_append_entries_response(raw: Any) -> AppendEntriesResponse:
+    """The inverse of :func:`flatten_append_entries_response`; raises :class:`DecodeError`."""
+    f = _fields(raw, 9, "append entries response [vote(3), success, matching(3), conflict, hint]")
+    hint = f[8]
+    return AppendEntriesResponse(
+        Vote(
+            LeaderId(
+                _int(f[0], "append entries response vote"),
+                _opt_int(f[1], "append entries response vote"),
+            ),
+            _bool(f[2], "append entries response vote committed"),
+        ),
+        _bool(f[3], "append entries response success"),
+        _flat_log_id(f, 4, "append entries response matching"),
+        _bool(f[7], "append entries response conflict"),
+        None if hint is None else _int(hint, "append entries response conflict_hint"),
     )
 
 
@@ -465,15 +627,15 @@ _KINDS: Final = (
         "append",
         3,
         AppendEntriesRequest,
-        unstructure_append_entries_request,
-        structure_append_entries_request,
+        flatten_append_entries_request,
+        unflatten_append_entries_request,
     ),
     _Kind(
         "append_resp",
         4,
         AppendEntriesResponse,
-        unstructure_append_entries_response,
-        structure_append_entries_response,
+        flatten_append_entries_response,
+        unflatten_append_entries_response,
     ),
     _Kind(
         "transfer",
@@ -511,13 +673,6 @@ KIND_CODES: Final = {k.name: k.code for k in _KINDS}
 """Kind name -> code (the table in the module docstring)."""
 
 
-def _reject_shared_reference(_decoder: Any) -> Any:
-    raise DecodeError("shared-reference CBOR tags (28/29) are not allowed")
-
-
-# Tags 28/29 build shared (even cyclic) structures: refuse them, nothing we send uses them.
-_SEMANTIC_DECODERS: Final = {28: _reject_shared_reference, 29: _reject_shared_reference}
-
 
 def encode_message(kind: str, request_id: int, msg: Any) -> bytes:
     """One frame body: CBOR of ``[kind_code, request_id, body]``.
@@ -538,57 +693,6 @@ def encode_message(kind: str, request_id: int, msg: Any) -> bytes:
         expected = "None" if k.cls is None else k.cls.__name__
         raise TypeError(f"a {kind!r} message must be {expected}, got {type(msg).__name__}")
     return cbor2.dumps([k.code, request_id, k.unstructure(msg)])
-
-
-_ARGUMENT_SIZES: Final = {24: 1, 25: 2, 26: 4, 27: 8}
-
-
-def check_items(data: bytes | bytearray | memoryview, max_items: int, max_depth: int) -> None:
-    """Walk the CBOR item headers of ``data`` (one message) without building anything, and
-    refuse it if it holds more than ``max_items`` items or nests arrays and maps deeper
-    than ``max_depth``. Strings are skipped by their length, so the walk costs one step
-    per item, and it stops at the first item over the limit.
-
-    Raises:
-        DecodeError: over a limit, truncated, or indefinite-length (never sent by us).
-    """
-    view = memoryview(data).cast("B")
-    end = len(view)
-    pos = 0
-    items = 0
-    left = 1  # items still to read in the innermost open container (the top level: 1)
-    outer: list[int] = []  # the same count of every enclosing container
-    while True:
-        if pos >= end:
-            raise DecodeError("not valid CBOR: truncated")
-        initial = view[pos]
-        pos += 1
-        items += 1
-        if items > max_items:
-            raise DecodeError(f"message has more than {max_items} CBOR items")
-        major, info = initial >> 5, initial & 31
-        if info < 24:
-            arg = info
-        else:
-            size = _ARGUMENT_SIZES.get(info)
-            if size is None:
-                raise DecodeError("not valid CBOR: indefinite length or reserved value")
-            arg = int.from_bytes(view[pos : pos + size], "big")  # (a float's bits: unused)
-            pos += size
-        left -= 1
-        if major in (2, 3):  # byte or text string
-            pos += arg
-        elif major in (4, 5, 6):
-            children = arg if major == 4 else 2 * arg if major == 5 else 1
-            if children:
-                if major != 6 and len(outer) >= max_depth:
-                    raise DecodeError(f"message nests deeper than {max_depth}")
-                outer.append(left)
-                left = children
-        while left == 0:
-            if not outer:
-                return
-            left = outer.pop()
 
 
 def decode_message(
@@ -614,7 +718,7 @@ def decode_message(
     try:
         raw = cbor2.load(
             fp,
-            semantic_decoders=_SEMANTIC_DECODERS,
+            semantic_decoders=SEMANTIC_DECODERS,
             allow_duplicate_keys=False,
             allow_indefinite=False,
             max_depth=max_depth,

@@ -20,7 +20,10 @@ Record (37-byte header, then the payload)::
 ``kind`` is ``ENTRY`` or ``COMMITTED``, with bit ``0x80`` set when the log id's node id is
 not ``None``. An ENTRY's payload is the CBOR of the entry's payload: ``[0]`` (Blank),
 ``[1, data]`` (Normal) or ``[2, membership]``, in :mod:`openraft_trio.codec`'s encodings;
-its log id is the header's. A COMMITTED record has no payload: the log id in its header is
+its log id is the header's. A Normal record's ``data`` is the payload's encoding as it is
+(``Normal.encoded``, ``[tag, value]``): the store writes the bytes the leader encoded and
+reads them back undecoded (the record checksum covers them); they are decoded when the
+entry is applied. A COMMITTED record has no payload: the log id in its header is
 the committed log id. The header has its own checksum so a
 flipped bit in ``payload_len`` is caught as corruption instead of looking like a record cut
 short by a crash.
@@ -108,6 +111,8 @@ def encode_record(kind: int, log_id: LogId, payload: bytes) -> bytes:
 
 # ENTRY payloads hold only the payload (the log id is in the header): CBOR
 # ``[0]`` (Blank), ``[1, data]`` (Normal; data as codec.encode_data) or ``[2, membership]``.
+# A Normal record is its prefix and the payload's encoding, the bytes the leader encoded
+# once (``Normal.encoded``): written and read back without encoding or decoding the data.
 _BLANK_PAYLOAD: Final = cbor2.dumps([0])
 _NORMAL_PREFIX: Final = b"\x82\x01"  # a CBOR array of 2 items, the first the int 1
 
@@ -115,7 +120,7 @@ _NORMAL_PREFIX: Final = b"\x82\x01"  # a CBOR array of 2 items, the first the in
 def encode_entry(entry: Entry) -> bytes:
     payload = entry.payload
     if isinstance(payload, Normal):
-        body = _NORMAL_PREFIX + codec.encoded_data(payload.data)
+        body = _NORMAL_PREFIX + payload.encoded
     elif isinstance(payload, MembershipChange):
         body = cbor2.dumps([2, codec.unstructure_membership(payload.membership)])
     else:
@@ -159,12 +164,14 @@ def decode_entry_payload(header: RecordHeader, payload: bytes | memoryview) -> E
         FormatError: the payload does not decode, or disagrees with the header's log id.
     """
     log_id = header.log_id
+    if payload[:2] == _NORMAL_PREFIX:
+        # Kept as the bytes the leader encoded; decoded where applied (``payload.data``
+        # raises codec.PayloadDecodeError, a StorageError, if they do not decode).
+        return Entry(log_id, Normal.from_encoded(bytes(payload[2:])))
     try:
         raw = cbor2.loads(payload)
         if isinstance(raw, list) and raw:
             kind = raw[0]
-            if kind == 1 and len(raw) == 2:
-                return Entry(log_id, Normal(codec.decode_data(raw[1])))
             if kind == 0 and len(raw) == 1:
                 return Entry(log_id, BLANK)
             if kind == 2 and len(raw) == 2:

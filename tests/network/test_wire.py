@@ -162,7 +162,39 @@ def test_envelope_layout() -> None:
     raw = cbor2.loads(encode_message("error", 9, ErrorReply("X", "y")))
     assert raw == [0, 9, ["X", "y"]]
     raw = cbor2.loads(encode_message("hello", 0, Hello("c", "raft", 1, 2)))
-    assert raw == [9, 0, [1, "c", "raft", 1, 2]]
+    assert raw == [9, 0, [2, "c", "raft", 1, 2]]
+
+
+def test_append_entries_travel_flat_with_payloads_as_their_encoding() -> None:
+    payload = Normal(Set("k", "v"))
+    req = AppendEntriesRequest(
+        VOTE,
+        lid(3, 1, 6),
+        (Entry(lid(3, 1, 7), payload), Entry(lid(4, 2, 8), BLANK)),
+        None,
+    )
+    raw = cbor2.loads(encode_message("append", 5, req))
+    # fmt: off
+    assert raw == [3, 5, [
+        3, 1, True,  3, 1, 6,  None, None, None,
+        3, 1, 7, payload.encoded,
+        4, 2, 8, None,
+    ]]
+    # fmt: on
+    assert payload.encoded == cbor2.dumps(["kv.Set", {"key": "k", "value": "v"}])
+    raw = cbor2.loads(encode_message("append_resp", 6, AppendEntriesResponse(VOTE, True, None)))
+    assert raw == [4, 6, [3, 1, True, True, None, None, None, False, None]]
+
+
+def test_a_received_payload_is_kept_as_bytes_until_its_data_is_read() -> None:
+    req = AppendEntriesRequest(VOTE, None, (Entry(lid(3, 1, 0), Normal(Set("k", "v"))),), None)
+    [entry] = decode_message(encode_message("append", 1, req))[2].entries
+    payload = entry.payload
+    assert isinstance(payload, Normal)
+    assert not payload.is_decoded
+    assert payload.encoded == Normal(Set("k", "v")).encoded
+    assert payload.data == Set("k", "v")
+    assert payload.is_decoded
 
 
 def test_decoded_requests_pass_validation() -> None:
@@ -250,6 +282,50 @@ def test_append_entries_round_trip_property(req: AppendEntriesRequest, request_i
     )
 
 
+def _flatten_nested_append(nested: list[Any]) -> list[Any]:
+    """The flat AppendEntries body, derived from the converter's nested one (the schema)."""
+    vote, prev, entries, commit = nested
+    out = [*vote, *(prev or [None] * 3), *(commit or [None] * 3)]
+    for entry in entries:
+        kind = entry[3]
+        out += [*entry[:3], entry[4] if kind in (1, 2) else None]
+    return out
+
+
+@FAST
+@given(append_requests, request_ids)
+def test_append_entries_flat_form_agrees_with_the_converter(
+    req: AppendEntriesRequest, request_id: int
+) -> None:
+    nested = codec.converter.unstructure(req)
+    flat = cbor2.loads(encode_message("append", request_id, req))[2]
+    assert flat == cbor2.loads(cbor2.dumps(_flatten_nested_append(nested)))
+    by_converter = codec.loads(codec.dumps(req), AppendEntriesRequest)
+    assert decode_message(encode_message("append", request_id, req))[2] == by_converter == req
+
+
+append_responses = st.builds(
+    AppendEntriesResponse,
+    votes,
+    st.booleans(),
+    st.none() | log_ids,
+    st.booleans(),
+    st.none() | st.integers(min_value=0, max_value=2**62),
+)
+
+
+@FAST
+@given(append_responses)
+def test_append_entries_response_flat_form_agrees_with_the_converter(
+    resp: AppendEntriesResponse,
+) -> None:
+    vote, success, matching, conflict, hint = codec.converter.unstructure(resp)
+    flat = cbor2.loads(encode_message("append_resp", 1, resp))[2]
+    assert flat == [*vote, success, *(matching or [None] * 3), conflict, hint]
+    by_converter = codec.loads(codec.dumps(resp), AppendEntriesResponse)
+    assert decode_message(encode_message("append_resp", 1, resp))[2] == by_converter == resp
+
+
 @FAST
 @given(vote_requests, request_ids)
 def test_vote_request_round_trip_property(req: VoteRequest, request_id: int) -> None:
@@ -261,6 +337,7 @@ def test_vote_request_round_trip_property(req: VoteRequest, request_id: int) -> 
 GOOD_VOTE = [3, 1, True]
 GOOD_LOG_ID = [3, 1, 6]
 GOOD_META = [GOOD_LOG_ID, [GOOD_LOG_ID, [[[1, 2]], {1: ["a", {}], 2: ["b", {}]}]], "id"]
+AE_HEAD = [*GOOD_VOTE, None, None, None, *GOOD_LOG_ID]  # vote, prev_log_id, leader_commit
 
 GARBAGE = [
     b"",
@@ -320,33 +397,50 @@ WRONG_SHAPES: list[Any] = [
     [2, 0, [GOOD_VOTE, 1, None]],
     [2, 0, [GOOD_VOTE, True]],
     [2, 0, [None, True, None]],
-    # append entries
-    [3, 0, [GOOD_VOTE, None, None, None]],
-    [3, 0, [GOOD_VOTE, None, {}, None]],
-    [3, 0, [GOOD_VOTE, None, [None], None]],
-    [3, 0, [GOOD_VOTE, None, [[1, 1, 0]], None]],
-    [3, 0, [GOOD_VOTE, None, [[1, 1, 0, 7]], None]],
-    [3, 0, [GOOD_VOTE, None, [[1, 1, 0, 0, "extra"]], None]],
-    [3, 0, [GOOD_VOTE, None, [[1, 1, 0, 1]], None]],
-    [3, 0, [GOOD_VOTE, None, [[1, 1, 0, 1, "not [tag, value]"]], None]],
-    [3, 0, [GOOD_VOTE, None, [[1, 1, 0, 1, ["no.such.tag", {}]]], None]],
-    [3, 0, [GOOD_VOTE, None, [[1, 1, 0, 1, ["kv.Set", {"key": 1}]]], None]],
-    [3, 0, [GOOD_VOTE, None, [[1, 1, 0, 1, ["kv.Set", [1, 2, 3]]]], None]],
-    [3, 0, [GOOD_VOTE, None, [[1, 1, 0, 2, None]], None]],
-    [3, 0, [GOOD_VOTE, None, [[1, 1, 0, 2, [[[1]], {1: ["a"]}]]], None]],
-    [3, 0, [GOOD_VOTE, None, [[1, 1, 0, 2, [[[1]], {"1": ["a", {}]}]]], None]],
-    [3, 0, [GOOD_VOTE, None, [[1, 1, 0, 2, [[["1"]], {}]]], None]],
-    [3, 0, [GOOD_VOTE, None, [[1, 1, 0, 2, [[1], {}]]], None]],
-    [3, 0, [GOOD_VOTE, None, [[1, 1, 0, 2, [[[1]], {1: ["a", {"k": 1}]}]]], None]],
-    [3, 0, [GOOD_VOTE, None, [[1.5, 1, 0, 0]], None]],
-    [3, 0, [GOOD_VOTE, None, [0] * 100_000, None]],  # huge, every entry bad
-    [3, 0, [GOOD_VOTE, None, [], None, None]],
-    # append entries responses
-    [4, 0, [GOOD_VOTE, True, None, False]],
-    [4, 0, [GOOD_VOTE, True, None, False, "4"]],
-    [4, 0, [GOOD_VOTE, True, None, False, 4.0]],
-    [4, 0, [GOOD_VOTE, True, None, False, True]],
-    [4, 0, [GOOD_VOTE, 1, None, False, None]],
+    # append entries: [vote(3), prev(3), commit(3), (term, node_id, index, payload)...]
+    [3, 0, [GOOD_VOTE, None, [], None]],  # the nested form
+    [3, 0, [*GOOD_VOTE, *GOOD_LOG_ID, 3, 1]],  # 8 items
+    [3, 0, [*AE_HEAD, 1, 1, 0]],  # an entry cut short
+    [3, 0, [*AE_HEAD, 1, 1, 0, None, 2]],
+    [3, 0, [3, 1, 1, *GOOD_LOG_ID, *GOOD_LOG_ID]],  # committed not a bool
+    [3, 0, [3, "1", True, *GOOD_LOG_ID, *GOOD_LOG_ID]],
+    [3, 0, [*GOOD_VOTE, None, 1, None, *GOOD_LOG_ID]],  # half a missing log id
+    [3, 0, [*GOOD_VOTE, 3, 1, None, *GOOD_LOG_ID]],
+    [3, 0, [*GOOD_VOTE, 3, 1, 1.0, *GOOD_LOG_ID]],
+    [3, 0, [*GOOD_VOTE, *GOOD_LOG_ID, True, 1, 6]],
+    [3, 0, [*AE_HEAD, 1.5, 1, 0, None]],
+    [3, 0, [*AE_HEAD, True, 1, 0, None]],
+    [3, 0, [*AE_HEAD, 1, "1", 0, None]],
+    [3, 0, [*AE_HEAD, 1, 1, None, None]],
+    [3, 0, [*AE_HEAD, 1, 1, 0, 7]],  # a payload neither bytes, null nor a membership
+    [3, 0, [*AE_HEAD, 1, 1, 0, "kv.Set"]],
+    [3, 0, [*AE_HEAD, 1, 1, 0, {}]],
+    [3, 0, [*AE_HEAD, 1, 1, 0, b""]],  # payload bytes that are not [tag, value]
+    [3, 0, [*AE_HEAD, 1, 1, 0, b"\x82"]],
+    [3, 0, [*AE_HEAD, 1, 1, 0, b"\x81\xf6"]],
+    [3, 0, [*AE_HEAD, 1, 1, 0, b"\x82\xf6"]],  # no value
+    [3, 0, [*AE_HEAD, 1, 1, 0, b"\x82\x01\x02"]],  # an int tag
+    [3, 0, [*AE_HEAD, 1, 1, 0, cbor2.dumps(["no.such.tag", {}])]],
+    [3, 0, [*AE_HEAD, 1, 1, 0, cbor2.dumps(["kv.Set"])]],
+    [3, 0, [*AE_HEAD, 1, 1, 0, b"\x82\x62\xff\xfe\x00"]],  # a tag that is not UTF-8
+    [3, 0, [*AE_HEAD, 1, 1, 0, cbor2.dumps(["x" * 300, {}])]],  # a long tag
+    [3, 0, [*AE_HEAD, 1, 1, 0, [[[1]], {1: ["a"]}]]],
+    [3, 0, [*AE_HEAD, 1, 1, 0, [[[1]], {"1": ["a", {}]}]]],
+    [3, 0, [*AE_HEAD, 1, 1, 0, [[["1"]], {}]]],
+    [3, 0, [*AE_HEAD, 1, 1, 0, [[1], {}]]],
+    [3, 0, [*AE_HEAD, 1, 1, 0, [[[1]], {1: ["a", {"k": 1}]}]]],
+    [3, 0, [*AE_HEAD, *([0] * 100_000)]],  # huge, every entry bad
+    # append entries responses: [vote(3), success, matching(3), conflict, hint]
+    [4, 0, [GOOD_VOTE, True, None, False, None]],  # the nested form
+    [4, 0, [*GOOD_VOTE, True, None, None, None, False]],
+    [4, 0, [*GOOD_VOTE, True, None, None, None, False, "4"]],
+    [4, 0, [*GOOD_VOTE, True, None, None, None, False, 4.0]],
+    [4, 0, [*GOOD_VOTE, True, None, None, None, False, True]],
+    [4, 0, [*GOOD_VOTE, 1, None, None, None, False, None]],
+    [4, 0, [*GOOD_VOTE, True, None, None, None, 0, None]],
+    [4, 0, [*GOOD_VOTE, True, 3, None, None, False, None]],
+    [4, 0, [*GOOD_VOTE, True, None, 1, None, False, None]],
+    [4, 0, [*GOOD_VOTE, True, 3, 1, "6", False, None]],
     # transfer leader
     [5, 0, [GOOD_VOTE, True, None]],
     [5, 0, [GOOD_VOTE, None, None]],

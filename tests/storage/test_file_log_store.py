@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 
-import cbor2
 import pytest
 import trio
 import trio.testing
@@ -375,17 +374,34 @@ async def test_a_commit_record_waits_for_the_next_batch() -> None:
         assert await store.read_committed() == lid(2)
 
 
-def test_encoded_data_is_cached_only_for_immutable_values() -> None:
+def test_a_payload_is_encoded_once_and_keeps_its_encoding() -> None:
     from openraft_trio import codec
     from openraft_trio.kv import Set
 
-    request = Set("k", 1)
-    assert codec.encoded_data(request) is codec.encoded_data(request)  # one encoding
+    payload = Normal(Set("k", 1))
+    assert payload.encoded is payload.encoded  # one encoding, kept
+    assert payload.encoded == codec.encoded_data(Set("k", 1))
     mutable = {"a": 1}
     first = codec.encoded_data(mutable)
-    mutable["a"] = 2  # a dict may change between the check and the write: never cached
+    mutable["a"] = 2  # encoded_data itself keeps nothing
     assert codec.encoded_data(mutable) != first
-    assert codec.decode_data(cbor2.loads(codec.encoded_data(mutable))) == {"a": 2}
+    assert codec.decode_payload(codec.encoded_data(mutable)) == {"a": 2}
+
+
+async def test_the_store_writes_a_payloads_encoding_and_reads_it_back_undecoded() -> None:
+    from openraft_trio.kv import Set
+
+    fs = CrashFS()
+    payload = Normal(Set("k", "v"))
+    async with open_file_log_store(D, fs=fs, run_io=run_inline) as store:
+        await store.append([Entry(lid(0), payload)], lambda err: None)
+    async with open_file_log_store(D, fs=fs.crash(), run_io=run_inline) as store:
+        [read] = await store.try_get_log_entries(0, 1)
+    assert isinstance(read.payload, Normal)
+    assert not read.payload.is_decoded
+    assert read.payload.encoded == payload.encoded
+    assert read == Entry(lid(0), payload)
+    assert read.payload.data == Set("k", "v")
 
 
 async def test_a_second_process_on_the_same_directory_is_refused(tmp_path: object) -> None:
