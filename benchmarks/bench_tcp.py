@@ -149,7 +149,7 @@ async def _client_processes(
     }
 
 
-def _node_cpu(cl: ProcessCluster) -> dict[int, float | None]:
+def node_cpu_seconds(cl: ProcessCluster) -> dict[int, float | None]:
     """CPU seconds used so far by each running node process."""
     return {
         nid: process_cpu_seconds(node.process.pid) if node.process is not None else None
@@ -164,14 +164,14 @@ async def _one_run(
     follower = min(n for n in cl.nodes if n != leader)
     async with cl.client(rpc_timeout=warmup + duration + 30) as kv:
         before = await kv.status(leader_addr)
-        cpu_before = _node_cpu(cl)
+        cpu_before = node_cpu_seconds(cl)
         if mode == "leader":
             run: dict[str, Any] = await kv.call(
                 leader_addr, "bench", clients, duration, warmup, VALUE_BYTES
             )
         else:
             run = await _client_processes(leader_addr, clients, warmup, duration)
-        cpu_after = _node_cpu(cl)
+        cpu_after = node_cpu_seconds(cl)
         after = await kv.status(leader_addr)
     run["leader_changed"] = after["term"] != before["term"] or after["state"] != "LEADER"
     writes = after["committed"] - before["committed"]
