@@ -149,11 +149,12 @@ def cpu_per_write(
         "follower_us_per_write": cpu_us_per_write(before[follower], after[follower], writes),
         "leader": leader,
         "follower": follower,
-        "cpu_s": {
-            str(n): None if before[n] is None or after[n] is None else after[n] - before[n]
-            for n in before
-        },
+        "cpu_s": {str(n): _difference(before[n], after[n]) for n in before},
     }
+
+
+def _difference(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
 
 
 def median_or_none(values: Sequence[float | None]) -> float | None:

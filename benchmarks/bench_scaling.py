@@ -14,11 +14,14 @@ At a fixed number of concurrent writers (``--clients``, 64), one axis at a time:
 The first three run in one process, as ``bench_core`` does (``open_cluster``:
 ``MemLogStore``, a fault-free in-process ``Router``, ``KvStateMachine``), driven by
 ``bench_core``'s client loop: a write counts when ``client_write`` returns (committed and
-applied on the leader). In process, nothing encodes a value: the ``Router`` hands the very
-request object to the followers, so the ``value`` axis there measures the core alone and
-``tcp-value`` measures the wire and the copies. ``encode us`` is the codec alone: one
-``Entry`` holding one ``Set`` with that value, ``codec.dumps`` + ``codec.loads`` (what a
-leader pays once per entry and each follower once per entry).
+applied on the leader). In process the ``Router`` hands the very request object to the
+followers (nothing is sent or decoded), so there a value is encoded once per write, by
+``client_write``'s size check (the replication byte budget reuses that cached encoding);
+``tcp-value`` adds the wire: frames, copies, decoding on each follower. ``encode us`` is
+the codec alone: one ``Entry`` holding one ``Set`` with that value, ``codec.dumps`` +
+``codec.loads``. All nodes of an in-process cluster share one Python thread, so the
+``nodes`` axis measures the whole cluster's work per write (each follower's append and
+apply included), not only the leader's fan-out.
 
 **Big states without preloading through Raft.** The ``state`` axis builds one dict of N
 keys (16-byte keys, int values) once; every node's ``KvStateMachine`` starts from its own
@@ -116,11 +119,18 @@ class BaseState:
         self.keys = [f"k{i:0{KEY_BYTES - 1}d}" for i in range(size)]
         self.data: dict[str, Any] = dict(zip(self.keys, range(size), strict=True))
 
+        self._copies: list[dict[str, Any]] = []
+
+    def prepare(self, nodes: int) -> None:
+        """Make the copies for a ``nodes``-node cluster now (outside a measured or profiled
+        run: copying 10M keys takes about a second)."""
+        self._copies = [self.data.copy() for _ in range(nodes)]
+
     def state_machine(self) -> KvStateMachine:
         """A fresh in-memory state machine holding a copy of the state (see the module
         docstring for why this stands in for N applied writes)."""
         sm = KvStateMachine()
-        sm._data = self.data.copy()
+        sm._data = self._copies.pop() if self._copies else self.data.copy()
         return sm
 
 
@@ -185,24 +195,60 @@ def encode_us(value_bytes: int, rounds: int = 200) -> float:
     return statistics.median(times)
 
 
-def profile_top(
-    fn: Callable[[], Any], top: int = PROFILE_TOP
-) -> list[dict[str, Any]]:
-    """Run ``fn`` under cProfile; the ``top`` functions by own time, with their share."""
+# Where own time goes, by where the function lives (first match wins).
+AREAS: tuple[tuple[str, str], ...] = (
+    ("openraft_trio/_engine/", "engine (protocol logic)"),
+    ("openraft_trio/_core/", "core (tasks, replication, apply)"),
+    ("openraft_trio/codec", "codec (encode/size checks)"),
+    ("openraft_trio/kv/", "kv state machine"),
+    ("openraft_trio/storage/", "log store"),
+    ("openraft_trio/testing/", "in-process router"),
+    ("openraft_trio/", "openraft_trio, other"),
+    ("/trio/", "trio scheduler"),
+    ("/attr", "attrs/cattrs"),
+    ("/cattrs/", "attrs/cattrs"),
+    ("cbor2", "codec (encode/size checks)"),
+    ("benchmarks/", "benchmark clients"),
+)
+
+
+def _area(file: str, name: str) -> str:
+    where = f"{file}:{name}"
+    for needle, area in AREAS:
+        if needle in where:
+            return area
+    return "builtins, other" if file == "~" else "stdlib, other"
+
+
+def profile_run(
+    fn: Callable[[], tuple[Sample, dict[str, int]]], top: int = PROFILE_TOP
+) -> dict[str, Any]:
+    """Run ``fn`` (one in-process cluster run) under cProfile: own time per committed write
+    by area (:data:`AREAS`), and the ``top`` functions by own time. cProfile slows every
+    Python call, so these µs are inflated: compare them between points, not with the
+    unprofiled figures."""
     prof = cProfile.Profile()
-    prof.runcall(fn)
-    stats = pstats.Stats(prof)
-    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
-    total = sum(row[2] for row in raw.values()) or 1.0
+    _sample, info = prof.runcall(fn)
+    raw: dict[Any, Any] = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    writes = max(1, info["committed_index"])
+    areas: dict[str, float] = {}
+    for (file, _line, name), row in raw.items():
+        area = _area(file, name)
+        areas[area] = areas.get(area, 0.0) + row[2] * 1e6 / writes
     rows = sorted(raw.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
-    return [
-        {
-            "function": f"{Path(file).name}:{line}({name})",
-            "own_share": row[2] / total,
-            "calls": row[1],
-        }
-        for (file, line, name), row in rows
-    ]
+    return {
+        "committed_writes": writes,
+        "us_per_write": sum(areas.values()),
+        "areas_us_per_write": dict(sorted(areas.items(), key=lambda kv: kv[1], reverse=True)),
+        "top": [
+            {
+                "function": f"{Path(file).name}:{line}({name})",
+                "us_per_write": row[2] * 1e6 / writes,
+                "calls_per_write": row[1] / writes,
+            }
+            for (file, line, name), row in rows
+        ],
+    }
 
 
 # -- TCP runs ----------------------------------------------------------------------------------
@@ -260,13 +306,20 @@ def measure_axis(axis: str, points: Sequence[int], args: argparse.Namespace) -> 
         return {"axis": axis, "points": [_tcp_summary(axis, p, tcp[p]) for p in points]}
     samples: dict[int, list[Sample]] = {p: [] for p in points}
     infos: dict[int, list[dict[str, int]]] = {p: [] for p in points}
-    profiles: dict[int, list[dict[str, Any]]] = {}
+    profiles: dict[int, dict[str, Any]] = {}
     states: dict[int, BaseState] = {}
     build_s: dict[int, float] = {}
 
-    def one_run(point: int, seed: int) -> tuple[Sample, dict[str, int]]:
+    def set_up(point: int) -> dict[str, Any]:
         kwargs = _in_process_kwargs(axis, point, states, build_s)
+        if "state" in kwargs:
+            kwargs["state"].prepare(kwargs["nodes"])
         gc.collect()
+        return kwargs
+
+    def cluster_run(
+        point: int, seed: int, kwargs: dict[str, Any]
+    ) -> tuple[Sample, dict[str, int]]:
         return trio.run(
             partial(
                 run_in_process, clients=args.clients, warmup=args.warmup,
@@ -276,13 +329,13 @@ def measure_axis(axis: str, points: Sequence[int], args: argparse.Namespace) -> 
 
     for rep in range(args.repeats):
         for point in points:
-            sample, info = one_run(point, rep)
+            sample, info = cluster_run(point, rep, set_up(point))
             samples[point].append(sample)
             infos[point].append(info)
             _progress(axis, point, sample.ops_per_s, sample.p50_us)
     if args.profile:
         for point in points:
-            profiles[point] = profile_top(partial(one_run, point, 0))
+            profiles[point] = profile_run(partial(cluster_run, point, 0, set_up(point)))
     states.clear()
     first = samples[points[0]]
     out = []
@@ -381,10 +434,18 @@ def format_tables(axes: Sequence[dict[str, Any]]) -> str:
         out += [f"axis: {ax['axis']}", *table_lines(header + extra, rows), ""]
         for r in points:
             if "profile" in r:
-                out.append(f"  profile, {r['name']} (own time share, top {PROFILE_TOP}):")
+                prof = r["profile"]
+                areas = ", ".join(
+                    f"{a} {v:,.0f}" for a, v in prof["areas_us_per_write"].items() if v >= 1
+                )
+                out.append(
+                    f"  profile, {r['name']}: {prof['us_per_write']:,.0f} us/write "
+                    f"(cProfile'd), by area: {areas}"
+                )
                 out += [
-                    f"    {p['own_share']:6.1%}  {p['calls']:>9,}  {p['function']}"
-                    for p in r["profile"]
+                    f"    {p['us_per_write']:7.1f} us  {p['calls_per_write']:6.2f} calls  "
+                    f"{p['function']}"
+                    for p in prof["top"]
                 ]
         if any("profile" in r for r in points):
             out.append("")
