@@ -6,10 +6,11 @@ At a fixed number of concurrent writers (``--clients``, 64), one axis at a time:
 * ``value``: 100 B, 4 KiB and 64 KiB values (3 voters, a fresh key per write);
 * ``state``: a state machine holding 10k, 1M and 10M keys (3 voters; every write
   overwrites a uniformly random existing key, seeded, with a small int);
-* ``tcp-value``: the ``value`` axis again over real TCP: 3 ``serve --mem --bench-op``
-  processes on loopback, load generated in the leader's process (``bench_tcp``'s
-  ``leader`` mode), with each process's CPU time per committed write (leader / one
-  follower).
+* ``tcp-value``: the ``value`` axis again over real TCP: a fresh cluster of 3 ``serve
+  --mem --bench-op`` processes on loopback per run (election timeouts 1-2 s as in process,
+  snapshots off), load generated in the leader's process (``bench_tcp``'s ``leader``
+  mode, keys cycling over 1024 per writer), with each process's CPU time per committed
+  write (leader / one follower).
 
 The first three run in one process, as ``bench_core`` does (``open_cluster``:
 ``MemLogStore``, a fault-free in-process ``Router``, ``KvStateMachine``), driven by
@@ -81,8 +82,11 @@ from _bench_common import (
 from bench_core import Sample, _drive
 from bench_tcp import SERVE_ARGS, node_cpu_seconds
 
-from openraft_trio import Entry, ForwardToLeader, LeaderId, LogId, Normal, codec
+from openraft_trio import Entry, ForwardToLeader, LeaderId, LogId, Normal, Vote, codec
+from openraft_trio._messages import AppendEntriesRequest
 from openraft_trio.kv import KvStateMachine, Set
+from openraft_trio.network import _wire as wire
+from openraft_trio.network._frames import FrameDecoder, join_frames
 from openraft_trio.testing import open_cluster
 from openraft_trio.testing.processes import open_process_cluster
 
@@ -116,7 +120,9 @@ class BaseState:
     """The pre-built state of the ``state`` axis: ``size`` keys, built once per size."""
 
     def __init__(self, size: int) -> None:
-        self.keys = [f"k{i:0{KEY_BYTES - 1}d}" for i in range(size)]
+        # A tuple of str: CPython's collector stops tracking it after one pass, so, like
+        # the state machines' str/int dicts, it adds nothing to later collections.
+        self.keys = tuple(f"k{i:0{KEY_BYTES - 1}d}" for i in range(size))
         self.data: dict[str, Any] = dict(zip(self.keys, range(size), strict=True))
 
         self._copies: list[dict[str, Any]] = []
@@ -220,6 +226,46 @@ def _area(file: str, name: str) -> str:
     return "builtins, other" if file == "~" else "stdlib, other"
 
 
+def wire_us(value_bytes: int, rounds: int = 10) -> dict[str, float]:
+    """CPU µs per entry on the TCP path, for one ``append`` message as full as
+    ``Config.max_payload_bytes`` (1 MiB) or ``max_payload_entries`` (300) let it be, each
+    entry one ``Set`` of ``value_bytes``: ``encode`` (the leader, per follower), ``frame``
+    (a follower reassembling the frame from 256 KiB reads) and ``decode`` (a follower,
+    the envelope check included). ``time.process_time``, median of 3."""
+    per_frame = max(1, min(300, (1 << 20) // (value_bytes + 64)))
+    entries = tuple(
+        Entry(LogId(LeaderId(1, 1), i + 1), Normal(Set(f"k{i:0{KEY_BYTES - 1}d}", "x" * value_bytes)))
+        for i in range(per_frame)
+    )
+    request = AppendEntriesRequest(Vote(LeaderId(1, 1), True), None, entries, None)
+    body = wire.encode_message("append", 1, request)
+    frame = join_frames([body], max_frame_size=1 << 26)
+
+    def reassemble() -> list[bytes]:
+        decoder = FrameDecoder(1 << 26)
+        out: list[bytes] = []
+        for i in range(0, len(frame), 256 * 1024):
+            out += decoder.feed(frame[i : i + 256 * 1024])
+        return out
+
+    stages: dict[str, Callable[[], Any]] = {
+        "encode": partial(wire.encode_message, "append", 1, request),
+        "frame": reassemble,
+        "decode": partial(wire.decode_message, body),
+    }
+    result = {}
+    for name, fn in stages.items():
+        fn()
+        times = []
+        for _ in range(3):
+            t0 = time.process_time()
+            for _ in range(rounds):
+                fn()
+            times.append((time.process_time() - t0) / rounds / per_frame * 1e6)
+        result[name] = statistics.median(times)
+    return result
+
+
 def profile_run(
     fn: Callable[[], tuple[Sample, dict[str, int]]], top: int = PROFILE_TOP
 ) -> dict[str, Any]:
@@ -254,38 +300,51 @@ def profile_run(
 # -- TCP runs ----------------------------------------------------------------------------------
 
 
+# The in-process runs' timing (``bench_config``) and no snapshots: on a shared 2-core
+# machine the defaults (150-300 ms) let a busy moment cost the leadership, and a snapshot
+# of a state of 64 KiB values blocks a node for a long time (see the README).
+TCP_SERVE_ARGS = [
+    *SERVE_ARGS, "--election-timeout", "1,2", "--heartbeat", "0.1",
+    "--snapshot-every", str(10**9),
+]
+
+
 async def run_tcp_values(
     sizes: Sequence[int], clients: int, warmup: float, duration: float, repeats: int
 ) -> dict[int, list[dict[str, Any]]]:
-    """One 3-process cluster (in-memory stores) for every size and repeat (sizes
-    interleaved); each run is the leader's ``bench`` op, with CPU per committed write."""
+    """A fresh 3-process cluster (in-memory stores, ``TCP_SERVE_ARGS``) per size and repeat
+    (sizes interleaved), so no run inherits another's state or log; each run is the
+    leader's ``bench`` op, with CPU per committed write."""
     runs: dict[int, list[dict[str, Any]]] = {s: [] for s in sizes}
-    with tempfile.TemporaryDirectory(prefix="bench-scaling-") as base:
-        async with open_process_cluster(3, base_dir=base, mem=True, extra_args=SERVE_ARGS) as cl:
-            leader = await cl.initialize()
-            for _ in range(repeats):
-                for size in sizes:
-                    addr = cl.nodes[leader].addr
-                    follower = min(n for n in cl.nodes if n != leader)
-                    async with cl.client(rpc_timeout=warmup + duration + 30) as kv:
-                        before = await kv.status(addr)
-                        cpu_before = node_cpu_seconds(cl)
-                        run: dict[str, Any] = await kv.call(
-                            addr, "bench", clients, duration, warmup, size
-                        )
-                        cpu_after = node_cpu_seconds(cl)
-                        after = await kv.status(addr)
-                    run["leader_changed"] = (
-                        after["term"] != before["term"] or after["state"] != "LEADER"
-                    )
-                    run["cpu"] = cpu_per_write(
-                        cpu_before, cpu_after, leader, follower,
-                        after["committed"] - before["committed"],
-                    )
-                    runs[size].append(run)
-                    _progress("tcp-value", size, run["ops_per_s"], run["p50_us"])
-                    leader = await cl.wait_leader()
+    for _ in range(repeats):
+        for size in sizes:
+            run = await _tcp_run(size, clients, warmup, duration)
+            runs[size].append(run)
+            _progress("tcp-value", size, run["ops_per_s"], run["p50_us"])
     return runs
+
+
+async def _tcp_run(size: int, clients: int, warmup: float, duration: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-scaling-") as base:
+        async with open_process_cluster(
+            3, base_dir=base, mem=True, extra_args=TCP_SERVE_ARGS
+        ) as cl:
+            leader = await cl.initialize()
+            addr = cl.nodes[leader].addr
+            follower = min(n for n in cl.nodes if n != leader)
+            async with cl.client(rpc_timeout=warmup + duration + 30) as kv:
+                before = await kv.status(addr)
+                cpu_before = node_cpu_seconds(cl)
+                run: dict[str, Any] = await kv.call(
+                    addr, "bench", clients, duration, warmup, size
+                )
+                cpu_after = node_cpu_seconds(cl)
+                after = await kv.status(addr)
+    run["leader_changed"] = after["term"] != before["term"] or after["state"] != "LEADER"
+    run["cpu"] = cpu_per_write(
+        cpu_before, cpu_after, leader, follower, after["committed"] - before["committed"]
+    )
+    return run
 
 
 # -- the axes ----------------------------------------------------------------------------------
@@ -388,6 +447,7 @@ def _tcp_summary(axis: str, point: int, runs: list[dict[str, Any]]) -> dict[str,
         "errors": sum(len(r["errors"]) for r in runs),
         "leader_changes": sum(bool(r["leader_changed"]) for r in runs),
         "encode_us": encode_us(point),
+        "wire_us_per_entry": wire_us(point),
         "cpu_us_per_write": {
             role: median_or_none([r["cpu"][f"{role}_us_per_write"] for r in runs])
             for role in ("leader", "follower")
@@ -407,7 +467,7 @@ def format_tables(axes: Sequence[dict[str, Any]]) -> str:
             "nodes": ["GC ms"],
             "value": ["GC ms", "encode us"],
             "state": ["GC ms", "build s"],
-            "tcp-value": ["encode us", CPU_HEADER],
+            "tcp-value": ["errors", "ldr chg", "wire enc/frame/dec us", CPU_HEADER],
         }[ax["axis"]]
         rows = []
         points = ax["points"]
@@ -425,6 +485,13 @@ def format_tables(axes: Sequence[dict[str, Any]]) -> str:
                     cells.append(f"{r['gc_pause_ms']:,.0f}")
                 elif col == "encode us":
                     cells.append(f"{r['encode_us']:,.1f}")
+                elif col.startswith("wire"):
+                    w = r["wire_us_per_entry"]
+                    cells.append(f"{w['encode']:.1f} / {w['frame']:.1f} / {w['decode']:.1f}")
+                elif col == "errors":
+                    cells.append(str(r["errors"]))
+                elif col == "ldr chg":
+                    cells.append(str(r["leader_changes"]))
                 elif col == "build s":
                     cells.append(f"{r['state_build_s']:.1f}")
                 else:
@@ -453,6 +520,8 @@ def format_tables(axes: Sequence[dict[str, Any]]) -> str:
         "writes/s: median of repeats; x first: per-repeat ratio to the axis's first point, "
         "median; latency per write, nearest-rank;\nGC ms: CPython GC pauses in the window; "
         "encode us: codec.dumps + codec.loads of one Entry with one Set of that value;\n"
+        "wire enc/frame/dec us: CPU per entry of a full append message: the leader's encode "
+        "(per follower), a follower's frame reassembly and decode;\n"
         f"{CPU_HEADER}: CPU time of the leader's process (load generator included) / one "
         "follower's over a run, per committed entry."
     )
@@ -513,8 +582,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "clients": args.clients,
             "in_process_cluster": "open_cluster: MemLogStore, Router (no faults), "
             "KvStateMachine",
-            "tcp_cluster": f"3 processes on 127.0.0.1, serve --mem {' '.join(SERVE_ARGS)}, "
-            "load in the leader's process",
+            "tcp_cluster": f"3 processes on 127.0.0.1, serve --mem {' '.join(TCP_SERVE_ARGS)}, "
+            "load in the leader's process, a fresh cluster per run",
             "config": config_settings(bench_config()),
             "aggregation": AGGREGATION,
         },
