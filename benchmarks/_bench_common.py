@@ -109,10 +109,10 @@ def report_leadership_changed(benchmark: str, exc: BaseException) -> bool:
 CPU_HEADER = "CPU us/write L / F"
 
 
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds process ``pid`` (all its threads, live and exited) has used,
-    from ``/proc/<pid>/stat`` (clock-tick resolution, usually 10 ms); None where there is no
-    ``/proc`` or the process is gone."""
+def process_cpu_seconds(pid: int, *, system_only: bool = False) -> float | None:
+    """User + system CPU seconds process ``pid`` (all its threads, live and exited) has used
+    (system time alone with ``system_only``), from ``/proc/<pid>/stat`` (clock-tick
+    resolution, usually 10 ms); None where there is no ``/proc`` or the process is gone."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as f:
             stat = f.read()
@@ -121,7 +121,8 @@ def process_cpu_seconds(pid: int) -> float | None:
     # Fields after the command name (which may hold spaces) start at the state, field 3;
     # utime and stime are fields 14 and 15.
     fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[12]) if system_only else int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_us_per_write(

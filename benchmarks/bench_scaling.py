@@ -336,15 +336,17 @@ async def _tcp_run(size: int, clients: int, warmup: float, duration: float) -> d
             async with cl.client(rpc_timeout=warmup + duration + 30) as kv:
                 before = await kv.status(addr)
                 cpu_before = node_cpu_seconds(cl)
+                sys_before = node_cpu_seconds(cl, system_only=True)
                 run: dict[str, Any] = await kv.call(
                     addr, "bench", clients, duration, warmup, size
                 )
                 cpu_after = node_cpu_seconds(cl)
+                sys_after = node_cpu_seconds(cl, system_only=True)
                 after = await kv.status(addr)
+    writes = after["committed"] - before["committed"]
     run["leader_changed"] = after["term"] != before["term"] or after["state"] != "LEADER"
-    run["cpu"] = cpu_per_write(
-        cpu_before, cpu_after, leader, follower, after["committed"] - before["committed"]
-    )
+    run["cpu"] = cpu_per_write(cpu_before, cpu_after, leader, follower, writes)
+    run["system_cpu"] = cpu_per_write(sys_before, sys_after, leader, follower, writes)
     return run
 
 
@@ -453,6 +455,10 @@ def _tcp_summary(axis: str, point: int, runs: list[dict[str, Any]]) -> dict[str,
             role: median_or_none([r["cpu"][f"{role}_us_per_write"] for r in runs])
             for role in ("leader", "follower")
         },
+        "system_cpu_us_per_write": {
+            role: median_or_none([r["system_cpu"][f"{role}_us_per_write"] for r in runs])
+            for role in ("leader", "follower")
+        },
         "repeats": runs,
     }
 
@@ -468,7 +474,7 @@ def format_tables(axes: Sequence[dict[str, Any]]) -> str:
             "nodes": ["GC ms"],
             "value": ["GC ms", "encode us"],
             "state": ["GC ms", "build s"],
-            "tcp-value": ["errors", "ldr chg", "wire enc/frame/dec us", CPU_HEADER],
+            "tcp-value": ["errors", "ldr chg", "wire enc/frame/dec us", CPU_HEADER, "sys L / F"],
         }[ax["axis"]]
         rows = []
         points = ax["points"]
@@ -495,6 +501,9 @@ def format_tables(axes: Sequence[dict[str, Any]]) -> str:
                     cells.append(str(r["leader_changes"]))
                 elif col == "build s":
                     cells.append(f"{r['state_build_s']:.1f}")
+                elif col.startswith("sys"):
+                    cpu = r["system_cpu_us_per_write"]
+                    cells.append(format_cpu_pair(cpu["leader"], cpu["follower"]))
                 else:
                     cpu = r["cpu_us_per_write"]
                     cells.append(format_cpu_pair(cpu["leader"], cpu["follower"]))
@@ -524,7 +533,8 @@ def format_tables(axes: Sequence[dict[str, Any]]) -> str:
         "wire enc/frame/dec us: CPU per entry of a full append message: the leader's encode "
         "(per follower), a follower's frame reassembly and decode;\n"
         f"{CPU_HEADER}: CPU time of the leader's process (load generator included) / one "
-        "follower's over a run, per committed entry."
+        "follower's over a run, per committed entry;\nsys L / F: the part of it spent in "
+        "the kernel (system time)."
     )
     return "\n".join(out)
 

@@ -149,10 +149,13 @@ async def _client_processes(
     }
 
 
-def node_cpu_seconds(cl: ProcessCluster) -> dict[int, float | None]:
-    """CPU seconds used so far by each running node process."""
+def node_cpu_seconds(cl: ProcessCluster, *, system_only: bool = False) -> dict[int, float | None]:
+    """CPU seconds (system time alone with ``system_only``) used so far by each running
+    node process."""
     return {
-        nid: process_cpu_seconds(node.process.pid) if node.process is not None else None
+        nid: None
+        if node.process is None
+        else process_cpu_seconds(node.process.pid, system_only=system_only)
         for nid, node in cl.nodes.items()
     }
 
