@@ -44,6 +44,10 @@ the follower already has; it re-adds the same entries. To show that no divergenc
 hidden, after each config's runs the 3 replicated dicts (values are distinct per write) are
 compared once every node has applied the same index (``state_consistent``).
 
+CPU per committed write (``cpu`` per run, ``cpu_us_per_write`` per point): the CPU time of
+the leader's process and of one follower's (``/proc/<pid>/stat``, read by the parent just
+before and just after each run) divided by the entries the leader committed in between.
+
 Run: ``python benchmarks/_pysyncobj_bench.py [--quick] [--duration S] [--repeats N]
 [--json PATH]``. ``measure_pysyncobj`` is the entry point for ``bench_peers``. The module
 imports without pysyncobj (it is imported only inside functions); ``measure_pysyncobj``

@@ -17,6 +17,12 @@ gives medians. Writes are ``Set(key, value)`` with 16-byte keys cycling over 102
 100-byte values. The leader's term is checked after each run: a leadership change during a
 run is reported in the ``leader_changes`` column, never hidden.
 
+CPU per committed write: around each run the CPU time (user + system, all threads) of every
+node process is read from ``/proc/<pid>/stat``, and the leader's committed index from its
+status; the ``CPU us/write L / F`` column is the leader's and one follower's CPU time over
+the run (warm-up, window and drain) divided by the entries committed meanwhile. Read from
+outside the processes: no hook in the library.
+
 Run: ``python benchmarks/bench_tcp.py [--quick] [--json PATH]``.
 """
 
