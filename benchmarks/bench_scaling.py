@@ -343,7 +343,7 @@ async def _tcp_run(size: int, clients: int, warmup: float, duration: float) -> d
                 cpu_after = node_cpu_seconds(cl)
                 sys_after = node_cpu_seconds(cl, system_only=True)
                 after = await kv.status(addr)
-    writes = after["committed"] - before["committed"]
+    writes = (after["committed"] or 0) - (before["committed"] or 0)  # None: nothing committed yet
     run["leader_changed"] = after["term"] != before["term"] or after["state"] != "LEADER"
     run["cpu"] = cpu_per_write(cpu_before, cpu_after, leader, follower, writes)
     run["system_cpu"] = cpu_per_write(sys_before, sys_after, leader, follower, writes)

@@ -183,7 +183,7 @@ async def _one_run(
         cpu_after = node_cpu_seconds(cl)
         after = await kv.status(leader_addr)
     run["leader_changed"] = after["term"] != before["term"] or after["state"] != "LEADER"
-    writes = after["committed"] - before["committed"]
+    writes = (after["committed"] or 0) - (before["committed"] or 0)  # None: nothing committed yet
     run["cpu"] = cpu_per_write(cpu_before, cpu_after, leader, follower, writes)
     return run
 
