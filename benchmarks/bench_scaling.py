@@ -311,7 +311,12 @@ TCP_SERVE_ARGS = [
 
 
 async def run_tcp_values(
-    sizes: Sequence[int], clients: int, warmup: float, duration: float, repeats: int
+    sizes: Sequence[int],
+    clients: int,
+    warmup: float,
+    duration: float,
+    repeats: int,
+    serve_args: Sequence[str] = TCP_SERVE_ARGS,
 ) -> dict[int, list[dict[str, Any]]]:
     """A fresh 3-process cluster (in-memory stores, ``TCP_SERVE_ARGS``) per size and repeat
     (sizes interleaved), so no run inherits another's state or log; each run is the
@@ -319,16 +324,18 @@ async def run_tcp_values(
     runs: dict[int, list[dict[str, Any]]] = {s: [] for s in sizes}
     for _ in range(repeats):
         for size in sizes:
-            run = await _tcp_run(size, clients, warmup, duration)
+            run = await _tcp_run(size, clients, warmup, duration, serve_args)
             runs[size].append(run)
             _progress("tcp-value", size, run["ops_per_s"], run["p50_us"])
     return runs
 
 
-async def _tcp_run(size: int, clients: int, warmup: float, duration: float) -> dict[str, Any]:
+async def _tcp_run(
+    size: int, clients: int, warmup: float, duration: float, serve_args: Sequence[str]
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-scaling-") as base:
         async with open_process_cluster(
-            3, base_dir=base, mem=True, extra_args=TCP_SERVE_ARGS
+            3, base_dir=base, mem=True, extra_args=serve_args
         ) as cl:
             leader = await cl.initialize()
             addr = cl.nodes[leader].addr
@@ -362,8 +369,10 @@ def measure_axis(axis: str, points: Sequence[int], args: argparse.Namespace) -> 
     """Every point of one axis, ``args.repeats`` times, points interleaved; each in-process
     run in a ``trio.run`` of its own."""
     if axis == "tcp-value":
+        serve_args = SERVE_ARGS if args.tcp_defaults else TCP_SERVE_ARGS
         tcp = trio.run(
-            run_tcp_values, points, args.clients, args.warmup, args.duration, args.repeats
+            run_tcp_values, points, args.clients, args.warmup, args.duration, args.repeats,
+            serve_args,
         )
         return {"axis": axis, "points": [_tcp_summary(axis, p, tcp[p]) for p in points]}
     samples: dict[int, list[Sample]] = {p: [] for p in points}
@@ -549,6 +558,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, help="runs per point; medians reported (3; 1 quick)")
     p.add_argument("--profile", action="store_true",
                    help="one more cProfile'd run per in-process point; print the top functions")
+    p.add_argument("--tcp-defaults", action="store_true",
+                   help="tcp-value with serve's defaults (snapshots every 5000 entries, "
+                   "election timeouts 0.15-0.3 s)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the JSON")
     p.add_argument("--quick", action="store_true",
                    help="short runs, states up to 1M keys: to check that it works")
@@ -593,7 +605,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "clients": args.clients,
             "in_process_cluster": "open_cluster: MemLogStore, Router (no faults), "
             "KvStateMachine",
-            "tcp_cluster": f"3 processes on 127.0.0.1, serve --mem {' '.join(TCP_SERVE_ARGS)}, "
+            "tcp_cluster": "3 processes on 127.0.0.1, serve --mem "
+            f"{' '.join(SERVE_ARGS if args.tcp_defaults else TCP_SERVE_ARGS)}, "
             "load in the leader's process, a fresh cluster per run",
             "config": config_settings(bench_config()),
             "aggregation": AGGREGATION,
