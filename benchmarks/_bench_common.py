@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,6 +101,72 @@ def report_leadership_changed(benchmark: str, exc: BaseException) -> bool:
     for e in changed:
         print(f"{benchmark}: FAILED, leadership changed mid-run: {e}", file=sys.stderr)
     return bool(changed)
+
+
+# -- CPU time of a process ----------------------------------------------------------------------
+
+
+CPU_HEADER = "CPU us/write L / F"
+
+
+def process_cpu_seconds(pid: int, *, system_only: bool = False) -> float | None:
+    """User + system CPU seconds process ``pid`` (all its threads, live and exited) has used
+    (system time alone with ``system_only``), from ``/proc/<pid>/stat`` (clock-tick
+    resolution, usually 10 ms); None where there is no ``/proc`` or the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # Fields after the command name (which may hold spaces) start at the state, field 3;
+    # utime and stime are fields 14 and 15.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    ticks = int(fields[12]) if system_only else int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_us_per_write(
+    before: float | None, after: float | None, writes: int
+) -> float | None:
+    """CPU microseconds per write between two :func:`process_cpu_seconds` readings."""
+    if before is None or after is None or writes <= 0:
+        return None
+    return (after - before) * 1e6 / writes
+
+
+def cpu_per_write(
+    before: dict[Any, float | None],
+    after: dict[Any, float | None],
+    leader: Any,
+    follower: Any,
+    writes: int,
+) -> dict[str, Any]:
+    """A run's ``cpu`` record from :func:`process_cpu_seconds` readings per node (keyed by
+    node) before and after it: the leader's and ``follower``'s CPU µs per committed write,
+    and every node's CPU seconds."""
+    return {
+        "committed_writes": writes,
+        "leader_us_per_write": cpu_us_per_write(before[leader], after[leader], writes),
+        "follower_us_per_write": cpu_us_per_write(before[follower], after[follower], writes),
+        "leader": leader,
+        "follower": follower,
+        "cpu_s": {str(n): _difference(before[n], after[n]) for n in before},
+    }
+
+
+def _difference(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
+def median_or_none(values: Sequence[float | None]) -> float | None:
+    """The median of the known values; None if there is none."""
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def format_cpu_pair(leader: float | None, follower: float | None) -> str:
+    """``"L / F"`` CPU µs per write for a table cell, ``-`` where unknown."""
+    return " / ".join("-" if v is None else f"{v:,.0f}" for v in (leader, follower))
 
 
 # -- report --------------------------------------------------------------------------------------

@@ -44,6 +44,10 @@ the follower already has; it re-adds the same entries. To show that no divergenc
 hidden, after each config's runs the 3 replicated dicts (values are distinct per write) are
 compared once every node has applied the same index (``state_consistent``).
 
+CPU per committed write (``cpu`` per run, ``cpu_us_per_write`` per point): the CPU time of
+the leader's process and of one follower's (``/proc/<pid>/stat``, read by the parent just
+before and just after each run) divided by the entries the leader committed in between.
+
 Run: ``python benchmarks/_pysyncobj_bench.py [--quick] [--duration S] [--repeats N]
 [--json PATH]``. ``measure_pysyncobj`` is the entry point for ``bench_peers``. The module
 imports without pysyncobj (it is imported only inside functions); ``measure_pysyncobj``
@@ -70,11 +74,16 @@ from typing import Any
 
 from _bench_common import (
     AGGREGATION,
+    CPU_HEADER,
     add_run_options,
     apply_quick,
+    cpu_per_write,
     emit_report,
     environment,
+    format_cpu_pair,
+    median_or_none,
     percentile,
+    process_cpu_seconds,
     table_lines,
 )
 
@@ -385,6 +394,10 @@ class _Cluster:
         for node in self.nodes:
             node.stop()
 
+    def cpu_seconds(self) -> dict[str, float | None]:
+        """CPU seconds used so far by each node process, by address."""
+        return {node.addr: process_cpu_seconds(node.proc.pid) for node in self.nodes}
+
     def statuses(self) -> list[dict[str, Any]]:
         return [node.call("status") for node in self.nodes]
 
@@ -473,6 +486,7 @@ def measure_pysyncobj(
                 for n in points:
                     leader, before_all = cluster.wait_for_leader()
                     before = before_all[[x.addr for x in cluster.nodes].index(leader.addr)]
+                    cpu_before = cluster.cpu_seconds()
                     run = leader.call(
                         "run",
                         timeout=warmup + duration + DRAIN_TIMEOUT + REPLY_TIMEOUT,
@@ -480,8 +494,18 @@ def measure_pysyncobj(
                         warmup=warmup,
                         duration=duration,
                     )
+                    cpu_after = cluster.cpu_seconds()
                     after_all = cluster.statuses()
                     after = cluster.agreed_leader(after_all)
+                    follower = next(x.addr for x in cluster.nodes if x is not leader)
+                    leader_after = after_all[[x.addr for x in cluster.nodes].index(leader.addr)]
+                    cpu = cpu_per_write(
+                        cpu_before,
+                        cpu_after,
+                        leader.addr,
+                        follower,
+                        leader_after["commit_idx"] - before["commit_idx"],
+                    )
                     changed = after is None or (after[1]["leader"], after[1]["term"]) != (
                         before["leader"],
                         before["term"],
@@ -493,6 +517,7 @@ def measure_pysyncobj(
                         "term": before["term"],
                         "leader_changed": changed,
                         **_log_delta(before_all, after_all),
+                        "cpu": cpu,
                     }
                     runs[n].append(run)
                     if verbose:
@@ -533,6 +558,10 @@ def measure_pysyncobj(
                     "conf": CONFIGS[config],
                     "node_warnings": sum(r["node_warnings"] for r in reps),
                     "state_consistent": consistent,
+                    "cpu_us_per_write": {
+                        role: median_or_none([r["cpu"][f"{role}_us_per_write"] for r in reps])
+                        for role in ("leader", "follower")
+                    },
                 }
             )
     return results
@@ -552,6 +581,7 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
         "ldr chg",
         "warns",
         "state",
+        CPU_HEADER,
     )
     state = {True: "same", False: "DIFFERS", None: "unsettled"}
     rows = [
@@ -565,6 +595,7 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
             str(sum(x["leader_changed"] for x in r["repeats"])),
             str(r["node_warnings"]),
             state[r["state_consistent"]],
+            format_cpu_pair(r["cpu_us_per_write"]["leader"], r["cpu_us_per_write"]["follower"]),
         )
         for r in results
     ]
@@ -575,7 +606,9 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
         "latency (submit to callback): median of repeats;\n"
         "errors: failed or unanswered requests, summed over repeats; ldr chg: runs during "
         "which leadership changed;\nwarns: pysyncobj WARNING+ log records on any node during "
-        "the runs; state: replicated dicts of the 3 nodes compared after the config's runs."
+        "the runs; state: replicated dicts of the 3 nodes compared after the config's runs;\n"
+        "CPU us/write L / F: CPU time (user+sys) of the leader's process (load generator "
+        "included) / of one follower's over a run,\nper entry the leader committed in it."
     )
     warned = {m for r in results for x in r["repeats"] for m in x["node_warning_sample"]}
     for m in sorted(warned)[:5]:

@@ -10,6 +10,8 @@ N requests kept in flight (1, 64, 256):
   inside the leader's process (like PySyncObj) and from a KvClient over TCP (what an
   application sees, one more network hop).
 
+Both tables give each run's CPU time per committed write on the leader's process and on
+one follower's (``CPU us/write L / F``, from ``/proc/<pid>/stat``; see :mod:`bench_tcp`).
 The comparison table gives, per point, our throughput as a multiple of PySyncObj's and
 whether our p99 is lower. Targets (issue 6): >= 3x PySyncObj's throughput with a lower
 p99 at every point; single-writer latency under 1 ms with MemLogStore.

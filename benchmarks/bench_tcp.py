@@ -17,6 +17,12 @@ gives medians. Writes are ``Set(key, value)`` with 16-byte keys cycling over 102
 100-byte values. The leader's term is checked after each run: a leadership change during a
 run is reported in the ``leader_changes`` column, never hidden.
 
+CPU per committed write: around each run the CPU time (user + system, all threads) of every
+node process is read from ``/proc/<pid>/stat``, and the leader's committed index from its
+status; the ``CPU us/write L / F`` column is the leader's and one follower's CPU time over
+the run (warm-up, window and drain) divided by the entries committed meanwhile. Read from
+outside the processes: no hook in the library.
+
 Run: ``python benchmarks/bench_tcp.py [--quick] [--json PATH]``.
 """
 
@@ -33,11 +39,16 @@ from typing import Any
 import trio
 from _bench_common import (
     AGGREGATION,
+    CPU_HEADER,
     add_run_options,
     apply_quick,
+    cpu_per_write,
     emit_report,
     environment,
+    format_cpu_pair,
+    median_or_none,
     percentile,
+    process_cpu_seconds,
     table_lines,
 )
 
@@ -53,6 +64,13 @@ STORES = ("mem", "file")
 MODES = ("client", "leader")
 CLIENT_PROCS = 2
 SERVE_ARGS = ["--bench-op"]
+CPU_NOTE = (
+    "CPU us/write L / F: user+sys CPU time of the leader's process / of one follower's "
+    "(/proc/<pid>/stat, all threads)\nfrom just before a run to just after it (warm-up, "
+    "window and drain), divided by the entries the leader committed meanwhile;\nmedian of "
+    "repeats. The leader's figure includes the load generator in leader mode (as "
+    "PySyncObj's does), the client connections in client mode."
+)
 
 
 def _key(i: int) -> str:
@@ -137,20 +155,36 @@ async def _client_processes(
     }
 
 
+def node_cpu_seconds(cl: ProcessCluster, *, system_only: bool = False) -> dict[int, float | None]:
+    """CPU seconds (system time alone with ``system_only``) used so far by each running
+    node process."""
+    return {
+        nid: None
+        if node.process is None
+        else process_cpu_seconds(node.process.pid, system_only=system_only)
+        for nid, node in cl.nodes.items()
+    }
+
+
 async def _one_run(
     cl: ProcessCluster, leader: int, mode: str, clients: int, warmup: float, duration: float
 ) -> dict[str, Any]:
     leader_addr = cl.nodes[leader].addr
+    follower = min(n for n in cl.nodes if n != leader)
     async with cl.client(rpc_timeout=warmup + duration + 30) as kv:
-        term = (await kv.status(leader_addr))["term"]
+        before = await kv.status(leader_addr)
+        cpu_before = node_cpu_seconds(cl)
         if mode == "leader":
             run: dict[str, Any] = await kv.call(
                 leader_addr, "bench", clients, duration, warmup, VALUE_BYTES
             )
         else:
             run = await _client_processes(leader_addr, clients, warmup, duration)
+        cpu_after = node_cpu_seconds(cl)
         after = await kv.status(leader_addr)
-    run["leader_changed"] = after["term"] != term or after["state"] != "LEADER"
+    run["leader_changed"] = after["term"] != before["term"] or after["state"] != "LEADER"
+    writes = (after["committed"] or 0) - (before["committed"] or 0)  # None: nothing committed yet
+    run["cpu"] = cpu_per_write(cpu_before, cpu_after, leader, follower, writes)
     return run
 
 
@@ -196,6 +230,10 @@ def _summary(store: str, mode: str, clients: int, runs: list[dict[str, Any]]) ->
         "p99_us": statistics.median(r["p99_us"] for r in runs),
         "errors": sum(len(r["errors"]) for r in runs),
         "leader_changes": sum(bool(r["leader_changed"]) for r in runs),
+        "cpu_us_per_write": {
+            role: median_or_none([r["cpu"][f"{role}_us_per_write"] for r in runs])
+            for role in ("leader", "follower")
+        },
         "repeats": runs,
     }
 
@@ -221,7 +259,9 @@ def measure_openraft(
 
 
 def format_table(results: Sequence[dict[str, Any]]) -> str:
-    header = ["config", "clients", "ops/s", "p50 us", "p99 us", "errors", "ldr chg"]
+    header = [
+        "config", "clients", "ops/s", "p50 us", "p99 us", "errors", "ldr chg", CPU_HEADER
+    ]
     rows = [
         [
             r["config"],
@@ -231,10 +271,11 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
             f"{r['p99_us']:,.0f}",
             str(r["errors"]),
             str(r["leader_changes"]),
+            format_cpu_pair(r["cpu_us_per_write"]["leader"], r["cpu_us_per_write"]["follower"]),
         ]
         for r in results
     ]
-    return "\n".join(table_lines(header, rows))
+    return "\n".join([*table_lines(header, rows), "", CPU_NOTE])
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
