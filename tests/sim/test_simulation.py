@@ -115,10 +115,14 @@ def test_clock_skew_beyond_the_documented_bound_is_reported() -> None:
     """Lease reads are safe only while clock rates differ by less than
     lease_clock_drift / election_timeout_max (3.3 % by default). Skew far past it is a fault
     the simulator must report as a stale read on some seed: a check that cannot see it
-    could not see a broken lease either. (Within the bound, every CI seed passes.)"""
+    could not see a broken lease either. (Within the bound, every CI seed passes.)
+
+    30 % skew: since a follower extends its election deadline by the timeout it drew when
+    it began following (issue 14) instead of re-drawing it on every append, 20 % skew no
+    longer gave a stale read in seeds 0-63; 30 % gives one in seeds 5, 6 and 15."""
     for seed in range(16):
-        result = run_simulation(seed, nodes=5, duration=10.0, faults=FaultPlan(clock_skew=0.2))
+        result = run_simulation(seed, nodes=5, duration=10.0, faults=FaultPlan(clock_skew=0.3))
         if result.violations:
             assert {v.kind for v in result.violations} == {"linearizability"}
             return
-    raise AssertionError("20 % clock skew gave no violation in 16 seeds")
+    raise AssertionError("30 % clock skew gave no violation in 16 seeds")
