@@ -427,8 +427,12 @@ class KvSnapshotBuilder:
         return snapshot
 
 
-# Keys serialized between two checkpoints: about a millisecond of cbor2 (in C) per chunk.
+# Keys serialized between two checkpoints: about a millisecond of cbor2 (in C) per chunk
+# of small values. The count adapts so that a chunk stays near _ENCODE_CHUNK_BYTES: large
+# values (64 KiB each) would otherwise make one chunk of 4096 keys 256 MB long.
 _ENCODE_CHUNK = 4096
+_ENCODE_CHUNK_FIRST = 16
+_ENCODE_CHUNK_BYTES = 1 << 20
 
 
 def _map_header(length: int) -> bytes:
@@ -443,7 +447,8 @@ def _map_header(length: int) -> bytes:
 
 async def _encode_snapshot(meta: SnapshotMeta, data: dict[str, Any]) -> bytes:
     """The snapshot's CBOR bytes, the same as ``cbor2.dumps`` of the whole document, made
-    ``_ENCODE_CHUNK`` keys at a time with a Trio checkpoint between chunks."""
+    in chunks of about ``_ENCODE_CHUNK_BYTES`` (at most ``_ENCODE_CHUNK`` keys) with a Trio
+    checkpoint between chunks."""
     # The document's map with "data" last: its encoding up to that value (the last byte of
     # the stand-in None is dropped), then the data map's head and its pairs, chunk by chunk.
     head = cbor2.dumps(
@@ -456,8 +461,14 @@ async def _encode_snapshot(meta: SnapshotMeta, data: dict[str, Any]) -> bytes:
     )[:-1]
     parts = [head, _map_header(len(data))]
     items = iter(data.items())
-    while chunk := dict(itertools.islice(items, _ENCODE_CHUNK)):
-        parts.append(cbor2.dumps(chunk)[len(_map_header(len(chunk))) :])
+    count = _ENCODE_CHUNK_FIRST
+    while chunk := dict(itertools.islice(items, count)):
+        encoded = cbor2.dumps(chunk)
+        parts.append(encoded[len(_map_header(len(chunk))) :])
+        # Aim the next chunk at _ENCODE_CHUNK_BYTES: fewer keys after a large chunk, up to
+        # twice as many after a small one.
+        fitting = count * _ENCODE_CHUNK_BYTES // max(len(encoded), 1)
+        count = max(1, min(fitting, 2 * count, _ENCODE_CHUNK))
         await trio.lowlevel.checkpoint()
     return b"".join(parts)
 
