@@ -44,6 +44,19 @@ async def _log_with(entries: list[Entry]) -> MemLogStore:
     return store
 
 
+def _start_worker(nursery: trio.Nursery, handle: ApplyHandle, store: MemLogStore) -> None:
+    """An sm_worker over a fresh KvStateMachine and ``store``, from nothing applied."""
+    nursery.start_soon(
+        lambda: sm_worker(
+            handle=handle,
+            state_machine=KvStateMachine(),
+            log_store=store,
+            applied=None,
+            notify=_Notes(),
+        )
+    )
+
+
 def _slot() -> Responder:
     return Responder(trio.Event())
 
@@ -55,15 +68,7 @@ async def test_the_worker_answers_the_writes_it_applies_in_log_order(autojump_cl
     slots = {i: _slot() for i in (1, 3)}
     replaced = _slot()  # a write at index 2 by term 0: the log holds another entry there
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            lambda: sm_worker(
-                handle=handle,
-                state_machine=KvStateMachine(),
-                log_store=store,
-                applied=None,
-                notify=_Notes(),
-            )
-        )
+        _start_worker(nursery, handle, store)
         handle.apply_upto(lid(1, 1), [(lid(1, 1), slots[1])])
         await trio.sleep(0.01)
         assert slots[1].done
@@ -87,15 +92,7 @@ async def test_an_installed_snapshot_fails_exactly_the_writes_it_covers(autojump
     snap = await source.build_snapshot()
     assert snap.meta.last_log_id == lid(1, 5)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            lambda: sm_worker(
-                handle=handle,
-                state_machine=KvStateMachine(),
-                log_store=store,
-                applied=None,
-                notify=_Notes(),
-            )
-        )
+        _start_worker(nursery, handle, store)
         handle.replies.extend([(lid(1, 5), covered), (lid(1, 6), after)])
         handle.request_install(snap)
         await trio.sleep(0.01)
