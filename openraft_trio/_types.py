@@ -229,12 +229,23 @@ class Blank:
 _UNDECODED: Final = object()  # Normal._data before a payload received as bytes is decoded
 
 
+def _bind_then_decode(encoded: bytes) -> Any:
+    _Codec.bind()
+    return _Codec.decode(encoded)
+
+
+def _bind_then_encode(data: Any) -> bytes:
+    _Codec.bind()
+    return _Codec.encode(data)
+
+
 class _Codec:
     """The codec's payload functions, bound on first use (the codec imports this module;
-    an import statement per decode would cost more than the decode's own overhead)."""
+    an import statement per decode would cost more than the decode's own overhead). Until
+    then each attribute is a stand-in that binds both, then calls the real one."""
 
-    decode: Callable[[bytes], Any] | None = None
-    encode: Callable[[Any], bytes] | None = None
+    decode: Callable[[bytes], Any] = _bind_then_decode
+    encode: Callable[[Any], bytes] = _bind_then_encode
 
     @classmethod
     def bind(cls) -> None:
@@ -287,14 +298,9 @@ class Normal:
         """
         data = self._data
         if data is _UNDECODED:
-            decode = _Codec.decode
-            if decode is None:
-                _Codec.bind()
-                decode = _Codec.decode
-                assert decode is not None
             encoded = self._encoded
             assert encoded is not None  # one of the two is always at hand
-            data = decode(encoded)
+            data = _Codec.decode(encoded)
             _set_data(self, data)
         return data
 
@@ -309,12 +315,7 @@ class Normal:
         """
         encoded = self._encoded
         if encoded is None:
-            encode = _Codec.encode
-            if encode is None:
-                _Codec.bind()
-                encode = _Codec.encode
-                assert encode is not None
-            encoded = encode(self._data)
+            encoded = _Codec.encode(self._data)
             _set_encoded(self, encoded)
         return encoded
 

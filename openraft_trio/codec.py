@@ -289,17 +289,13 @@ def check_payload(payload: Normal, max_bytes: int | None = None) -> None:
     try:
         size = len(payload.encoded)
     except ENCODE_ERRORS as exc:
-        raise _not_encodable(payload.data, exc) from exc
+        raise InvalidRequest(
+            f"cannot encode {type(payload.data).__qualname__} as application data: "
+            f"{short_text(str(exc))} "
+            "(register its type with openraft_trio.codec.register_data_type)"
+        ) from exc
     if max_bytes is not None and size > max_bytes:
         raise PayloadTooLarge(size, max_bytes)
-
-
-def _not_encodable(data: Any, exc: BaseException) -> InvalidRequest:
-    return InvalidRequest(
-        f"cannot encode {type(data).__qualname__} as application data: "
-        f"{short_text(str(exc))} "
-        "(register its type with openraft_trio.codec.register_data_type)"
-    )
 
 
 def check_encodable(data: Any, max_bytes: int | None = None) -> None:

@@ -29,7 +29,7 @@ from .._engine import Engine, IOId, commands
 from .._errors import ForwardToLeader, RaftError, RPCError, StorageError, copy_for_caller
 from .._messages import TransferLeaderRequest, VoteRequest, VoteResponse
 from .._metrics import RaftMetrics, ReplicationStatus
-from .._types import Entry, LogId, ServerState
+from .._types import Entry, LogId, Normal, ServerState
 from ..network import RaftNetwork, RaftNetworkFactory, RPCOption
 from ..storage import RaftLogStorage, RaftStateMachine
 from .api_calls import (
@@ -263,7 +263,7 @@ class RaftCore:
 
     def _handle_calls(self, calls: list[ApiCall]) -> None:
         engine = self.engine
-        writes: list[Any] = []
+        writes: list[Normal] = []
         responders: list[Responder] = []
         for call in calls:
             # Consecutive writes go to the engine as one batch.
@@ -316,7 +316,7 @@ class RaftCore:
         if writes:
             self._client_write(writes, responders)
 
-    def _client_write(self, items: list[Any], responders: list[Responder]) -> None:
+    def _client_write(self, items: list[Normal], responders: list[Responder]) -> None:
         try:
             log_ids = self.engine.client_write(items)  # Normal payloads, encoded by the handle
         except ForwardToLeader as e:

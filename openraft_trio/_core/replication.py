@@ -32,11 +32,10 @@ import trio
 
 from .._config import Config
 from .._errors import RPCError, StorageContractViolation
-from .._messages import AppendEntriesRequest, AppendEntriesResponse
+from .._messages import AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotResponse
 from .._types import Entry, LogId, Vote
 from ..network import PipelinedAppend, RaftNetwork, RPCOption
 from ..storage import RaftLogStorage, RaftStateMachine
-from .notifications import HigherVote, ReplicationProgress
 from .replication_session import (
     ReadEntries,
     ReplicationNote,
@@ -203,17 +202,13 @@ class ReplicationStream:
         session = self.session
         epoch, send_time = session.epoch, self.clock()
         option = RPCOption(hard_ttl=self.config.install_snapshot_timeout)
+        result: InstallSnapshotResponse | RPCError
         try:
-            resp = await self.client.full_snapshot(self.vote, snapshot, option)
-        except RPCError:
-            session.on_snapshot_failed(trio.current_time())
-            return
-        if epoch != session.epoch:
-            return
-        if resp.vote > self.vote:
-            session.stalled = True
-            await self.notify.send(HigherVote(self.target, resp.vote))
-            return
-        last = snapshot.meta.last_log_id
-        session.on_snapshot_sent(last)
-        await self.notify.send(ReplicationProgress(self.target, self.vote, epoch, last, send_time))
+            result = await self.client.full_snapshot(self.vote, snapshot, option)
+        except RPCError as e:
+            result = e
+        note = session.on_snapshot_reply(
+            epoch, result, snapshot.meta.last_log_id, trio.current_time(), send_time
+        )
+        if note is not None:
+            await self.notify.send(note)

@@ -35,7 +35,7 @@ import attrs
 
 from .._config import Config
 from .._errors import RPCError, Unreachable
-from .._messages import AppendEntriesRequest, AppendEntriesResponse
+from .._messages import AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotResponse
 from .._types import Entry, LogId, Vote
 from .notifications import HigherVote, ReplicationConflict, ReplicationProgress
 
@@ -239,13 +239,9 @@ class ReplicationSession:
         self.inflight -= 1
         if isinstance(result, RPCError):
             if epoch == self.epoch and self.retry_at is None:
-                # Never a zero delay: a zero-delay retry would spin a MockClock world.
-                if isinstance(result, Unreachable):
-                    delay = self.backoff
-                else:
-                    delay = self.config.heartbeat_interval / 2
-                self.backoff = min(self.backoff * 2, self.config.election_timeout_max)
-                self.retry_at = now + delay
+                # Unreachable backs off; other failures retry after half a heartbeat.
+                unreachable = isinstance(result, Unreachable)
+                self._retry(now, None if unreachable else self.config.heartbeat_interval / 2)
                 wake = True
             return None, wake
         if epoch != self.epoch or self.stalled:
@@ -270,11 +266,32 @@ class ReplicationSession:
             )
         return HigherVote(self.target, result.vote), wake
 
-    def on_snapshot_sent(self, last: LogId | None) -> None:
-        """The target installed a snapshot up to ``last``: stream entries after it."""
+    def on_snapshot_reply(
+        self,
+        epoch: int,
+        result: InstallSnapshotResponse | RPCError,
+        last: LogId | None,
+        now: float,
+        send_time: float,
+    ) -> ReplicationNote | None:
+        """Take the outcome of sending the snapshot up to ``last`` (in ``epoch``, at
+        ``send_time``): what to tell the core, if anything. A failure is retried after a
+        backoff; a higher vote stalls the stream; an install streams entries after
+        ``last``."""
+        if isinstance(result, RPCError):
+            self._retry(now, None)
+            return None
+        if epoch != self.epoch:
+            return None
+        if result.vote > self.vote:
+            self.stalled = True
+            return HigherVote(self.target, result.vote)
         self.sent = self.acked = last
+        return ReplicationProgress(self.target, self.vote, epoch, last, send_time)
 
-    def on_snapshot_failed(self, now: float) -> None:
-        """Sending the snapshot failed: try again after a backoff."""
-        self.retry_at = now + self.backoff
+    def _retry(self, now: float, delay: float | None) -> None:
+        """Resend from the last acknowledged entry after ``delay``, or after the backoff
+        (``None``), which doubles each time up to ``election_timeout_max`` (a success
+        resets it). Never a zero delay: a zero-delay retry would spin a MockClock world."""
+        self.retry_at = now + (self.backoff if delay is None else delay)
         self.backoff = min(self.backoff * 2, self.config.election_timeout_max)

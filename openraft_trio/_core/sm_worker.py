@@ -162,17 +162,15 @@ def _answer(
     _fail_below(waiting, first)
     while waiting and waiting[0][0].index <= last:
         log_id, responder = waiting.popleft()
-        entry = entries[log_id.index - first]
+        entry, reply = entries[log_id.index - first], replies[log_id.index - first]
         # A different log id at our index: our entry was replaced (we lost leadership
         # before it committed).
         if log_id != entry.log_id:
             responder.send(ForwardToLeader(None))
         elif isinstance(entry.payload, MembershipChange):
-            responder.send(
-                ClientWriteResponse(log_id, replies[log_id.index - first], entry.payload.membership)
-            )
+            responder.send(ClientWriteResponse(log_id, reply, entry.payload.membership))
         else:
-            responder.send(ClientWriteResponse(log_id, replies[log_id.index - first]))
+            responder.send(ClientWriteResponse(log_id, reply))
 
 
 def _fail_below(waiting: deque[tuple[LogId, Responder]], index: int) -> None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .._config import Config
@@ -336,7 +336,7 @@ class Engine:
 
     # -- inputs: leading -------------------------------------------------------------------
 
-    def client_write(self, payloads: list[Payload]) -> list[LogId]:
+    def client_write(self, payloads: Sequence[Payload]) -> list[LogId]:
         """Append client payloads as entries of our term; returns their log ids.
 
         Raises:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ForwardToLeader, QuorumNotEnough
@@ -48,7 +49,7 @@ class LeaderHandler:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def client_write(self, payloads: list[Payload]) -> list[LogId]:
+    def client_write(self, payloads: Sequence[Payload]) -> list[LogId]:
         """Append client payloads as entries of our term; returns their log ids.
 
         Raises:

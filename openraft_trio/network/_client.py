@@ -197,15 +197,9 @@ class RpcChannel:
                 self.stats.timeouts += 1
                 raise RPCTimeout(f"{kind} to {self.addr}: not connected within {timeout}s")
             assert conn is not None
-        rid = self._next_id
-        self._next_id += 1
         slot = _Slot()
         try:
-            conn.send_nowait(wire.encode_message(kind, rid, msg))
-        except FrameTooLarge as e:
-            raise PayloadTooLarge(
-                e.size, e.max_frame_size, f"a {kind} request frame (max_frame_size)"
-            ) from None
+            rid = self._send_request(conn, kind, msg)
         except trio.ClosedResourceError:
             raise NetworkError(f"{self.addr}: connection closed") from None
         self._pending[rid] = slot
@@ -236,6 +230,22 @@ class RpcChannel:
         conn = self._conn
         if conn is None or self._closed:
             return False
+        try:
+            rid = self._send_request(conn, kind, msg)
+        except trio.ClosedResourceError:
+            return False  # the connection is closing: call() reconnects
+        self.stats.calls += 1
+        self._pending[rid] = pending
+        self._watch(trio.current_time() + timeout, rid)
+        return True
+
+    def _send_request(self, conn: FramedStream, kind: str, msg: Any) -> int:
+        """Queue one request frame on ``conn`` (its writer sends it); return its id.
+
+        Raises:
+            PayloadTooLarge: the frame would be over ``max_frame_size``; nothing was sent.
+            trio.ClosedResourceError: the connection is closing; nothing was sent.
+        """
         rid = self._next_id
         try:
             conn.send_nowait(wire.encode_message(kind, rid, msg))
@@ -243,13 +253,8 @@ class RpcChannel:
             raise PayloadTooLarge(
                 e.size, e.max_frame_size, f"a {kind} request frame (max_frame_size)"
             ) from None
-        except trio.ClosedResourceError:
-            return False  # the connection is closing: call() reconnects
         self._next_id = rid + 1
-        self.stats.calls += 1
-        self._pending[rid] = pending
-        self._watch(trio.current_time() + timeout, rid)
-        return True
+        return rid
 
     def outcome(self, kind: str, reply_kind: str, timeout: float, got: str, value: Any) -> Any:
         """What a call of ``kind`` ends with, given what its :class:`PendingCall` was set

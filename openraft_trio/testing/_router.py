@@ -16,7 +16,15 @@ from typing import Any, TypeVar, final
 
 import trio
 
-from .._errors import NetworkError, RaftError, RemoteError, RPCTimeout, Stopped, Unreachable
+from .._errors import (
+    NetworkError,
+    RaftError,
+    RemoteError,
+    RPCError,
+    RPCTimeout,
+    Stopped,
+    Unreachable,
+)
 from .._messages import (
     AppendEntriesRequest,
     AppendEntriesResponse,
@@ -184,6 +192,16 @@ class Router:
             return False
         return True
 
+    def _refused(self, src: int, dst: int, kind: str, error: RaftError) -> RPCError:
+        """What a transport reports for a call ``dst`` failed with ``error`` (and its trace
+        event): a stopped node is ``Unreachable``; any other refusal (e.g. InvalidRequest:
+        the remote handled the call and refused it) is a ``RemoteError``."""
+        if isinstance(error, Stopped):
+            self._event("down", src, dst, kind)
+            return Unreachable(f"node {dst} stopped")
+        self._event("remote-error", src, dst, kind)
+        return RemoteError(f"node {dst}: {error}", remote=error)
+
     async def deliver(
         self,
         src: int,
@@ -208,14 +226,10 @@ class Router:
                     raise Unreachable(f"node {dst} is down")
                 try:
                     result = await call(target)
-                except Stopped:
-                    self._event("down", src, dst, kind)
-                    raise Unreachable(f"node {dst} stopped") from None
                 except RaftError as e:
-                    # The remote handled the call and refused it (e.g. InvalidRequest):
-                    # what a transport reports as RemoteError.
-                    self._event("remote-error", src, dst, kind)
-                    raise RemoteError(f"node {dst}: {e}", remote=e) from e
+                    raise self._refused(src, dst, kind, e) from (
+                        None if isinstance(e, Stopped) else e
+                    )
                 if await self._hop(dst, src, kind + "-reply"):
                     self._event("ok", src, dst, kind)
                     return result
@@ -285,12 +299,8 @@ class RouterNetwork:
         kind = "heartbeat" if req.is_heartbeat else "append"
 
         def done(value: object) -> None:
-            if isinstance(value, Stopped):
-                router._event("down", src, dst, kind)
-                on_reply(Unreachable(f"node {dst} stopped"))
-            elif isinstance(value, RaftError):
-                router._event("remote-error", src, dst, kind)
-                on_reply(RemoteError(f"node {dst}: {value}", remote=value))
+            if isinstance(value, RaftError):
+                on_reply(router._refused(src, dst, kind, value))
             else:
                 router._event("ok", src, dst, kind)
                 on_reply(value)  # type: ignore[arg-type]

@@ -17,7 +17,11 @@ from openraft_trio._core.replication_session import (
     Wait,
 )
 from openraft_trio._errors import NetworkError, RPCTimeout, Unreachable
-from openraft_trio._messages import AppendEntriesRequest, AppendEntriesResponse
+from openraft_trio._messages import (
+    AppendEntriesRequest,
+    AppendEntriesResponse,
+    InstallSnapshotResponse,
+)
 from openraft_trio._types import Entry, LeaderId, LogId, Normal, Vote
 
 VOTE = Vote(LeaderId(2, 1), committed=True)
@@ -202,8 +206,27 @@ def test_purged_entries_fall_back_to_the_snapshot() -> None:
     assert isinstance(read, ReadEntries)
     assert s.request_for(read, entries(5, 7), None, 0.0) == SendSnapshot()
     assert s.request_for(read, [], None, 0.0) == SendSnapshot()
-    s.on_snapshot_sent(lid(6))
+    note = s.on_snapshot_reply(1, InstallSnapshotResponse(VOTE), lid(6), 0.0, send_time=0.0)
+    assert note == ReplicationProgress(2, VOTE, 1, lid(6), 0.0)
     assert s.next_action(0.0, epoch=1, prev=lid(2), upto=lid(9), committed=None) == ReadEntries(7, 10)
+
+
+def test_a_failed_snapshot_is_retried_after_the_backoff() -> None:
+    s = session()
+    s.next_action(0.0, epoch=1, prev=lid(2), upto=lid(9), committed=None)
+    assert s.on_snapshot_reply(1, Unreachable("down"), lid(6), 1.0, send_time=0.9) is None
+    assert s.retry_at == 1.0 + HB
+    assert s.backoff == 2 * HB
+
+
+def test_a_higher_vote_in_a_snapshot_reply_stalls_the_stream() -> None:
+    s = session()
+    s.next_action(0.0, epoch=1, prev=lid(2), upto=lid(9), committed=None)
+    higher = Vote(LeaderId(3, 3), committed=True)
+    note = s.on_snapshot_reply(1, InstallSnapshotResponse(higher), lid(6), 1.0, send_time=0.9)
+    assert note == HigherVote(2, higher)
+    assert s.stalled
+    assert s.next_action(1.0, epoch=1, prev=lid(2), upto=lid(9), committed=None) == Wait(math.inf)
 
 
 def test_a_batch_is_cut_at_the_byte_budget_and_the_next_read_adapts() -> None:
