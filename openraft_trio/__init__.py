@@ -19,7 +19,9 @@ from ._errors import InProgress as InProgress
 from ._errors import InvalidRequest as InvalidRequest
 from ._errors import LearnerNotFound as LearnerNotFound
 from ._errors import NetworkError as NetworkError
+from ._errors import NotALearner as NotALearner
 from ._errors import NotAllowed as NotAllowed
+from ._errors import NotAVoter as NotAVoter
 from ._errors import NotInMembers as NotInMembers
 from ._errors import PayloadTooLarge as PayloadTooLarge
 from ._errors import QuorumNotEnough as QuorumNotEnough

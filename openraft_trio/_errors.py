@@ -114,11 +114,41 @@ class EmptyMembership(ChangeMembershipError):
 
 
 class LearnerNotFound(ChangeMembershipError):
-    """A requested voter is not a learner (or voter) of the cluster yet."""
+    """A requested voter is not a learner (or voter) of the cluster yet, or the learner
+    ``remove_learner`` was asked to remove is not a member."""
+
+    def __init__(self, node_id: int, message: str | None = None) -> None:
+        super().__init__(message or f"node {node_id} must be added as a learner first")
+        self.node_id = node_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.node_id, str(self)))
+
+
+class NotALearner(ChangeMembershipError):
+    """``remove_learner`` was asked to remove a voter: voters leave through
+    ``change_membership`` (joint consensus), never by being dropped from ``nodes``."""
 
     def __init__(self, node_id: int) -> None:
-        super().__init__(f"node {node_id} must be added as a learner first")
+        super().__init__(
+            f"node {node_id} is a voter, not a learner: remove it with change_membership"
+        )
         self.node_id = node_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.node_id,))
+
+
+class NotAVoter(RaftError):
+    """A leader transfer was asked for a node that is not a voter of the effective
+    membership (a learner, or an unknown id): only a voter can be elected."""
+
+    def __init__(self, node_id: int) -> None:
+        super().__init__(f"node {node_id} is not a voter: leadership can only go to a voter")
+        self.node_id = node_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.node_id,))
 
 
 class InitializeError(RaftError):
@@ -223,6 +253,7 @@ class PayloadTooLarge(InvalidRequest):
 ChangeMembershipError.InProgress = InProgress  # type: ignore[attr-defined]
 ChangeMembershipError.EmptyMembership = EmptyMembership  # type: ignore[attr-defined]
 ChangeMembershipError.LearnerNotFound = LearnerNotFound  # type: ignore[attr-defined]
+ChangeMembershipError.NotALearner = NotALearner  # type: ignore[attr-defined]
 InitializeError.NotAllowed = NotAllowed  # type: ignore[attr-defined]
 InitializeError.NotInMembers = NotInMembers  # type: ignore[attr-defined]
 Fatal.StorageError = StorageError  # type: ignore[attr-defined]

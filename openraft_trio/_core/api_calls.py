@@ -167,6 +167,14 @@ class TriggerPurge:
 @attrs.frozen(eq=False)
 class TriggerTransferLeader:
     to: int
+    responder: Responder
+
+
+@final
+@attrs.frozen(eq=False)
+class RemoveLearner:
+    node_id: int
+    responder: Responder
 
 
 ApiCall = (
@@ -179,6 +187,7 @@ ApiCall = (
     | InboundTransferLeader
     | AddLearner
     | ChangeMembership
+    | RemoveLearner
     | Query
     | TriggerElect
     | TriggerHeartbeat

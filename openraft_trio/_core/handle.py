@@ -53,6 +53,7 @@ from .api_calls import (
     InboundVote,
     Initialize,
     Query,
+    RemoveLearner,
     Responder,
 )
 from .raft_core import RaftCore
@@ -397,6 +398,25 @@ class Raft(metaclass=NoPublicConstructor):
             raise InvalidRequest("change_membership() takes node ids (ints)")
         response: ClientWriteResponse = await self._call(
             lambda responder: ChangeMembership(voters, bool(retain), responder)
+        )
+        return response
+
+    async def remove_learner(self, node_id: int) -> ClientWriteResponse:
+        """Remove learner ``node_id`` from the membership; returns once that membership
+        entry is committed and applied here. The leader stops replicating to it; its
+        process keeps running until you stop it. One entry, no joint step: a learner has
+        no vote (openraft's ``ChangeMembers::RemoveNodes``).
+
+        Raises:
+            ForwardToLeader: this node does not lead.
+            InProgress: another membership change is not committed yet.
+            NotALearner: ``node_id`` is a voter (remove it with ``change_membership``).
+            LearnerNotFound: ``node_id`` is not a member.
+        """
+        if not isinstance(node_id, int) or isinstance(node_id, bool):
+            raise InvalidRequest(f"remove_learner(node_id) takes a node id, got {short_repr(node_id)}")
+        response: ClientWriteResponse = await self._call(
+            lambda responder: RemoveLearner(node_id, responder)
         )
         return response
 

@@ -44,6 +44,7 @@ from .api_calls import (
     InboundVote,
     Initialize,
     Query,
+    RemoveLearner,
     Responder,
     TriggerElect,
     TriggerHeartbeat,
@@ -293,6 +294,8 @@ class RaftCore:
                     engine.add_learner(call.node_id, call.node, call.responder)
                 case ChangeMembership():
                     engine.change_membership(call.voter_ids, call.retain, call.responder)
+                case RemoveLearner():
+                    engine.remove_learner(call.node_id, call.responder)
                 case Query():
                     call.responder.send(call.fn(self))
                 case TriggerElect():
@@ -304,7 +307,7 @@ class RaftCore:
                 case TriggerPurge():
                     engine.purge_log(call.upto)
                 case TriggerTransferLeader():
-                    engine.transfer_leader(call.to)
+                    engine.transfer_leader(call.to, call.responder)
                 case InboundTransferLeader():
                     engine.handle_transfer_leader(call.req)
                     engine.respond(call.responder, None)

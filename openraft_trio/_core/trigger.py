@@ -55,7 +55,14 @@ class Trigger:
         within ``election_timeout_max`` the leader accepts writes again. From the start of
         the transfer to the end of its term the leader serves ``LEASE_READ`` as
         ``READ_INDEX`` (the target may be let through every follower's lease).
+
+        Returns once the leader has started the transfer (not when ``to`` leads: watch
+        ``raft.wait(timeout).current_leader(to)`` for that).
+
+        Raises:
+            NotAVoter: ``to`` is not a voter of the leader's effective membership (a
+                learner, or an unknown id); raised at once, and nothing changed.
         """
         if not isinstance(to, int) or isinstance(to, bool):
             raise InvalidRequest(f"transfer_leader(to) takes a node id, got {short_repr(to)}")
-        await self._raft._send(TriggerTransferLeader(to))
+        await self._raft._call(lambda responder: TriggerTransferLeader(to, responder))

@@ -373,9 +373,16 @@ class Engine:
                 target, vote=vote, send_time=send_time, resp_vote=resp_vote, read_round=read_round
             )
 
-    def transfer_leader(self, to: int) -> None:
+    def transfer_leader(self, to: int, responder: Any = None) -> None:
+        """Hand leadership to voter ``to`` (on the leader; elsewhere nothing happens).
+
+        ``Respond(responder, None)`` once the transfer started (or there is nothing to
+        do), ``Respond(responder, NotAVoter)`` at once when ``to`` is not a voter.
+        """
         if self.leader is not None:
-            LeaderHandler(self, self.leader).transfer_leader(to)
+            LeaderHandler(self, self.leader).transfer_leader(to, responder)
+        elif responder is not None:
+            self.respond(responder, None)
 
     def ensure_linearizable(self, policy: ReadPolicy, responder: Any) -> None:
         """Start a linearizable read; ``Respond(responder, read_log_id)`` when it is safe.
@@ -399,6 +406,15 @@ class Engine:
             self.respond(responder, e)
             return
         handler.add_learner(node_id, node, responder)
+
+    def remove_learner(self, node_id: int, responder: Any) -> None:
+        """Remove learner ``node_id`` from the membership (no joint step: it has no vote)."""
+        try:
+            handler = self.membership_handler()
+        except ForwardToLeader as e:
+            self.respond(responder, e)
+            return
+        handler.remove_learner(node_id, responder)
 
     def change_membership(self, voter_ids: frozenset[int], retain: bool, responder: Any) -> None:
         """Move to ``voter_ids`` through a joint configuration."""

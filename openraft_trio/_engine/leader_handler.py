@@ -26,7 +26,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._errors import ForwardToLeader, QuorumNotEnough
+from .._errors import ForwardToLeader, NotAVoter, QuorumNotEnough
 from .._messages import TransferLeaderRequest
 from .._types import Entry, LogId, Payload, ReadPolicy, Vote, log_id_ge, max_log_id
 from . import roles
@@ -70,12 +70,23 @@ class LeaderHandler:
 
     # -- leader transfer (Ongaro's thesis §3.10) -------------------------------------------
 
-    def transfer_leader(self, to: int) -> None:
+    def transfer_leader(self, to: int, responder: Any = None) -> None:
         """Hand leadership to voter ``to``: stop accepting writes, bring ``to`` up to date,
         then tell it to campaign at once (its vote request carries the transfer flag, so
-        followers' leases do not block it). Gives up after ``election_timeout_max``."""
+        followers' leases do not block it). Gives up after ``election_timeout_max``.
+
+        A target that is not a voter of the effective membership (a learner, an unknown
+        id) is refused at once with ``NotAVoter``: it could never win the election, and
+        nothing changes (writes keep flowing, the lease is kept). ``responder`` (if any)
+        gets ``None`` once the transfer started, or when ``to`` is this leader."""
         engine, leader = self.engine, self.leader
-        if to == engine.id or not engine.membership.membership.is_voter(to):
+        if not engine.membership.membership.is_voter(to):
+            if responder is not None:
+                engine.respond(responder, NotAVoter(to))
+            return
+        if responder is not None:
+            engine.respond(responder, None)
+        if to == engine.id:
             return
         leader.transfer_to = to
         # From here on the target may be let through every follower's lease: give up our

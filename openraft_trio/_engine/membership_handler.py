@@ -12,6 +12,10 @@ openraft ``extended-membership.md``).
   on every quorum is a majority of *each* — and, once that commits, the uniform ``[new]``.
   The caller is answered when the uniform one is applied. ``retain=True`` keeps removed
   voters as learners, otherwise they leave ``nodes``.
+* ``remove_learner(id)`` drops a learner from ``nodes`` in one uniform entry (openraft's
+  ``ChangeMembers::RemoveNodes``): a learner has no vote, so no quorum changes and no
+  joint step is needed. A voter is refused (``NotALearner``): it leaves only through
+  ``change_membership``. An id that is no member is refused (``LearnerNotFound``).
 * A leader not in the new configuration keeps leading until the uniform entry commits,
   then steps down.
 * The leader replicates to every node of the effective membership: targets added or
@@ -23,7 +27,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from .._errors import EmptyMembership, InProgress, LearnerNotFound
+from .._errors import EmptyMembership, InProgress, LearnerNotFound, NotALearner
 from .._messages import ClientWriteResponse
 from .._types import Entry, LogId, Membership, MembershipChange, Node, log_id_ge
 from . import roles
@@ -69,6 +73,27 @@ class MembershipHandler:
             return
         nodes = dict(membership.nodes)
         nodes[node_id] = node
+        log_id = self._append_membership(Membership(configs=membership.configs, nodes=nodes))
+        engine.push(RespondWhenApplied(log_id, responder))
+
+    def remove_learner(self, node_id: int, responder: Any) -> None:
+        """Remove learner ``node_id`` from ``nodes`` (see the module docstring)."""
+        engine = self.engine
+        try:
+            self._check_no_change_in_progress()
+        except InProgress as e:
+            engine.respond(responder, e)
+            return
+        membership = engine.membership.membership
+        if node_id in membership.voter_ids:
+            engine.respond(responder, NotALearner(node_id))
+            return
+        if node_id not in membership.nodes:
+            engine.respond(
+                responder, LearnerNotFound(node_id, f"node {node_id} is not a learner")
+            )
+            return
+        nodes = {k: v for k, v in membership.nodes.items() if k != node_id}
         log_id = self._append_membership(Membership(configs=membership.configs, nodes=nodes))
         engine.push(RespondWhenApplied(log_id, responder))
 

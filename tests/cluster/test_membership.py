@@ -195,3 +195,41 @@ async def test_a_membership_change_rebuilds_only_the_changed_targets(autojump_cl
         assert "openraft_trio.replication[4]" not in final
         for t in others:
             assert final[f"openraft_trio.replication[{t}]"] == before[f"openraft_trio.replication[{t}]"]
+
+
+async def test_remove_learner_stops_replicating_to_it_and_refuses_voters(autojump_clock):
+    from .._tasks import live_tasks_by_name
+
+    async with open_cluster(3, seed=46) as c:
+        lid = await c.wait_for_leader(5)
+        leader = c.nodes[lid]
+        await c.start(4)
+        await leader.add_learner(4, raft.Node("node-4"))
+        assert "openraft_trio.replication[4]" in live_tasks_by_name()
+        resp = await leader.remove_learner(4)
+        assert 4 not in resp.membership.nodes
+        assert resp.membership.voter_ids == {1, 2, 3}
+        assert "openraft_trio.replication[4]" not in live_tasks_by_name()
+        with pytest.raises(raft.LearnerNotFound) as missing:
+            await leader.remove_learner(4)
+        assert missing.value.node_id == 4
+        with pytest.raises(raft.NotALearner) as voter:
+            await leader.remove_learner(lid)
+        assert isinstance(voter.value, raft.ChangeMembershipError)
+        follower = c.nodes[next(n for n in c.node_ids if n != lid)]
+        with pytest.raises(raft.ForwardToLeader):
+            await follower.remove_learner(4)
+
+
+async def test_transfer_to_a_learner_or_an_unknown_id_raises_at_once(autojump_clock):
+    async with open_cluster(3, seed=47) as c:
+        lid = await c.wait_for_leader(5)
+        leader = c.nodes[lid]
+        await c.start(4)
+        await leader.add_learner(4, raft.Node("node-4"))
+        for target in (4, 99):
+            with pytest.raises(raft.NotAVoter) as info:
+                await leader.trigger.transfer_leader(target)
+            assert info.value.node_id == target
+        await leader.client_write(Set("still-leading", 1))
+        assert c.leader_id() == lid

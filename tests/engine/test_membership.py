@@ -15,7 +15,14 @@ from openraft_trio._engine.commands import (
     RespondWhenApplied,
     SaveCommitted,
 )
-from openraft_trio._errors import EmptyMembership, ForwardToLeader, InProgress, LearnerNotFound
+from openraft_trio._errors import (
+    EmptyMembership,
+    ForwardToLeader,
+    InProgress,
+    LearnerNotFound,
+    NotALearner,
+    NotAVoter,
+)
 from openraft_trio._messages import ClientWriteResponse
 from openraft_trio._types import Entry, Membership, MembershipChange, Node
 
@@ -259,3 +266,85 @@ def test_transfer_target_campaigns_at_once_with_the_transfer_flag() -> None:
     other.handle_transfer_leader(TransferLeaderRequest(vote(1, 3, committed=True), 2, INIT_LOG_ID))
     other.handle_transfer_leader(TransferLeaderRequest(leader_vote, 3, INIT_LOG_ID))
     assert other.take_output() == []
+
+
+# -- removing a learner (openraft's ChangeMembers::RemoveNodes) ------------------------------
+
+
+def leader_with_learner_4():
+    """``ready_leader()`` whose membership entry adding learner 4 (index 2) is committed."""
+    eng = ready_leader()
+    eng.add_learner(4, Node("n4"), object())
+    eng.take_output()
+    flush_own_log(eng)
+    added = eng.log_ids.last
+    for target in (2, 3):
+        ack(eng, target, added)
+    assert eng.committed == added == lid(2, 1, 2)
+    eng.take_output()
+    return eng
+
+
+def test_remove_learner_exact_commands() -> None:
+    eng = leader_with_learner_4()
+    added = eng.log_ids.last
+    r = object()
+    eng.remove_learner(4, r)
+    m = Membership([{1, 2, 3}], dict(M123.nodes))
+    entry = Entry(lid(2, 1, 3), MembershipChange(m))
+    cmds = eng.take_output()
+    assert cmds[:4] == [
+        AppendEntries(V, (entry,)),
+        RemoveReplicationTargets((4,)),
+        Replicate(2, 1, INIT_LOG_ID, entry.log_id, added),
+        Replicate(3, 1, INIT_LOG_ID, entry.log_id, added),
+    ]
+    [respond] = cmds[4:]
+    assert isinstance(respond, RespondWhenApplied)
+    assert (respond.log_id, respond.responder) == (entry.log_id, r)
+    # One uniform entry, no joint step: a learner has no vote.
+    assert eng.membership.membership == m
+    assert sorted(eng.leader.progress) == [2, 3]
+
+
+def test_remove_learner_refuses_a_voter_an_unknown_id_and_a_change_in_progress() -> None:
+    eng = leader_with_learner_4()
+    r = object()
+    eng.remove_learner(2, r)
+    assert out(eng) == [Responded(r, Raises(NotALearner, {"node_id": 2}))]
+    eng.remove_learner(9, r)
+    assert out(eng) == [Responded(r, Raises(LearnerNotFound, {"node_id": 9}))]
+    eng.remove_learner(4, object())
+    eng.take_output()
+    eng.remove_learner(4, r)  # the first removal is not committed yet
+    assert out(eng) == [Responded(r, Raises(InProgress))]
+    f = follower(2, vote=vote(2, 1, committed=True))
+    f.remove_learner(4, r)
+    [resp] = f.take_output()
+    assert isinstance(resp.value, ForwardToLeader)
+
+
+# -- leader transfer to a node that cannot be elected ------------------------------------------
+
+
+def test_transfer_to_a_non_voter_is_refused_at_once_and_changes_nothing() -> None:
+    from openraft_trio._types import Normal
+
+    eng = leader_with_learner_4()
+    for target in (4, 9):  # a learner, an unknown id
+        r = object()
+        eng.transfer_leader(target, r)
+        assert out(eng) == [Responded(r, Raises(NotAVoter, {"node_id": target}))]
+        assert eng.leader.transfer_to is None
+        assert not eng.leader.lease_given_up
+    assert eng.client_write([Normal("still accepted")])
+
+
+def test_transfer_to_a_voter_answers_once_started() -> None:
+    eng = ready_leader()
+    r = object()
+    eng.transfer_leader(2, r)
+    assert out(eng)[0] == Responded(r, None)
+    assert eng.leader.transfer_to == 2
+    eng.transfer_leader(1, r)  # to itself: nothing to do
+    assert out(eng) == [Responded(r, None)]
