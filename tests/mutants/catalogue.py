@@ -62,6 +62,7 @@ CORE = "openraft_trio/_core/raft_core.py"
 RAFT = "openraft_trio/_core/handle.py"
 ROLES = "openraft_trio/_engine/roles.py"
 SESSION = "openraft_trio/_core/replication_session.py"
+MEMBERSHIP = "openraft_trio/_engine/membership_handler.py"
 
 
 CATALOGUE: tuple[Mutation, ...] = (
@@ -461,5 +462,39 @@ CATALOGUE: tuple[Mutation, ...] = (
         ),
         unit=("tests/core/test_replication_session.py",),
         origin="issue 14",
+    ),
+    # -- issue 15: membership from the shell ------------------------------------------------
+    Mutation(
+        "remove-learner-drops-a-voter",
+        "remove_learner accepts a voter and drops it from nodes in one entry, bypassing "
+        "joint consensus (a voter set whose member has no address)",
+        "safety",
+        (
+            Edit(
+                MEMBERSHIP,
+                "MembershipHandler.remove_learner",
+                "        if node_id in membership.voter_ids:\n            engine.respond(responder, NotALearner(node_id))",
+                "        if False:\n            engine.respond(responder, NotALearner(node_id))",
+            ),
+        ),
+        unit=("tests/engine/test_membership.py",),
+        origin="issue 15",
+    ),
+    Mutation(
+        "transfer-to-non-voter-accepted",
+        "a leader transfer to a learner or an unknown id is started: the leader refuses "
+        "writes and gives up its lease until the transfer times out, for a target that can "
+        "never win",
+        "liveness",
+        (
+            Edit(
+                LEADER,
+                "LeaderHandler.transfer_leader",
+                "        if not engine.membership.membership.is_voter(to):\n            if responder",
+                "        if False:\n            if responder",
+            ),
+        ),
+        unit=("tests/engine/test_membership.py",),
+        origin="issue 15",
     ),
 )
