@@ -3,9 +3,11 @@
 Exit status: 0 success; 1 the operation failed (refused, or ``cas`` did not swap); 2 bad
 arguments (a value over the cluster's size limit, :class:`~openraft_trio.PayloadTooLarge`,
 too: nothing was written, and retrying cannot help); 3 the cluster (or a leader) could not
-be reached; 4 the outcome of a write is unknown (:class:`~openraft_trio.kv.AmbiguousOutcome`);
-5 the node could not start (its data directory belongs to another node or is in use, or the
-address is taken).
+be reached (a write was not applied); 4 the outcome of a write is unknown
+(:class:`~openraft_trio.kv.AmbiguousOutcome`); 5 the node could not start (its data
+directory belongs to another node or is in use, or the address is taken); 130 interrupted
+(Ctrl-C); 141 the standard output was closed (``... | head``). Every failure prints one
+``error: ...`` line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import argparse
 import gc
 import json
 import logging
+import math
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -30,6 +34,8 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_AMBIGUOUS = 4
 EXIT_START = 5
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process Ctrl-C stopped
+EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE, as a shell reports ``cat big | head``
 
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -88,6 +94,36 @@ def _id_list(text: str) -> list[int]:
     return ids
 
 
+def _text(text: str) -> str:
+    """A key or value from the command line: valid UTF-8 (the OS hands Python the bytes
+    of an argument that is not as surrogate escapes, which cannot be stored or sent)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = text.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+        raise argparse.ArgumentTypeError(f"not valid UTF-8: {shown}") from None
+    return text
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"a timeout is a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in logging.getLevelNamesMapping() or level == "NOTSET":
+        raise argparse.ArgumentTypeError(
+            f"unknown log level {text!r}; expected DEBUG, INFO, WARNING, ERROR or CRITICAL"
+        )
+    return level
+
+
 def _timeouts(text: str) -> tuple[float, float]:
     try:
         low, high = (float(x) for x in text.split(","))
@@ -122,7 +158,7 @@ def _add_client_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--cluster-name", default=Config().cluster_name, help="must match the nodes'")
     p.add_argument(
-        "--timeout", type=float, default=10.0, help="give up after this many seconds (10)"
+        "--timeout", type=_seconds, default=10.0, help="give up after this many seconds (10)"
     )
     p.add_argument("--json", action="store_true", help="print the reply as JSON")
     _add_tls(p)
@@ -183,7 +219,12 @@ def _add_serve(commands: Commands) -> None:
         action="store_true",
         help="enable the `bench` op: write load generated in this node (benchmarks only)",
     )
-    p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default)...")
+    p.add_argument(
+        "--log-level",
+        type=_log_level,
+        default="WARNING",
+        help="DEBUG, INFO, WARNING (default), ERROR or CRITICAL",
+    )
     _add_tls(p)
     p.set_defaults(handler=_serve)
 
@@ -216,6 +257,11 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if args.mem == bool(args.data_dir):
         return _fail(EXIT_USAGE, "give exactly one of --data-dir DIR and --mem")
+    if args.peers and args.id not in args.peers:
+        return _fail(
+            EXIT_USAGE,
+            f"--peers lists the initial members, this node included: add {args.id}=HOST:PORT",
+        )
     try:
         config = _serve_config(args)
         tls = _tls_files(args)
@@ -241,26 +287,33 @@ def _serve(args: argparse.Namespace) -> int:
         gc.set_threshold(20_000, 50, 1000)
         async with trio.open_nursery() as nursery:
             node = await nursery.start(serve_kv_node, options)
-            print(
+            _write_stdout(
                 f"node {args.id} of cluster {config.cluster_name!r} serving on "
-                f"{node.server.addr} (data: {args.data_dir or 'in memory'})",
-                flush=True,
+                f"{node.server.addr} (data: {args.data_dir or 'in memory'})"
             )
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
+                async for signum in signals:
+                    # The node shuts down cleanly either way: SIGTERM is the usual stop
+                    # (exit 0), Ctrl-C reports the interruption as a shell expects (130).
+                    stopped_by.append(signum)
                     nursery.cancel_scope.cancel()
                     break
 
+    stopped_by: list[int] = []
     try:
         trio.run(main)
     except (RaftError, OSError) as e:  # DataDirError, StorageError (e.g. locked), bind
         return _fail(EXIT_START, f"cannot start node {args.id}: {e}")
+    except KeyboardInterrupt:  # Ctrl-C before the node was up: it cleaned up on the way out
+        return _fail(EXIT_INTERRUPTED, f"interrupted; node {args.id} stopped")
     except BaseExceptionGroup as group:
         leaf = _first(group)
+        if isinstance(leaf, KeyboardInterrupt):
+            return _fail(EXIT_INTERRUPTED, f"interrupted; node {args.id} stopped")
         if not isinstance(leaf, RaftError | OSError):
             raise
         return _fail(EXIT_START, f"cannot start node {args.id}: {leaf}")
-    return 0
+    return EXIT_INTERRUPTED if stopped_by == [signal.SIGINT] else 0
 
 
 def _first(group: BaseExceptionGroup[Any]) -> BaseException:
@@ -294,8 +347,18 @@ def _run_client(args: argparse.Namespace, fn: Callable[[Any], Awaitable[Any]]) -
             status: int = await fn(client)
             return status
 
+    writes = getattr(args, "writes", False)
     try:
-        return trio.run(main)
+        prepare = getattr(args, "prepare", None)
+        if prepare is not None:
+            prepare(args)  # read values from files or stdin, before anything is sent
+        status = trio.run(main)
+    except UsageError as e:
+        return _fail(EXIT_USAGE, str(e))
+    except KeyboardInterrupt:
+        if writes:
+            return _fail(EXIT_INTERRUPTED, "interrupted; the change may or may not have been made")
+        return _fail(EXIT_INTERRUPTED, "interrupted")
     except AmbiguousOutcome as e:
         return _fail(EXIT_AMBIGUOUS, f"{e}; check with `get` before retrying")
     except PayloadTooLarge as e:
@@ -303,16 +366,49 @@ def _run_client(args: argparse.Namespace, fn: Callable[[Any], Awaitable[Any]]) -
     except ConfigError as e:
         return _fail(EXIT_USAGE, str(e))
     except Unreachable as e:
-        return _fail(EXIT_UNREACHABLE, f"cannot reach the cluster at {','.join(args.cluster)}: {e}")
+        # A write is retried only while it provably was not applied (KvClient): when the
+        # retries run out, nothing was written.
+        unapplied = "; nothing was written" if writes else ""
+        return _fail(
+            EXIT_UNREACHABLE,
+            f"cannot reach the cluster at {','.join(args.cluster)}: {e}{unapplied}",
+        )
     except RaftError as e:
         return _fail(EXIT_FAILED, str(e))
+    except OSError as e:  # a file named on the command line (snapshot save/restore)
+        return _fail(EXIT_FAILED, str(e))
+    return EXIT_STDOUT_CLOSED if _stdout_closed else status
+
+
+_stdout_closed = False
+
+
+def _write_stdout(text: str) -> None:
+    """Print ``text``; if the reader of our stdout went away (``... | head``), stop writing
+    and exit 141 at the end instead of a BrokenPipeError traceback. As the Python docs
+    advise (signal module, "Note on SIGPIPE"), stdout is pointed at devnull so the flush at
+    exit does not fail again."""
+    global _stdout_closed
+    if _stdout_closed:
+        return
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        _stdout_closed = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _print(args: argparse.Namespace, value: Any, text: str | None = None) -> None:
     if args.json or text is None:
-        print(json.dumps(value, sort_keys=True, default=repr))
+        _write_stdout(json.dumps(value, sort_keys=True, default=repr))
     else:
-        print(text)
+        _write_stdout(text)
+
+
+class UsageError(Exception):
+    """A bad command line found after parsing (exit 2, the message on stderr)."""
 
 
 def _value(args: argparse.Namespace, text: str) -> Any:
@@ -324,27 +420,73 @@ def _value(args: argparse.Namespace, text: str) -> Any:
         raise ConfigError("value", f"not JSON: {e}") from None
 
 
+def _read_value(
+    what: str, positional: str | None, literal: str | None, path: str | None, file_option: str
+) -> str:
+    """The text of a value given as an argument (``-``: read standard input), with
+    ``--value TEXT`` (taken as it is, ``-`` included) or with ``--value-file FILE``:
+    exactly one of them. Files and stdin are read as they are (a trailing newline is
+    kept) and must be UTF-8 text."""
+    given = [x for x in (positional, literal, path) if x is not None]
+    if len(given) != 1:
+        raise UsageError(
+            f"give {what} exactly once: as an argument ('-' reads standard input) or with "
+            f"{file_option} FILE"
+        )
+    if literal is not None:
+        return literal
+    if positional is not None and positional != "-":
+        return positional
+    try:
+        if path is not None:
+            with open(path, "rb") as f:
+                raw = f.read()
+            source = path
+        else:
+            raw = sys.stdin.buffer.read()
+            source = "standard input"
+    except OSError as e:
+        raise UsageError(f"cannot read {what}: {e}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{what} from {source} is not UTF-8 text: {e}") from None
+
+
 def _add_data_commands(commands: Commands) -> None:
     def values(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--json-values", action="store_true", help="parse values as JSON (default: strings)"
         )
 
-    p = commands.add_parser("put", help="set a key")
-    p.add_argument("key")
-    p.add_argument("value")
+    p = commands.add_parser(
+        "put",
+        help="set a key",
+        description="Set KEY to VALUE. VALUE '-' reads it from standard input; --value-file "
+        "FILE reads it from a file (any size up to the cluster's limit); --value TEXT takes "
+        "TEXT as it is (e.g. --value - stores a dash).",
+    )
+    p.add_argument("key", type=_text)
+    p.add_argument("value", type=_text, nargs="?", help="the value; '-' reads standard input")
+    p.add_argument("--value", dest="literal_value", type=_text, metavar="TEXT", help="the value, as it is")
+    p.add_argument("--value-file", metavar="FILE", help="read the value from FILE")
     values(p)
     _add_client_options(p)
+
+    def read_put_value(args: argparse.Namespace) -> None:
+        args.value = _read_value("the value", args.value, args.literal_value, args.value_file, "--value-file")
 
     async def put(args: argparse.Namespace, client: Any) -> int:
         prev = await client.put(args.key, _value(args, args.value))
         _print(args, {"prev": prev}, "OK")
         return 0
 
-    p.set_defaults(handler=lambda a: _run_client(a, lambda c: put(a, c)))
+    p.set_defaults(
+        handler=lambda a: _run_client(a, lambda c: put(a, c)), prepare=read_put_value, writes=True
+    )
 
     p = commands.add_parser("get", help="read a key (linearizable unless --stale)")
-    p.add_argument("key")
+    p.add_argument("key", type=_text)
     p.add_argument("--stale", action="store_true", help="read one node's copy as it is")
     p.add_argument(
         "--lease",
@@ -362,7 +504,7 @@ def _add_data_commands(commands: Commands) -> None:
     p.set_defaults(handler=lambda a: _run_client(a, lambda c: get(a, c)))
 
     p = commands.add_parser("delete", help="remove a key")
-    p.add_argument("key")
+    p.add_argument("key", type=_text)
     _add_client_options(p)
 
     async def delete(args: argparse.Namespace, client: Any) -> int:
@@ -370,16 +512,22 @@ def _add_data_commands(commands: Commands) -> None:
         _print(args, {"prev": prev}, "OK")
         return 0
 
-    p.set_defaults(handler=lambda a: _run_client(a, lambda c: delete(a, c)))
+    p.set_defaults(handler=lambda a: _run_client(a, lambda c: delete(a, c)), writes=True)
 
     p = commands.add_parser(
         "cas", help="compare-and-swap: set KEY to NEW if it equals EXPECTED (exit 1 if not)"
     )
-    p.add_argument("key")
-    p.add_argument("expected", help="the expected value ('null' with --json-values: absent)")
-    p.add_argument("new")
+    p.add_argument("key", type=_text)
+    p.add_argument(
+        "expected", type=_text, help="the expected value ('null' with --json-values: absent)"
+    )
+    p.add_argument("new", type=_text, nargs="?", help="the new value; '-' reads standard input")
+    p.add_argument("--new-file", metavar="FILE", help="read the new value from FILE")
     values(p)
     _add_client_options(p)
+
+    def read_new_value(args: argparse.Namespace) -> None:
+        args.new = _read_value("the new value", args.new, None, args.new_file, "--new-file")
 
     async def cas(args: argparse.Namespace, client: Any) -> int:
         swapped, value = await client.cas(
@@ -392,7 +540,9 @@ def _add_data_commands(commands: Commands) -> None:
         )
         return 0 if swapped else EXIT_FAILED
 
-    p.set_defaults(handler=lambda a: _run_client(a, lambda c: cas(a, c)))
+    p.set_defaults(
+        handler=lambda a: _run_client(a, lambda c: cas(a, c)), prepare=read_new_value, writes=True
+    )
 
 
 def _add_admin_commands(commands: Commands) -> None:
@@ -405,7 +555,7 @@ def _add_admin_commands(commands: Commands) -> None:
         _print(args, None, "initialized")
         return 0
 
-    p.set_defaults(handler=lambda a: _run_client(a, lambda c: init(a, c)))
+    p.set_defaults(handler=lambda a: _run_client(a, lambda c: init(a, c)), writes=True)
 
     p = commands.add_parser("add-learner", help="add a node that replicates but does not vote")
     p.add_argument("id", type=_node_id)
@@ -418,7 +568,7 @@ def _add_admin_commands(commands: Commands) -> None:
         _print(args, {"index": index}, f"node {args.id} added as a learner (log index {index})")
         return 0
 
-    p.set_defaults(handler=lambda a: _run_client(a, lambda c: add_learner(a, c)))
+    p.set_defaults(handler=lambda a: _run_client(a, lambda c: add_learner(a, c)), writes=True)
 
     p = commands.add_parser("change-membership", help="set the voters (joint consensus)")
     p.add_argument("voters", type=_id_list, help="node ids, e.g. 1,2,3")
@@ -430,7 +580,23 @@ def _add_admin_commands(commands: Commands) -> None:
         _print(args, {"index": index}, f"voters are now {args.voters} (log index {index})")
         return 0
 
-    p.set_defaults(handler=lambda a: _run_client(a, lambda c: change(a, c)))
+    p.set_defaults(handler=lambda a: _run_client(a, lambda c: change(a, c)), writes=True)
+
+    p = commands.add_parser(
+        "remove-learner",
+        help="remove a learner from the membership (voters: change-membership)",
+    )
+    p.add_argument("id", type=_node_id)
+    _add_client_options(p)
+
+    async def remove_learner(args: argparse.Namespace, client: Any) -> int:
+        index = await client.remove_learner(args.id)
+        _print(args, {"index": index}, f"learner {args.id} removed (log index {index})")
+        return 0
+
+    p.set_defaults(
+        handler=lambda a: _run_client(a, lambda c: remove_learner(a, c)), writes=True
+    )
 
     p = commands.add_parser("transfer-leader", help="hand leadership to another voter")
     p.add_argument("id", type=_node_id)
@@ -464,6 +630,74 @@ def _add_admin_commands(commands: Commands) -> None:
     p.set_defaults(handler=lambda a: _run_client(a, lambda c: status(a, c)))
 
 
+def _add_snapshot_commands(commands: Commands) -> None:
+    p = commands.add_parser(
+        "snapshot",
+        help="save a backup of a live cluster, or restore one into a new cluster",
+        description="`snapshot save FILE` and `snapshot restore FILE` (docs/operations.md).",
+    )
+    actions = p.add_subparsers(title="actions", metavar="ACTION", required=True)
+
+    save = actions.add_parser(
+        "save",
+        help="write the leader's snapshot of every acknowledged write to FILE",
+        description="Ask the leader for a snapshot that holds every write acknowledged "
+        "before this command started (it builds one if its latest is older), check it, and "
+        "write it to FILE atomically.",
+    )
+    save.add_argument("file", metavar="FILE")
+    _add_client_options(save)
+
+    async def save_snapshot(args: argparse.Namespace, client: Any) -> int:
+        from .kv._backup import save_backup
+
+        backup = await save_backup(client, args.file)
+        _print(
+            args,
+            {
+                "file": args.file,
+                "cluster_name": backup.cluster_name,
+                "node_id": backup.node_id,
+                "term": backup.term,
+                "index": backup.index,
+                "keys": len(backup.data),
+                "sha256": backup.sha256,
+            },
+            f"saved {len(backup.data)} keys of cluster {backup.cluster_name!r} at log index "
+            f"{backup.index} (from node {backup.node_id}) to {args.file}; sha256 {backup.sha256}",
+        )
+        return 0
+
+    save.set_defaults(handler=lambda a: _run_client(a, lambda c: save_snapshot(a, c)))
+
+    restore = actions.add_parser(
+        "restore",
+        help="seed a new, empty cluster with the keys of a snapshot FILE",
+        description="Check FILE, then write every key it holds through the leader of the "
+        "cluster at --cluster, which must be a new cluster: initialized, empty, and with "
+        "another --cluster-name than the cluster FILE was saved from.",
+    )
+    restore.add_argument("file", metavar="FILE")
+    _add_client_options(restore)
+
+    async def restore_snapshot(args: argparse.Namespace, client: Any) -> int:
+        from .kv._backup import read_backup, restore_backup
+
+        backup = await read_backup(args.file)
+        count = await restore_backup(client, backup)
+        _print(
+            args,
+            {"keys": count, "from_cluster": backup.cluster_name, "index": backup.index},
+            f"restored {count} keys (cluster {backup.cluster_name!r} at log index "
+            f"{backup.index}) into cluster {args.cluster_name!r}",
+        )
+        return 0
+
+    restore.set_defaults(
+        handler=lambda a: _run_client(a, lambda c: restore_snapshot(a, c)), writes=True
+    )
+
+
 def _fail(code: int, message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return code
@@ -474,3 +708,4 @@ def add_commands(commands: Commands) -> None:
     _add_serve(commands)
     _add_data_commands(commands)
     _add_admin_commands(commands)
+    _add_snapshot_commands(commands)

@@ -44,7 +44,7 @@ from .._errors import (
 from .._nursery import background_nursery
 from .._types import ReadPolicy
 from ..network import _wire as wire
-from ..network._client import NodeStopped, RpcChannel, parse_addr
+from ..network._client import ConnectTimeout, NodeStopped, RpcChannel, parse_addr
 
 DEFAULT_CLUSTER_NAME = Config().cluster_name
 
@@ -142,7 +142,8 @@ class KvClient:
                         continue
                     last = f"node at {addr} knows no leader" if leader_id is None else str(e)
             except (NetworkError, RPCTimeout) as e:
-                if not idempotent:
+                # A call that timed out before it was connected never sent its request.
+                if not idempotent and not isinstance(e, ConnectTimeout):
                     raise AmbiguousOutcome(op, list(args), str(e)) from e
                 last = str(e)
             except Unreachable as e:
@@ -223,8 +224,22 @@ class KvClient:
         )
         return int(reply["index"])
 
+    async def remove_learner(self, node_id: int) -> int:
+        """Remove learner ``node_id`` from the membership; the membership entry's index."""
+        reply = await self.leader_call("remove_learner", node_id, idempotent=False)
+        return int(reply["index"])
+
     async def transfer_leader(self, to: int) -> None:
+        """Ask the leader to hand leadership to voter ``to`` (returns once it started;
+        a non-voter is refused at once with a ``RemoteError`` of type ``NotAVoter``)."""
         await self.leader_call("transfer_leader", to, idempotent=True)
+
+    async def snapshot(self) -> dict[str, Any]:
+        """The leader's snapshot of every write acknowledged before the call (the
+        ``snapshot`` op of :mod:`._service`: ``file`` bytes, ``cluster_name``,
+        ``node_id``, ``term``, ``index``). Retried like a read: it changes nothing."""
+        result: dict[str, Any] = await self.leader_call("snapshot", idempotent=True)
+        return result
 
     async def status(self, addr: str | None = None) -> dict[str, Any]:
         """One node's status (default: the first reachable node)."""
@@ -233,7 +248,8 @@ class KvClient:
 
     async def cluster_status(self) -> list[dict[str, Any]]:
         """The status of every node: the given addresses and every member they report.
-        An unreachable node is ``{"addr": ..., "error": "..."}``."""
+        An unreachable node is ``{"addr": ..., "error": "..."}``, with its ``id`` when a
+        node that answered lists it as a member."""
         addrs = list(self.addrs)
         results: dict[str, dict[str, Any]] = {}
         i = 0
@@ -249,6 +265,15 @@ class KvClient:
             for node_addr in status.get("nodes", {}).values():
                 if node_addr not in addrs:
                     addrs.append(node_addr)
+        # An unreachable node's id, from the membership the others report.
+        ids = {
+            addr: int(node_id)
+            for status in results.values()
+            for node_id, addr in status.get("nodes", {}).items()
+        }
+        for addr, status in results.items():
+            if "error" in status and addr in ids:
+                status["id"] = ids[addr]
         return [results[a] for a in addrs]
 
     async def _any_call(self, addr: str | None, op: str, *args: Any) -> Any:

@@ -19,8 +19,10 @@ cas                 key, expected, new                {"swapped": bool, "value":
 init                {id: addr} or null (the --peers)  null
 add_learner         id, addr, blocking                {"index": i}
 change_membership   [voter ids], retain               {"index": i}
+remove_learner      id                                {"index": i}
 transfer_leader     id                                null
 status              (none)                            a dict, see :meth:`KvService.status`
+snapshot            (none)                            see :meth:`KvService.snapshot`
 =================== ================================= ===========================================
 
 A write or linearizable read on a node that does not lead fails with ``ForwardToLeader``,
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, final
@@ -46,13 +49,19 @@ from .._core.handle import Raft
 from .._errors import ForwardToLeader, InvalidRequest, RaftError, short_repr
 from .._messages import ClientWriteResponse
 from .._open import open_raft
-from .._types import Node, ReadPolicy
+from .._types import LogId, Node, ReadPolicy
 from ..network.tcp import RaftServer, ServerLimits, open_tcp_network, parse_addr, serve_raft
 from ..storage import MemLogStore
 from ._load_op import run_write_load
+from ._snapshot_files import encode_snapshot_file
 from ._state_machine import CompareAndSwap, Delete, KvStateMachine, Set
 
 MAX_KEY_LENGTH = 4096
+SNAPSHOT_WAIT = 60.0  # seconds the ``snapshot`` op waits for a snapshot to be built
+
+
+def _index(log_id: LogId | None) -> int:
+    return 0 if log_id is None else log_id.index
 
 
 class DataDirError(RaftError):
@@ -175,8 +184,10 @@ class KvService:
             "init": self.init,
             "add_learner": self.add_learner,
             "change_membership": self.change_membership,
+            "remove_learner": self.remove_learner,
             "transfer_leader": self.transfer_leader,
             "status": self.status,
+            "snapshot": self.snapshot,
         }
         if bench_op:
             self._ops["bench"] = self.bench
@@ -293,6 +304,36 @@ class KvService:
         )
         return {"index": resp.log_id.index}
 
+    async def remove_learner(self, node_id: Any) -> dict[str, Any]:
+        resp = await self.raft.remove_learner(_node_id(node_id))
+        return {"index": resp.log_id.index}
+
+    async def snapshot(self) -> dict[str, Any]:
+        """The leader's snapshot of everything acknowledged before this call arrived.
+
+        A ReadIndex round first (so a deposed leader cannot hand out an old state; a
+        follower answers ``ForwardToLeader``), then a snapshot covering at least the read
+        index: the current one if it does, else one built now. The reply: ``file`` (the
+        bytes of a snapshot file, :mod:`._snapshot_files`: magic, CRC-32),
+        ``cluster_name``, ``node_id``, ``term`` and ``index`` (its last log id).
+        """
+        read = await self.raft.ensure_linearizable(ReadPolicy.READ_INDEX)
+        wanted = read.index if read is not None else 0
+        current = await self.state_machine.get_current_snapshot()
+        if current is None or _index(current.meta.last_log_id) < wanted:
+            await self.raft.trigger.snapshot()
+            await self.raft.wait(SNAPSHOT_WAIT).snapshot_index_at_least(wanted)
+            current = await self.state_machine.get_current_snapshot()
+        assert current is not None
+        last = current.meta.last_log_id
+        return {
+            "file": encode_snapshot_file(current.meta.snapshot_id, current.data),
+            "cluster_name": self.raft.config.cluster_name,
+            "node_id": self.raft.node_id,
+            "term": last.term if last is not None else 0,
+            "index": _index(last),
+        }
+
     async def transfer_leader(self, to: Any) -> None:
         metrics = self.raft.metrics
         if metrics.current_leader != self.raft.node_id:
@@ -397,6 +438,50 @@ async def serve_kv_node(
     """
     config = options.config
     config.validate()
+    parse_addr(options.listen)
+    fresh = options.data_dir is not None and _is_fresh(options.data_dir)
+    started = False
+
+    def on_started(node: KvNode) -> None:
+        nonlocal started
+        started = True
+        task_status.started(node)
+
+    try:
+        await _run_kv_node(options, on_started)
+    except BaseException:
+        # A node that never started served no one: what this start created in a directory
+        # that was empty (``node-id``, the log and its ``LOCK``) goes, so a later start,
+        # with any id, finds the directory as it was.
+        if fresh and not started:
+            assert options.data_dir is not None
+            _remove_fresh_data_dir(options.data_dir)
+        raise
+
+
+def _is_fresh(data_dir: str) -> bool:
+    """True if ``data_dir`` does not exist or is an empty directory."""
+    try:
+        return not os.listdir(data_dir)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False  # not a directory, no permission: claim_data_dir says why
+
+
+def _remove_fresh_data_dir(data_dir: str) -> None:
+    """Empty ``data_dir`` (it was empty or missing before this start): keep the directory
+    itself, which may be a mount point or have been made by the operator."""
+    for name in os.listdir(data_dir):
+        path = os.path.join(data_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+
+async def _run_kv_node(options: KvNodeOptions, started: Callable[[KvNode], None]) -> None:
+    config = options.config
     host, port = parse_addr(options.listen)
     if options.data_dir is not None:
         claim_data_dir(options.data_dir, options.node_id, config.cluster_name)
@@ -425,7 +510,7 @@ async def serve_kv_node(
             _serve, raft, host, port, options, service.handle, service.handle_batch
         )
         stats["server"] = server
-        task_status.started(KvNode(raft, server, state_machine, service))
+        started(KvNode(raft, server, state_machine, service))
         await trio.sleep_forever()
 
 

@@ -8,7 +8,8 @@ at once with ``Unreachable``). Errors map as DESIGN.md says:
 
 * cannot connect, handshake refused, the remote node is stopped -> ``Unreachable``
 * the connection broke while the call was outstanding -> ``NetworkError``
-* no reply within the call's timeout -> ``RPCTimeout``
+* no reply within the call's timeout -> ``RPCTimeout`` (``ConnectTimeout`` when the
+  connection was not made in time: the request was never sent)
 * the remote handler raised -> ``RemoteError`` (``remote`` is the :class:`ErrorReply`),
   except ``PayloadTooLarge``, which is raised as itself
 * the request's frame would be over ``max_frame_size`` -> ``PayloadTooLarge``, before
@@ -99,6 +100,11 @@ def _payload_too_large(reply: wire.ErrorReply) -> PayloadTooLarge | None:
 class NodeStopped(Unreachable):
     """The remote node answered that it is stopped (or failed). A request it answered this
     way may have been appended before it stopped: for a write, the outcome is unknown."""
+
+
+class ConnectTimeout(RPCTimeout):
+    """The call timed out before its connection was made (connect, TLS or the handshake
+    did not finish): its request was never sent, so it had no effect anywhere."""
 
 
 class PendingCall(Protocol):
@@ -195,7 +201,7 @@ class RpcChannel:
                 conn = await self._ensure_connected()
             if scope.cancelled_caught:
                 self.stats.timeouts += 1
-                raise RPCTimeout(f"{kind} to {self.addr}: not connected within {timeout}s")
+                raise ConnectTimeout(f"{kind} to {self.addr}: not connected within {timeout}s")
             assert conn is not None
         slot = _Slot()
         try:
