@@ -3,7 +3,8 @@
 :class:`EngineMachine` is a ``RuleBasedStateMachine`` over :class:`EngineNet`: three voters
 start with node 1 elected, then hypothesis picks the steps. Each step is one event — time
 passing (every leader's heartbeat tasks fire), a node's ticker, ``elect()``, a client write,
-a read with either policy, a leader transfer, a membership change, a snapshot (which purges
+a read with either policy, a leader transfer, a membership change, a learner's removal,
+a snapshot (which purges
 the log, so lagging nodes get the snapshot), a restart keeping only what was durable — or a
 fault: cutting the network between one node and the others, stalling a node's disk, or
 acting on one queued message (delivering it out of order across the cut, losing it,
@@ -287,8 +288,27 @@ class EngineMachine(RuleBasedStateMachine):
     @rule(which=WHICH_LEADER, to=NODE)
     @step
     def transfer(self, which: int, to: int) -> None:
+        """``trigger.transfer_leader(to)``; a target that is not a voter is refused at once
+        and leaves any transfer in progress (and the lease) as they were."""
         node = self._leader(which)
-        self.net.engines[node].transfer_leader(to)
+        eng = self.net.engines[node]
+        assert eng.leader is not None
+        before = (eng.leader.transfer_to, eng.leader.lease_given_up)
+        voter = eng.membership.membership.is_voter(to)
+        eng.transfer_leader(to, ("reply", self._token()))
+        if not voter and eng.leader is not None:
+            after = (eng.leader.transfer_to, eng.leader.lease_given_up)
+            if after != before:
+                self._fail(f"leader {node} started a transfer to non-voter {to}")
+        self.net.run(node)
+
+    @precondition(_has_leader)
+    @rule(which=WHICH_LEADER, learner=NODE)
+    @step
+    def remove_learner(self, which: int, learner: int) -> None:
+        """``remove_learner(learner)``: whether it is a learner, a voter or gone."""
+        node = self._leader(which)
+        self.net.engines[node].remove_learner(learner, ("reply", self._token()))
         self.net.run(node)
 
     @precondition(_has_leader)
@@ -396,6 +416,16 @@ class EngineMachine(RuleBasedStateMachine):
                     f"leader {leader} filled node {node}'s lost log again in term {term} "
                     "without reporting a log reversion"
                 )
+
+    @invariant()
+    def voters_have_nodes(self) -> None:
+        """Every voter of every node's effective membership has a ``nodes`` entry (an
+        address): a voter leaves only through a joint change, which drops both at once."""
+        for i, eng in self.net.engines.items():
+            membership = eng.membership.membership
+            missing = sorted(membership.voter_ids - set(membership.nodes))
+            if missing:
+                self._fail(f"node {i}: voters {missing} have no node entry in {membership}")
 
     @invariant()
     def committed_is_flushed(self) -> None:
