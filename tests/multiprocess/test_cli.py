@@ -159,6 +159,13 @@ async def test_unreachable_cluster_exits_3() -> None:
             ["serve", "--id", "1", "--listen", "127.0.0.1:7001", "--mem", "--tls-ca", "a"],
             "--tls-cert",
         ),
+        (
+            ["serve", "--id", "1", "--listen", "127.0.0.1:7001", "--mem", "--peers", "2=h:1"],
+            "this node included",
+        ),
+        (["serve", "--id", "1", "--listen", "127.0.0.1:7001", "--mem", "--log-level", "LOUD"], "log level"),
+        (["get", "k", "--timeout", "-1"], "--timeout"),
+        (["get", "k", "--timeout", "0"], "--timeout"),
         (["change-membership", "1,x"], "node id"),
         (["put", "k", "{", "--json-values"], "not JSON"),
     ],
@@ -167,6 +174,7 @@ async def test_bad_arguments_exit_2_with_a_message(args: list[str], message: str
     r = await cli(*args)
     assert r.returncode == 2, (out(r), err(r))
     assert message in err(r)
+    assert "Traceback" not in err(r)
 
 
 async def test_mutual_tls_between_processes(tmp_path: Path) -> None:

@@ -193,10 +193,11 @@ async def test_sigterm_and_sigint_stop_a_node_cleanly(tmp_path: Path) -> None:
             leader = await cl.initialize()
             async with cl.client() as kv:
                 await _write_all(kv, {"before": "stop"})
-                for sig, node_id in ((signal.SIGTERM, leader), (signal.SIGINT, leader % 3 + 1)):
+                stops = ((signal.SIGTERM, leader, 0), (signal.SIGINT, leader % 3 + 1, 130))
+                for sig, node_id, status in stops:
                     await cl.kill(node_id, sig)
                     proc = cl.nodes[node_id].process
                     assert proc is not None
-                    assert proc.returncode == 0, cl.log_tail(node_id)
+                    assert proc.returncode == status, cl.log_tail(node_id)
                     await cl.start(node_id)
                 await _assert_on_every_node(cl, kv, {"before": "stop"})
