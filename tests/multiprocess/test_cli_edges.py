@@ -76,31 +76,33 @@ async def test_values_from_files_and_stdin_and_keys_that_are_not_utf8(tmp_path: 
             c = ["--cluster", ",".join(cl.addrs)]
             big = "v" * 300_000
             (tmp_path / "value.txt").write_text(big)
-            r = await cli("put", "big", "--value-file", str(tmp_path / "value.txt"), *c)
-            assert (r.returncode, out(r)) == (0, "OK"), err(r)
-            r = await cli("get", "big", "--json", *c)
-            assert json.loads(out(r)) == big
-            # Over the cluster's limit (1 MiB by default): refused, nothing written.
             (tmp_path / "huge.bin").write_bytes(b"x" * 3_000_000)
-            r = await cli("put", "huge", "--value-file", str(tmp_path / "huge.bin"), *c)
-            assert r.returncode == 2
-            assert "value too large" in err(r)
-            assert_one_error_line(r)
-            # '-' reads stdin as it is; --value - stores a dash.
-            r = await cli_with_stdin(b"from stdin\n", "put", "k", "-", *c)
-            assert r.returncode == 0, err(r)
-            r = await cli("get", "k", "--json", *c)
-            assert json.loads(out(r)) == "from stdin\n"
-            r = await cli("put", "dash", "--value", "-", *c)
-            assert r.returncode == 0, err(r)
-            r = await cli("get", "dash", *c)
-            assert out(r) == "-"
-            r = await cli_with_stdin(b'{"n": 2}', "cas", "k", "from stdin\n", "-", *c)
-            assert (r.returncode, out(r)) == (0, "swapped"), err(r)
+            put_big, put_huge, put_stdin, put_dash = await cli_many(
+                (["put", "big", "--value-file", str(tmp_path / "value.txt"), *c], b""),
+                # Over the cluster's limit (1 MiB by default): refused, nothing written.
+                (["put", "huge", "--value-file", str(tmp_path / "huge.bin"), *c], b""),
+                # '-' reads stdin as it is; --value - stores a dash.
+                (["put", "k", "-", *c], b"from stdin\n"),
+                (["put", "dash", "--value", "-", *c], b""),
+            )
+            for r in (put_big, put_stdin, put_dash):
+                assert (r.returncode, out(r)) == (0, "OK"), err(r)
+            assert put_huge.returncode == 2
+            assert "value too large" in err(put_huge)
+            assert_one_error_line(put_huge)
+            get_big, get_k, get_dash = await cli_many(
+                (["get", "big", "--json", *c], b""),
+                (["get", "k", "--json", *c], b""),
+                (["get", "dash", *c], b""),
+            )
+            assert json.loads(out(get_big)) == big
+            assert json.loads(out(get_k)) == "from stdin\n"
+            assert out(get_dash) == "-"
             # Two sources, a file that is not there, stdin that is not UTF-8, and keys the
             # OS hands over as bytes that are not UTF-8: usage errors, exit 2.
             bad_key = os.fsdecode(b"key-\xff")
-            results = await cli_many(
+            cas, *results = await cli_many(
+                (["cas", "dash", "-", "-", *c], b"from stdin"),  # NEW from stdin
                 (["put", "k", "v", "--value-file", str(tmp_path / "value.txt"), *c], b""),
                 (["put", "k", "--value-file", str(tmp_path / "missing"), *c], b""),
                 (["put", "k", "-", *c], b"\xff\xfe"),
@@ -112,6 +114,7 @@ async def test_values_from_files_and_stdin_and_keys_that_are_not_utf8(tmp_path: 
                 assert r.returncode == 2, err(r)
                 assert_one_error_line(r)
             assert all("not valid UTF-8" in err(r) for r in results[3:])
+            assert (cas.returncode, out(cas)) == (0, "swapped"), err(cas)
 
 
 async def test_a_closed_stdout_exits_141_without_a_traceback(tmp_path: Path) -> None:
@@ -268,19 +271,19 @@ async def test_snapshot_save_then_restore_into_a_new_cluster(tmp_path: Path) -> 
             assert out(r).startswith(f"restored {len(items)} keys")
             async with cl.client() as kv:
                 assert {key: await kv.get(key) for key in items} == items
-            # Not again into a cluster that holds keys.
-            r = await cli("snapshot", "restore", str(backup), *c)
-            assert r.returncode == 1
-            assert "restore only into a new, empty cluster" in err(r)
-            # Not into a cluster named like the one it came from.
-            r = await cli("snapshot", "restore", str(backup), "--cluster", cl.addrs[0], "--cluster-name", "old")
-            assert r.returncode == 1
-            assert "another --cluster-name" in err(r)
-            # A damaged file is refused before anything is written.
+            # Refused: into a cluster that holds keys, into a cluster named like the one it
+            # came from, from a damaged file.
             raw = bytearray(backup.read_bytes())
             raw[-1] ^= 0xFF
             (tmp_path / "damaged.snap").write_bytes(bytes(raw))
-            r = await cli("snapshot", "restore", str(tmp_path / "damaged.snap"), *c)
-            assert r.returncode == 1
-            assert "checksum mismatch" in err(r)
-            assert_one_error_line(r)
+            same_name = ["--cluster", cl.addrs[0], "--cluster-name", "old"]
+            results = await cli_many(
+                (["snapshot", "restore", str(backup), *c], b""),
+                (["snapshot", "restore", str(backup), *same_name], b""),
+                (["snapshot", "restore", str(tmp_path / "damaged.snap"), *c], b""),
+            )
+            messages = ["a new, empty cluster", "another --cluster-name", "checksum mismatch"]
+            for r, message in zip(results, messages, strict=True):
+                assert r.returncode == 1, err(r)
+                assert message in err(r)
+                assert_one_error_line(r)
