@@ -478,6 +478,7 @@ CATALOGUE: tuple[Mutation, ...] = (
             ),
         ),
         unit=("tests/engine/test_membership.py",),
+        quick=True,
         origin="issue 15",
     ),
     Mutation(
