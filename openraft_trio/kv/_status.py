@@ -41,7 +41,7 @@ def status_rows(statuses: list[dict[str, Any]]) -> list[tuple[str, ...]]:
         if leader_nodes is not None and s["id"] in leader_nodes:
             member = "yes" if s["id"] in voters else "learner"
         elif not own_nodes:
-            role, member = "UNINITIALIZED", "-"
+            role, member, lag = "UNINITIALIZED", "-", None
         elif leader_nodes is not None or s["id"] not in own_nodes:
             member = "removed"
         else:
