@@ -329,7 +329,7 @@ def _first(group: BaseExceptionGroup[Any]) -> BaseException:
 
 
 def _run_client(args: argparse.Namespace, fn: Callable[[Any], Awaitable[Any]]) -> int:
-    from .kv import AmbiguousOutcome, open_kv_client
+    from .kv import AmbiguousOutcome, NoLeader, open_kv_client
     from .network.tcp import client_ssl_context
 
     logging.basicConfig(level=logging.ERROR)  # failures are reported once, below
@@ -369,8 +369,8 @@ def _run_client(args: argparse.Namespace, fn: Callable[[Any], Awaitable[Any]]) -
         return _fail(EXIT_USAGE, str(e))
     except Unreachable as e:
         # A write is retried only while it provably was not applied (KvClient): when the
-        # retries run out, nothing was written.
-        unapplied = "; nothing was written" if writes else ""
+        # retries run out (NoLeader), nothing was written.
+        unapplied = "; nothing was written" if writes and isinstance(e, NoLeader) else ""
         return _fail(
             EXIT_UNREACHABLE,
             f"cannot reach the cluster at {','.join(args.cluster)}: {e}{unapplied}",
@@ -470,13 +470,17 @@ def _add_data_commands(commands: Commands) -> None:
     )
     p.add_argument("key", type=_text)
     p.add_argument("value", type=_text, nargs="?", help="the value; '-' reads standard input")
-    p.add_argument("--value", dest="literal_value", type=_text, metavar="TEXT", help="the value, as it is")
+    p.add_argument(
+        "--value", dest="literal_value", type=_text, metavar="TEXT", help="the value, as it is"
+    )
     p.add_argument("--value-file", metavar="FILE", help="read the value from FILE")
     values(p)
     _add_client_options(p)
 
     def read_put_value(args: argparse.Namespace) -> None:
-        args.value = _read_value("the value", args.value, args.literal_value, args.value_file, "--value-file")
+        args.value = _read_value(
+            "the value", args.value, args.literal_value, args.value_file, "--value-file"
+        )
 
     async def put(args: argparse.Namespace, client: Any) -> int:
         prev = await client.put(args.key, _value(args, args.value))
