@@ -350,13 +350,16 @@ def _run_client(args: argparse.Namespace, fn: Callable[[Any], Awaitable[Any]]) -
             return status
 
     writes = getattr(args, "writes", False)
+    prepare = getattr(args, "prepare", None)
     try:
-        prepare = getattr(args, "prepare", None)
         if prepare is not None:
             prepare(args)  # read values from files or stdin, before anything is sent
-        status = trio.run(main)
     except UsageError as e:
         return _fail(EXIT_USAGE, str(e))
+    except KeyboardInterrupt:
+        return _fail(EXIT_INTERRUPTED, "interrupted; nothing was sent")
+    try:
+        status = trio.run(main)
     except KeyboardInterrupt:
         if writes:
             return _fail(EXIT_INTERRUPTED, "interrupted; the change may or may not have been made")
