@@ -660,7 +660,7 @@ def _add_snapshot_commands(commands: Commands) -> None:
     async def save_snapshot(args: argparse.Namespace, client: Any) -> int:
         from .kv._backup import save_backup
 
-        backup = await save_backup(client, args.file)
+        backup, file_sha256 = await save_backup(client, args.file)
         _print(
             args,
             {
@@ -670,10 +670,10 @@ def _add_snapshot_commands(commands: Commands) -> None:
                 "term": backup.term,
                 "index": backup.index,
                 "keys": len(backup.data),
-                "sha256": backup.sha256,
+                "sha256": file_sha256,
             },
             f"saved {len(backup.data)} keys of cluster {backup.cluster_name!r} at log index "
-            f"{backup.index} (from node {backup.node_id}) to {args.file}; sha256 {backup.sha256}",
+            f"{backup.index} (from node {backup.node_id}) to {args.file}; sha256 {file_sha256}",
         )
         return 0
 

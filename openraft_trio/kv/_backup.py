@@ -133,9 +133,10 @@ def _check_snapshot(
     )
 
 
-async def save_backup(client: KvClient, path: str) -> Backup:
+async def save_backup(client: KvClient, path: str) -> tuple[Backup, str]:
     """Fetch the leader's snapshot (see :meth:`KvClient.snapshot`) and write it to
-    ``path`` atomically; returns what it holds.
+    ``path`` atomically; returns what it holds and the SHA-256 of the whole file (what
+    ``sha256sum`` prints for it).
 
     Raises:
         BackupError: the snapshot received is damaged.
@@ -143,7 +144,7 @@ async def save_backup(client: KvClient, path: str) -> Backup:
     """
     raw, backup = encode_backup(await client.snapshot())
     await trio.to_thread.run_sync(_write_atomic, path, raw)
-    return backup
+    return backup, hashlib.sha256(raw).hexdigest()
 
 
 def _write_atomic(path: str, raw: bytes) -> None:

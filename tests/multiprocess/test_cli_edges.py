@@ -6,6 +6,7 @@ directory as it was, and snapshot save / restore into a new cluster."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -262,6 +263,7 @@ async def test_snapshot_save_then_restore_into_a_new_cluster(tmp_path: Path) -> 
             assert r.returncode == 0, err(r)
             saved = json.loads(out(r))
             assert (saved["keys"], saved["cluster_name"]) == (len(items), "old")
+            assert saved["sha256"] == hashlib.sha256(backup.read_bytes()).hexdigest()
         # Everything stopped. A new cluster on fresh directories, another name.
         async with open_process_cluster(3, base_dir=str(tmp_path / "new"), cluster_name="new") as cl:
             await cl.initialize()
