@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from openraft_trio.testing.processes import free_ports, open_process_cluster
+from openraft_trio.testing.processes import open_process_cluster
 
 from .test_cli import cli, err, out
 
@@ -231,10 +231,9 @@ async def test_a_failed_start_leaves_the_data_dir_as_it_was(tmp_path: Path) -> N
     assert "address already in use" in err(r)
     assert_one_error_line(r)
     assert not data_dir.exists() or list(data_dir.iterdir()) == []
-    # Another id on the same directory, on a free port: it starts.
-    port = free_ports(1)[0]
+    # The port is free again: a second start, even with another id, works.
     with trio.fail_after(BOUND):
-        argv = ["serve", "--id", "2", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)]
+        argv = ["serve", "--id", "2", "--listen", taken, "--data-dir", str(data_dir)]
         proc = await trio.lowlevel.open_process([*CLI, *argv], stdout=subprocess.PIPE)
         try:
             assert proc.stdout is not None
