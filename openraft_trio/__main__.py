@@ -4,7 +4,8 @@ Commands:
     demo    start a 3-node cluster as three processes on loopback and narrate writes, a
             leader kill, the election, the restart and catch-up (:mod:`openraft_trio._demo`).
     serve   run one node of the replicated KV service (:mod:`openraft_trio._cli`).
-    init, put, get, delete, cas, add-learner, change-membership, transfer-leader, status:
+    init, put, get, delete, cas, add-learner, change-membership, remove-learner,
+    transfer-leader, status, snapshot save|restore:
             client and admin commands against a running cluster.
 
 Each command is one subparser with a ``handler(args) -> exit status``; add new ones in
