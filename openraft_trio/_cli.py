@@ -309,9 +309,9 @@ def _serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C before the node was up: it cleaned up on the way out
         return _fail(EXIT_INTERRUPTED, f"interrupted; node {args.id} stopped")
     except BaseExceptionGroup as group:
-        leaf = _first(group)
-        if isinstance(leaf, KeyboardInterrupt):
+        if group.subgroup(KeyboardInterrupt) is not None:
             return _fail(EXIT_INTERRUPTED, f"interrupted; node {args.id} stopped")
+        leaf = _first(group)
         if not isinstance(leaf, RaftError | OSError):
             raise
         return _fail(EXIT_START, f"cannot start node {args.id}: {leaf}")
@@ -359,7 +359,7 @@ def _run_client(args: argparse.Namespace, fn: Callable[[Any], Awaitable[Any]]) -
     except KeyboardInterrupt:
         return _fail(EXIT_INTERRUPTED, "interrupted; nothing was sent")
     try:
-        status = trio.run(main)
+        status = _run_unwrapped(main)
     except KeyboardInterrupt:
         if writes:
             return _fail(EXIT_INTERRUPTED, "interrupted; the change may or may not have been made")
@@ -383,6 +383,28 @@ def _run_client(args: argparse.Namespace, fn: Callable[[Any], Awaitable[Any]]) -
     except OSError as e:  # a file named on the command line (snapshot save/restore)
         return _fail(EXIT_FAILED, str(e))
     return EXIT_STDOUT_CLOSED if _stdout_closed else status
+
+
+def _run_unwrapped(main: Callable[[], Awaitable[int]]) -> int:
+    """``trio.run(main)``, raising a failure that trio's internals wrapped in a group as
+    itself: Ctrl-C lands in whatever task is running, e.g. inside ``open_tcp_stream``'s
+    nursery, and comes out as a ``KeyboardInterrupt`` inside a group."""
+    try:
+        return trio.run(main)
+    except BaseExceptionGroup as group:
+        if group.subgroup(KeyboardInterrupt) is not None:
+            raise KeyboardInterrupt from group
+        leaf = _first(group)
+        if isinstance(leaf, Exception) and len(_leaves(group)) == 1:
+            raise leaf from group
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return leaves
 
 
 _stdout_closed = False
