@@ -523,9 +523,9 @@ class RaftCore:
         )
 
     def _snapshot_event(self, event: events.EventType, last: LogId | None, size: int) -> None:
-        fields = {"index": None, "term": None} if last is None else {
-            "index": last.index, "term": last.term
-        }
+        fields: dict[str, Any] = {"index": None, "term": None}
+        if last is not None:
+            fields = {"index": last.index, "term": last.term}
         if event is events.SNAPSHOT_INSTALLED:
             fields["leader"] = self.engine.current_leader
         events.emit(

@@ -13,7 +13,7 @@ whose candidacy was not seen is reported as started and won).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Any, final
 
 from .. import _events as events
 from .._types import ServerState, StoredMembership
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .._engine.state import CandidateState, LeaderState
 
 
-def _membership_fields(stored: StoredMembership) -> dict[str, object]:
+def _membership_fields(stored: StoredMembership) -> dict[str, Any]:
     membership = stored.membership
     voters = [sorted(config) for config in membership.configs]
     learners = sorted(set(membership.nodes) - membership.voter_ids)
