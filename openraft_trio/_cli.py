@@ -224,7 +224,6 @@ def _serve(args: argparse.Namespace) -> int:
     from .kv import KvNodeOptions, serve_kv_node
     from .network.tcp import client_ssl_context, server_ssl_context
 
-    _configure_logging(args.log_level.upper(), args.log_format)
     if args.metrics_listen:
         from ._prometheus import require_prometheus_client
 
@@ -232,6 +231,7 @@ def _serve(args: argparse.Namespace) -> int:
             require_prometheus_client()
         except ImportError as e:
             return _fail(EXIT_USAGE, f"--metrics-listen: {e}")
+    _configure_logging(args.log_level.upper(), args.log_format)
     if args.mem == bool(args.data_dir):
         return _fail(EXIT_USAGE, "give exactly one of --data-dir DIR and --mem")
     try:
