@@ -436,7 +436,8 @@ async def serve_kv_node(
             bound = await nursery.start(
                 serve_metrics, metrics_registry(raft, server=server), metrics_host, metrics_port
             )
-            metrics_addr = f"{metrics_host}:{bound}"
+            shown = f"[{metrics_host}]" if ":" in metrics_host else metrics_host
+            metrics_addr = f"{shown}:{bound}"
         task_status.started(KvNode(raft, server, state_machine, service, metrics_addr))
         await trio.sleep_forever()
 

@@ -193,10 +193,16 @@ def test_json_log_formatter_writes_one_object_per_record() -> None:
     assert plain["event"] is None
 
 
-def test_the_event_catalogue_is_consistent() -> None:
+def test_the_event_catalogue_is_consistent_and_documented() -> None:
+    from pathlib import Path
+
+    docs = (Path(__file__).parents[2] / "docs" / "observability.md").read_text()
     reserved = set(logging.makeLogRecord({}).__dict__) | {"message", "event"}
     for name, event in EVENTS.items():
         assert event.name == name
         assert event.logger == "openraft_trio." + name.split(".")[0]
         assert not set(event.fields) & reserved, name
         assert "node_id" in event.fields
+        row = next(line for line in docs.splitlines() if line.startswith(f"| `{name}` |"))
+        assert f"| {logging.getLevelName(event.level)} |" in row
+        assert row.endswith(" | " + ", ".join(f"`{f}`" for f in event.fields) + " |")
