@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Final, final
+from collections.abc import Iterable, Iterator
+from typing import Any, Final, Protocol, final
 
 import trio
 
+from ._core.handle import Raft
 from ._types import ServerState
+from .network._server import RaftServer
 
-if TYPE_CHECKING:
-    from prometheus_client.registry import CollectorRegistry
 
-    from ._core.handle import Raft
-    from .network._server import RaftServer
+class Collectable(Protocol):
+    """What :func:`serve_metrics` needs of a registry (``prometheus_client``'s
+    ``Collectable`` has it): its metric families, collected now."""
+
+    def collect(self) -> Iterable[Any]: ...
 
 INSTALL_HINT: Final = "pip install 'openraft_trio[prometheus]'"
 _PREFIX: Final = "openraft_trio_"
@@ -246,17 +249,18 @@ class RaftCollector:
             yield errors
 
 
-def metrics_registry(
-    raft: Raft, *, server: RaftServer | None = None, process: bool = True
-) -> CollectorRegistry:
+def metrics_registry(raft: Raft, *, server: RaftServer | None = None, process: bool = True) -> Any:
     """A new ``prometheus_client`` registry with a :class:`RaftCollector` of ``raft`` (and
     ``server``), plus, with ``process``, the standard process, platform and GC collectors.
+
+    Returns:
+        a ``prometheus_client.Collectable``.
 
     Raises:
         ImportError: ``prometheus_client`` is not installed.
     """
     prometheus_client = require_prometheus_client()
-    registry: CollectorRegistry = prometheus_client.CollectorRegistry()
+    registry = prometheus_client.Collectable()
     registry.register(RaftCollector(raft, server=server))
     if process:
         prometheus_client.ProcessCollector(registry=registry)
@@ -270,7 +274,7 @@ _REQUEST_TIMEOUT = 10.0
 
 
 async def serve_metrics(
-    registry: CollectorRegistry,
+    registry: Collectable,
     host: str,
     port: int,
     *,
@@ -319,7 +323,7 @@ async def _read_head(stream: trio.SocketStream) -> bytes | None:
     return data
 
 
-def _respond(prometheus_client: Any, registry: CollectorRegistry, head: bytes) -> bytes:
+def _respond(prometheus_client: Any, registry: Collectable, head: bytes) -> bytes:
     parts = head.split(b"\n", 1)[0].decode("latin-1").split()
     if len(parts) != 3 or not parts[2].startswith("HTTP/"):
         return _response(400, "text/plain", b"bad request\n")
