@@ -27,7 +27,7 @@ from .network._server import RaftServer
 
 class Collectable(Protocol):
     """What :func:`serve_metrics` needs of a registry (``prometheus_client``'s
-    ``Collectable`` has it): its metric families, collected now."""
+    ``CollectorRegistry`` has it): its metric families, collected now."""
 
     def collect(self) -> Iterable[Any]: ...
 
@@ -254,13 +254,13 @@ def metrics_registry(raft: Raft, *, server: RaftServer | None = None, process: b
     ``server``), plus, with ``process``, the standard process, platform and GC collectors.
 
     Returns:
-        a ``prometheus_client.Collectable``.
+        a ``prometheus_client.CollectorRegistry``.
 
     Raises:
         ImportError: ``prometheus_client`` is not installed.
     """
     prometheus_client = require_prometheus_client()
-    registry = prometheus_client.Collectable()
+    registry = prometheus_client.CollectorRegistry()
     registry.register(RaftCollector(raft, server=server))
     if process:
         prometheus_client.ProcessCollector(registry=registry)
