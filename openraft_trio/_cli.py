@@ -225,6 +225,19 @@ def _add_serve(commands: Commands) -> None:
         default="WARNING",
         help="DEBUG, INFO, WARNING (default), ERROR or CRITICAL",
     )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (default) or one JSON object per line (docs/observability.md)",
+    )
+    p.add_argument(
+        "--metrics-listen",
+        type=_addr,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (needs the prometheus "
+        "extra)",
+    )
     _add_tls(p)
     p.set_defaults(handler=_serve)
 
@@ -252,9 +265,14 @@ def _serve(args: argparse.Namespace) -> int:
     from .kv import KvNodeOptions, serve_kv_node
     from .network.tcp import client_ssl_context, server_ssl_context
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    if args.metrics_listen:
+        from ._prometheus import require_prometheus_client
+
+        try:
+            require_prometheus_client()
+        except ImportError as e:
+            return _fail(EXIT_USAGE, f"--metrics-listen: {e}")
+    _configure_logging(args.log_level.upper(), args.log_format)
     if args.mem == bool(args.data_dir):
         return _fail(EXIT_USAGE, "give exactly one of --data-dir DIR and --mem")
     if args.peers and args.id not in args.peers:
@@ -277,6 +295,7 @@ def _serve(args: argparse.Namespace) -> int:
         server_ssl=server_ssl_context(*tls) if tls else None,
         client_ssl=client_ssl_context(*tls) if tls else None,
         bench_op=args.bench_op,
+        metrics_listen=args.metrics_listen,
     )
 
     async def main() -> None:
@@ -293,6 +312,7 @@ def _serve(args: argparse.Namespace) -> int:
                 _write_stdout(
                     f"node {args.id} of cluster {config.cluster_name!r} serving on "
                     f"{node.server.addr} (data: {args.data_dir or 'in memory'})"
+                    + (f", metrics on http://{node.metrics_addr}/metrics" if node.metrics_addr else "")
                 )
                 async for signum in signals:
                     # The node shuts down cleanly either way: SIGTERM is the usual stop
@@ -316,6 +336,18 @@ def _serve(args: argparse.Namespace) -> int:
             raise
         return _fail(EXIT_START, f"cannot start node {args.id}: {leaf}")
     return EXIT_INTERRUPTED if stopped_by == [signal.SIGINT] else 0
+
+
+def _configure_logging(level: str, log_format: str) -> None:
+    """Log to stderr at ``level``: text lines, or (``json``) one JSON object per line."""
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        from ._events import JsonLogFormatter
+
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def _first(group: BaseExceptionGroup[Any]) -> BaseException:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from openraft_trio.__main__ import build_parser
 from openraft_trio._cli import _serve_config
 
@@ -12,3 +14,21 @@ def test_serve_allow_log_reversion_sets_the_config() -> None:
     assert not _serve_config(build_parser().parse_args(SERVE)).allow_log_reversion
     args = build_parser().parse_args([*SERVE, "--allow-log-reversion"])
     assert _serve_config(args).allow_log_reversion
+
+
+def test_serve_metrics_listen_without_prometheus_client_is_a_clear_usage_error(
+    monkeypatch, capsys
+) -> None:
+    from openraft_trio.__main__ import main
+
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import fails
+    assert main([*SERVE, "--metrics-listen", "127.0.0.1:9100"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("error: --metrics-listen: ")
+    assert "pip install 'openraft_trio[prometheus]'" in err
+
+
+def test_serve_log_format_is_text_or_json() -> None:
+    assert build_parser().parse_args(SERVE).log_format == "text"
+    assert build_parser().parse_args([*SERVE, "--log-format", "json"]).log_format == "json"

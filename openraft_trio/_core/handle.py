@@ -39,6 +39,7 @@ from .._messages import (
     VoteResponse,
 )
 from .._metrics import RaftMetrics
+from .._statistics import RaftStatistics
 from .._types import LogId, Membership, Node, Normal, ReadPolicy, ServerState, Snapshot, Vote
 from .._validate import check_append_entries, check_vote_request
 from .api_calls import (
@@ -230,6 +231,13 @@ class Raft(metaclass=NoPublicConstructor):
     @property
     def metrics_watch(self) -> trio_util.AsyncValue[RaftMetrics]:
         return self._metrics_watch
+
+    def statistics(self) -> RaftStatistics:
+        """The node's numbers for monitoring, now; never blocks: the latest metrics, each
+        target's replication lag (leader only), the commit, apply and log flush latency
+        histograms and the transport's counters. See ``docs/observability.md``;
+        :class:`openraft_trio.prometheus.RaftCollector` exports them."""
+        return self._core.statistics()
 
     def wait(self, timeout: float) -> Wait:
         return Wait(self, timeout)

@@ -67,7 +67,8 @@ async def open_node(
     last_applied = await read_startup_state(engine, log_store, state_machine, clock())
     api_tx, api_rx = trio.open_memory_channel[ApiCall](config.channel_capacity)
     notify_tx, notify_rx = trio.open_memory_channel[Notification](config.channel_capacity)
-    apply_handle = ApplyHandle()
+    apply_handle = ApplyHandle(clock=clock)
+    apply_handle.latency_next = 0 if last_applied is None else last_applied.index + 1
     core = RaftCore(
         engine=engine,
         config=config,

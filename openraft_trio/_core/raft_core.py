@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import math
 from collections import deque
 from collections.abc import Callable
@@ -24,11 +23,13 @@ import attrs
 import trio
 import trio_util
 
+from .. import _events as events
 from .._config import Config
 from .._engine import Engine, IOId, commands
 from .._errors import ForwardToLeader, RaftError, RPCError, StorageError, copy_for_caller
 from .._messages import TransferLeaderRequest, VoteRequest, VoteResponse
 from .._metrics import RaftMetrics, ReplicationStatus
+from .._statistics import LatencyHistogram, RaftStatistics, TransportStatistics
 from .._types import Entry, LogId, Normal, ServerState
 from ..network import RaftNetwork, RaftNetworkFactory, RPCOption
 from ..storage import RaftLogStorage, RaftStateMachine
@@ -68,8 +69,7 @@ from .notifications import (
 from .runtime_config import RuntimeConfig
 from .signals import Wakeup
 from .sm_worker import ApplyHandle
-
-_log = logging.getLogger("openraft_trio")
+from .state_events import StateEvents
 
 
 @final
@@ -139,6 +139,12 @@ class RaftCore:
             tuple[dict[int, LogId | None], dict[int, ReplicationStatus]] | None
         ) = None
         self._tick_seen = False
+        # Log events of role, term, leader and membership changes (see state_events.py).
+        self._state_events = StateEvents(engine)
+        # Client writes accepted and not yet committed, one ``(first index, last index,
+        # accepted at)`` per batch, for the commit latency histogram.
+        self._accepted: deque[tuple[int, int, float]] = deque()
+        self.commit_latency = LatencyHistogram()
 
     # -- wakeups -------------------------------------------------------------------------------
 
@@ -248,8 +254,14 @@ class RaftCore:
                 )
             case SnapshotBuilt():
                 engine.on_snapshot_built(note.meta, note.size)
+                self._snapshot_event(events.SNAPSHOT_BUILT, note.meta.last_log_id, note.size)
             case SnapshotInstalled():
+                before = engine.io.snapshot
                 engine.on_snapshot_installed(note.meta, note.size)
+                if engine.io.snapshot != before:  # not an older one, ignored
+                    self._snapshot_event(
+                        events.SNAPSHOT_INSTALLED, note.meta.last_log_id, note.size
+                    )
             case HigherVote():
                 engine.handle_higher_vote(note.vote)
             case _:
@@ -329,6 +341,7 @@ class RaftCore:
                 responder.send(copy_for_caller(e) if shared else e)
             return
         self.replies.extend(zip(log_ids, responders, strict=True))
+        self._accepted.append((log_ids[0].index, log_ids[-1].index, self.engine.now))
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -359,19 +372,39 @@ class RaftCore:
                         command.target, command.epoch, command.prev, command.upto, command.committed
                     )
             case commands.Apply():
-                self.apply_handle.apply_upto(command.upto, self._take_replies(command.upto.index))
+                upto = command.upto
+                if self._accepted:
+                    self._observe_commit(upto.index)
+                self.apply_handle.commit_marks.append((upto.index, self.engine.now))
+                self.apply_handle.apply_upto(upto, self._take_replies(upto.index))
             case commands.SaveCommitted():
                 self.pending_committed = command.committed
             case commands.SaveVote():
                 await self.log_store.save_vote(command.vote)
             case commands.TruncateLog():
                 await self.log_store.truncate_after(command.after)
+                after = command.after
+                events.emit(
+                    events.LOG_TRUNCATED,
+                    "node {node_id}: log truncated after index {after} (term {term}, leader "
+                    "{leader})",
+                    node_id=self.id,
+                    term=self.engine.vote.term,
+                    after=None if after is None else after.index,
+                    leader=self.engine.current_leader,
+                )
             case commands.BuildSnapshot():
                 self.apply_handle.request_build()
             case commands.InstallSnapshot():
                 self.apply_handle.request_install(command.snapshot)
             case commands.PurgeLog():
                 await self.log_store.purge(command.upto)
+                events.emit(
+                    events.LOG_PURGED,
+                    "node {node_id}: log purged up to index {upto}",
+                    node_id=self.id,
+                    upto=command.upto.index,
+                )
             case commands.SendTransferLeader():
                 assert self.rpc_nursery is not None
                 self.rpc_nursery.start_soon(
@@ -449,6 +482,7 @@ class RaftCore:
         if self.leader_nursery is not None:
             self.leader_nursery.stop_all()
         self.quit_leader = True
+        self._accepted.clear()  # what committed was counted at its Apply
         node = self.engine.node_of(leader_id)
         # Writes up to ``committed`` go to the worker (their Apply may still be ahead).
         upto = -1 if committed is None else committed.index
@@ -467,19 +501,84 @@ class RaftCore:
 
     def _report_log_reversion(self, report: commands.ReportLogReversion) -> None:
         what = (
-            f"node {self.id}: log reversion on node {report.target}: it had acknowledged our "
-            f"log up to {report.lost_matching} but now needs entries from index "
-            f"{report.reverted_to} (its storage was wiped or restored from an older copy)"
+            "node {node_id}: log reversion on node {target}: it had acknowledged our log up "
+            "to {lost_matching} but now needs entries from index {reverted_to} (its storage "
+            "was wiped or restored from an older copy)"
         )
         if report.allowed:
-            _log.warning("%s; allow_log_reversion is on: replicating its log again", what)
+            message = what + "; allow_log_reversion is on: replicating its log again"
         else:
-            _log.error(
-                "%s; replication to it is halted and it no longer counts toward the commit "
+            message = what + (
+                "; replication to it is halted and it no longer counts toward the commit "
                 "quorum (set Config.allow_log_reversion to replicate it again; see the "
-                "guide, 'Log reversion')",
-                what,
+                "guide, 'Log reversion')"
             )
+        events.emit(
+            events.REPLICATION_LOG_REVERSION,
+            message,
+            level=events.WARNING if report.allowed else events.ERROR,
+            node_id=self.id,
+            term=self.engine.vote.term,
+            target=report.target,
+            lost_matching=str(report.lost_matching),
+            reverted_to=report.reverted_to,
+            allowed=report.allowed,
+        )
+
+    def _snapshot_event(self, event: events.EventType, last: LogId | None, size: int) -> None:
+        fields: dict[str, Any] = {"index": None, "term": None}
+        if last is not None:
+            fields = {"index": last.index, "term": last.term}
+        if event is events.SNAPSHOT_INSTALLED:
+            fields["leader"] = self.engine.current_leader
+        events.emit(
+            event,
+            "node {node_id}: snapshot " + event.name.partition(".")[2] + " up to index "
+            "{index} (term {term}), {size} bytes",
+            node_id=self.id,
+            size=size,
+            **fields,
+        )
+
+    # -- statistics ----------------------------------------------------------------------------
+
+    def _observe_commit(self, upto: int) -> None:
+        """Count the client writes committed up to index ``upto`` in the commit latency
+        histogram (each batch once, weighted by its writes)."""
+        accepted, now, histogram = self._accepted, self.engine.now, self.commit_latency
+        while accepted:
+            first, last, at = accepted[0]
+            if first > upto:
+                break
+            if last <= upto:
+                histogram.observe(now - at, last - first + 1)
+                accepted.popleft()
+            else:  # a part of the batch committed
+                histogram.observe(now - at, upto - first + 1)
+                accepted[0] = (upto + 1, last, at)
+                break
+
+    def statistics(self) -> RaftStatistics:
+        """The node's numbers now (see :class:`RaftStatistics`)."""
+        metrics = self.metrics_watch.value
+        lag: dict[int, int] | None = None
+        if metrics.replication is not None:
+            last = -1 if metrics.last_log_index is None else metrics.last_log_index
+            lag = {
+                target: last - (-1 if matching is None else matching.index)
+                for target, matching in metrics.replication.items()
+            }
+        flush = getattr(self.log_store, "flush_latency", None)
+        network_statistics = getattr(self.network, "statistics", None)
+        transport = network_statistics() if callable(network_statistics) else None
+        return RaftStatistics(
+            metrics=metrics,
+            replication_lag=lag,
+            commit_latency=self.commit_latency.snapshot(),
+            apply_latency=self.apply_handle.apply_latency.snapshot(),
+            log_flush_latency=flush.snapshot() if isinstance(flush, LatencyHistogram) else None,
+            transport=transport if isinstance(transport, TransportStatistics) else None,
+        )
 
     # -- metrics -------------------------------------------------------------------------------
 
@@ -512,6 +611,7 @@ class RaftCore:
         if not force and key == self._metrics_key and progress_key == self._progress_key:
             return
         self._metrics_key = key
+        self._state_events.update(engine)
         if leader is not None:
             quorum_ack_time = engine.quorum_ack_time()
             since = (

@@ -30,6 +30,7 @@ from typing import final
 
 import trio
 
+from .. import _events as events
 from .._config import Config
 from .._errors import RPCError, StorageContractViolation
 from .._messages import AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotResponse
@@ -106,6 +107,10 @@ class ReplicationStream:
         # sends them, waiting for room.
         self.outbox: deque[ReplicationNote] = deque()
         self.running = False
+        # Since when requests to the target fail (None: the last one succeeded), and how
+        # many failed since: the ``replication.stalled``/``resumed`` log events.
+        self.failing_since: float | None = None
+        self.failures = 0
 
     async def run(self) -> None:
         handle, session = self.handle, self.session
@@ -183,6 +188,8 @@ class ReplicationStream:
         stream only if the session needs it. Runs in whichever task delivered the reply."""
         if not self.running:
             return  # the stream stopped (leadership lost): nobody waits for this
+        if self.failing_since is not None or isinstance(result, RPCError):
+            self._track_failures(result)
         note, wake = self.session.on_reply(req, epoch, result, trio.current_time(), send_time)
         if note is not None and (self.outbox or not self.notify.try_send(note)):
             self.outbox.append(note)
@@ -207,8 +214,39 @@ class ReplicationStream:
             result = await self.client.full_snapshot(self.vote, snapshot, option)
         except RPCError as e:
             result = e
+        self._track_failures(result)
         note = session.on_snapshot_reply(
             epoch, result, snapshot.meta.last_log_id, trio.current_time(), send_time
         )
         if note is not None:
             await self.notify.send(note)
+
+    def _track_failures(self, result: object) -> None:
+        """Log ``replication.stalled`` at the first failed request after a success, and
+        ``replication.resumed`` at the first success after failures."""
+        if isinstance(result, RPCError):
+            self.failures += 1
+            if self.failing_since is None:
+                self.failing_since = trio.current_time()
+                events.emit(
+                    events.REPLICATION_STALLED,
+                    "node {node_id}: replication to node {target} stalled (term {term}): "
+                    "{error_type}: {error}",
+                    node_id=self.vote.leader_id.node_id,
+                    term=self.vote.term,
+                    target=self.target,
+                    error_type=type(result).__name__,
+                    error=str(result),
+                )
+        elif self.failing_since is not None:
+            events.emit(
+                events.REPLICATION_RESUMED,
+                "node {node_id}: replication to node {target} resumed after {stalled_for:.3f}s "
+                "and {failures} failed requests (term {term})",
+                node_id=self.vote.leader_id.node_id,
+                term=self.vote.term,
+                target=self.target,
+                stalled_for=trio.current_time() - self.failing_since,
+                failures=self.failures,
+            )
+            self.failing_since, self.failures = None, 0

@@ -20,7 +20,7 @@ without ``get_snapshot_builder`` builds between applies, as before.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import final
 
 import attrs
@@ -28,6 +28,7 @@ import trio
 
 from .._errors import ForwardToLeader, StorageContractViolation
 from .._messages import ClientWriteResponse
+from .._statistics import LatencyHistogram
 from .._types import Entry, LogId, MembershipChange, Snapshot, log_id_ge, next_index
 from ..storage import BuildsSnapshotsAside, RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine
 from .api_calls import Responder
@@ -48,6 +49,33 @@ class ApplyHandle:
     # Snapshot work, serialized with apply: a build request, and a snapshot to install.
     build_requested: bool = False
     install: Snapshot | None = None
+    # Apply latency: the core notes ``(index, time)`` each time the commit index moves;
+    # the worker counts each entry it applies against the first note that covers it.
+    clock: Callable[[], float] = trio.current_time
+    commit_marks: deque[tuple[int, float]] = attrs.field(factory=deque)
+    apply_latency: LatencyHistogram = attrs.field(factory=LatencyHistogram)
+    # The first index not yet counted in ``apply_latency``.
+    latency_next: int = 0
+
+    def observe_applied(self, applied: int) -> None:
+        """Count the entries up to index ``applied`` (just applied) in ``apply_latency``."""
+        marks = self.commit_marks
+        first = self.latency_next
+        if not marks:
+            self.latency_next = max(first, applied + 1)
+            return
+        now = self.clock()
+        histogram = self.apply_latency
+        while marks:
+            index, at = marks[0]
+            upto = index if index < applied else applied
+            if upto >= first:
+                histogram.observe(now - at, upto - first + 1)
+                first = upto + 1
+            if index > applied:
+                break
+            marks.popleft()
+        self.latency_next = max(first, applied + 1)
 
     def request_build(self) -> None:
         self.build_requested = True
@@ -101,6 +129,10 @@ async def sm_worker(
                     await state_machine.install_snapshot(snapshot.meta, snapshot.data)
                     applied = snapshot.meta.last_log_id
                     _fail_below(handle.replies, next_index(applied))
+                    # Installed, not applied one by one: not counted as applied latency.
+                    handle.latency_next = next_index(applied)
+                    while handle.commit_marks and handle.commit_marks[0][0] < handle.latency_next:
+                        handle.commit_marks.popleft()
                 await notify.send(SnapshotInstalled(snapshot.meta, len(snapshot.data)))
                 continue
             if handle.build_requested:
@@ -148,6 +180,7 @@ async def _apply_next(
         )
     replies = await state_machine.apply(entries)
     applied = entries[-1].log_id
+    handle.observe_applied(applied.index)
     if handle.replies:
         _answer(handle.replies, entries, replies)
     await notify.send(Applied(applied))

@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, final
 
@@ -75,11 +75,13 @@ class ProcessCluster:
         cluster_name: str,
         extra_args: Sequence[str],
         env: dict[str, str] | None,
+        node_args: Mapping[int, Sequence[str]] | None = None,
     ) -> None:
         self.nursery = nursery
         self.base_dir = base_dir
         self.cluster_name = cluster_name
         self.extra_args = list(extra_args)
+        self.node_args = dict(node_args or {})
         self.env = env
         self.mem = mem
         self.nodes = {
@@ -116,7 +118,7 @@ class ProcessCluster:
         argv += ["--listen", node.addr, "--peers", self.peers_arg()]
         argv += ["--cluster-name", self.cluster_name]
         argv += ["--mem"] if node.data_dir is None else ["--data-dir", node.data_dir]
-        return argv + self.extra_args
+        return argv + self.extra_args + list(self.node_args.get(node_id, ()))
 
     async def start(self, node_id: int, *, wait: bool = True, timeout: float = 20.0) -> None:
         """Start (or restart) node ``node_id``; with ``wait``, until it answers ``status``."""
@@ -245,9 +247,11 @@ async def open_process_cluster(
     extra_args: Sequence[str] = (),
     env: dict[str, str] | None = None,
     start: bool = True,
+    node_args: Mapping[int, Sequence[str]] | None = None,
 ) -> AsyncIterator[ProcessCluster]:
     """Nodes ``1..n`` on free loopback ports, started (unless ``start`` is false) and
-    answering; every process is killed on exit."""
+    answering; every process is killed on exit. ``extra_args`` go to every node's
+    ``serve``, ``node_args[i]`` to node ``i``'s only."""
     os.makedirs(base_dir, exist_ok=True)
     ports = free_ports(n)
     addrs = {i + 1: f"127.0.0.1:{port}" for i, port in enumerate(ports)}
@@ -260,6 +264,7 @@ async def open_process_cluster(
             cluster_name=cluster_name,
             extra_args=extra_args,
             env=env,
+            node_args=node_args,
         )
         try:
             if start:

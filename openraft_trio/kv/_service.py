@@ -83,6 +83,8 @@ class KvNodeOptions:
     client_ssl: ssl.SSLContext | None = None
     limits: ServerLimits = attrs.field(factory=ServerLimits)
     bench_op: bool = False  # enable the ``bench`` op, the built-in load generator
+    # Serve Prometheus metrics (openraft_trio.prometheus) at http://HOST:PORT/metrics.
+    metrics_listen: str | None = None
 
     @property
     def addr(self) -> str:
@@ -98,6 +100,7 @@ class KvNode:
     server: RaftServer
     state_machine: KvStateMachine
     service: KvService
+    metrics_addr: str | None = None  # where /metrics is served ("host:port"), if it is
 
 
 def _key(raw: Any) -> str:
@@ -510,7 +513,17 @@ async def _run_kv_node(options: KvNodeOptions, started: Callable[[KvNode], None]
             _serve, raft, host, port, options, service.handle, service.handle_batch
         )
         stats["server"] = server
-        started(KvNode(raft, server, state_machine, service))
+        metrics_addr = None
+        if options.metrics_listen is not None:
+            from .._prometheus import metrics_registry, serve_metrics
+
+            metrics_host, metrics_port = parse_addr(options.metrics_listen)
+            bound = await nursery.start(
+                serve_metrics, metrics_registry(raft, server=server), metrics_host, metrics_port
+            )
+            shown = f"[{metrics_host}]" if ":" in metrics_host else metrics_host
+            metrics_addr = f"{shown}:{bound}"
+        started(KvNode(raft, server, state_machine, service, metrics_addr))
         await trio.sleep_forever()
 
 

@@ -132,14 +132,20 @@ class _Slot:
 
 @final
 class ChannelStats:
-    """Counters of a channel (or summed over a factory's channels)."""
+    """Counters of a channel (or summed over a factory's channels); see
+    :class:`~openraft_trio.observability.TransportStatistics` for what each counts."""
 
     def __init__(self) -> None:
         self.connects = 0
+        self.reconnects = 0
         self.connect_failures = 0
         self.connections_lost = 0
         self.calls = 0
         self.timeouts = 0
+        self.frames_sent = 0
+        self.bytes_sent = 0
+        self.frames_received = 0
+        self.bytes_received = 0
 
 
 class RpcChannel:
@@ -171,6 +177,7 @@ class RpcChannel:
         self._retry_at = -float("inf")
         self._last_error = ""
         self._conn: FramedStream | None = None
+        self._ever_connected = False
         self._lock = trio.Lock()
         self._pending: dict[int, PendingCall] = {}
         self._next_id = 1
@@ -355,6 +362,9 @@ class RpcChannel:
                 self._backoff = min(self._backoff * 2, self.backoff_max)
                 raise Unreachable(f"{self.addr}: {self._last_error}") from e
             self.stats.connects += 1
+            if self._ever_connected:
+                self.stats.reconnects += 1
+            self._ever_connected = True
             self._backoff = self.backoff_min
             self._retry_at = -float("inf")
             self._last_error = ""
@@ -375,6 +385,7 @@ class RpcChannel:
                 stream,
                 max_frame_size=self.max_frame_size,
                 max_receive_size=min(HANDSHAKE_FRAME_SIZE, self.max_frame_size),
+                counters=self.stats,
             )
             await conn.send_now(wire.encode_message("hello", 0, self.hello))
             frames = await conn.receive_frames()

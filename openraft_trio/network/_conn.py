@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import trio
 
@@ -36,6 +37,25 @@ so joining never copies a whole long queue at once."""
 FRAME_OVERHEAD = 64
 """What a queued frame costs beyond its body (the ``bytes`` object, the list slot), for
 :attr:`FramedStream.unsent`."""
+
+
+class FrameCounters(Protocol):
+    """Where a :class:`FramedStream` counts what it sends and receives (a transport's
+    statistics, shared by its connections)."""
+
+    frames_sent: int
+    bytes_sent: int
+    frames_received: int
+    bytes_received: int
+
+
+class _Counters:
+    """The counters of a stream given none (counted, never read)."""
+
+    __slots__ = ("bytes_received", "bytes_sent", "frames_received", "frames_sent")
+
+    def __init__(self) -> None:
+        self.frames_sent = self.bytes_sent = self.frames_received = self.bytes_received = 0
 
 
 class ConnectionTimeout(Exception):
@@ -57,8 +77,10 @@ class FramedStream:
         write_timeout: float = 10.0,
         frame_timeout: float = 10.0,
         max_receive_size: int | None = None,
+        counters: FrameCounters | None = None,
     ) -> None:
         self.stream = stream
+        self.counters: FrameCounters = counters if counters is not None else _Counters()
         self.max_frame_size = max_frame_size
         self.write_timeout = write_timeout
         self.frame_timeout = frame_timeout
@@ -126,6 +148,8 @@ class FramedStream:
             await self.stream.send_all(data)
         if scope.cancelled_caught:
             raise ConnectionTimeout(f"peer did not read for {self.write_timeout}s")
+        self.counters.frames_sent += 1
+        self.counters.bytes_sent += len(data)
 
     async def run_writer(self) -> None:
         """The writer task: send every queued frame, joined, until cancelled or broken."""
@@ -138,12 +162,16 @@ class FramedStream:
                     await self._wakeup.wait()
                     continue
                 frames = self._take_slice()
-                cost = sum(len(f) for f in frames) + FRAME_OVERHEAD * len(frames)
+                count = len(frames)
+                cost = sum(len(f) for f in frames) + FRAME_OVERHEAD * count
                 data = join_frames(frames, max_frame_size=self.max_frame_size)
                 del frames
                 scope.deadline = trio.current_time() + self.write_timeout
                 await self.stream.send_all(data)
                 scope.deadline = math.inf
+                counters = self.counters
+                counters.frames_sent += count
+                counters.bytes_sent += len(data)
                 del data
                 self._unsent -= cost
                 self._sent.set()
@@ -237,7 +265,10 @@ class FramedStream:
                 self._decoder.eof()
                 raise ConnectionClosed("peer closed the connection")
             frames = self._decoder.feed(chunk)
+            counters = self.counters
+            counters.bytes_received += len(chunk)
             if frames:
+                counters.frames_received += len(frames)
                 return frames
 
     async def aclose(self) -> None:

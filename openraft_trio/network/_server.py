@@ -105,6 +105,10 @@ class ServerStats:
     requests: int = 0
     error_replies: int = 0
     handler_errors: int = 0  # bugs: an unexpected exception in a handler
+    frames_sent: int = 0
+    bytes_sent: int = 0
+    frames_received: int = 0
+    bytes_received: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return attrs.asdict(self)
@@ -169,6 +173,7 @@ class RaftServer:
             max_receive_size=min(limits.max_handshake_frame_size, limits.max_frame_size),
             write_timeout=limits.write_timeout,
             frame_timeout=limits.frame_timeout,
+            counters=stats,
         )
         connection = _Connection(self, conn, peer)
         self._strangers[connection] = None

@@ -51,6 +51,7 @@ from .._messages import (
     VoteResponse,
 )
 from .._nursery import background_nursery
+from .._statistics import TransportStatistics
 from .._types import Node, Snapshot, Vote
 from . import _wire as wire
 from ._client import ChannelStats, NodeStopped, RpcChannel, parse_addr
@@ -146,6 +147,23 @@ class TcpNetworkFactory:
             )
             self._channels[(target, lane)] = ch
         return ch
+
+    def statistics(self) -> TransportStatistics:
+        """The counters of every connection this factory made, summed (read by
+        ``Raft.statistics()``)."""
+        stats = self.stats
+        return TransportStatistics(
+            connects=stats.connects,
+            reconnects=stats.reconnects,
+            connect_failures=stats.connect_failures,
+            connections_lost=stats.connections_lost,
+            calls=stats.calls,
+            timeouts=stats.timeouts,
+            frames_sent=stats.frames_sent,
+            bytes_sent=stats.bytes_sent,
+            frames_received=stats.frames_received,
+            bytes_received=stats.bytes_received,
+        )
 
     def existing_channel(self, target: int, lane: str) -> RpcChannel | None:
         """The channel to ``target`` for ``lane`` if one was made (none is made here)."""

@@ -21,7 +21,9 @@ def reversion_records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == "openraft_trio" and r.levelno == level and "log reversion" in r.getMessage()
+        if getattr(r, "event", None) == "replication.log_reversion"
+        and r.levelno == level
+        and "log reversion" in r.getMessage()
     ]
 
 
