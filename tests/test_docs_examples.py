@@ -6,12 +6,17 @@ must exit with status 0. A block that defines pytest tests (a top-level ``test_*
 function or ``Test*`` class) is run by pytest with pytest-trio's ``trio_mode``, as the
 docs tell readers to. The test id is ``file:line`` of the opening fence, so a failure
 names the block. A fragment that cannot run on its own belongs in a ```text block.
+
+A block whose first line is a file-name comment (``# counter.py``) is a module the reader
+saves under that name: it runs like any block, and it is also written beside every other
+block, so a later block (on any page: the tutorials build on each other) can import it.
 """
 
 from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -37,7 +42,14 @@ class Example:
 
     @property
     def id(self) -> str:
-        return f"{self.path.relative_to(REPO)}:{self.line}"
+        where = self.path.relative_to(REPO) if self.path.is_relative_to(REPO) else self.path
+        return f"{where}:{self.line}"
+
+    @property
+    def module_name(self) -> str | None:
+        """``counter.py`` for a block that starts with ``# counter.py``, else None."""
+        match = re.fullmatch(r"# ([A-Za-z_]\w*\.py)", self.code.split("\n", 1)[0].strip())
+        return match.group(1) if match else None
 
     @property
     def is_pytest_module(self) -> bool:
@@ -74,9 +86,32 @@ def extract_examples(path: Path) -> list[Example]:
 EXAMPLES = [example for path in DOC_FILES for example in extract_examples(path)]
 
 
-def run_example(example: Example, directory: Path, time_limit: float = TIME_LIMIT) -> None:
-    """Run ``example`` in ``directory``; fail the calling test with its output if it fails."""
-    name = "test_example.py" if example.is_pytest_module else "example.py"
+def modules_of(examples: list[Example]) -> dict[str, str]:
+    """The named blocks, by file name (one block per name)."""
+    modules: dict[str, str] = {}
+    for example in examples:
+        name = example.module_name
+        if name is not None:
+            assert name not in modules, f"{example.id}: a second block named {name}"
+            modules[name] = example.code
+    return modules
+
+
+MODULES = modules_of(EXAMPLES)
+
+
+def run_example(
+    example: Example,
+    directory: Path,
+    time_limit: float = TIME_LIMIT,
+    modules: dict[str, str] = MODULES,
+) -> None:
+    """Run ``example`` in ``directory`` (with the named blocks ``modules`` beside it); fail
+    the calling test with its output if it fails."""
+    for module_name, code in modules.items():
+        (directory / module_name).write_text(code, encoding="utf-8")
+    name = example.module_name or (
+        "test_example.py" if example.is_pytest_module else "example.py")
     (directory / name).write_text(example.code, encoding="utf-8")
     if example.is_pytest_module:
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
@@ -126,6 +161,25 @@ def test_extraction_takes_only_python_blocks(tmp_path: Path) -> None:
         (3, "print(1)\n"),
         (13, "if True:\n    print(2)\n"),
     ]
+
+
+def test_named_blocks_are_modules_for_the_others(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```python\n# helper.py\nVALUE = 42\n```\n\n"
+        "```python\nfrom helper import VALUE\nassert VALUE == 42\n```\n",
+        encoding="utf-8",
+    )
+    helper, user = extract_examples(page)
+    assert (helper.module_name, user.module_name) == ("helper.py", None)
+    modules = modules_of([helper, user])
+    for example in (helper, user):
+        directory = tmp_path / str(example.line)
+        directory.mkdir()
+        run_example(example, directory, modules=modules)
+    broken = Example(page, 9, "from helper import VALUE\nassert VALUE == 41\n")
+    with pytest.raises(pytest.fail.Exception, match="AssertionError"):
+        run_example(broken, tmp_path / "1", modules=modules)
 
 
 def test_a_broken_example_fails(tmp_path: Path) -> None:
