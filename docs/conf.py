@@ -45,7 +45,7 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 # Show `Config`, not `openraft_trio._config.Config`: private module paths are not API.
 python_use_unqualified_type_names = True
-autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_default_options = {"members": True, "undoc-members": True, "show-inheritance": True}
 # Attributes sections become :ivar: fields, so they do not clash with the members autodoc
 # documents itself (no duplicate object descriptions).
 napoleon_use_ivar = True
