@@ -30,7 +30,7 @@ extensions = [
 
 source_suffix = {".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "README.md"]
+exclude_patterns = ["_build"]
 
 # Fences without a language are diagrams, tables of numbers and output, not code.
 highlight_language = "text"
