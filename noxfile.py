@@ -18,6 +18,19 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+# Keep in step with the docs line of .ci/run.
+DOCS_BUILD = ["python", "-m", "sphinx", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"]
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into docs/_build/html (warnings are errors), then
+    check that every internal link and anchor in it resolves."""
+    session.install("-e", ".[docs]")
+    session.run(*DOCS_BUILD)
+    session.run("python", "docs/check_links.py", "docs/_build/html")
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """Run ruff's linter (no format check)."""

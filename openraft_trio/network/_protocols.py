@@ -42,17 +42,26 @@ class RaftNetwork(Protocol):
 
     async def append_entries(
         self, req: AppendEntriesRequest, option: RPCOption
-    ) -> AppendEntriesResponse: ...
+    ) -> AppendEntriesResponse:
+        """Send entries (or a heartbeat) to the target; the target's
+        :meth:`~openraft_trio.Raft.append_entries` answers."""
 
-    async def vote(self, req: VoteRequest, option: RPCOption) -> VoteResponse: ...
+    async def vote(self, req: VoteRequest, option: RPCOption) -> VoteResponse:
+        """Ask the target for its (pre-)vote; the target's :meth:`~openraft_trio.Raft.vote`
+        answers."""
 
     async def full_snapshot(
         self, vote: Vote, snapshot: Snapshot, option: RPCOption
-    ) -> InstallSnapshotResponse: ...
+    ) -> InstallSnapshotResponse:
+        """Send the leader's whole snapshot (chunked if the transport wants); the target's
+        :meth:`~openraft_trio.Raft.install_full_snapshot` answers."""
 
-    async def transfer_leader(self, req: TransferLeaderRequest, option: RPCOption) -> None: ...
+    async def transfer_leader(self, req: TransferLeaderRequest, option: RPCOption) -> None:
+        """Tell the target to campaign now (leader transfer); the target's
+        :meth:`~openraft_trio.Raft.handle_transfer_leader` handles it."""
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release the client's resources; called once, when the node stops."""
 
 
 AppendReply = Callable[[AppendEntriesResponse | RPCError], None]

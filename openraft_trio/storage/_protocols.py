@@ -58,12 +58,15 @@ class RaftLogStorage(Protocol):
     contract (durability, submission order, no holes) that
     :mod:`openraft_trio.testing.storage_suite` checks."""
 
-    async def get_log_state(self) -> LogState: ...
+    async def get_log_state(self) -> LogState:
+        """The last purged log id and the last log id (the last purged one when the log is
+        empty)."""
 
     async def save_vote(self, vote: Vote) -> None:
         """Persist ``vote``; durable (with every earlier append) before it returns."""
 
-    async def read_vote(self) -> Vote | None: ...
+    async def read_vote(self) -> Vote | None:
+        """The persisted vote, or None if none was saved."""
 
     async def append(self, entries: Sequence[Entry], callback: IOCallback) -> None:
         """Append ``entries`` (contiguous, right after the last entry)."""
@@ -74,9 +77,12 @@ class RaftLogStorage(Protocol):
     async def purge(self, upto: LogId) -> None:
         """Delete every entry up to and including ``upto``."""
 
-    async def save_committed(self, log_id: LogId | None) -> None: ...
+    async def save_committed(self, log_id: LogId | None) -> None:
+        """Save the committed log id; may be persisted lazily (a restart may read an older
+        one, or None)."""
 
-    async def read_committed(self) -> LogId | None: ...
+    async def read_committed(self) -> LogId | None:
+        """The saved committed log id, or None."""
 
     async def try_get_log_entries(self, start: int, stop: int) -> list[Entry]:
         """Entries with ``start <= index < stop`` that exist, in order, without holes."""
@@ -87,16 +93,22 @@ class RaftStateMachine(Protocol):
     """The replicated application: applies committed entries, builds and installs
     snapshots; see ``docs/storage.md`` for the contract."""
 
-    async def applied_state(self) -> tuple[LogId | None, StoredMembership]: ...
+    async def applied_state(self) -> tuple[LogId | None, StoredMembership]:
+        """The last applied log id and the last applied membership (read at startup)."""
 
     async def apply(self, entries: Sequence[Entry]) -> list[Any]:
         """Apply committed entries in order; one reply per entry (None for non-Normal)."""
 
-    async def build_snapshot(self) -> Snapshot: ...
+    async def build_snapshot(self) -> Snapshot:
+        """Snapshot everything applied so far; it becomes the current snapshot."""
 
-    async def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> None: ...
+    async def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
+        """Replace the state with the snapshot's, unless ``meta.last_log_id`` is at or
+        before the last applied log id: then change nothing (applied never moves
+        backwards). Afterwards the snapshot is the current one."""
 
-    async def get_current_snapshot(self) -> Snapshot | None: ...
+    async def get_current_snapshot(self) -> Snapshot | None:
+        """The latest snapshot built or installed, or None."""
 
 
 @runtime_checkable
@@ -125,4 +137,5 @@ class BuildsSnapshotsAside(Protocol):
     applies, as before.
     """
 
-    def get_snapshot_builder(self) -> RaftSnapshotBuilder: ...
+    def get_snapshot_builder(self) -> RaftSnapshotBuilder:
+        """Capture the state applied so far, without awaiting; return its builder."""
