@@ -65,22 +65,21 @@ def innermost_frame(exc: BaseException) -> str:
 async def one_node(
     *, data_dir: str | None = None, state_machine: KvStateMachine | None = None
 ) -> AsyncIterator[raft.Raft]:
+    """``open_raft`` of node 1 on a ``Router`` (one node: it never sends an RPC, so the
+    router needs no nursery of the test's, which would wrap what the block raises)."""
     router = Router(0)
-    async with trio.open_nursery() as nursery:
-        router.attach(nursery)
-        store: dict[str, Any] = (
-            {"data_dir": data_dir} if data_dir is not None else {"log_store": MemLogStore()}
-        )
-        async with raft.open_raft(
-            1,
-            CONFIG,
-            network=router.factory(1),
-            state_machine=state_machine if state_machine is not None else KvStateMachine(),
-            **store,
-        ) as node:
-            router.add(1, node)
-            yield node
-        nursery.cancel_scope.cancel()
+    store: dict[str, Any] = (
+        {"data_dir": data_dir} if data_dir is not None else {"log_store": MemLogStore()}
+    )
+    async with raft.open_raft(
+        1,
+        CONFIG,
+        network=router.factory(1),
+        state_machine=state_machine if state_machine is not None else KvStateMachine(),
+        **store,
+    ) as node:
+        router.add(1, node)
+        yield node
 
 
 # -- open_raft -------------------------------------------------------------------------------
