@@ -59,7 +59,7 @@ def _holds_only(group: BaseExceptionGroup[BaseException], error: BaseException) 
     in a group of its own, and a group the body raised comes back as a copy (derived when
     trio splits off ``Cancelled``) holding the same exceptions: compare those."""
     found, expected = leaves(group), leaves(error)
-    return len(found) == len(expected) and all(a is b for a, b in zip(found, expected))
+    return len(found) == len(expected) and all(a is b for a, b in zip(found, expected, strict=True))
 
 
 def _failures_only(group: BaseExceptionGroup[BaseException]) -> bool:

@@ -98,9 +98,12 @@ async def test_forward_to_leader_from_the_body_comes_out_as_itself(
             raised.append(e)
             raise
 
-    with pytest.raises(raft.ForwardToLeader) as info:
+    async def block() -> None:
         async with one_node(data_dir=str(tmp_path) if durable else None) as node:
             await write_on_a_node_that_does_not_lead(node)
+
+    with pytest.raises(raft.ForwardToLeader) as info:
+        await block()
     assert type(info.value) is raft.ForwardToLeader
     assert info.value is raised[0]
     # The traceback still reaches where it was raised, through the body.
@@ -112,12 +115,16 @@ async def test_the_cause_and_context_of_a_body_error_are_kept(autojump_clock: An
     cause = KeyError("cause")
     context = ValueError("context")
     original = BodyError("body")
-    with pytest.raises(BodyError) as info:
+
+    async def block() -> None:
         async with one_node():
             try:
                 raise context
             except ValueError:
                 raise original from cause
+
+    with pytest.raises(BodyError) as info:
+        await block()
     assert info.value is original
     assert info.value.__cause__ is cause
     assert info.value.__context__ is context
@@ -126,12 +133,16 @@ async def test_the_cause_and_context_of_a_body_error_are_kept(autojump_clock: An
 
 async def test_a_body_error_without_a_cause_keeps_its_context_shown(autojump_clock: Any) -> None:
     context = ValueError("context")
-    with pytest.raises(BodyError) as info:
+
+    async def block() -> None:
         async with one_node():
             try:
                 raise context
             except ValueError:
                 raise BodyError("body")  # noqa: B904 - the implicit context is the point
+
+    with pytest.raises(BodyError) as info:
+        await block()
     assert info.value.__cause__ is None
     assert info.value.__context__ is context
     assert not info.value.__suppress_context__
@@ -141,17 +152,25 @@ async def test_an_exception_group_raised_by_the_body_comes_out_as_that_group(
     autojump_clock: Any,
 ) -> None:
     group = ExceptionGroup("the body's own", [BodyError("a"), BodyError("b")])
-    with pytest.raises(ExceptionGroup) as info:
+
+    async def block() -> None:
         async with one_node():
             raise group
+
+    with pytest.raises(ExceptionGroup) as info:
+        await block()
     assert info.value is group
 
 
 async def test_keyboard_interrupt_in_the_body_comes_out_as_itself(autojump_clock: Any) -> None:
     interrupt = KeyboardInterrupt()
-    with pytest.raises(KeyboardInterrupt) as info:
+
+    async def block() -> None:
         async with one_node():
             raise interrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        await block()
     assert info.value is interrupt
 
 
@@ -168,12 +187,15 @@ async def test_a_cancel_scope_around_the_block_still_works(autojump_clock: Any) 
 
 
 async def test_a_failing_node_task_comes_out_as_fatal(autojump_clock: Any) -> None:
-    with pytest.raises(raft.Fatal) as info:
+    async def block() -> None:
         async with one_node(state_machine=CrashingStateMachine()) as node:
             # Applying the membership entry crashes the state-machine worker, which
             # cancels the body.
             await node.initialize({1: raft.Node("a")})
             await trio.sleep_forever()
+
+    with pytest.raises(raft.Fatal) as info:
+        await block()
     assert type(info.value) is raft.Fatal
     assert isinstance(info.value.__cause__, Bug)
     assert "Bug: apply is broken" in str(info.value)
@@ -182,10 +204,13 @@ async def test_a_failing_node_task_comes_out_as_fatal(autojump_clock: Any) -> No
 async def test_a_node_task_failing_after_the_body_succeeded_comes_out_as_fatal(
     autojump_clock: Any,
 ) -> None:
-    with pytest.raises(raft.Fatal) as info:
+    async def block() -> None:
         async with one_node(state_machine=CrashingStateMachine()) as node:
             await node.initialize({1: raft.Node("a")})
             await trio.testing.wait_all_tasks_blocked()
+
+    with pytest.raises(raft.Fatal) as info:
+        await block()
     assert isinstance(info.value.__cause__, Bug)
 
 
@@ -201,7 +226,7 @@ class SlowToStopStateMachine(KvStateMachine):
         try:
             await trio.sleep_forever()
         finally:
-            raise Bug("cleanup is broken")  # noqa: B012 - the bug under test
+            raise Bug("cleanup is broken")  # the bug under test
 
 
 async def test_a_body_error_and_a_task_failure_come_out_together_in_a_group(
@@ -209,11 +234,15 @@ async def test_a_body_error_and_a_task_failure_come_out_together_in_a_group(
 ) -> None:
     sm = SlowToStopStateMachine()
     original = BodyError("body")
-    with pytest.raises(BaseExceptionGroup) as info:
+
+    async def block() -> None:
         async with one_node(state_machine=sm) as node:
             await node.initialize({1: raft.Node("a")})
             await sm.applying.wait()
             raise original
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        await block()
     found = leaves(info.value)
     assert original in found
     assert any(isinstance(leaf, Bug) for leaf in found)
@@ -223,10 +252,13 @@ async def test_a_body_error_and_a_task_failure_come_out_together_in_a_group(
 
 
 async def test_forward_to_leader_comes_out_of_open_cluster_as_itself(autojump_clock: Any) -> None:
-    raised: list[BaseException] = []
-    with pytest.raises(raft.ForwardToLeader) as info:
+    raised: list[raft.ForwardToLeader] = []
+    leaders: list[int] = []
+
+    async def block() -> None:
         async with open_cluster(3, seed=1) as cluster:
             leader = await cluster.wait_for_leader()
+            leaders.append(leader)
             follower = cluster.nodes[next(n for n in cluster.node_ids if n != leader)]
             await follower.wait(5).current_leader(leader)
             try:
@@ -234,14 +266,20 @@ async def test_forward_to_leader_comes_out_of_open_cluster_as_itself(autojump_cl
             except raft.ForwardToLeader as e:
                 raised.append(e)
                 raise
+
+    with pytest.raises(raft.ForwardToLeader) as info:
+        await block()
     assert info.value is raised[0]
-    assert info.value.leader_id == leader
+    assert info.value.leader_id == leaders[0]
 
 
 async def test_a_crashing_node_of_open_cluster_comes_out_as_fatal(autojump_clock: Any) -> None:
-    with pytest.raises(raft.Fatal) as info:
+    async def block() -> None:
         async with open_cluster(1, state_machine_factory=CrashingStateMachine):
             await trio.sleep_forever()
+
+    with pytest.raises(raft.Fatal) as info:
+        await block()
     assert isinstance(info.value.__cause__, Bug)
 
 
@@ -289,10 +327,14 @@ async def test_every_resource_lets_a_body_error_out_as_itself(
     autojump_clock: Any, name: str
 ) -> None:
     original = raft.ForwardToLeader(2, raft.Node("b"))
-    with pytest.raises(raft.ForwardToLeader) as info:
+
+    async def block() -> None:
         async with RESOURCES[name]():
             await trio.sleep(0.01)
             raise original
+
+    with pytest.raises(raft.ForwardToLeader) as info:
+        await block()
     assert info.value is original
     assert info.value.__context__ is None
 
