@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Generic, cast, final
+from typing import Any, Final, Generic, final
 
 import attrs
 from typing_extensions import TypeVar
@@ -303,13 +303,13 @@ class Normal(Generic[_Command]):
                 tag, fields of the wrong shape, not CBOR). It is a ``StorageError``: the
                 log holds an entry this node cannot apply, so the node stops.
         """
-        data = self._data
+        data: _Command = self._data
         if data is _UNDECODED:
             encoded = self._encoded
             assert encoded is not None  # one of the two is always at hand
             data = _Codec.decode(encoded)
             _set_data(self, data)
-        return cast("_Command", data)
+        return data
 
     @property
     def encoded(self) -> bytes:
