@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import mypy.api
 import pytest
 
 import openraft_trio as raft
@@ -29,7 +28,10 @@ def lid(index: int) -> raft.LogId:
 
 
 def test_mypy_infers_the_command_and_reply_types_from_the_state_machine() -> None:
-    stdout, stderr, status = mypy.api.run(
+    # mypy is a dev dependency: .ci/run installs it; ``nox -s typecheck`` checks the same
+    # file. Only an environment without it (``nox -s tests``) skips this.
+    api = pytest.importorskip("mypy.api", reason="mypy is not installed (the dev extra)")
+    stdout, stderr, status = api.run(
         ["--config-file", str(ROOT / "pyproject.toml"), str(HERE / "check_generics.py")]
     )
     assert status == 0, stdout + stderr
