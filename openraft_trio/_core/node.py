@@ -13,8 +13,9 @@ Task tree (DESIGN.md §3), each task in a module of its own::
 Leaving the block (or ``await raft.shutdown()``) cancels N0; calls still pending then fail
 with ``Stopped``. An exception the body raises comes out as itself; a task of the node that
 fails (a bug: storage errors stop the node without failing its task) cancels the body and
-comes out as ``Fatal`` (see :mod:`openraft_trio._nursery`). The public entry point, :func:`openraft_trio.open_raft`, validates its
-arguments and picks the durable default store and the codec's checks before it calls this.
+comes out as ``Fatal`` (see :mod:`openraft_trio._nursery`). The public entry point,
+:func:`openraft_trio.open_raft`, validates its arguments and picks the durable default
+store and the codec's checks before it calls this.
 """
 
 from __future__ import annotations
