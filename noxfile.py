@@ -43,6 +43,8 @@ def typecheck(session: nox.Session) -> None:
     """Run mypy --strict over the package (configured in pyproject.toml)."""
     session.install("-e", ".[test]", "mypy")
     session.run("mypy", *session.posargs)
+    # The generic Raft[C, R] as users see it (tests/typing/test_generics.py runs it too).
+    session.run("mypy", "tests/typing/check_generics.py")
 
 
 @nox.session

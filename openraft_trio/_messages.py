@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, final
+from typing import Any, Generic, final
 
 import attrs
+from typing_extensions import TypeVar
 
 from ._types import Entry, LogId, Vote
+
+# The state machine's reply type (``ClientWriteResponse.data``); ``Any`` unless known.
+_Reply = TypeVar("_Reply", covariant=True, default=Any)
 
 
 @final
@@ -91,15 +95,19 @@ class InstallSnapshotResponse:
 
 
 @final
-class ClientWriteResponse:
+class ClientWriteResponse(Generic[_Reply]):
     """Reply to a committed write: its ``log_id``, the state machine's ``data`` and, for a
-    membership entry, the ``membership``."""
+    membership entry, the ``membership``.
+
+    Generic in the state machine's reply type: a ``Raft[Deposit, Receipt]`` answers
+    ``client_write`` with a ``ClientWriteResponse[Receipt]``, whose ``data`` is a
+    ``Receipt`` for type checkers (at run time the class is the same)."""
 
     __slots__ = ("data", "log_id", "membership")
 
-    def __init__(self, log_id: LogId, data: Any, membership: Any = None) -> None:
+    def __init__(self, log_id: LogId, data: _Reply, membership: Any = None) -> None:
         self.log_id = log_id
-        self.data = data
+        self.data: _Reply = data
         self.membership = membership
 
     def __repr__(self) -> str:

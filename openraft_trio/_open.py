@@ -14,6 +14,9 @@ import os
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
+
+from typing_extensions import TypeVar
 
 from ._config import Config
 from ._core.handle import Raft
@@ -25,6 +28,9 @@ from .codec import ENCODE_ERRORS, check_payload, entry_size
 from .network import RaftNetworkFactory
 from .storage import EncodesEntries, RaftLogStorage, RaftStateMachine, open_file_log_store
 
+# Inferred from the state machine: what ``client_write`` takes and what it answers.
+_Command = TypeVar("_Command", default=Any)
+_Reply = TypeVar("_Reply", default=Any)
 
 @asynccontextmanager
 async def open_raft(
@@ -33,13 +39,27 @@ async def open_raft(
     *,
     network: RaftNetworkFactory,
     log_store: RaftLogStorage | None = None,
-    state_machine: RaftStateMachine,
+    state_machine: RaftStateMachine[_Command, _Reply],
     data_dir: str | os.PathLike[str] | None = None,
     rng: random.Random | None = None,
     clock: Callable[[], float] | None = None,
     observer: Callable[[RaftCore], None] | None = None,
-) -> AsyncIterator[Raft]:
+) -> AsyncIterator[Raft[_Command, _Reply]]:
     """Start a Raft node; leaving the block stops it.
+
+    The handle is typed by the state machine: with one whose ``apply`` takes
+    ``Sequence[Entry[Deposit]]`` and returns ``list[Receipt]`` it is a ``Raft[Deposit,
+    Receipt]`` (``client_write`` takes a ``Deposit``; ``resp.data`` is a ``Receipt``).
+
+    Errors out of the block (docs/guide.md, "Errors out of ``async with``"): an exception
+    raised by the body comes out as itself, not wrapped in an ``ExceptionGroup`` (the same
+    object, with its traceback, ``__cause__`` and ``__context__``); cancellation and
+    ``KeyboardInterrupt`` pass as they are. A storage failure stops the node (fail-stop:
+    calls raise ``StorageError``, see ``Raft.fatal_error``) and leaves the body running. A
+    task of the node that fails otherwise (a bug, in the library or in the state machine,
+    log store or network) cancels the body, and the block raises ``Fatal`` chained
+    (``__cause__``) from what the task raised. If the body raised too, both come out in
+    one ``ExceptionGroup``.
 
     Args:
         node_id: this node's id (an int).
@@ -81,7 +101,9 @@ async def open_raft(
             clock=clock,
             observer=observer,
         ) as raft:
-            yield raft
+            # The node applies whatever the state machine is; its types are the caller's.
+            typed: Raft[_Command, _Reply] = raft
+            yield typed
 
 
 def _write_checker(

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, NoReturn, TypeVar, cast, final
+from typing import Any, Generic, Literal, NoReturn, cast, final, overload
 
 import trio
 import trio_util
+from typing_extensions import TypeVar
 
 from .._config import Config
 from .._errors import (
@@ -63,6 +64,10 @@ from .trigger import Trigger
 from .wait import Wait
 
 _T = TypeVar("_T")
+# The state machine's command type (what ``client_write`` takes) and reply type (the
+# ``data`` of a ``ClientWriteResponse``): ``open_raft`` infers both from the state machine.
+_Command = TypeVar("_Command", default=Any)
+_Reply = TypeVar("_Reply", default=Any)
 
 _log = logging.getLogger("openraft_trio")
 
@@ -91,8 +96,14 @@ class NoPublicConstructor(type):
 
 
 @final
-class Raft(metaclass=NoPublicConstructor):
-    """Handle to a running node. Obtain one from :func:`open_raft`."""
+class Raft(Generic[_Command, _Reply], metaclass=NoPublicConstructor):
+    """Handle to a running node. Obtain one from :func:`open_raft`.
+
+    Generic in the state machine's command and reply types: with a state machine typed
+    ``RaftStateMachine[Deposit, Receipt]``, ``open_raft`` yields a ``Raft[Deposit,
+    Receipt]``, whose ``client_write`` takes a ``Deposit`` and returns a
+    ``ClientWriteResponse[Receipt]`` (type checkers only: nothing is checked at run time).
+    """
 
     def __init__(
         self,
@@ -261,7 +272,7 @@ class Raft(metaclass=NoPublicConstructor):
     async def is_initialized(self) -> bool:
         return bool(await self._call(lambda responder: Query(_is_initialized, responder)))
 
-    async def client_write(self, data: Any) -> ClientWriteResponse:
+    async def client_write(self, data: _Command) -> ClientWriteResponse[_Reply]:
         """Replicate ``data``; return once it is committed and applied.
 
         Raises:
@@ -274,14 +285,24 @@ class Raft(metaclass=NoPublicConstructor):
         """
         payload = Normal(data)
         self._check_write(payload)  # encodes it, once: the log, wire and disk carry those bytes
-        response: ClientWriteResponse = await self._call(
+        response: ClientWriteResponse[_Reply] = await self._call(
             lambda responder: ClientWrite([payload], [responder])
         )
         return response
 
+    @overload
     async def client_write_many(
-        self, items: list[Any], *, return_exceptions: bool = False
-    ) -> list[Any]:
+        self, items: list[_Command], *, return_exceptions: Literal[False] = False
+    ) -> list[ClientWriteResponse[_Reply]]: ...
+
+    @overload
+    async def client_write_many(
+        self, items: list[_Command], *, return_exceptions: bool
+    ) -> list[ClientWriteResponse[_Reply] | RaftError]: ...
+
+    async def client_write_many(
+        self, items: list[_Command], *, return_exceptions: bool = False
+    ) -> list[ClientWriteResponse[_Reply]] | list[ClientWriteResponse[_Reply] | RaftError]:
         """Replicate ``items`` as one batch (consecutive entries, in order); one
         ``ClientWriteResponse`` per item.
 
@@ -291,18 +312,21 @@ class Raft(metaclass=NoPublicConstructor):
         (``PayloadTooLarge``, ``InvalidRequest``) is then left out of the batch and the
         others are written. Without it, such an item refuses the whole batch.
         """
-        items = [Normal(item) for item in items]
+        payloads = [Normal(item) for item in items]
         refused: dict[int, RaftError] = {}
-        for i, item in enumerate(items):
+        for i, item in enumerate(payloads):
             try:
                 self._check_write(item)
             except InvalidRequest as e:
                 if not return_exceptions:
                     raise
                 refused[i] = e
-        batch = [item for i, item in enumerate(items) if i not in refused] if refused else items
+        batch = [item for i, item in enumerate(payloads) if i not in refused] if refused else payloads
         if not batch:
-            return [refused[i] for i in range(len(items))]
+            everything_refused: list[ClientWriteResponse[_Reply] | RaftError] = [
+                refused[i] for i in range(len(payloads))
+            ]
+            return everything_refused
         responders = [self._responder() for _ in batch]
         try:
             await self._send(ClientWrite(batch, responders))
@@ -322,7 +346,7 @@ class Raft(metaclass=NoPublicConstructor):
                 self._pending.discard(responder)
         if refused:
             outcomes = iter(results)
-            results = [refused[i] if i in refused else next(outcomes) for i in range(len(items))]
+            results = [refused[i] if i in refused else next(outcomes) for i in range(len(payloads))]
         return results
 
     async def ensure_linearizable(self, policy: ReadPolicy = ReadPolicy.READ_INDEX) -> LogId | None:
@@ -356,7 +380,7 @@ class Raft(metaclass=NoPublicConstructor):
 
     async def add_learner(
         self, node_id: int, node: Node, blocking: bool = True
-    ) -> ClientWriteResponse:
+    ) -> ClientWriteResponse[_Reply]:
         """Add ``node_id`` as a learner: it receives the log but never votes or campaigns.
 
         Returns once the membership entry is committed and applied here; with ``blocking``
@@ -370,7 +394,9 @@ class Raft(metaclass=NoPublicConstructor):
         """
         if not isinstance(node_id, int) or isinstance(node_id, bool) or not isinstance(node, Node):
             raise InvalidRequest("add_learner(node_id: int, node: Node)")
-        resp: ClientWriteResponse = await self._call(lambda responder: AddLearner(node_id, node, responder))
+        resp: ClientWriteResponse[_Reply] = await self._call(
+            lambda responder: AddLearner(node_id, node, responder)
+        )
         if blocking:
             threshold = self.config.replication_lag_threshold
 
@@ -388,7 +414,7 @@ class Raft(metaclass=NoPublicConstructor):
 
     async def change_membership(
         self, voter_ids: Iterable[int], retain: bool = False
-    ) -> ClientWriteResponse:
+    ) -> ClientWriteResponse[_Reply]:
         """Make ``voter_ids`` the voters, through a joint configuration; returns once the
         final configuration is committed and applied. ``retain`` keeps removed voters as
         learners.
@@ -404,7 +430,7 @@ class Raft(metaclass=NoPublicConstructor):
         voters = frozenset(voter_ids)
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in voters):
             raise InvalidRequest("change_membership() takes node ids (ints)")
-        response: ClientWriteResponse = await self._call(
+        response: ClientWriteResponse[_Reply] = await self._call(
             lambda responder: ChangeMembership(voters, bool(retain), responder)
         )
         return response

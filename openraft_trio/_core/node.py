@@ -11,8 +11,11 @@ Task tree (DESIGN.md §3), each task in a module of its own::
      └─ openraft_trio.ticker          ticker.py
 
 Leaving the block (or ``await raft.shutdown()``) cancels N0; calls still pending then fail
-with ``Stopped``. The public entry point, :func:`openraft_trio.open_raft`, validates its
-arguments and picks the durable default store and the codec's checks before it calls this.
+with ``Stopped``. An exception the body raises comes out as itself; a task of the node that
+fails (a bug: storage errors stop the node without failing its task) cancels the body and
+comes out as ``Fatal`` (see :mod:`openraft_trio._nursery`). The public entry point,
+:func:`openraft_trio.open_raft`, validates its arguments and picks the durable default
+store and the codec's checks before it calls this.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import trio_util
 
 from .._config import Config
 from .._engine import Engine
+from .._errors import Fatal, short_text
+from .._nursery import background_nursery
 from .._types import Entry, Normal
 from ..network import RaftNetworkFactory
 from ..storage import RaftLogStorage, RaftStateMachine
@@ -91,7 +96,9 @@ async def open_node(
         node_id=node_id, config=config, core=core, api_tx=api_tx, check_write=check_write
     )
     try:
-        async with trio.open_nursery() as node_nursery:
+        async with background_nursery(
+            task_failed=functools.partial(_node_failed, node_id)
+        ) as node_nursery:
             run = raft._run_task
             node_nursery.start_soon(run, core.run, name="openraft_trio.raft_core")
             node_nursery.start_soon(
@@ -117,3 +124,12 @@ async def open_node(
     finally:
         raft._stop()
         raft._done.set()
+
+
+def _node_failed(node_id: int, failure: BaseException) -> Fatal:
+    """What leaves ``open_node`` when a task of the node failed (chained from ``failure``)."""
+    if isinstance(failure, BaseExceptionGroup):
+        what = f"{len(failure.exceptions)} tasks of the node failed"
+    else:
+        what = f"a task of the node failed: {type(failure).__name__}: {failure}"
+    return Fatal(short_text(f"raft node {node_id} stopped: {what}"))

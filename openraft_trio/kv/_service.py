@@ -48,6 +48,7 @@ from .._config import Config
 from .._core.handle import Raft
 from .._errors import ForwardToLeader, InvalidRequest, RaftError, short_repr
 from .._messages import ClientWriteResponse
+from .._nursery import background_nursery
 from .._open import open_raft
 from .._types import LogId, Node, ReadPolicy
 from ..network.tcp import RaftServer, ServerLimits, open_tcp_network, parse_addr, serve_raft
@@ -434,6 +435,9 @@ async def serve_kv_node(
 ) -> None:
     """Run one KV node until cancelled; ``task_status.started(KvNode)`` once it listens.
 
+    Its errors come out as themselves, not wrapped in ``ExceptionGroup``s (docs/guide.md,
+    "Errors out of ``async with``").
+
     Raises:
         DataDirError: ``data_dir`` is another node's.
         StorageError: the log cannot be opened (e.g. another process holds its lock).
@@ -498,7 +502,7 @@ async def _run_kv_node(options: KvNodeOptions, started: Callable[[KvNode], None]
         open_raft(
             options.node_id, config, network=network, state_machine=state_machine, **store_args
         ) as raft,
-        trio.open_nursery() as nursery,
+        background_nursery() as nursery,
     ):
         stats: dict[str, Any] = {}
         service = KvService(

@@ -211,8 +211,12 @@ class KvStateMachine:
     async def applied_state(self) -> tuple[LogId | None, StoredMembership]:
         return self._last_applied, self._last_membership
 
-    async def apply(self, entries: Sequence[Entry]) -> list[Any]:
-        """Apply committed entries in order; one reply per entry (``None`` unless Normal)."""
+    async def apply(self, entries: Sequence[Entry[_Request]]) -> list[Any]:
+        """Apply committed entries in order; one reply per entry (``None`` unless Normal).
+
+        Its commands are ``Set | Delete | CompareAndSwap | Get`` (``open_raft`` makes a
+        ``Raft[Set | Delete | CompareAndSwap | Get, Any]`` of it); a reply is a stored
+        value (``Any``) or, for ``CompareAndSwap``, ``(swapped, value_after)``."""
         replies: list[Any] = []
         for entry in entries:
             payload = entry.payload

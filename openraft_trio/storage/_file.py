@@ -52,6 +52,7 @@ import cbor2
 import trio
 
 from .._errors import StorageError
+from .._nursery import background_nursery
 from .._statistics import LatencyHistogram
 from .._types import Entry, LogId, LogState, Vote, next_index
 from . import _file_format as fmt
@@ -425,6 +426,11 @@ class FileLogStore:
             await self._flush_forever()
         finally:
             self._flusher_done = True
+            # Cancelled from outside (a cancel scope around the store's block) while a
+            # call was queued, e.g. the closing drain's: nobody may wait on it forever.
+            queued = list(self._queue)
+            self._queue.clear()
+            self._fail_batch(queued, StorageError(f"log store {self.directory!r} stopped"))
             self._idle.set()
 
     async def _flush_forever(self) -> None:
@@ -644,7 +650,7 @@ async def open_file_log_store(
     """Open (creating if needed) the durable log store in ``directory``.
 
     Leaving the block writes and fsyncs everything queued, closes the files and releases
-    the directory lock.
+    the directory lock. An exception the body raises comes out as itself.
 
     Args:
         directory: where the store lives (created if missing).
@@ -685,7 +691,7 @@ async def open_file_log_store(
     )
     try:
         await run(store._load)
-        async with trio.open_nursery() as nursery:
+        async with background_nursery() as nursery:
             nursery.start_soon(store._flusher, name="openraft_trio.log_flusher")
             try:
                 yield store

@@ -16,9 +16,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from typing_extensions import TypeVar
+
 from .._types import Entry, LogId, LogState, Snapshot, SnapshotMeta, StoredMembership, Vote
 
 IOCallback = Callable[[BaseException | None], None]
+
+# A state machine's command type (the data of the Normal entries it applies: contravariant,
+# as it is taken) and reply type (one per entry). Both default to ``Any``.
+_Command = TypeVar("_Command", contravariant=True, default=Any)
+_Reply = TypeVar("_Reply", default=Any)
 
 
 def check_append(entries: Sequence[Entry], last_log_id: LogId | None) -> None:
@@ -89,14 +96,20 @@ class RaftLogStorage(Protocol):
 
 
 @runtime_checkable
-class RaftStateMachine(Protocol):
+class RaftStateMachine(Protocol[_Command, _Reply]):
     """The replicated application: applies committed entries, builds and installs
-    snapshots; see ``docs/storage.md`` for the contract."""
+    snapshots; see ``docs/storage.md`` for the contract.
+
+    Generic in the command type (the data of the ``Normal`` entries it applies) and the
+    reply type: a state machine whose ``apply`` takes ``Sequence[Entry[Deposit]]`` and
+    returns ``list[Receipt | None]`` is a ``RaftStateMachine[Deposit, Receipt | None]``,
+    and ``open_raft`` gives it a ``Raft[Deposit, Receipt | None]``. Unannotated, both are
+    ``Any``."""
 
     async def applied_state(self) -> tuple[LogId | None, StoredMembership]:
         """The last applied log id and the last applied membership (read at startup)."""
 
-    async def apply(self, entries: Sequence[Entry]) -> list[Any]:
+    async def apply(self, entries: Sequence[Entry[_Command]]) -> list[_Reply]:
         """Apply committed entries in order; one reply per entry (None for non-Normal)."""
 
     async def build_snapshot(self) -> Snapshot:

@@ -15,6 +15,7 @@ from .._config import Config
 from .._core.handle import Raft
 from .._core.signals import Wakeup
 from .._errors import WaitTimeout
+from .._nursery import background_nursery
 from .._open import open_raft
 from .._types import Node, ServerState
 from ..kv import KvStateMachine
@@ -315,10 +316,12 @@ async def open_cluster(
         disk_latency: with a ``CrashFS`` per node: each I/O call's fsyncs take effect a
             random delay in this range after it is issued (a crash in between loses them).
 
-    Leaving the block stops every node.
+    Leaving the block stops every node. An exception the body raises comes out as itself; a
+    node that fails (its ``open_raft`` raised ``Fatal``) cancels the body and its ``Fatal``
+    comes out (docs/guide.md, "Errors out of ``async with``").
     """
     config = (config or Config(cluster_name="test")).validate()
-    async with trio.open_nursery() as nursery:
+    async with background_nursery() as nursery:
         router = Router(seed)
         router.snapshot_chunk_size = config.snapshot_max_chunk_size
         router.attach(nursery)

@@ -434,3 +434,17 @@ async def test_a_second_process_on_the_same_directory_is_refused(tmp_path: objec
         assert out.startswith("refused:"), out
         assert "in use" in out
     assert (await trio.to_thread.run_sync(other_process)).startswith("opened")
+
+
+async def test_a_cancel_scope_around_the_store_does_not_hang_its_close() -> None:
+    # The block is left with the scope cancelled and the flusher not yet told: the closing
+    # drain queues its call, then the flusher stops on the cancellation. It must fail that
+    # call (the drain then ends) rather than leave it waiting, shielded, forever.
+    fs = CrashFS()
+    with trio.CancelScope() as scope:
+        async with open_file_log_store(D, fs=fs, run_io=run_inline) as store:
+            await store.save_vote(Vote(LeaderId(1, 1)))
+            await trio.testing.wait_all_tasks_blocked()
+            scope.cancel()
+    async with open_file_log_store(D, fs=fs, run_io=run_inline) as store:
+        assert await store.read_vote() == Vote(LeaderId(1, 1))
