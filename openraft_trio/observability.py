@@ -11,10 +11,19 @@
 See ``docs/observability.md``.
 """
 
-from ._events import EVENTS as EVENTS
+from ._events import EVENTS as _EVENTS
 from ._events import EventType as EventType
 from ._events import JsonLogFormatter as JsonLogFormatter
-from ._statistics import LATENCY_BUCKETS as LATENCY_BUCKETS
+from ._statistics import LATENCY_BUCKETS as _LATENCY_BUCKETS
 from ._statistics import HistogramSnapshot as HistogramSnapshot
 from ._statistics import RaftStatistics as RaftStatistics
 from ._statistics import TransportStatistics as TransportStatistics
+
+#: Every log event a node emits, by its stable name (``"election.won"``, ...): the
+#: :class:`EventType` says its level, logger and fields. The table in
+#: ``docs/observability.md`` is checked against it.
+EVENTS = _EVENTS
+
+#: The upper bounds, in seconds, of the latency histograms' buckets (100 µs to 10 s); a
+#: last, unbounded bucket counts what is slower.
+LATENCY_BUCKETS = _LATENCY_BUCKETS
