@@ -184,7 +184,8 @@ def test_sdist_has_the_docs_readme_changelog_and_licenses(built: tuple[Path, Pat
     with tarfile.open(sdist) as archive:
         names = {name.removeprefix(f"{top}/") for name in archive.getnames()}
     docs = {path.relative_to(ROOT).as_posix() for path in (ROOT / "docs").rglob("*.md")}
-    assert docs and docs <= names
+    assert docs
+    assert docs <= names
     expected = {"README.md", "CHANGELOG.md", "LICENSE", "LICENSE-MIT", "LICENSE-APACHE"}
     assert expected <= names
     assert {"pyproject.toml", "openraft_trio/py.typed", "openraft_trio/_version.py"} <= names
