@@ -34,7 +34,6 @@ from typing import Final, TypeVar, final
 import trio
 
 __all__ = [
-    "ALLOW_UNTESTED_TRIO_VARIABLE",
     "TESTED_TRIO_VERSIONS",
     "UntestedTrioWarning",
     "deterministic_scheduling",
@@ -49,9 +48,8 @@ TESTED_TRIO_VERSIONS: Final = tuple(f"0.{minor}." for minor in range(23, 36))
 these releases; the test suite runs against the oldest and the newest (``nox -s
 tests_oldest``, ``nox -s tests``)."""
 
-ALLOW_UNTESTED_TRIO_VARIABLE: Final = "OPENRAFT_TRIO_ALLOW_UNTESTED_TRIO"
-"""Set this environment variable to ``1`` to run on a trio release not in
-:data:`TESTED_TRIO_VERSIONS`: a warning instead of an error."""
+# Set to 1 to run on a trio release not in TESTED_TRIO_VERSIONS: a warning, not an error.
+_ALLOW_UNTESTED_TRIO_VARIABLE: Final = "OPENRAFT_TRIO_ALLOW_UNTESTED_TRIO"
 
 _FLAG: Final = "_ALLOW_DETERMINISTIC_SCHEDULING"
 
@@ -66,12 +64,12 @@ def _trio_scheduler() -> ModuleType:
     """trio's private run module, after checking trio's version and that it has what we use."""
     if not trio.__version__.startswith(TESTED_TRIO_VERSIONS):
         known = f"{TESTED_TRIO_VERSIONS[0]}x to {TESTED_TRIO_VERSIONS[-1]}x"
-        if os.environ.get(ALLOW_UNTESTED_TRIO_VARIABLE) != "1":
+        if os.environ.get(_ALLOW_UNTESTED_TRIO_VARIABLE) != "1":
             raise RuntimeError(
                 f"openraft_trio's deterministic scheduling (the simulator, "
                 f"run_deterministic) relies on private trio API it knows in trio {known}, "
                 f"not in trio {trio.__version__}: install a trio it knows, or set "
-                f"{ALLOW_UNTESTED_TRIO_VARIABLE}=1 to try this one (a seed may then not "
+                f"{_ALLOW_UNTESTED_TRIO_VARIABLE}=1 to try this one (a seed may then not "
                 "replay the same run). The rest of openraft_trio works with this trio."
             )
         warnings.warn(

@@ -8,11 +8,12 @@ import trio
 import trio.testing
 
 from openraft_trio.testing.deterministic import (
-    ALLOW_UNTESTED_TRIO_VARIABLE,
     TESTED_TRIO_VERSIONS,
     UntestedTrioWarning,
     run_deterministic,
 )
+
+ALLOW_UNTESTED_TRIO_VARIABLE = "OPENRAFT_TRIO_ALLOW_UNTESTED_TRIO"
 
 
 async def _sleep_and_report() -> float:
