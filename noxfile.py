@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
+import tomllib
+from pathlib import Path
+
 import nox
+from packaging.requirements import Requirement
 
 nox.options.download_python = "never"
 nox.options.default_venv_backend = "venv"
@@ -11,10 +17,64 @@ nox.options.sessions = ["tests", "lint", "typecheck"]
 LINT_PATHS = ["openraft_trio", "tests", "benchmarks", "noxfile.py"]
 
 
-@nox.session
+# Every Python version the package supports and is tested on (its classifiers say the same).
+PYTHONS = ["3.11", "3.12", "3.13"]
+
+
+
+
+def _put_pyenv_pythons_on_path() -> None:
+    """Let nox find each of ``PYTHONS`` that pyenv installed: pyenv's shims answer only for
+    the selected versions, so a ``python3.12`` shim fails where 3.12 is installed but not
+    selected. The newest installed patch release of each version goes first on ``PATH``."""
+    versions = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = []
+    for python in PYTHONS:
+        releases = [
+            path
+            for path in versions.glob(f"{python}.*")
+            if re.fullmatch(rf"{re.escape(python)}\.\d+", path.name)
+        ]
+        if releases:
+            newest = max(releases, key=lambda path: int(path.name.rpartition(".")[2]))
+            found.append(str(newest / "bin"))
+    if found:
+        os.environ["PATH"] = os.pathsep.join([*found, os.environ.get("PATH", "")])
+
+
+_put_pyenv_pythons_on_path()
+
+
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite (extra arguments go to pytest)."""
-    session.install("-e", ".[test]")
+    """Run the test suite against the newest allowed dependencies, once per Python
+    (``nox -s tests-3.12`` for one; extra arguments go to pytest)."""
+    session.install("--upgrade", "-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+def oldest_constraints() -> list[str]:
+    """``name==lower bound`` for each runtime and test dependency of ``pyproject.toml``:
+    the oldest versions its ranges allow (each range has a ``>=`` bound)."""
+    project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
+    pins = []
+    for text in [*project["dependencies"], *project["optional-dependencies"]["test"]]:
+        requirement = Requirement(text)
+        lower = [spec.version for spec in requirement.specifier if spec.operator in (">=", "~=")]
+        if len(lower) != 1:
+            raise ValueError(f"{text!r}: each dependency needs one lower bound (>= or ~=)")
+        pins.append(f"{requirement.name}=={lower[0]}")
+    return pins
+
+
+@nox.session(python=PYTHONS[0])
+def tests_oldest(session: nox.Session) -> None:
+    """Run the test suite against the lowest versions the dependency ranges allow, on the
+    oldest Python (extra arguments go to pytest)."""
+    constraints = Path(session.create_tmp()) / "constraints-oldest.txt"
+    constraints.write_text("\n".join(oldest_constraints()) + "\n")
+    session.install("-c", str(constraints), "-e", ".[test]")
+    session.run("pip", "freeze")
     session.run("pytest", *session.posargs)
 
 

@@ -59,6 +59,7 @@ from ._types import Snapshot as Snapshot
 from ._types import SnapshotMeta as SnapshotMeta
 from ._types import StoredMembership as StoredMembership
 from ._types import Vote as Vote
+from ._version import __version__ as __version__
 from .network import RPCOption as RPCOption
 
 # A library logs; the application decides where that goes (no output unless configured).

@@ -18,6 +18,7 @@ import argparse
 from collections.abc import Sequence
 
 from ._cli import Commands, add_commands, int_arg
+from ._version import __version__
 
 
 def _positive_int(text: str) -> int:
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m openraft_trio",
         description="openraft_trio: a Raft consensus engine on Trio.",
     )
+    parser.add_argument("--version", action="version", version=f"openraft_trio {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_demo(commands)
     add_commands(commands)

@@ -237,10 +237,11 @@ def test_classes_users_must_not_subclass_are_final() -> None:
 
 @pytest.mark.parametrize("cls", [openraft_trio.RaftMetrics, openraft_trio.ReplicationStatus])
 def test_metrics_fields_have_one_line_docs(cls: type) -> None:
-    doc = cls.__doc__ or ""
+    # cleandoc: Python 3.13 strips a docstring's indentation at compile time, older ones not.
+    doc = inspect.cleandoc(cls.__doc__ or "")
     assert "Attributes:" in doc
     attributes = doc.split("Attributes:", 1)[1]
-    documented = re.findall(r"^        (\w+): \S", attributes, re.MULTILINE)
+    documented = re.findall(r"^    (\w+): \S", attributes, re.MULTILINE)
     assert documented == [field.name for field in attrs.fields(cls)]
 
 

@@ -28,9 +28,9 @@ def lid(index: int) -> raft.LogId:
 
 
 def test_mypy_infers_the_command_and_reply_types_from_the_state_machine() -> None:
-    # mypy is a dev dependency: .ci/run installs it; ``nox -s typecheck`` checks the same
-    # file. Only an environment without it (``nox -s tests``) skips this.
-    api = pytest.importorskip("mypy.api", reason="mypy is not installed (the dev extra)")
+    # mypy is in the test extra (and ``nox -s typecheck`` checks the same file); only an
+    # environment installed without that extra skips this.
+    api = pytest.importorskip("mypy.api", reason="mypy is not installed (the test extra)")
     stdout, stderr, status = api.run(
         ["--config-file", str(ROOT / "pyproject.toml"), str(HERE / "check_generics.py")]
     )
