@@ -83,7 +83,9 @@ async def background_nursery(
     """
     body_error: BaseException | None = None
     try:
-        async with trio.open_nursery() as nursery:
+        # Strict whatever ``trio.run(strict_exception_groups=...)`` says: the rules below
+        # read the group trio builds.
+        async with trio.open_nursery(strict_exception_groups=True) as nursery:
             try:
                 yield nursery
             except BaseException as e:

@@ -29,7 +29,7 @@ def _run() -> float:
 
 def test_the_installed_trio_is_known() -> None:
     assert trio.__version__.startswith(TESTED_TRIO_VERSIONS)
-    assert TESTED_TRIO_VERSIONS[0] == "0.23."
+    assert TESTED_TRIO_VERSIONS[0] == "0.25."
     assert TESTED_TRIO_VERSIONS[-1] == "0.35."
 
 
@@ -40,7 +40,7 @@ def test_an_unknown_trio_is_refused_with_what_to_do(monkeypatch: pytest.MonkeyPa
         _run()
     message = str(error.value)
     assert "not in trio 0.99.0" in message
-    assert "trio 0.23.x to 0.35.x" in message
+    assert "trio 0.25.x to 0.35.x" in message
     assert f"{ALLOW_UNTESTED_TRIO_VARIABLE}=1" in message
     assert "The rest of openraft_trio works with this trio." in message
 
