@@ -59,13 +59,20 @@ class MembershipHandler:
         if not log_id_ge(engine.io.committed, leader.noop_log_id):
             raise InProgress("the leader has not committed an entry of its term yet")
 
-    def add_learner(self, node_id: int, node: Node, responder: Any) -> None:
-        """Add ``node_id`` as a learner (replicated to, never voting)."""
-        engine = self.engine
+    def _refused_while_changing(self, responder: Any) -> bool:
+        """Answer ``responder`` with ``InProgress`` and return True if a change is in
+        progress (see :meth:`_check_no_change_in_progress`)."""
         try:
             self._check_no_change_in_progress()
         except InProgress as e:
-            engine.respond(responder, e)
+            self.engine.respond(responder, e)
+            return True
+        return False
+
+    def add_learner(self, node_id: int, node: Node, responder: Any) -> None:
+        """Add ``node_id`` as a learner (replicated to, never voting)."""
+        engine = self.engine
+        if self._refused_while_changing(responder):
             return
         membership = engine.membership.membership
         if node_id in membership.nodes or node_id in membership.voter_ids:
@@ -79,10 +86,7 @@ class MembershipHandler:
     def remove_learner(self, node_id: int, responder: Any) -> None:
         """Remove learner ``node_id`` from ``nodes`` (see the module docstring)."""
         engine = self.engine
-        try:
-            self._check_no_change_in_progress()
-        except InProgress as e:
-            engine.respond(responder, e)
+        if self._refused_while_changing(responder):
             return
         membership = engine.membership.membership
         if node_id in membership.voter_ids:
@@ -100,10 +104,7 @@ class MembershipHandler:
     def change_membership(self, voter_ids: frozenset[int], retain: bool, responder: Any) -> None:
         """Move to ``voter_ids`` through a joint configuration (see the module docstring)."""
         engine = self.engine
-        try:
-            self._check_no_change_in_progress()
-        except InProgress as e:
-            engine.respond(responder, e)
+        if self._refused_while_changing(responder):
             return
         if not voter_ids:
             engine.respond(responder, EmptyMembership("the new voter set is empty"))
