@@ -15,9 +15,10 @@ Each command is one subparser with a ``handler(args) -> exit status``; add new o
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
-from ._cli import Commands, add_commands, int_arg
+from ._cli import EXIT_INTERRUPTED, Commands, add_commands, int_arg, stdout_gone
 from ._version import __version__
 
 
@@ -66,14 +67,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help()
-        return 0
-    status: int = handler(args)
-    return status
+    """Run one command; returns its exit status. A closed stdout (``--help | head -0``)
+    exits 141 and Ctrl-C exits 130 with one ``error:`` line, never a traceback, wherever
+    they happen (the commands handle both themselves; this catches the rest, e.g. while
+    argparse prints the help)."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        handler = getattr(args, "handler", None)
+        if handler is None:
+            parser.print_help()
+            sys.stdout.flush()
+            return 0
+        status: int = handler(args)
+        return status
+    except BrokenPipeError:
+        return stdout_gone()
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -453,10 +453,18 @@ def _write_stdout(text: str) -> None:
     try:
         print(text, flush=True)
     except BrokenPipeError:
-        _stdout_closed = True
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        stdout_gone()
+
+
+def stdout_gone() -> int:
+    """The reader of our stdout went away: point stdout at devnull (so the flush at exit
+    does not fail again) and return the exit status to report, 141."""
+    global _stdout_closed
+    _stdout_closed = True
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_STDOUT_CLOSED
 
 
 def _print(args: argparse.Namespace, value: Any, text: str | None = None) -> None:

@@ -32,3 +32,16 @@ def test_serve_metrics_listen_without_prometheus_client_is_a_clear_usage_error(
 def test_serve_log_format_is_text_or_json() -> None:
     assert build_parser().parse_args(SERVE).log_format == "text"
     assert build_parser().parse_args([*SERVE, "--log-format", "json"]).log_format == "json"
+
+
+def test_ctrl_c_anywhere_in_a_command_is_one_error_line_and_exit_130(
+    monkeypatch, capsys
+) -> None:
+    import openraft_trio.__main__ as entry
+
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(entry, "_run_demo", interrupted)
+    assert entry.main(["demo"]) == 130
+    assert capsys.readouterr().err == "error: interrupted\n"
