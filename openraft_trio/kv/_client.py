@@ -215,7 +215,7 @@ class KvClient:
             await trio.sleep(0.05)
 
     async def add_learner(self, node_id: int, addr: str, *, blocking: bool = True) -> int:
-        """Add learner ``node_id`` at ``addr`` (with ``blocking``, wait until it caught up); the
+        """Add learner ``node_id`` at ``addr`` (with ``blocking``, until it nearly caught up); the
         membership entry's index."""
         reply = await self.leader_call("add_learner", node_id, addr, blocking, idempotent=False)
         return int(reply["index"])

@@ -359,7 +359,7 @@ class KvService:
 
     async def transfer_leader(self, to: Any) -> None:
         """Hand leadership to voter ``to``; on a node that is not the leader, raises
-        ``ForwardToLeader``."""
+        ``ForwardToLeader``; ``NotAVoter`` if ``to`` is not a voter."""
         metrics = self.raft.metrics
         if metrics.current_leader != self.raft.node_id:
             leader = metrics.current_leader

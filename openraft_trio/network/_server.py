@@ -162,8 +162,8 @@ class RaftServer:
         return f"{host}:{port}"
 
     async def handle_connection(self, stream: trio.abc.Stream) -> None:
-        """Serve one accepted connection until it closes; errors close it and are counted in
-        ``stats``, not raised."""
+        """Serve one accepted connection until it closes; a broken, bad or timed-out
+        connection is closed and counted in ``stats``, not raised."""
         stats = self.stats
         stats.connections_accepted += 1
         peer = _peer_name(stream)

@@ -171,7 +171,7 @@ class MemLogStore:
         self._last_purged_log_id = upto
 
     async def save_committed(self, log_id: LogId | None) -> None:
-        """Save the committed log id."""
+        """Save the committed log id (flushing pending appends first)."""
         self._flush_before_durable_write()
         self._committed = log_id
 

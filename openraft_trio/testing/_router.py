@@ -216,8 +216,8 @@ class Router:
     ) -> T:
         """Carry one RPC from ``src`` to ``dst`` and its reply back, under the router's faults.
 
-        Raises ``Unreachable`` if ``dst`` is down, the error the target answered (as an
-        ``RPCError``), or ``RPCTimeout`` after ``option.hard_ttl`` if a message is lost."""
+        Raises ``Unreachable`` if ``dst`` is down or stopped, ``RemoteError`` if it refused
+        the call, or ``RPCTimeout`` after ``option.hard_ttl`` if a message is lost."""
         self.rpc_count += 1
         if (
             self._duplicate_rate

@@ -375,7 +375,7 @@ class CrashFS:
             return name in self._names.get(parent, {})
 
     def read_file(self, path: str) -> bytes:
-        """The whole content of ``path`` as written so far (synced or not)."""
+        """The whole content of ``path`` as written so far (synced or not); an injected ``read`` failure raises ``OSError``."""
         path = _norm(path)
         with self._mutex:
             self._inject("read", path)

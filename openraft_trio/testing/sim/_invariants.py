@@ -111,7 +111,7 @@ class InvariantChecker:
         self.violations.append(Violation(self.seed, self.now(), kind, message))
 
     def node_down(self, node_id: int) -> None:
-        """Forget node ``node_id``'s volatile state (it crashed or stopped); votes are kept."""
+        """Forget what was observed of node ``node_id`` (it crashed or stopped); votes are kept."""
         self.logs.pop(node_id, None)
         self.log_shape.pop(node_id, None)
         self.leader_last.pop(node_id, None)
@@ -141,8 +141,8 @@ class InvariantChecker:
     # -- per round ---------------------------------------------------------------------
 
     def observe(self, core: Any) -> None:
-        """Check the invariants against node ``core``'s engine after one of its steps; violations
-        are recorded, not raised."""
+        """Check the invariants against the engine of ``core`` (a node's ``RaftCore``) now;
+        violations are recorded, not raised."""
         eng = core.engine
         nid: int = eng.id
         self.observations += 1
@@ -366,7 +366,7 @@ class InvariantChecker:
                 )
 
     def final_check(self) -> None:
-        """Check at the end of the run that every acknowledged write is committed."""
+        """At the end of a run: every acknowledged write must be the committed entry at its index."""
         for i, log_id in sorted(self.acked.items()):
             known = self.committed_log.get(i)
             if known != log_id:
