@@ -106,6 +106,7 @@ class Config:
 
     @property
     def lease(self) -> float:
+        """The leader lease in seconds: equal to ``election_timeout_max``."""
         return self.election_timeout_max
 
     def validate(self) -> Config:

@@ -210,6 +210,8 @@ class JsonLogFormatter(logging.Formatter):
     Values JSON cannot hold are written as their ``str``."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """``record`` as one JSON object: time, level, logger, event, message, its extra fields
+        and any exception."""
         out: dict[str, Any] = {
             "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
                 timespec="milliseconds"

@@ -54,6 +54,8 @@ class AppendEntriesRequest:
 
     @property
     def is_heartbeat(self) -> bool:
+        """True when the request carries only the vote: no ``prev_log_id``, no entries, no
+        ``leader_commit``."""
         return self.prev_log_id is None and not self.entries and self.leader_commit is None
 
 

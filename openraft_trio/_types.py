@@ -63,6 +63,7 @@ class LogId:
 
     @property
     def term(self) -> int:
+        """The term of the leader that wrote the entry (``leader_id.term``)."""
         return self.leader_id.term
 
     def _key(self) -> tuple[int, int, int]:
@@ -117,6 +118,7 @@ class Vote:
 
     @property
     def term(self) -> int:
+        """The term of the vote (``leader_id.term``)."""
         return self.leader_id.term
 
     def partial_cmp(self, other: Vote) -> int | None:
@@ -157,6 +159,7 @@ class Vote:
         return self.partial_cmp(other) == -1
 
     def is_leader_of(self, node_id: int) -> bool:
+        """True if this vote is committed and makes ``node_id`` the leader."""
         return self.committed and self.leader_id.node_id == node_id
 
     def __str__(self) -> str:
@@ -190,6 +193,7 @@ class Membership:
 
     @property
     def voter_ids(self) -> frozenset[int]:
+        """Every voter: the union of the voter sets (both while joint)."""
         out: frozenset[int] = frozenset()
         for c in self.configs:
             out |= c
@@ -197,13 +201,16 @@ class Membership:
 
     @property
     def learner_ids(self) -> frozenset[int]:
+        """The members that are not voters in any voter set."""
         return frozenset(self.nodes) - self.voter_ids
 
     @property
     def is_joint(self) -> bool:
+        """True while two voter sets are in effect (joint consensus)."""
         return len(self.configs) > 1
 
     def is_voter(self, node_id: int) -> bool:
+        """True if ``node_id`` is a voter in any of the voter sets."""
         return any(node_id in c for c in self.configs)
 
     def is_quorum(self, granted: set[int] | frozenset[int]) -> bool:
@@ -211,6 +218,7 @@ class Membership:
         return all(len(c & granted) * 2 > len(c) for c in self.configs)
 
     def sorted_node_ids(self) -> list[int]:
+        """Every member (voters and learners), sorted."""
         return sorted(self.nodes)
 
 
@@ -403,6 +411,7 @@ class Entry(Generic[_Command]):
 
     @property
     def index(self) -> int:
+        """The entry's log index (``log_id.index``)."""
         return self.log_id.index
 
 

@@ -241,6 +241,8 @@ class Raft(Generic[_Command, _Reply], metaclass=NoPublicConstructor):
 
     @property
     def metrics_watch(self) -> trio_util.AsyncValue[RaftMetrics]:
+        """The metrics as a ``trio_util.AsyncValue``: ``wait_value(pred)``,
+        ``eventual_values()``, ``transitions()``."""
         return self._metrics_watch
 
     def statistics(self) -> RaftStatistics:
@@ -251,6 +253,7 @@ class Raft(Generic[_Command, _Reply], metaclass=NoPublicConstructor):
         return self._core.statistics()
 
     def wait(self, timeout: float) -> Wait:
+        """Waiters on the metrics (:class:`Wait`), each giving up after ``timeout`` seconds."""
         return Wait(self, timeout)
 
     async def initialize(self, members: Mapping[int, Node] | Membership) -> None:
@@ -270,6 +273,7 @@ class Raft(Generic[_Command, _Reply], metaclass=NoPublicConstructor):
         await self._call(lambda responder: Initialize(membership, responder))
 
     async def is_initialized(self) -> bool:
+        """True if the node has a log entry or a vote of a term > 0."""
         return bool(await self._call(lambda responder: Query(_is_initialized, responder)))
 
     async def client_write(self, data: _Command) -> ClientWriteResponse[_Reply]:

@@ -215,10 +215,14 @@ class KvClient:
             await trio.sleep(0.05)
 
     async def add_learner(self, node_id: int, addr: str, *, blocking: bool = True) -> int:
+        """Add learner ``node_id`` at ``addr`` (with ``blocking``, until it nearly caught up); the
+        membership entry's index."""
         reply = await self.leader_call("add_learner", node_id, addr, blocking, idempotent=False)
         return int(reply["index"])
 
     async def change_membership(self, voters: Iterable[int], *, retain: bool = False) -> int:
+        """Change the voters to ``voters`` (``retain`` keeps removed voters as learners); the
+        index of the new membership's entry."""
         reply = await self.leader_call(
             "change_membership", sorted(voters), retain, idempotent=False
         )
@@ -289,6 +293,7 @@ class KvClient:
         raise last
 
     async def aclose(self) -> None:
+        """Close the connections to every node."""
         for ch in self._channels.values():
             await ch.aclose()
 

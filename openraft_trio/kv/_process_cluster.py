@@ -58,6 +58,7 @@ class NodeProcess:
 
     @property
     def running(self) -> bool:
+        """True while the node's process was started and has not exited."""
         return self.process is not None and self.process.returncode is None
 
 
@@ -107,12 +108,15 @@ class ProcessCluster:
 
     @property
     def addrs(self) -> list[str]:
+        """The nodes' ``host:port`` addresses, in node order."""
         return [n.addr for n in self.nodes.values()]
 
     def peers_arg(self) -> str:
+        """The ``--peers`` argument naming every node: ``id=host:port,...``."""
         return ",".join(f"{i}={n.addr}" for i, n in self.nodes.items())
 
     def argv(self, node_id: int) -> list[str]:
+        """The command line that starts node ``node_id`` (``python -m openraft_trio serve ...``)."""
         node = self.nodes[node_id]
         argv = [sys.executable, "-m", "openraft_trio", "serve", "--id", str(node_id)]
         argv += ["--listen", node.addr, "--peers", self.peers_arg()]
@@ -165,10 +169,13 @@ class ProcessCluster:
             await node.process.wait()
 
     async def stop_all(self) -> None:
+        """Kill every node (SIGKILL) and wait for each process to exit."""
         for node_id in self.nodes:
             await self.kill(node_id)
 
     def log_tail(self, node_id: int, lines: int = 20) -> str:
+        """The last ``lines`` lines of node ``node_id``'s log, or ``"(no log)"`` if it cannot be
+        read."""
         try:
             with open(self.nodes[node_id].log_path, encoding="utf-8", errors="replace") as f:
                 return "".join(f.readlines()[-lines:])
@@ -179,6 +186,8 @@ class ProcessCluster:
     async def client(
         self, addrs: Sequence[str] | None = None, **kwargs: Any
     ) -> AsyncIterator[KvClient]:
+        """A ``KvClient`` of this cluster (``open_kv_client`` to ``addrs``, default every
+        node; ``kwargs`` passed on), closed on exit."""
         async with open_kv_client(
             addrs or self.addrs, cluster_name=self.cluster_name, **kwargs
         ) as kv:

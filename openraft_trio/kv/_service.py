@@ -89,6 +89,7 @@ class KvNodeOptions:
 
     @property
     def addr(self) -> str:
+        """The address peers and clients reach this node at: ``advertise``, else ``listen``."""
         return self.advertise or self.listen
 
 
@@ -204,6 +205,8 @@ class KvService:
         return await run_write_load(self.raft, clients, duration, warmup, value_size)
 
     async def handle(self, op: str, args: list[Any]) -> Any:
+        """Run client operation ``op`` with ``args``; raises ``InvalidRequest`` for an unknown
+        operation or a wrong number of arguments."""
         fn = self._ops.get(op)
         if fn is None:
             raise InvalidRequest(
@@ -264,11 +267,16 @@ class KvService:
         return _reply(op, await self.raft.client_write(_WRITE_OPS[op](*args)))
 
     async def put(self, key: Any, value: Any) -> dict[str, Any]:
+        """Set ``key`` to ``value`` through the log; ``{"prev": old value, "index": log index}``."""
         return await self._write("put", key, value)
 
     async def get(
         self, key: Any, stale: Any = False, policy: Any = ReadPolicy.READ_INDEX.value
     ) -> dict[str, Any]:
+        """The value of ``key`` and the index it reflects: ``{"value", "index"}``.
+
+        Read by ``policy`` (a ``ReadPolicy`` value) after ``ensure_linearizable``; with
+        ``stale``, from this node's state machine at once (``index`` is its last applied index)."""
         key = _key(key)
         read_policy = _read_policy(policy)
         if _bool(stale, "stale"):
@@ -279,14 +287,19 @@ class KvService:
         return {"value": self.state_machine.get(key), "index": read.index if read else None}
 
     async def delete(self, key: Any) -> dict[str, Any]:
+        """Delete ``key`` through the log; ``{"prev": old value, "index": log index}``."""
         return await self._write("delete", key)
 
     async def cas(self, key: Any, expected: Any, new: Any) -> dict[str, Any]:
+        """Set ``key`` to ``new`` if it holds ``expected``, through the log; ``{"swapped",
+        "value", "index"}``."""
         return await self._write("cas", key, expected, new)
 
     # -- admin ----------------------------------------------------------------------------------
 
     async def init(self, members: Any = None) -> None:
+        """Initialize the cluster with ``members`` (``{node_id: "host:port"}``; default: the
+        peers, or this node alone); raises ``InvalidRequest`` for an empty or malformed map."""
         if members is None:
             members = self.peers or {self.raft.node_id: self.addr}
         if not isinstance(members, dict) or not members:
@@ -295,12 +308,16 @@ class KvService:
         await self.raft.initialize(nodes)
 
     async def add_learner(self, node_id: Any, addr: Any, blocking: Any = True) -> dict[str, Any]:
+        """Add learner ``node_id`` at ``addr`` (``Raft.add_learner``); ``{"index": the membership
+        entry's index}``."""
         resp = await self.raft.add_learner(
             _node_id(node_id), Node(_addr(addr)), blocking=_bool(blocking, "blocking")
         )
         return {"index": resp.log_id.index}
 
     async def change_membership(self, voters: Any, retain: Any = False) -> dict[str, Any]:
+        """Change the voters to the list ``voters`` (``Raft.change_membership``); ``{"index":
+        ...}``; raises ``InvalidRequest`` for an empty or non-list ``voters``."""
         if not isinstance(voters, list) or not voters:
             raise InvalidRequest("change_membership takes a non-empty list of node ids")
         resp = await self.raft.change_membership(
@@ -309,6 +326,8 @@ class KvService:
         return {"index": resp.log_id.index}
 
     async def remove_learner(self, node_id: Any) -> dict[str, Any]:
+        """Remove learner ``node_id`` (``Raft.remove_learner``); ``{"index": the membership
+        entry's index}``."""
         resp = await self.raft.remove_learner(_node_id(node_id))
         return {"index": resp.log_id.index}
 
@@ -339,6 +358,8 @@ class KvService:
         }
 
     async def transfer_leader(self, to: Any) -> None:
+        """Hand leadership to voter ``to``; on a node that is not the leader, raises
+        ``ForwardToLeader``; ``NotAVoter`` if ``to`` is not a voter."""
         metrics = self.raft.metrics
         if metrics.current_leader != self.raft.node_id:
             leader = metrics.current_leader

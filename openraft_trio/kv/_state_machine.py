@@ -200,15 +200,18 @@ class KvStateMachine:
 
     @property
     def last_applied(self) -> LogId | None:
+        """The log id of the last applied entry (``None`` before any)."""
         return self._last_applied
 
     @property
     def last_membership(self) -> StoredMembership:
+        """The membership of the last applied membership entry."""
         return self._last_membership
 
     # -- RaftStateMachine -----------------------------------------------------------------
 
     async def applied_state(self) -> tuple[LogId | None, StoredMembership]:
+        """The last applied log id and the last applied membership."""
         return self._last_applied, self._last_membership
 
     async def apply(self, entries: Sequence[Entry[_Request]]) -> list[Any]:
@@ -315,6 +318,7 @@ class KvStateMachine:
         self._current_snapshot = snapshot
 
     async def get_current_snapshot(self) -> Snapshot | None:
+        """The latest snapshot, if any."""
         return self._current_snapshot
 
     # -- snapshot files -------------------------------------------------------------------

@@ -111,6 +111,7 @@ class ServerStats:
     bytes_received: int = 0
 
     def as_dict(self) -> dict[str, int]:
+        """The counters as a ``{name: value}`` dict."""
         return attrs.asdict(self)
 
 
@@ -156,10 +157,13 @@ class RaftServer:
 
     @property
     def addr(self) -> str:
+        """The ``host:port`` the first listener is bound to."""
         host, port = _sockname(self.listeners[0])[:2]
         return f"{host}:{port}"
 
     async def handle_connection(self, stream: trio.abc.Stream) -> None:
+        """Serve one accepted connection until it closes; a broken, bad or timed-out
+        connection is closed and counted in ``stats``, not raised."""
         stats = self.stats
         stats.connections_accepted += 1
         peer = _peer_name(stream)

@@ -170,10 +170,12 @@ class TcpNetworkFactory:
         return self._channels.get((target, lane))
 
     async def new_client(self, target: int, node: Node | None) -> TcpNetwork:
+        """A client to node ``target`` at ``node.addr``; connections are opened on first use."""
         addr = node.addr if node is not None else ""
         return TcpNetwork(self, target, addr)
 
     async def aclose(self) -> None:
+        """Close every connection this factory opened."""
         for ch in self._channels.values():
             await ch.aclose()
         self._channels.clear()
@@ -200,6 +202,8 @@ class TcpNetwork:
     async def append_entries(
         self, req: AppendEntriesRequest, option: RPCOption
     ) -> AppendEntriesResponse:
+        """Send an AppendEntries (a heartbeat on the control lane, other appends in order on the
+        data lane) and return the response."""
         # A heartbeat carries only the leader's vote: it may overtake appends in flight.
         # Appends with entries or a commit index stay in order on the data lane.
         channel = self._channel(CONTROL if req.is_heartbeat else DATA)
@@ -252,6 +256,7 @@ class TcpNetwork:
             return False
 
     async def vote(self, req: VoteRequest, option: RPCOption) -> VoteResponse:
+        """Send a (pre-)vote request on the control lane and return the response."""
         result: VoteResponse = await self._channel(CONTROL).call(
             "vote", req, "vote_resp", option.hard_ttl
         )
@@ -284,6 +289,7 @@ class TcpNetwork:
             offset += len(piece)
 
     async def transfer_leader(self, req: TransferLeaderRequest, option: RPCOption) -> None:
+        """Tell the target to take over leadership (on the control lane)."""
         await self._channel(CONTROL).call("transfer", req, "transfer_resp", option.hard_ttl)
 
     async def aclose(self) -> None:

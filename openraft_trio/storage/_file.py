@@ -187,10 +187,12 @@ class FileLogStore:
     # -- RaftLogStorage ------------------------------------------------------------------
 
     async def get_log_state(self) -> LogState:
+        """The last purged and the last log id; raises ``StorageError`` once closed or failed."""
         self._check()
         return LogState(last_purged_log_id=self._purged, last_log_id=self._last_log_id)
 
     async def read_vote(self) -> Vote | None:
+        """The saved vote, or ``None``; raises ``StorageError`` once closed or failed."""
         self._check()
         return self._vote
 
@@ -201,6 +203,8 @@ class FileLogStore:
         await self._call(self._meta_writer())
 
     async def read_committed(self) -> LogId | None:
+        """The saved committed log id, or ``None``; raises ``StorageError`` once closed or
+        failed."""
         self._check()
         return self._committed
 

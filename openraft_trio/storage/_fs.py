@@ -40,13 +40,16 @@ class FileHandle(Protocol):
     def pread(self, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes at ``offset`` (fewer at the end of the file)."""
 
-    def size(self) -> int: ...
+    def size(self) -> int:
+        """The file's size in bytes."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close the file."""
 
 
 class FileLock(Protocol):
-    def release(self) -> None: ...
+    def release(self) -> None:
+        """Release the lock."""
 
 
 class FileSystem(Protocol):
@@ -60,7 +63,8 @@ class FileSystem(Protocol):
     def listdir(self, path: str) -> list[str]:
         """The names in directory ``path``, sorted."""
 
-    def exists(self, path: str) -> bool: ...
+    def exists(self, path: str) -> bool:
+        """True if ``path`` exists (a file or a directory)."""
 
     def read_file(self, path: str) -> bytes:
         """The whole content of ``path``."""
@@ -71,7 +75,8 @@ class FileSystem(Protocol):
     def rename(self, src: str, dst: str) -> None:
         """Atomically replace ``dst`` with ``src`` (same directory)."""
 
-    def unlink(self, path: str) -> None: ...
+    def unlink(self, path: str) -> None:
+        """Remove file ``path`` (durable after ``fsync_dir``)."""
 
     def fsync_dir(self, path: str) -> None:
         """Make the names in directory ``path`` durable."""
@@ -156,6 +161,8 @@ class OsFileSystem:
     """The real disk (POSIX)."""
 
     def makedirs(self, path: str) -> None:
+        """Create ``path`` and its missing parents, fsyncing the directory above each one
+        created."""
         missing: list[str] = []
         current = os.path.abspath(path)
         while not os.path.isdir(current):
@@ -166,16 +173,20 @@ class OsFileSystem:
             self.fsync_dir(os.path.dirname(created))
 
     def listdir(self, path: str) -> list[str]:
+        """The names in directory ``path``, sorted."""
         return sorted(os.listdir(path))
 
     def exists(self, path: str) -> bool:
+        """True if ``path`` exists (a file or a directory)."""
         return os.path.exists(path)
 
     def read_file(self, path: str) -> bytes:
+        """The whole content of ``path``."""
         with open(path, "rb") as f:
             return f.read()
 
     def open(self, path: str, *, create: bool = False, truncate: bool = False) -> FileHandle:
+        """Open ``path`` read-write (``create`` makes it if missing, ``truncate`` empties it)."""
         flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
         if create:
             flags |= os.O_CREAT
@@ -184,12 +195,15 @@ class OsFileSystem:
         return _OsFile(os.open(path, flags, 0o644))
 
     def rename(self, src: str, dst: str) -> None:
+        """Atomically replace ``dst`` with ``src`` (``os.replace``); durable after ``fsync_dir``."""
         os.replace(src, dst)
 
     def unlink(self, path: str) -> None:
+        """Remove file ``path``; durable after ``fsync_dir``."""
         os.unlink(path)
 
     def fsync_dir(self, path: str) -> None:
+        """Make the names in directory ``path`` durable."""
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         try:
             os.fsync(fd)
@@ -197,6 +211,8 @@ class OsFileSystem:
             os.close(fd)
 
     def lock(self, path: str) -> FileLock:
+        """Take an exclusive ``flock`` on ``path`` (created if missing); raises
+        ``BlockingIOError`` if it is held."""
         fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -89,6 +89,7 @@ class MemLogStore:
     # -- RaftLogStorage -------------------------------------------------------------------
 
     async def get_log_state(self) -> LogState:
+        """The last purged and the last log id."""
         return self.log_state()
 
     async def save_vote(self, vote: Vote) -> None:
@@ -104,6 +105,7 @@ class MemLogStore:
         return self._vote
 
     async def read_vote(self) -> Vote | None:
+        """The saved vote, or ``None``."""
         return self._vote
 
     async def append(self, entries: Sequence[Entry], callback: IOCallback) -> None:
@@ -169,10 +171,12 @@ class MemLogStore:
         self._last_purged_log_id = upto
 
     async def save_committed(self, log_id: LogId | None) -> None:
+        """Save the committed log id (flushing pending appends first)."""
         self._flush_before_durable_write()
         self._committed = log_id
 
     async def read_committed(self) -> LogId | None:
+        """The saved committed log id, or ``None``."""
         return self._committed
 
     async def try_get_log_entries(self, start: int, stop: int) -> list[Entry]:
@@ -183,6 +187,7 @@ class MemLogStore:
 
     @property
     def flush_mode(self) -> FlushMode:
+        """The flush mode the store was made with."""
         return self._flush_mode
 
     def log_state(self) -> LogState:

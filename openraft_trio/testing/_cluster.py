@@ -80,6 +80,7 @@ class Cluster:
 
     @property
     def node_ids(self) -> list[int]:
+        """The ids of the nodes, sorted."""
         return sorted(self.nodes)
 
     async def start(self, node_id: int) -> Raft:

@@ -71,12 +71,15 @@ class Router:
     # -- membership of the router ---------------------------------------------------------
 
     def add(self, node_id: int, raft: Any) -> None:
+        """Route messages for ``node_id`` to ``raft``."""
         self.nodes[node_id] = raft
 
     def remove(self, node_id: int) -> None:
+        """Stop routing to ``node_id`` (its RPCs then fail with ``Unreachable``)."""
         self.nodes.pop(node_id, None)
 
     def factory(self, src: int) -> RouterNetworkFactory:
+        """The network factory node ``src`` sends through."""
         return RouterNetworkFactory(self, src)
 
     # -- faults ---------------------------------------------------------------------------
@@ -150,6 +153,7 @@ class Router:
         self._drop_rate = p
 
     def is_blocked(self, src: int, dst: int) -> bool:
+        """True if messages from ``src`` to ``dst`` are blocked."""
         return (src, dst) in self._blocked
 
     def is_clean(self, src: int, dst: int) -> bool:
@@ -210,6 +214,10 @@ class Router:
         call: Callable[[Any], Awaitable[T]],
         kind: str = "rpc",
     ) -> T:
+        """Carry one RPC from ``src`` to ``dst`` and its reply back, under the router's faults.
+
+        Raises ``Unreachable`` if ``dst`` is down or stopped, ``RemoteError`` if it refused
+        the call, or ``RPCTimeout`` after ``option.hard_ttl`` if a message is lost."""
         self.rpc_count += 1
         if (
             self._duplicate_rate
@@ -262,6 +270,7 @@ class RouterNetworkFactory:
         self.src = src
 
     async def new_client(self, target: int, node: Node | None) -> RouterNetwork:
+        """A client to node ``target`` through the router."""
         return RouterNetwork(self.router, self.src, target)
 
 
@@ -277,6 +286,7 @@ class RouterNetwork:
     async def append_entries(
         self, req: AppendEntriesRequest, option: RPCOption
     ) -> AppendEntriesResponse:
+        """Deliver an AppendEntries to the target through the router."""
         kind = "heartbeat" if req.is_heartbeat else "append"
         return await self.router.deliver(
             self.src, self.target, option, lambda t: t.append_entries(req), kind
@@ -314,6 +324,7 @@ class RouterNetwork:
         return taken
 
     async def vote(self, req: VoteRequest, option: RPCOption) -> VoteResponse:
+        """Deliver a (pre-)vote request to the target through the router."""
         kind = "prevote" if req.pre_vote else "vote"
         return await self.router.deliver(
             self.src, self.target, option, lambda t: t.vote(req), kind
@@ -344,9 +355,11 @@ class RouterNetwork:
         raise RPCTimeout(f"snapshot {self.src}->{self.target} timed out after {option.hard_ttl}s")
 
     async def transfer_leader(self, req: TransferLeaderRequest, option: RPCOption) -> None:
+        """Deliver a leadership transfer to the target through the router."""
         await self.router.deliver(
             self.src, self.target, option, lambda t: t.handle_transfer_leader(req)
         )
 
     async def aclose(self) -> None:
+        """Nothing to close."""
         return None

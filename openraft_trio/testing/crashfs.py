@@ -353,6 +353,7 @@ class CrashFS:
                 self._durable_names[directory] = {}
 
     def listdir(self, path: str) -> list[str]:
+        """The names in directory ``path`` (files and subdirectories), sorted."""
         path = _norm(path)
         with self._mutex:
             self._inject("listdir", path)
@@ -365,6 +366,7 @@ class CrashFS:
             return sorted({*names, *subdirs})
 
     def exists(self, path: str) -> bool:
+        """True if ``path`` exists (a file or a directory)."""
         path = _norm(path)
         with self._mutex:
             if path in self._names:
@@ -373,6 +375,7 @@ class CrashFS:
             return name in self._names.get(parent, {})
 
     def read_file(self, path: str) -> bytes:
+        """The whole content of ``path`` as written so far (synced or not); an injected ``read`` failure raises ``OSError``."""
         path = _norm(path)
         with self._mutex:
             self._inject("read", path)
@@ -424,6 +427,8 @@ class CrashFS:
             self._record("rename", src, dst)
 
     def unlink(self, path: str) -> None:
+        """Remove file ``path`` (durable after ``fsync_dir``); raises ``FileNotFoundError`` or
+        ``IsADirectoryError``."""
         path = _norm(path)
         with self._mutex:
             self._begin("unlink", path)

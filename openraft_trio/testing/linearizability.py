@@ -106,6 +106,7 @@ class Operation:
 
     @property
     def outcome_known(self) -> bool:
+        """True if the operation returned (``ret`` is not ``math.inf``): its output is known."""
         return self.ret != math.inf
 
 

@@ -57,6 +57,8 @@ class Findings:
 
     @property
     def verdict(self) -> Verdict:
+        """``FAIL`` on any divergence, lost write, problem or illegal history; ``INCONCLUSIVE``
+        if linearizability was not decided; else ``PASS``."""
         if self.divergence or self.lost_writes or self.problems:
             return Verdict.FAIL
         if self.linearizability is None:

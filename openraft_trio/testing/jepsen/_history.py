@@ -39,6 +39,7 @@ class OpKind(enum.Enum):
 
     @property
     def is_read(self) -> bool:
+        """True for the read kinds (``GET_READ_INDEX``, ``GET_LEASE``)."""
         return self in (OpKind.GET_READ_INDEX, OpKind.GET_LEASE)
 
 
@@ -82,6 +83,7 @@ class OpRecord:
 
     @property
     def key(self) -> str:
+        """The key the request reads or writes."""
         key: str = self.request.key
         return key
 
@@ -166,6 +168,7 @@ class FaultRecord:
     detail: str = ""
 
     def describe(self) -> str:
+        """A one-line description: the kind, the node, the time span and the detail."""
         end = f"{self.end:.3f}" if self.end is not None else "..."
         who = f"node {self.node}" + (" (leader)" if self.on_leader else "")
         detail = f": {self.detail}" if self.detail else ""

@@ -78,6 +78,7 @@ class JepsenReport:
 
     @property
     def verdict(self) -> Verdict:
+        """The findings' verdict."""
         return self.findings.verdict
 
 

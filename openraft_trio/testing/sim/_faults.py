@@ -90,6 +90,8 @@ class FaultPlan:
         )
 
     def validate(self) -> FaultPlan:
+        """Return the plan itself if every rate, range and option is valid; else raise
+        ``ValueError``."""
         for name in ("drop_rate", "duplicate_rate", "spike_rate"):
             v = getattr(self, name)
             if not 0 <= v <= 1:

@@ -107,9 +107,11 @@ class InvariantChecker:
         self.stepdown_commit: dict[tuple[int, int], int] = {}
 
     def fail(self, kind: str, message: str) -> None:
+        """Record a violation of kind ``kind`` at the current time."""
         self.violations.append(Violation(self.seed, self.now(), kind, message))
 
     def node_down(self, node_id: int) -> None:
+        """Forget what was observed of node ``node_id`` (it crashed or stopped); votes are kept."""
         self.logs.pop(node_id, None)
         self.log_shape.pop(node_id, None)
         self.leader_last.pop(node_id, None)
@@ -139,6 +141,8 @@ class InvariantChecker:
     # -- per round ---------------------------------------------------------------------
 
     def observe(self, core: Any) -> None:
+        """Check the invariants against the engine of ``core`` (a node's ``RaftCore``) now;
+        violations are recorded, not raised."""
         eng = core.engine
         nid: int = eng.id
         self.observations += 1
@@ -362,6 +366,7 @@ class InvariantChecker:
                 )
 
     def final_check(self) -> None:
+        """At the end of a run: every acknowledged write must be the committed entry at its index."""
         for i, log_id in sorted(self.acked.items()):
             known = self.committed_log.get(i)
             if known != log_id:

@@ -98,9 +98,11 @@ class SimResult:
 
     @property
     def ok(self) -> bool:
+        """True if no invariant was violated."""
         return not self.violations
 
     def replay_command(self, nodes: int, duration: float) -> str:
+        """The command line that replays this seed with a trace."""
         return (
             f"python -m openraft_trio.testing.sim --replay {self.seed} --nodes {nodes} "
             f"--duration {duration:g} --trace sim-{self.seed}.jsonl"

@@ -70,12 +70,15 @@ class KvWorkload:
         self._n: dict[int, int] = {}
 
     def new_state_machine(self) -> KvStateMachine:
+        """A fresh ``KvStateMachine``."""
         return KvStateMachine()
 
     def model(self) -> Model:
+        """The linearizability model of the key-value store (``KvModel``)."""
         return KvModel()
 
     def next_op(self, rng: random.Random, client_id: int) -> tuple[Any, bool]:
+        """The next request of ``client_id`` and whether it is a read (drawn from ``rng``)."""
         key = rng.choice(self.keys)
         n = self._n[client_id] = self._n.get(client_id, 0) + 1
         roll = rng.random()
@@ -89,12 +92,16 @@ class KvWorkload:
         return CompareAndSwap(key, self._seen.get((client_id, key)), value), False
 
     def read(self, state_machine: Any, request: Any) -> Any:
+        """The value of the request's key in ``state_machine``."""
         return state_machine.get(request.key)
 
     def state(self, state_machine: Any) -> Any:
+        """The state machine's data: replicas must end equal."""
         return state_machine.data
 
     def on_reply(self, client_id: int, request: Any, reply: Any) -> None:
+        """Remember the value ``client_id`` last saw for the request's key (the next CAS expects
+        it)."""
         if isinstance(request, Set):
             self._seen[(client_id, request.key)] = request.value
         elif isinstance(request, Delete):
