@@ -133,3 +133,33 @@ def test_a_broken_user_state_machine_is_caught_by_its_model() -> None:
 
     result = run_simulation(5, nodes=3, duration=6.0, clients=4, workload=BrokenReads())
     assert "linearizability" in {v.kind for v in result.violations}
+
+
+class StrictCounterStateMachine(CounterStateMachine):
+    """Refuses (raises on) any command it does not know, as a careful user's might."""
+
+    async def apply(self, entries: Sequence[Entry]) -> list[Any]:
+        for e in entries:
+            if isinstance(e.payload, Normal) and not isinstance(e.payload.data, Add):
+                raise TypeError(f"not a counter command: {e.payload.data!r}")
+        return await super().apply(entries)
+
+
+class StrictCounterWorkload(CounterWorkload):
+    def new_state_machine(self) -> CounterStateMachine:
+        return StrictCounterStateMachine()
+
+
+def test_the_liveness_check_writes_the_workloads_own_command() -> None:
+    class WithLivenessCommand(StrictCounterWorkload):
+        def liveness_command(self, seed: int) -> Add:
+            return Add(0)
+
+    workload = WithLivenessCommand()
+    assert isinstance(workload, SimWorkload)
+    result = run_simulation(5, nodes=3, duration=6.0, clients=4, workload=workload)
+    assert result.ok, result.violations
+    # Without the hook the simulator's KV write reaches the strict machine, which refuses
+    # it: the run fails, so the hook is what made the run above pass.
+    without = run_simulation(5, nodes=3, duration=6.0, clients=4, workload=StrictCounterWorkload())
+    assert not without.ok

@@ -713,6 +713,12 @@ class _Simulation:
 
     # -- liveness and convergence ---------------------------------------------------------
 
+    def _liveness_command(self) -> Any:
+        """The write the liveness check commits: the workload's ``liveness_command(seed)``
+        if it has one (see :class:`SimWorkload`), else the KV ``Set("__liveness__", seed)``."""
+        command = getattr(self.app, "liveness_command", None)
+        return command(self.seed) if command is not None else Set("__liveness__", self.seed)
+
     async def _liveness(self, cluster: Cluster) -> int | None:
         """A leader must be elected and commit a write within 10 election timeouts."""
         budget = 10 * self.config.election_timeout_max
@@ -723,7 +729,7 @@ class _Simulation:
                     try:
                         with trio.move_on_after(self.config.election_timeout_max):
                             resp = await cluster.nodes[lid].client_write(
-                                Set("__liveness__", self.seed)
+                                self._liveness_command()
                             )
                             self.checker.acknowledged(resp.log_id)
                             self.event("phase", "live", lid, resp.log_id.index)

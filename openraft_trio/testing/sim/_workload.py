@@ -38,7 +38,14 @@ from ..linearizability import KvModel, Model, Operation
 
 @runtime_checkable
 class SimWorkload(Protocol):
-    """The application a simulation replicates (see the module docstring)."""
+    """The application a simulation replicates (see the module docstring).
+
+    Optional: a method ``liveness_command(seed) -> command``, the write the liveness check
+    commits after the network heals (it is not part of the client history, so it should
+    leave what the model sees unchanged, e.g. adding 0). Without it the simulator writes the
+    KV command ``openraft_trio.kv.Set("__liveness__", seed)``, which the state machine must
+    then ignore.
+    """
 
     def new_state_machine(self) -> Any:
         """A fresh ``RaftStateMachine`` (one per node start; restarts replay the log)."""
