@@ -15,6 +15,7 @@ Each command is one subparser with a ``handler(args) -> exit status``; add new o
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -54,9 +55,20 @@ def _add_demo(commands: Commands) -> None:
     demo.set_defaults(handler=_run_demo)
 
 
-def build_parser() -> argparse.ArgumentParser:
+MODULE_PROG = "python -m openraft_trio"
+SCRIPT_PROG = "openraft-trio"  # the console script (pyproject's [project.scripts])
+
+
+def invoked_as(argv0: str) -> str:
+    """The name usage and error lines show: the console script's when that is how the
+    command was started, else ``python -m openraft_trio``."""
+    return SCRIPT_PROG if os.path.basename(argv0) == SCRIPT_PROG else MODULE_PROG
+
+
+def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
+    """The command line: one subcommand per command (see the module docstring)."""
     parser = argparse.ArgumentParser(
-        prog="python -m openraft_trio",
+        prog=prog,
         description="openraft_trio: a Raft consensus engine on Trio.",
     )
     parser.add_argument("--version", action="version", version=f"openraft_trio {__version__}")
@@ -72,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     they happen (the commands handle both themselves; this catches the rest, e.g. while
     argparse prints the help)."""
     try:
-        parser = build_parser()
+        parser = build_parser(invoked_as(sys.argv[0]))
         args = parser.parse_args(argv)
         handler = getattr(args, "handler", None)
         if handler is None:

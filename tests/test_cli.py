@@ -45,3 +45,14 @@ def test_ctrl_c_anywhere_in_a_command_is_one_error_line_and_exit_130(
     monkeypatch.setattr(entry, "_run_demo", interrupted)
     assert entry.main(["demo"]) == 130
     assert capsys.readouterr().err == "error: interrupted\n"
+
+
+def test_usage_names_the_command_as_it_was_started() -> None:
+    from openraft_trio.__main__ import invoked_as
+
+    assert invoked_as("/venv/bin/openraft-trio") == "openraft-trio"
+    assert invoked_as("/x/openraft_trio/__main__.py") == "python -m openraft_trio"
+    assert build_parser(invoked_as("openraft-trio")).format_usage().startswith(
+        "usage: openraft-trio "
+    )
+    assert build_parser().format_usage().startswith("usage: python -m openraft_trio ")
