@@ -27,6 +27,7 @@ import trio
 
 from ._config import Config
 from ._errors import ConfigError, PayloadTooLarge, RaftError, Unreachable
+from ._nursery import leaves
 from ._types import ReadPolicy
 
 EXIT_FAILED = 1
@@ -331,7 +332,7 @@ def _serve(args: argparse.Namespace) -> int:
     except BaseExceptionGroup as group:
         if group.subgroup(KeyboardInterrupt) is not None:
             return _fail(EXIT_INTERRUPTED, f"interrupted; node {args.id} stopped")
-        leaf = _first(group)
+        leaf = leaves(group)[0]
         if not isinstance(leaf, RaftError | OSError):
             raise
         return _fail(EXIT_START, f"cannot start node {args.id}: {leaf}")
@@ -348,13 +349,6 @@ def _configure_logging(level: str, log_format: str) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
-
-
-def _first(group: BaseExceptionGroup[Any]) -> BaseException:
-    exc: BaseException = group
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
 
 
 # -- client commands -----------------------------------------------------------------------------
@@ -426,17 +420,10 @@ def _run_unwrapped(main: Callable[[], Awaitable[int]]) -> int:
     except BaseExceptionGroup as group:
         if group.subgroup(KeyboardInterrupt) is not None:
             raise KeyboardInterrupt from group
-        leaf = _first(group)
-        if isinstance(leaf, Exception) and len(_leaves(group)) == 1:
-            raise leaf from group
+        found = leaves(group)
+        if len(found) == 1 and isinstance(found[0], Exception):
+            raise found[0] from group
         raise
-
-
-def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
-    leaves: list[BaseException] = []
-    for exc in group.exceptions:
-        leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return leaves
 
 
 _stdout_closed = False

@@ -176,11 +176,6 @@ def logger_of(event: EventType) -> logging.Logger:
     return logger
 
 
-def enabled(event: EventType, level: int | None = None) -> bool:
-    """Whether a record of ``event`` (at ``level``, default its own) would be handled."""
-    return logger_of(event).isEnabledFor(event.level if level is None else level)
-
-
 def emit(event: EventType, message: str, /, *, level: int | None = None, **fields: Any) -> None:
     """Log one ``event``: ``message`` (``str.format``-ed with ``fields``, only if the level
     is enabled) with ``extra={"event": event.name, **fields}``.

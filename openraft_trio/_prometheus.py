@@ -21,7 +21,7 @@ from typing import Any, Final, Protocol, final
 import trio
 
 from ._core.handle import Raft
-from ._types import ServerState
+from ._types import ServerState, index_of
 from .network._server import RaftServer
 
 
@@ -72,9 +72,6 @@ def _go_float(bound: float) -> str:
     """A bucket bound as Prometheus writes it (``+Inf``, ``0.5``, ``1.0``)."""
     return "+Inf" if bound == float("inf") else repr(float(bound))
 
-
-def _index(log_id: Any) -> int:
-    return -1 if log_id is None else int(log_id.index)
 
 
 @final
@@ -130,15 +127,15 @@ class RaftCollector:
         yield gauge("current_leader", "the leader's node id this node knows (-1: none)", leader)
         last = -1 if m.last_log_index is None else m.last_log_index
         yield gauge("last_log_index", "index of the last log entry (-1: empty log)", last)
-        yield gauge("flushed_index", "index of the last durable log entry", _index(m.flushed))
-        yield gauge("committed_index", "index of the last committed entry", _index(m.committed))
+        yield gauge("flushed_index", "index of the last durable log entry", index_of(m.flushed))
+        yield gauge("committed_index", "index of the last committed entry", index_of(m.committed))
         yield gauge(
-            "applied_index", "index of the last entry applied", _index(m.last_applied)
+            "applied_index", "index of the last entry applied", index_of(m.last_applied)
         )
         yield gauge(
-            "snapshot_index", "last index the current snapshot covers", _index(m.snapshot)
+            "snapshot_index", "last index the current snapshot covers", index_of(m.snapshot)
         )
-        yield gauge("purged_index", "index of the last purged log entry", _index(m.purged))
+        yield gauge("purged_index", "index of the last purged log entry", index_of(m.purged))
         membership = m.membership.membership
         yield gauge("membership_voters", "voters in the membership", len(membership.voter_ids))
         yield gauge(
@@ -172,7 +169,7 @@ class RaftCollector:
             status = m.replication_status or {}
             for target in sorted(m.replication):
                 labels = [node, str(target)]
-                matched.add_metric(labels, _index(m.replication[target]))
+                matched.add_metric(labels, index_of(m.replication[target]))
                 lag.add_metric(labels, stats.replication_lag[target])
                 target_status = status.get(target)
                 halted.add_metric(labels, 1.0 if target_status and target_status.halted else 0.0)

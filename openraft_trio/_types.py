@@ -100,6 +100,11 @@ def max_log_id(a: LogId | None, b: LogId | None) -> LogId | None:
     return a if log_id_ge(a, b) else b
 
 
+def index_of(log_id: LogId | None) -> int:
+    """The index of ``log_id`` (-1 for none: an empty log)."""
+    return -1 if log_id is None else log_id.index
+
+
 def next_index(log_id: LogId | None) -> int:
     """The index right after ``log_id`` (0 for an empty log)."""
     return 0 if log_id is None else log_id.index + 1

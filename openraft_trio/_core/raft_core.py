@@ -30,7 +30,7 @@ from .._errors import ForwardToLeader, RaftError, RPCError, StorageError, copy_f
 from .._messages import TransferLeaderRequest, VoteRequest, VoteResponse
 from .._metrics import RaftMetrics, ReplicationStatus
 from .._statistics import LatencyHistogram, RaftStatistics, TransportStatistics
-from .._types import Entry, LogId, Normal, ServerState
+from .._types import Entry, LogId, Normal, ServerState, index_of
 from ..network import RaftNetwork, RaftNetworkFactory, RPCOption
 from ..storage import RaftLogStorage, RaftStateMachine
 from .api_calls import (
@@ -565,7 +565,7 @@ class RaftCore:
         if metrics.replication is not None:
             last = -1 if metrics.last_log_index is None else metrics.last_log_index
             lag = {
-                target: last - (-1 if matching is None else matching.index)
+                target: last - index_of(matching)
                 for target, matching in metrics.replication.items()
             }
         flush = getattr(self.log_store, "flush_latency", None)

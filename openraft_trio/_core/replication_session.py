@@ -36,7 +36,7 @@ import attrs
 from .._config import Config
 from .._errors import RPCError, Unreachable
 from .._messages import AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotResponse
-from .._types import Entry, LogId, Vote
+from .._types import Entry, LogId, Vote, index_of
 from .notifications import HigherVote, ReplicationConflict, ReplicationProgress
 
 ReplicationNote = ReplicationProgress | ReplicationConflict | HigherVote
@@ -69,9 +69,6 @@ class SendSnapshot:
 
 Action = Wait | ReadEntries | SendSnapshot
 
-
-def _index(log_id: LogId | None) -> int:
-    return -1 if log_id is None else log_id.index
 
 
 @final
@@ -143,11 +140,11 @@ class ReplicationSession:
         if self.stalled:
             return Wait(math.inf)
         window_full = self.inflight >= self.config.max_inflight_append_entries
-        start = _index(self.sent) + 1
-        if _index(upto) >= start:
+        start = index_of(self.sent) + 1
+        if index_of(upto) >= start:
             if window_full:
                 return Wait(math.inf)  # the reply that frees a slot wakes the stream
-            return ReadEntries(start, min(_index(upto) + 1, start + self.fetch_count))
+            return ReadEntries(start, min(index_of(upto) + 1, start + self.fetch_count))
         if committed is not None and committed != self.sent_committed:
             # Commit news with no entries to ride on: it goes out when due.
             if self.commit_due is None:
@@ -174,7 +171,7 @@ class ReplicationSession:
             self.commit_due = now + heartbeat
             return Wait(self.commit_due)
         if self.commit_due is not None:
-            if _index(self.sent) <= _index(self.sent_committed):
+            if index_of(self.sent) <= index_of(self.sent_committed):
                 self.commit_due = None  # the target knows the commit of all it was sent
             elif now >= self.commit_due:
                 self.commit_due = now + heartbeat  # not committed yet: look again later
@@ -201,7 +198,7 @@ class ReplicationSession:
         self.commit_sent_at = now
         self.commit_due = (
             now + self.config.heartbeat_interval
-            if _index(self.sent) > _index(committed)
+            if index_of(self.sent) > index_of(committed)
             else None
         )
         return req
@@ -249,7 +246,7 @@ class ReplicationSession:
         if result.success:
             self.backoff = self.config.heartbeat_interval
             last = req.entries[-1].log_id if req.entries else req.prev_log_id
-            if _index(last) > _index(self.acked):
+            if index_of(last) > index_of(self.acked):
                 self.acked = last
             return (
                 ReplicationProgress(self.target, self.vote, epoch, result.matching, send_time),

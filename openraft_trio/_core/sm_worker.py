@@ -77,6 +77,14 @@ class ApplyHandle:
             marks.popleft()
         self.latency_next = max(first, applied + 1)
 
+    def skip_latency_upto(self, installed: LogId | None) -> None:
+        """Entries up to ``installed`` came in a snapshot, not applied one by one: they are
+        not counted in ``apply_latency``."""
+        self.latency_next = next_index(installed)
+        marks = self.commit_marks
+        while marks and marks[0][0] < self.latency_next:
+            marks.popleft()
+
     def request_build(self) -> None:
         self.build_requested = True
         self.wakeup.set()
@@ -129,10 +137,7 @@ async def sm_worker(
                     await state_machine.install_snapshot(snapshot.meta, snapshot.data)
                     applied = snapshot.meta.last_log_id
                     _fail_below(handle.replies, next_index(applied))
-                    # Installed, not applied one by one: not counted as applied latency.
-                    handle.latency_next = next_index(applied)
-                    while handle.commit_marks and handle.commit_marks[0][0] < handle.latency_next:
-                        handle.commit_marks.popleft()
+                    handle.skip_latency_upto(applied)
                 await notify.send(SnapshotInstalled(snapshot.meta, len(snapshot.data)))
                 continue
             if handle.build_requested:

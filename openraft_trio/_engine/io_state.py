@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import attrs
 
-from .._types import LogId
+from .._types import LogId, index_of
 from .commands import IOId
 from .log_ids import LogIdList
 
@@ -33,9 +33,6 @@ from .log_ids import LogIdList
 class IOStateError(AssertionError):
     """Two log pointers are out of order: a bug in the Engine (never bad input)."""
 
-
-def _index(log_id: LogId | None) -> int:
-    return -1 if log_id is None else log_id.index
 
 
 @attrs.define
@@ -75,13 +72,13 @@ class IOState:
     def violations(self, log_ids: LogIdList) -> list[tuple[str, str]]:
         """Every order of the module docstring that does not hold, as ``(kind, details)``;
         the kind names the order, e.g. ``"committed > flushed"``."""
-        purged = _index(log_ids.purged)
-        snapshot = _index(self.snapshot)
-        applied = _index(self.applied)
-        requested = _index(self.apply_requested)
-        committed = _index(self.committed)
-        flushed = _index(self.flushed_log_id)
-        accepted = _index(log_ids.last)
+        purged = index_of(log_ids.purged)
+        snapshot = index_of(self.snapshot)
+        applied = index_of(self.applied)
+        requested = index_of(self.apply_requested)
+        committed = index_of(self.committed)
+        flushed = index_of(self.flushed_log_id)
+        accepted = index_of(log_ids.last)
         # (lower pointer, its index, higher pointer, its index); the kind of a violation is
         # "lower > higher" (the simulator's historic name for the first one is kept).
         pairs = [

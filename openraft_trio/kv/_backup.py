@@ -32,6 +32,7 @@ import attrs
 import trio
 
 from .._errors import InvalidRequest, RaftError
+from .._nursery import leaves
 from ..storage._fs import OsFileSystem, write_file_atomic
 from ._client import AmbiguousOutcome, KvClient, NoLeader
 from ._snapshot_files import SnapshotFileError, decode_snapshot_file
@@ -197,9 +198,7 @@ async def restore_backup(client: KvClient, backup: Backup, *, concurrency: int =
                 nursery.start_soon(writer)
     except BaseExceptionGroup as group:
         # One writer failed and the others were cancelled: raise that failure as itself.
-        leaf: BaseException = group
-        while isinstance(leaf, BaseExceptionGroup):
-            leaf = leaf.exceptions[0]
+        leaf = leaves(group)[0]
         if isinstance(leaf, RaftError):
             raise leaf from None
         raise
