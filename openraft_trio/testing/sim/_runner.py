@@ -659,6 +659,12 @@ class _Simulation:
             return
         voters = set(m.voter_ids)
         learners = sorted(m.learner_ids)
+        if learners and rng.random() < 0.2:
+            # A learner leaves in one entry, no joint step (Raft.remove_learner).
+            gone = rng.choice(learners)
+            self._fault("remove-learner", gone)
+            nursery.start_soon(self._admin, leader.remove_learner(gone), "membership")
+            return
         if learners and (len(voters) <= 3 or rng.random() < 0.5):
             new = voters | {rng.choice(learners)}
         elif len(voters) > 3:
