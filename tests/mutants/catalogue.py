@@ -456,7 +456,7 @@ CATALOGUE: tuple[Mutation, ...] = (
             Edit(
                 SESSION,
                 "ReplicationSession.request_for",
-                "            if _index(self.sent) > _index(committed)\n            else None",
+                "            if index_of(self.sent) > index_of(committed)\n            else None",
                 "            if False\n            else None",
             ),
         ),
