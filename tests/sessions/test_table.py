@@ -285,19 +285,24 @@ def test_restore_of_a_malformed_snapshot_is_a_typed_error_and_changes_nothing(da
 
 # --- property: replicas agree, retries are exactly-once ----------------------------------
 
-# Commands name sessions 1..8; registrations take the next log index, as real ones do, so
-# some commands name sessions never registered, some expired ones, some refused ones.
-SESSION_IDS = st.integers(min_value=1, max_value=8)
+# Registrations take the next log index, as real ones do. A command names one of the last
+# four registrations or the next index, so it may name a live session, an expired or refused
+# one, or one never registered; "retry" repeats an earlier command exactly, as a client does
+# after a timeout.
+command = st.tuples(
+    st.just("command"),
+    st.integers(min_value=0, max_value=20),
+    st.integers(min_value=1, max_value=7),
+    st.integers(min_value=0, max_value=5),
+    st.floats(-2.0, 1.0),
+)
 operations = st.one_of(
-    st.tuples(st.just("register"), st.floats(0.0, 4.0)),
-    st.tuples(
-        st.just("command"),
-        SESSION_IDS,
-        st.integers(min_value=1, max_value=8),
-        st.integers(min_value=0, max_value=8),
-        st.floats(-2.0, 4.0),
-    ),
-    st.tuples(st.just("advance"), st.floats(-2.0, 12.0)),
+    st.tuples(st.just("register"), st.floats(0.0, 2.0)),
+    command,
+    command,
+    command,
+    st.tuples(st.just("retry"), st.integers(min_value=0), st.floats(-2.0, 1.0)),
+    st.tuples(st.just("advance"), st.floats(-2.0, 8.0)),
     st.tuples(st.just("snapshot")),
 )
 
@@ -306,8 +311,8 @@ def new_table() -> SessionTable:
     return table(timeout=6.0, window=3, max_sessions=3)
 
 
-@settings(max_examples=300, deadline=None, database=None)
-@given(st.lists(operations, max_size=60))
+@settings(max_examples=300, derandomize=True)
+@given(st.lists(operations, min_size=10, max_size=80))
 def test_replicas_agree_and_retries_apply_exactly_once(history: list[tuple[Any, ...]]) -> None:
     """Two replicas apply the same history; at every "snapshot" step the second is replaced
     by a new table restored from its snapshot (through cbor2). Each ``now`` is the clock of
@@ -318,6 +323,7 @@ def test_replicas_agree_and_retries_apply_exactly_once(history: list[tuple[Any, 
     clock = 0.0
     next_session_id = 1
     applied: dict[tuple[int, int], str] = {}
+    sent: list[tuple[int, int, int]] = []
     for step, operation in enumerate(history):
         kind = operation[0]
         if kind == "register":
@@ -325,8 +331,16 @@ def test_replicas_agree_and_retries_apply_exactly_once(history: list[tuple[Any, 
             registered = replica.register(next_session_id, clock)
             assert restored.register(next_session_id, clock) == registered
             next_session_id += 1
-        elif kind == "command":
-            _, session_id, seq, acked_seq, offset = operation
+        elif kind in ("command", "retry"):
+            if kind == "command":
+                _, choice, seq, acked_seq, offset = operation
+                session_id = max(1, next_session_id - choice % 5)
+                sent.append((session_id, seq, acked_seq))
+            elif sent:
+                _, choice, offset = operation
+                session_id, seq, acked_seq = sent[choice % len(sent)]
+            else:
+                continue
             now = clock + offset
             clock = max(clock, now)
             outcome = replica.begin(session_id, seq, acked_seq, now)
