@@ -279,6 +279,7 @@ class SessionTable:
                 raise ValueError(f"unknown session snapshot version {data['version']!r}")
             time = None if data["time"] is None else _check_now(data["time"])
             sessions: OrderedDict[int, _Session] = OrderedDict()
+            previous_use = -math.inf
             for session_id, last_used, acked_seq, replies in data["sessions"]:
                 _check_count("session_id", session_id, 1)
                 session = _Session(
@@ -288,6 +289,12 @@ class SessionTable:
                 )
                 if session_id in sessions:
                     raise ValueError(f"session {session_id} appears twice")
+                # Expiry pops from the front: the order must be by last use, within time.
+                if time is None or not previous_use <= session.last_used <= time:
+                    raise ValueError(f"session {session_id} is out of last-use order")
+                previous_use = session.last_used
+                if any(seq <= session.acked_seq for seq in session.replies):
+                    raise ValueError(f"session {session_id} caches an acknowledged reply")
                 sessions[session_id] = session
         except (KeyError, TypeError) as error:
             raise ValueError(f"not a session table snapshot: {error!r}") from error

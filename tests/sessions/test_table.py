@@ -271,7 +271,11 @@ def test_restore_of_an_empty_snapshot() -> None:
         {"version": 1, "time": "x", "sessions": []},
         {"version": 1, "time": None, "sessions": [[1, 0.0, 0]]},
         {"version": 1, "time": None, "sessions": [[0, 0.0, 0, []]]},
-        {"version": 1, "time": None, "sessions": [[1, 0.0, 0, []], [1, 0.0, 0, []]]},
+        {"version": 1, "time": 0.0, "sessions": [[1, 0.0, 0, []], [1, 0.0, 0, []]]},
+        {"version": 1, "time": None, "sessions": [[1, 0.0, 0, []]]},
+        {"version": 1, "time": 1.0, "sessions": [[1, 2.0, 0, []]]},
+        {"version": 1, "time": 2.0, "sessions": [[1, 1.0, 0, []], [2, 0.5, 0, []]]},
+        {"version": 1, "time": 2.0, "sessions": [[1, 1.0, 3, [[3, "acked"]]]]},
     ],
 )
 def test_restore_of_a_malformed_snapshot_is_a_typed_error_and_changes_nothing(data: Any) -> None:
