@@ -35,6 +35,9 @@ Replies cached per session, with the window ``W``::
 Pipelined clients may send sequence numbers out of order within the window; each applied
 one is cached under its own ``seq`` until acknowledged.
 
+An idle client keeps its session with :meth:`SessionTable.keep_alive` (which also carries
+acknowledgements), and a client done with it frees its place with :meth:`SessionTable.close`.
+
 Memory bound: at most ``max_sessions`` live sessions. A registration beyond it is refused
 (:class:`TooManySessions`) rather than evicting the least recently used session. Eviction
 would silently end a live client's exactly-once guarantee: its next retry would meet
@@ -111,6 +114,18 @@ class TooManySessions:
 
 
 RegisterOutcome: TypeAlias = Registered | TooManySessions
+
+
+@attrs.frozen
+class Alive:
+    """The session is live, kept alive by :meth:`SessionTable.keep_alive`."""
+
+
+@attrs.frozen
+class Closed:
+    """The session ``session_id`` was closed by its client."""
+
+    session_id: int
 
 
 @attrs.define
@@ -222,16 +237,9 @@ class SessionTable:
             ValueError: ``seq`` < 1 or ``acked_seq`` < 0 (not integers).
         """
         _check_count("seq", seq, 1)
-        _check_count("acked_seq", acked_seq, 0)
-        self.advance(now)
-        session = self._sessions.get(session_id)
+        session = self._use(session_id, acked_seq, now)
         if session is None:
             return Expired(session_id)
-        session.last_used = self._now()
-        self._sessions.move_to_end(session_id)
-        if acked_seq > session.acked_seq:
-            session.acked_seq = acked_seq
-            session.replies = {s: r for s, r in session.replies.items() if s > acked_seq}
         if seq <= session.acked_seq:
             return Stale(session_id, seq, session.acked_seq)
         if seq in session.replies:
@@ -239,6 +247,25 @@ class SessionTable:
         if seq > session.acked_seq + self.window:
             return WindowExceeded(session_id, seq, session.acked_seq, self.window)
         return Apply()
+
+    def keep_alive(self, session_id: int, acked_seq: int, now: float) -> Alive | Expired:
+        """Keep an idle session from expiring, and drop the replies up to ``acked_seq``.
+
+        A client with nothing to write sends one before ``timeout`` runs out (§6.3).
+
+        Raises:
+            ValueError: ``acked_seq`` < 0 (not an integer).
+        """
+        if self._use(session_id, acked_seq, now) is None:
+            return Expired(session_id)
+        return Alive()
+
+    def close(self, session_id: int, now: float) -> Closed | Expired:
+        """End a session its client no longer needs, freeing its place at once."""
+        self.advance(now)
+        if self._sessions.pop(session_id, None) is None:
+            return Expired(session_id)
+        return Closed(session_id)
 
     def record(self, session_id: int, seq: int, reply: object) -> None:
         """Cache the reply of command ``seq``, just applied after :meth:`begin` said Apply.
@@ -300,6 +327,20 @@ class SessionTable:
             raise ValueError(f"not a session table snapshot: {error!r}") from error
         self._time = time
         self._sessions = sessions
+
+    def _use(self, session_id: int, acked_seq: int, now: float) -> _Session | None:
+        """Advance time; then, if the session is live, mark it used and apply the ack."""
+        _check_count("acked_seq", acked_seq, 0)
+        self.advance(now)
+        session = self._sessions.get(session_id)
+        if session is None:
+            return None
+        session.last_used = self._now()
+        self._sessions.move_to_end(session_id)
+        if acked_seq > session.acked_seq:
+            session.acked_seq = acked_seq
+            session.replies = {s: r for s, r in session.replies.items() if s > acked_seq}
+        return session
 
     def _now(self) -> float:
         assert self._time is not None  # every caller has advanced first

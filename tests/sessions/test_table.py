@@ -13,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from openraft_trio.sessions._table import (
+    Alive,
     Apply,
+    Closed,
     Duplicate,
     Expired,
     Registered,
@@ -233,6 +235,28 @@ def test_sessions_expire_in_order_of_last_use() -> None:
     assert len(sessions) == 0
 
 
+def test_keep_alive_keeps_an_idle_session_and_drops_acknowledged_replies() -> None:
+    sessions = table(timeout=10.0)
+    sessions.register(1, now=0.0)
+    sessions.begin(1, seq=1, acked_seq=0, now=0.0)
+    sessions.record(1, 1, "a")
+    assert sessions.keep_alive(1, acked_seq=1, now=9.0) == Alive()
+    assert sessions.advance(18.0) == []
+    assert sessions.snapshot()["sessions"] == [[1, 9.0, 1, []]]
+    assert sessions.keep_alive(2, acked_seq=0, now=18.0) == Expired(2)
+    assert sessions.advance(19.5) == [1]
+    assert sessions.keep_alive(1, acked_seq=1, now=19.5) == Expired(1)
+
+
+def test_close_frees_the_place_of_a_session_at_once() -> None:
+    sessions = table(max_sessions=1)
+    sessions.register(1, now=0.0)
+    assert sessions.close(1, now=1.0) == Closed(1)
+    assert sessions.close(1, now=1.0) == Expired(1)
+    assert sessions.begin(1, seq=1, acked_seq=0, now=1.0) == Expired(1)
+    assert sessions.register(2, now=1.0) == Registered(2)
+
+
 # --- snapshots ----------------------------------------------------------------------------
 
 
@@ -300,12 +324,19 @@ command = st.tuples(
     st.integers(min_value=0, max_value=5),
     st.floats(-2.0, 1.0),
 )
+retry = st.tuples(st.just("retry"), st.integers(min_value=0), st.floats(-2.0, 1.0))
+# Commands and retries weigh most: they are what exactly-once is about.
 operations = st.one_of(
     st.tuples(st.just("register"), st.floats(0.0, 2.0)),
     command,
     command,
     command,
-    st.tuples(st.just("retry"), st.integers(min_value=0), st.floats(-2.0, 1.0)),
+    command,
+    retry,
+    retry,
+    retry,
+    st.tuples(st.just("keep_alive"), st.integers(min_value=0, max_value=20), st.floats(-2.0, 2.0)),
+    st.tuples(st.just("close"), st.integers(min_value=0, max_value=20), st.floats(-2.0, 1.0)),
     st.tuples(st.just("advance"), st.floats(-2.0, 8.0)),
     st.tuples(st.just("snapshot")),
 )
@@ -362,6 +393,18 @@ def test_replicas_agree_and_retries_apply_exactly_once(history: list[tuple[Any, 
             else:
                 assert outcome == Expired(session_id)
                 assert session_id not in replica
+        elif kind in ("keep_alive", "close"):
+            _, choice, offset = operation
+            session_id = max(1, next_session_id - choice % 5)
+            now = clock + offset
+            clock = max(clock, now)
+            if kind == "keep_alive":
+                acked_seq = choice % 4
+                alive = replica.keep_alive(session_id, acked_seq, now)
+                assert restored.keep_alive(session_id, acked_seq, now) == alive
+            else:
+                closed = replica.close(session_id, now)
+                assert restored.close(session_id, now) == closed
         elif kind == "advance":
             now = clock + operation[1]
             clock = max(clock, now)
