@@ -313,28 +313,31 @@ def test_restore_of_a_malformed_snapshot_is_a_typed_error_and_changes_nothing(da
 
 # --- property: replicas agree, retries are exactly-once ----------------------------------
 
+
 # Registrations take the next log index, as real ones do. A command names one of the last
 # four registrations or the next index, so it may name a live session, an expired or refused
 # one, or one never registered; "retry" repeats an earlier command exactly, as a client does
 # after a timeout.
-command = st.tuples(
-    st.just("command"),
-    st.integers(min_value=0, max_value=20),
-    st.integers(min_value=1, max_value=7),
-    st.integers(min_value=0, max_value=5),
-    st.floats(-2.0, 1.0),
-)
-retry = st.tuples(st.just("retry"), st.integers(min_value=0), st.floats(-2.0, 1.0))
-# Commands and retries weigh most: they are what exactly-once is about.
+def command() -> st.SearchStrategy[tuple[Any, ...]]:
+    return st.tuples(
+        st.just("command"),
+        st.integers(min_value=0, max_value=20),
+        st.integers(min_value=1, max_value=7),
+        st.integers(min_value=0, max_value=5),
+        st.floats(-2.0, 1.0),
+    )
+
+
+def retry() -> st.SearchStrategy[tuple[Any, ...]]:
+    return st.tuples(st.just("retry"), st.integers(min_value=0), st.floats(-2.0, 1.0))
+
+
+# Commands and retries weigh most: they are what exactly-once is about. (``one_of`` drops
+# a strategy object repeated, hence fresh ones.)
 operations = st.one_of(
     st.tuples(st.just("register"), st.floats(0.0, 2.0)),
-    command,
-    command,
-    command,
-    command,
-    retry,
-    retry,
-    retry,
+    *[command() for _ in range(4)],
+    *[retry() for _ in range(3)],
     st.tuples(st.just("keep_alive"), st.integers(min_value=0, max_value=20), st.floats(-2.0, 2.0)),
     st.tuples(st.just("close"), st.integers(min_value=0, max_value=20), st.floats(-2.0, 1.0)),
     st.tuples(st.just("advance"), st.floats(-2.0, 8.0)),
