@@ -136,9 +136,9 @@ class _Session:
     replies: dict[int, object] = attrs.Factory(dict)
 
 
-def _check_now(now: float) -> float:
+def _check_now(now: float, name: str = "now") -> float:
     if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now):
-        raise ValueError(f"now must be a finite number, got {now!r}")
+        raise ValueError(f"{name} must be a finite number, got {now!r}")
     return float(now)
 
 
@@ -168,7 +168,7 @@ class SessionTable:
     _sessions: OrderedDict[int, _Session]
 
     def __init__(self, *, timeout: float, window: int = 64, max_sessions: int = 10_000) -> None:
-        if _check_now(timeout) <= 0:
+        if _check_now(timeout, "timeout") <= 0:
             raise ValueError(f"timeout must be > 0, got {timeout!r}")
         self.timeout = float(timeout)
         self.window = _check_count("window", window, 1)

@@ -178,7 +178,7 @@ def test_malformed_command_fields_are_typed_errors(
     ("arguments", "message"),
     [
         ({"timeout": 0.0}, "timeout must be > 0"),
-        ({"timeout": math.inf}, "now must be a finite number"),
+        ({"timeout": math.inf}, "timeout must be a finite number, got inf"),
         ({"window": 0}, "window must be an integer >= 1"),
         ({"max_sessions": 0}, "max_sessions must be an integer >= 1"),
     ],
