@@ -212,6 +212,13 @@ class SessionTable:
             expired.append(session_id)
         return expired
 
+    def expires_before(self, now: float) -> bool:
+        """Whether :meth:`advance` to ``now`` would expire at least one session."""
+        if not self._sessions:
+            return False
+        oldest = next(iter(self._sessions.values()))
+        return oldest.last_used + self.timeout < now
+
     def register(self, session_id: int, now: float) -> RegisterOutcome:
         """Open session ``session_id`` (the log index of the registration entry).
 
