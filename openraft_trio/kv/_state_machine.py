@@ -51,6 +51,7 @@ from .._types import (
     StoredMembership,
     log_id_ge,
 )
+from ..sessions import SESSION_ENTRIES, Run, SessionTable, decide, table_from_plain, table_to_plain
 from ..storage._fs import FileSystem, OsFileSystem, join, write_file_atomic
 from ._snapshot_files import (
     IORunner,
@@ -65,7 +66,9 @@ from ._snapshot_files import (
 
 T = TypeVar("T")
 
-_SNAPSHOT_FORMAT = 2  # 2: log ids and membership in openraft_trio.codec's encodings
+# 2: log ids and membership in openraft_trio.codec's encodings; 3: with client sessions.
+_SNAPSHOT_FORMAT = 3
+_READABLE_FORMATS = (2, 3)
 
 logger = logging.getLogger("openraft_trio.kv")
 
@@ -132,12 +135,19 @@ class KvStateMachine:
 
     The directory should belong to this state machine alone.
 
+    Client sessions (:mod:`openraft_trio.sessions`): the machine applies session entries
+    itself, keeping a :class:`~openraft_trio.sessions.SessionTable` in its snapshots, so a
+    request wrapped in a ``SessionCommand`` is applied once however often it is retried.
+
     Args:
         snapshot_dir: where snapshots are kept; ``None`` for a purely in-memory machine.
         fs: the file system every file operation goes through (default
             :class:`~openraft_trio.storage._fs.OsFileSystem`); tests pass an in-memory one
             that models crashes. Ignored without ``snapshot_dir``.
         keep_snapshots: how many snapshot files to keep (at least 1).
+        session_timeout: log seconds an unused client session lives.
+        session_window: the most unacknowledged replies cached per session.
+        max_sessions: the most live client sessions.
         run_io: how the blocking writes of :meth:`build_snapshot` and
             :meth:`install_snapshot` run: an async callable taking a no-argument function
             and returning its result. The default, ``trio.to_thread.run_sync``, keeps the
@@ -162,6 +172,9 @@ class KvStateMachine:
         fs: FileSystem | None = None,
         keep_snapshots: int = 2,
         run_io: IORunner = trio.to_thread.run_sync,
+        session_timeout: float = 60.0,
+        session_window: int = 64,
+        max_sessions: int = 10_000,
     ) -> None:
         if isinstance(keep_snapshots, bool) or not isinstance(keep_snapshots, int):
             raise TypeError(f"keep_snapshots must be an int, got {keep_snapshots!r}")
@@ -173,6 +186,9 @@ class KvStateMachine:
         self._current_snapshot: Snapshot | None = None
         self._snapshot_counter = 0
         self.rejected = 0
+        self.sessions = SessionTable(
+            timeout=session_timeout, window=session_window, max_sessions=max_sessions
+        )
         self._snapshot_dir = None if snapshot_dir is None else os.fspath(snapshot_dir)
         self._fs: FileSystem = OsFileSystem() if fs is None else fs
         self._keep_snapshots = keep_snapshots
@@ -224,13 +240,27 @@ class KvStateMachine:
         for entry in entries:
             payload = entry.payload
             if isinstance(payload, Normal):
-                replies.append(self._apply_request(payload.data))
+                data = payload.data
+                if isinstance(data, SESSION_ENTRIES):
+                    replies.append(self._apply_session_entry(data, entry.log_id.index))
+                else:
+                    replies.append(self._apply_request(data))
             else:
                 if isinstance(payload, MembershipChange):
                     self._last_membership = StoredMembership(entry.log_id, payload.membership)
                 replies.append(None)
             self._last_applied = entry.log_id
         return replies
+
+    def _apply_session_entry(self, data: Any, index: int) -> Any:
+        decision = decide(self.sessions, data, index)
+        if not isinstance(decision, Run):
+            return decision.reply
+        reply = self._apply_request(decision.command)
+        assert decision.session_id is not None
+        assert decision.seq is not None
+        self.sessions.record(decision.session_id, decision.seq, reply)
+        return reply
 
     def _apply_request(self, request: Any) -> Any:
         if not isinstance(request, _Request) or not isinstance(request.key, str):
@@ -284,7 +314,9 @@ class KvStateMachine:
             last_membership=self._last_membership,
             snapshot_id=f"{position}-{self._snapshot_counter}",
         )
-        return KvSnapshotBuilder(self, meta, self._snapshot_counter, dict(self._data))
+        return KvSnapshotBuilder(
+            self, meta, self._snapshot_counter, dict(self._data), table_to_plain(self.sessions)
+        )
 
     async def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
         """Replace the state with the snapshot's, unless it is not newer than what is applied.
@@ -302,6 +334,7 @@ class KvStateMachine:
         if log_id_ge(self._last_applied, meta.last_log_id):
             return
         decoded = _decode_snapshot(data)
+        sessions = self._decode_sessions(decoded.sessions)
         if decoded.last_log_id != meta.last_log_id:
             raise InvalidRequest(
                 f"snapshot data is at {decoded.last_log_id}, but its meta says {meta.last_log_id}"
@@ -313,9 +346,24 @@ class KvStateMachine:
             self._snapshot_counter += 1
             await self._persist(snapshot, self._snapshot_counter)
         self._data = decoded.data
+        self.sessions = sessions
         self._last_applied = meta.last_log_id
         self._last_membership = meta.last_membership
         self._current_snapshot = snapshot
+
+    def _decode_sessions(self, plain: Any) -> SessionTable:
+        """A table like this machine's, holding the sessions of a snapshot."""
+        table = SessionTable(
+            timeout=self.sessions.timeout,
+            window=self.sessions.window,
+            max_sessions=self.sessions.max_sessions,
+        )
+        if plain is not None:
+            try:
+                table_from_plain(table, plain)
+            except ValueError as exc:
+                raise InvalidRequest(f"snapshot: malformed sessions: {exc}") from exc
+        return table
 
     async def get_current_snapshot(self) -> Snapshot | None:
         """The latest snapshot, if any."""
@@ -373,6 +421,7 @@ class KvStateMachine:
             try:
                 snapshot_id, payload = decode_snapshot_file(raw)
                 decoded = _decode_snapshot(payload)
+                sessions = self._decode_sessions(decoded.sessions)
             except (SnapshotFileError, InvalidRequest) as exc:
                 logger.warning("skipping damaged snapshot file %s: %s", path, exc)
                 self._invalid_files.add(name)
@@ -393,6 +442,7 @@ class KvStateMachine:
                 snapshot_id=snapshot_id,
             )
             self._data = decoded.data
+            self.sessions = sessions
             self._last_applied = decoded.last_log_id
             self._last_membership = decoded.last_membership
             self._current_snapshot = Snapshot(meta=meta, data=payload)
@@ -408,12 +458,18 @@ class KvSnapshotBuilder:
     """
 
     def __init__(
-        self, machine: KvStateMachine, meta: SnapshotMeta, number: int, data: dict[str, Any]
+        self,
+        machine: KvStateMachine,
+        meta: SnapshotMeta,
+        number: int,
+        data: dict[str, Any],
+        sessions: Any = None,
     ) -> None:
         self._machine = machine
         self._meta = meta
         self._number = number
         self._data = data
+        self._sessions = sessions
 
     async def build_snapshot(self) -> Snapshot:
         """Serialize the captured state, persist it (with a snapshot directory), and make it
@@ -425,7 +481,7 @@ class KvSnapshotBuilder:
                 the current snapshot stays the previous one.
         """
         meta = self._meta
-        data = await _encode_snapshot(meta, self._data)
+        data = await _encode_snapshot(meta, self._data, self._sessions)
         snapshot = Snapshot(meta=meta, data=data)
         machine = self._machine
         await machine._persist(snapshot, self._number)
@@ -453,7 +509,9 @@ def _map_header(length: int) -> bytes:
     raise ValueError(f"a CBOR map cannot hold {length} pairs")
 
 
-async def _encode_snapshot(meta: SnapshotMeta, data: dict[str, Any]) -> bytes:
+async def _encode_snapshot(
+    meta: SnapshotMeta, data: dict[str, Any], sessions: Any = None
+) -> bytes:
     """The snapshot's CBOR bytes, the same as ``cbor2.dumps`` of the whole document, made
     in chunks of about ``_ENCODE_CHUNK_BYTES`` (at most ``_ENCODE_CHUNK`` keys) with a Trio
     checkpoint between chunks."""
@@ -464,6 +522,7 @@ async def _encode_snapshot(meta: SnapshotMeta, data: dict[str, Any]) -> bytes:
             "format": _SNAPSHOT_FORMAT,
             "last_log_id": codec.unstructure_log_id(meta.last_log_id),
             "last_membership": codec.unstructure_stored_membership(meta.last_membership),
+            "sessions": sessions,
             "data": None,
         }
     )[:-1]
@@ -534,6 +593,7 @@ class _DecodedSnapshot:
     last_log_id: LogId | None
     last_membership: StoredMembership
     data: dict[str, Any]
+    sessions: Any = None  # table_to_plain's data; None in format 2
 
 
 def _decode_field(what: str, decode: Callable[[Any], T], raw: Any) -> T:
@@ -548,8 +608,8 @@ def _decode_snapshot(data: bytes) -> _DecodedSnapshot:
         raw = cbor2.loads(data)
     except cbor2.CBORDecodeError as exc:
         raise InvalidRequest(f"snapshot data is not valid CBOR: {exc}") from exc
-    if not isinstance(raw, dict) or raw.get("format") != _SNAPSHOT_FORMAT:
-        raise InvalidRequest(f"snapshot data is not a kv snapshot of format {_SNAPSHOT_FORMAT}")
+    if not isinstance(raw, dict) or raw.get("format") not in _READABLE_FORMATS:
+        raise InvalidRequest(f"snapshot data is not a kv snapshot of format {_READABLE_FORMATS}")
     kv = raw.get("data")
     if not (isinstance(kv, dict) and all(isinstance(k, str) for k in kv)):
         raise InvalidRequest("snapshot: data must be a map with str keys")
@@ -559,6 +619,7 @@ def _decode_snapshot(data: bytes) -> _DecodedSnapshot:
             "last membership", codec.structure_stored_membership, raw.get("last_membership")
         ),
         data=kv,
+        sessions=raw.get("sessions"),
     )
 
 

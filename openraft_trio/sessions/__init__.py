@@ -29,7 +29,7 @@ from ._client import (
     open_session,
     refusal,
 )
-from ._commands import CloseSession, KeepAlive, OpenSession, SessionCommand
+from ._commands import SESSION_ENTRIES, CloseSession, KeepAlive, OpenSession, SessionCommand
 from ._table import (
     Alive,
     Apply,
@@ -44,6 +44,7 @@ from ._table import (
 )
 
 __all__ = [
+    "SESSION_ENTRIES",
     "Alive",
     "Answer",
     "Apply",
