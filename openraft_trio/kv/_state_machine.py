@@ -6,6 +6,10 @@ Requests travel in ``Normal`` log entries; each gets one reply:
 * :class:`Delete` ``(key)`` -> the previous value, or ``None``;
 * :class:`CompareAndSwap` ``(key, expected, new)`` -> ``(swapped, value_after)``; an absent
   key compares equal to ``None``;
+* :class:`Increment` ``(key, delta)`` -> the new value: an integer value (absent counts as
+  ``0``) plus ``delta``; a value that is not an integer is left alone and the reply is
+  ``None``. Not idempotent: exactly-once needs a client session
+  (:mod:`openraft_trio.sessions`), as :class:`~openraft_trio.kv.KvClient` uses;
 * :class:`Get` ``(key)`` -> the current value. Reads are served locally after
   ``ensure_linearizable``; a ``Get`` that reaches the log anyway is answered and changes
   nothing.
@@ -105,16 +109,26 @@ class CompareAndSwap:
 
 @final
 @attrs.frozen
+class Increment:
+    """Add ``delta`` to the integer under ``key`` (absent counts as ``0``); reply the new
+    value, or ``None`` (nothing changes) when the value is not an integer."""
+
+    key: str
+    delta: int = 1
+
+
+@final
+@attrs.frozen
 class Get:
     """Read ``key``; reply its value or ``None``. Never modifies anything."""
 
     key: str
 
 
-_Request = Set | Delete | CompareAndSwap | Get
+_Request = Set | Delete | CompareAndSwap | Increment | Get
 
 # Requests travel in log entries on disk and over the network: give them stable tags.
-for _cls in (Set, Delete, CompareAndSwap, Get):
+for _cls in (Set, Delete, CompareAndSwap, Increment, Get):
     codec.register_data_type(_cls, f"kv.{_cls.__name__}")
 
 
@@ -240,7 +254,7 @@ class KvStateMachine:
         for entry in entries:
             payload = entry.payload
             if isinstance(payload, Normal):
-                data = payload.data
+                data: Any = payload.data
                 if isinstance(data, SESSION_ENTRIES):
                     replies.append(self._apply_session_entry(data, entry.log_id.index))
                 else:
@@ -280,6 +294,12 @@ class KvStateMachine:
                 data[key] = request.new
                 return (True, request.new)
             return (False, current)
+        if isinstance(request, Increment):
+            current = data.get(key, 0)
+            if not _is_int(current) or not _is_int(request.delta):
+                return None
+            data[key] = current + request.delta
+            return data[key]
         return data.get(key)  # Get
 
     async def build_snapshot(self) -> Snapshot:

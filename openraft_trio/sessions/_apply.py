@@ -161,7 +161,8 @@ class SessionStateMachine(Generic[C, R]):
         # Per entry of the batch: where inner's reply goes (None: answered here already),
         # and the session and seq to record it under.
         slots: list[tuple[int | None, int | None, int | None]] = []
-        pending: set[tuple[int, int]] = set()
+        # session id -> the seqs in the batch, whose replies are not recorded yet.
+        pending: dict[int, list[int]] = {}
 
         async def flush() -> None:
             if not batch:
@@ -185,11 +186,15 @@ class SessionStateMachine(Generic[C, R]):
                 batch.append(entry)
                 slots.append((position, None, None))
                 continue
-            # A reply recorded late must find its session and no earlier copy of itself.
+            # A reply recorded late must find its session live, not acknowledged yet, and
+            # no earlier copy of itself.
             if pending and (
                 not isinstance(data, SessionCommand)
-                or (data.session_id, data.seq) in pending
                 or table.expires_before(data.now)
+                or any(
+                    seq == data.seq or seq <= data.acked_seq
+                    for seq in pending.get(data.session_id, ())
+                )
             ):
                 await flush()
             decision = decide(table, data, entry.log_id.index)
@@ -198,7 +203,7 @@ class SessionStateMachine(Generic[C, R]):
                 assert decision.seq is not None
                 batch.append(Entry(entry.log_id, Normal(decision.command)))
                 slots.append((position, decision.session_id, decision.seq))
-                pending.add((decision.session_id, decision.seq))
+                pending.setdefault(decision.session_id, []).append(decision.seq)
             else:
                 batch.append(Entry(entry.log_id, BLANK))
                 slots.append((None, None, None))

@@ -115,8 +115,12 @@ class ClientSession:
             self._done.remove(self.acked_seq)
 
     def command(self, seq: int, command: C, now: float) -> SessionCommand[C]:
-        """The log command of ``command`` as number ``seq``, stamped ``now``."""
-        return SessionCommand(self.session_id, seq, self.acked_seq, now, command)
+        """The log command of ``command`` as number ``seq``, stamped ``now``.
+
+        It acknowledges the replies below ``seq`` only, never its own: a copy sent again
+        after its reply came is still answered, until a later command acknowledges it."""
+        acked = min(self.acked_seq, seq - 1)
+        return SessionCommand(self.session_id, seq, acked, now, command)
 
     def call(self, command: C) -> SessionCall[C]:
         """Number ``command``: the returned call may be sent any number of times."""

@@ -129,6 +129,17 @@ async def test_a_retry_in_the_same_batch_flushes_first() -> None:
     assert inner.batches == [["blank", 10, 1], ["blank"]]
 
 
+async def test_an_acknowledgement_of_a_pending_reply_flushes_first() -> None:
+    # Found by the batch-split property: seq 2 acknowledges seq 1, whose reply is still in
+    # the batch; recording it after the acknowledgement dropped it would be refused.
+    sm, inner = machine()
+    replies = await sm.apply(
+        entries(OpenSession(0.0), cmd(1, 1, 10, 1.0), cmd(1, 2, 1, 1.0, acked=1))
+    )
+    assert replies == [1, 10, 11]
+    assert inner.batches == [["blank", 10], [1]]
+
+
 async def test_plain_commands_pass_through_unchanged() -> None:
     sm, inner = machine()
     assert await sm.apply(entries(3, 4)) == [3, 7]
