@@ -187,6 +187,65 @@ async def test_writes_survive_a_schedule_of_kills_and_pauses(tmp_path: Path, see
                     assert await kv.get(key) in (None, value)
 
 
+@pytest.mark.parametrize("seed", [3, 4])
+async def test_increments_apply_exactly_once_through_kills_and_pauses(
+    tmp_path: Path, seed: int
+) -> None:
+    """Writers increment one counter while, round after round, a node (often the leader) is
+    SIGKILLed and restarted, or SIGSTOPped and resumed. Increments are not idempotent: a
+    write sent again after an unknown outcome and applied twice would show. With client
+    sessions every increment is sent until answered and applied once, so the counter ends
+    equal to the number of acknowledged increments, and none is reported ambiguous."""
+    rng = random.Random(seed)
+    acked = 0
+    ambiguous = 0
+    with trio.fail_after(150):
+        async with open_process_cluster(3, base_dir=str(tmp_path)) as cl:
+            await cl.initialize()
+            async with cl.client(timeout=30) as kv:
+
+                async def incrementer(stop: trio.Event) -> None:
+                    nonlocal acked, ambiguous
+                    while not stop.is_set():
+                        try:
+                            await kv.incr("counter")
+                            acked += 1
+                        except AmbiguousOutcome:
+                            ambiguous += 1
+
+                for _ in range(4):
+                    stop = trio.Event()
+                    async with trio.open_nursery() as nursery:
+                        for _ in range(4):
+                            nursery.start_soon(incrementer, stop)
+                        await trio.sleep(0.3)
+                        statuses = await cl.statuses()
+                        leaders = [s["id"] for s in statuses.values() if s["state"] == "LEADER"]
+                        victim = (
+                            leaders[0] if leaders and rng.random() < 0.7 else rng.choice([1, 2, 3])
+                        )
+                        proc = cl.nodes[victim].process
+                        assert proc is not None
+                        if rng.random() < 0.5:
+                            await cl.kill(victim, signal.SIGKILL)
+                            await trio.sleep(0.5)
+                            await cl.start(victim)
+                        else:
+                            proc.send_signal(signal.SIGSTOP)
+                            await trio.sleep(0.8)
+                            proc.send_signal(signal.SIGCONT)
+                        await trio.sleep(0.3)
+                        stop.set()
+                    await cl.wait_leader()
+                assert acked > 50
+                assert ambiguous == 0
+                assert await kv.get("counter") == acked
+                await cl.wait_converged()
+                for node_id, node in cl.nodes.items():
+                    found = await kv.get("counter", stale=True, addr=node.addr)
+                    assert found == acked, f"node {node_id} differs"
+
+
 async def test_sigterm_and_sigint_stop_a_node_cleanly(tmp_path: Path) -> None:
     with trio.fail_after(BOUND):
         async with open_process_cluster(3, base_dir=str(tmp_path)) as cl:
