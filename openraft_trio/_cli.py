@@ -573,6 +573,23 @@ def _add_data_commands(commands: Commands) -> None:
     p.set_defaults(handler=lambda a: _run_client(a, lambda c: delete(a, c)), writes=True)
 
     p = commands.add_parser(
+        "incr",
+        help="add DELTA (default 1) to the integer under KEY, exactly once (exit 1 if the "
+        "value is not an integer)",
+    )
+    p.add_argument("key", type=_text)
+    p.add_argument("delta", type=int, nargs="?", default=1)
+    _add_client_options(p)
+
+    async def incr(args: argparse.Namespace, client: Any) -> int:
+        value = await client.incr(args.key, args.delta)
+        text = str(value) if value is not None else "not an integer: nothing changed"
+        _print(args, {"value": value}, text)
+        return 0 if value is not None else EXIT_FAILED
+
+    p.set_defaults(handler=lambda a: _run_client(a, lambda c: incr(a, c)), writes=True)
+
+    p = commands.add_parser(
         "cas", help="compare-and-swap: set KEY to NEW if it equals EXPECTED (exit 1 if not)"
     )
     p.add_argument("key", type=_text)

@@ -62,6 +62,12 @@ async def test_cli_against_a_three_process_cluster(tmp_path: Path) -> None:
             r = await cli("cas", "n", "null", "2", "--json-values", "--json", *c)
             assert r.returncode == 1
             assert json.loads(out(r)) == {"swapped": False, "value": 1}
+            r = await cli("incr", "n", *c)  # n is 1 (the cas above)
+            assert (r.returncode, out(r)) == (0, "2"), err(r)
+            r = await cli("incr", "n", "5", "--json", *c)
+            assert json.loads(out(r)) == {"value": 7}
+            r = await cli("incr", "greeting", *c)  # "hello" is not an integer
+            assert (r.returncode, out(r)) == (1, "not an integer: nothing changed")
             r = await cli("delete", "greeting", *c)
             assert r.returncode == 0
             r = await cli(
