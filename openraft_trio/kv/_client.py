@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar, final
 
@@ -136,13 +136,20 @@ class KvClient:
         return addr
 
     async def leader_call(
-        self, op: str, *args: Any, idempotent: bool, attempts: _Attempts | None = None
+        self,
+        op: str,
+        *args: Any,
+        idempotent: bool,
+        attempts: _Attempts | None = None,
+        deadline: float | None = None,
     ) -> Any:
-        """Call ``op`` on the leader, following hints and retrying where safe.
+        """Call ``op`` on the leader, following hints and retrying where safe, until
+        ``deadline`` (default: ``timeout`` from now).
 
         With ``attempts``, an ``idempotent`` call notes there whether some attempt may
         have reached a leader with its outcome unknown."""
-        deadline = trio.current_time() + self.timeout
+        if deadline is None:
+            deadline = trio.current_time() + self.timeout
         addr = self.leader_addr or self._rotate()
         last = "no attempt"
         pause = 0.02
@@ -214,18 +221,16 @@ class KvClient:
             seq = await session.take_seq()
             attempts = _Attempts()
             try:
-                result = await self._with_deadline(
-                    deadline,
-                    self.leader_call(
-                        "session_write",
-                        session.session_id,
-                        seq,
-                        min(session.acked_seq, seq - 1),
-                        op,
-                        list(args),
-                        idempotent=True,
-                        attempts=attempts,
-                    ),
+                result = await self.leader_call(
+                    "session_write",
+                    session.session_id,
+                    seq,
+                    min(session.acked_seq, seq - 1),
+                    op,
+                    list(args),
+                    idempotent=True,
+                    attempts=attempts,
+                    deadline=deadline,
                 )
             except RemoteError as e:
                 if e.remote is None or e.remote.error_type != "SessionExpired":
@@ -247,24 +252,13 @@ class KvClient:
             session.completed(seq)
             return result
 
-    async def _with_deadline(self, deadline: float, call: Awaitable[T]) -> T:
-        """``call``, whose own retries run until ``timeout``; no longer than ``deadline``."""
-        saved = self.timeout
-        self.timeout = max(0.0, deadline - trio.current_time())
-        try:
-            return await call
-        finally:
-            self.timeout = saved
-
     async def _open_session(self, deadline: float) -> _Session:
         """The client's session, registered first if there is none."""
         async with self._opening:
             if self._session is None:
                 # A registration whose outcome is unknown is sent again: the one lost
                 # expires unused.
-                reply = await self._with_deadline(
-                    deadline, self.leader_call("open_session", idempotent=True)
-                )
+                reply = await self.leader_call("open_session", idempotent=True, deadline=deadline)
                 session = _Session(int(reply["session_id"]), int(reply["window"]))
                 self._session = session
                 self._opened.append(session)

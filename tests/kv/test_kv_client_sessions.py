@@ -42,7 +42,9 @@ class Script:
         self.steps = list(steps)
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
 
-    async def __call__(self, op: str, *args: Any, idempotent: bool, attempts: Any = None) -> Any:
+    async def __call__(
+        self, op: str, *args: Any, idempotent: bool, attempts: Any = None, deadline: Any = None
+    ) -> Any:
         self.calls.append((op, args))
         return self.steps.pop(0)(op, args, attempts)
 
@@ -153,7 +155,9 @@ async def test_a_write_waits_for_acknowledgements_beyond_the_window(
     release = trio.Event()
     sent: list[int] = []
 
-    async def leader_call(op: str, *args: Any, idempotent: bool, attempts: Any = None) -> Any:
+    async def leader_call(
+        op: str, *args: Any, idempotent: bool, attempts: Any = None, deadline: Any = None
+    ) -> Any:
         if op == "open_session":
             return {"session_id": 7, "timeout": 60.0, "window": 2}
         sent.append(args[1])
@@ -179,7 +183,9 @@ async def test_without_sessions_a_write_is_sent_once_as_before(
 ) -> None:
     calls: list[tuple[str, bool]] = []
 
-    async def leader_call(op: str, *args: Any, idempotent: bool, attempts: Any = None) -> Any:
+    async def leader_call(
+        op: str, *args: Any, idempotent: bool, attempts: Any = None, deadline: Any = None
+    ) -> Any:
         calls.append((op, idempotent))
         return {"prev": None, "index": 1}
 
