@@ -8,8 +8,8 @@ run every layer there, each a subprocess with ``PYTHONPATH`` and ``cwd`` set to 
 
 * ``unit``: the tests written for the rule (``tests/engine`` for an engine rule), ``-x``;
 * ``props``: the Hypothesis tests that drive the cluster or the engine step by step
-  (``tests/sim/test_property_schedules.py`` and any ``tests/sim/test_*stateful*.py``) and
-  the client sessions' property tests, ``-x``;
+  (``tests/sim/test_property_schedules.py`` and any ``tests/sim/test_*stateful*.py``), and
+  for a mutant of the session code the client sessions' property tests, ``-x``;
 * ``sim``: a bounded sweep of the simulator's default fault plan, stopping at the first
   failing seed;
 * ``sim-m``: the same with membership churn and snapshots (``--membership``).
@@ -44,10 +44,12 @@ from .catalogue import CATALOGUE, Edit, Mutation
 ROOT = Path(__file__).resolve().parents[2]
 COPIED = ("openraft_trio", "tests")
 COPIED_FILES = ("pyproject.toml",)
-PROPERTY_TESTS = (
-    "tests/sim/test_property_schedules.py",
-    # Client sessions: random histories against a snapshot-restored replica, and any
-    # batch split of the wrapper's applies against one entry at a time.
+PROPERTY_TESTS = ("tests/sim/test_property_schedules.py",)
+# Client sessions: random histories against a snapshot-restored replica, and any batch
+# split of the wrapper's applies against one entry at a time. Run for mutants of the
+# session code (and the baseline), where the cluster property tests cannot see a rule.
+SESSION_CODE = "openraft_trio/sessions/"
+SESSION_PROPERTY_TESTS = (
     "tests/sessions/test_table.py::test_replicas_agree_and_retries_apply_exactly_once",
     "tests/sessions/test_state_machine.py::test_any_batch_split_gives_the_same_replies_and_state",
 )
@@ -176,8 +178,11 @@ def run_canary(mutation: Mutation, copy: Path) -> str:
 # -- layers ----------------------------------------------------------------------------------
 
 
-def property_tests(copy: Path) -> list[str]:
-    found = [p for p in PROPERTY_TESTS if (copy / p.partition("::")[0]).exists()]
+def property_tests(copy: Path, mutation: Mutation | None = None) -> list[str]:
+    wanted = PROPERTY_TESTS
+    if mutation is None or any(e.path.startswith(SESSION_CODE) for e in mutation.edits):
+        wanted += SESSION_PROPERTY_TESTS
+    found = [p for p in wanted if (copy / p.partition("::")[0]).exists()]
     found += sorted(str(p.relative_to(copy)) for p in (copy / "tests").rglob(STATEFUL_GLOB))
     return found
 
@@ -189,7 +194,7 @@ def layer_command(layer: str, mutation: Mutation | None, copy: Path, sweep: Swee
     if layer == "unit":
         return [*pytest, *(mutation.unit if mutation is not None else ("tests/engine",))]
     if layer == "props":
-        return [*pytest, *property_tests(copy)]
+        return [*pytest, *property_tests(copy, mutation)]
     if layer == "sim":
         return [*sim, "--seeds", sweep.seeds]
     return [*sim, "--seeds", sweep.membership_seeds, "--membership"]
