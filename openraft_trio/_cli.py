@@ -233,6 +233,14 @@ def _add_serve(commands: Commands) -> None:
         help="text lines (default) or one JSON object per line (docs/observability.md)",
     )
     p.add_argument(
+        "--session-timeout",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="client sessions unused this long (in leader-stamped log time) expire "
+        "(default 60; the same on every node)",
+    )
+    p.add_argument(
         "--metrics-listen",
         type=_addr,
         metavar="HOST:PORT",
@@ -297,6 +305,7 @@ def _serve(args: argparse.Namespace) -> int:
         client_ssl=client_ssl_context(*tls) if tls else None,
         bench_op=args.bench_op,
         metrics_listen=args.metrics_listen,
+        session_timeout=args.session_timeout,
     )
 
     async def main() -> None:

@@ -100,6 +100,8 @@ class KvNodeOptions:
     bench_op: bool = False  # enable the ``bench`` op, the built-in load generator
     # Serve Prometheus metrics (openraft_trio.prometheus) at http://HOST:PORT/metrics.
     metrics_listen: str | None = None
+    # Client sessions unused this long (log seconds) expire; the same on every node.
+    session_timeout: float = 60.0
 
     @property
     def addr(self) -> str:
@@ -618,10 +620,12 @@ async def _run_kv_node(options: KvNodeOptions, started: Callable[[KvNode], None]
     host, port = parse_addr(options.listen)
     if options.data_dir is not None:
         claim_data_dir(options.data_dir, options.node_id, config.cluster_name)
-        state_machine = KvStateMachine(os.path.join(options.data_dir, "snapshots"))
+        state_machine = KvStateMachine(
+            os.path.join(options.data_dir, "snapshots"), session_timeout=options.session_timeout
+        )
         store_args: dict[str, Any] = {"data_dir": options.data_dir}
     else:
-        state_machine = KvStateMachine()
+        state_machine = KvStateMachine(session_timeout=options.session_timeout)
         store_args = {"log_store": MemLogStore()}
     async with (
         open_tcp_network(options.node_id, config, ssl_context=options.client_ssl) as network,
