@@ -56,3 +56,15 @@ def test_usage_names_the_command_as_it_was_started() -> None:
         "usage: openraft-trio "
     )
     assert build_parser().format_usage().startswith("usage: python -m openraft_trio ")
+
+
+def test_serve_session_timeout_is_positive_seconds(capsys) -> None:
+    import pytest
+
+    assert build_parser().parse_args(SERVE).session_timeout == 60.0
+    assert build_parser().parse_args([*SERVE, "--session-timeout", "5"]).session_timeout == 5.0
+    for bad in ("0", "-1", "nan", "soon"):
+        with pytest.raises(SystemExit) as caught:
+            build_parser().parse_args([*SERVE, "--session-timeout", bad])
+        assert caught.value.code == 2
+    assert "--session-timeout" in capsys.readouterr().err
