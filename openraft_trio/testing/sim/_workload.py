@@ -36,12 +36,13 @@ import random
 from collections.abc import Callable
 from typing import Any, Protocol, final, runtime_checkable
 
+import cbor2
 import trio
 
 from ..._errors import ForwardToLeader, QuorumNotEnough, Stopped
 from ..._types import ReadPolicy
 from ...kv import CompareAndSwap, Delete, Get, Increment, KvStateMachine, Set
-from ...sessions import ClientSession, Expired, OpenSession, refusal
+from ...sessions import ClientSession, Expired, OpenSession, refusal, table_to_plain
 from ..linearizability import KvModel, Model, Operation
 
 
@@ -126,8 +127,9 @@ class KvWorkload:
         return state_machine.get(request.key)
 
     def state(self, state_machine: Any) -> Any:
-        """The state machine's data: replicas must end equal."""
-        return state_machine.data
+        """The state machine's data and session table (in CBOR, where a tuple and a list
+        are alike): replicas must end equal, sessions expired at the same index."""
+        return state_machine.data, cbor2.dumps(table_to_plain(state_machine.sessions))
 
     def on_reply(self, client_id: int, request: Any, reply: Any) -> None:
         """Remember the value ``client_id`` last saw for the request's key (the next CAS expects
