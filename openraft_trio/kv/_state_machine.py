@@ -247,8 +247,8 @@ class KvStateMachine:
     async def apply(self, entries: Sequence[Entry[_Request]]) -> list[Any]:
         """Apply committed entries in order; one reply per entry (``None`` unless Normal).
 
-        Its commands are ``Set | Delete | CompareAndSwap | Get`` (``open_raft`` makes a
-        ``Raft[Set | Delete | CompareAndSwap | Get, Any]`` of it); a reply is a stored
+        Its commands are ``Set | Delete | CompareAndSwap | Increment | Get`` (``open_raft`` makes a
+        ``Raft[Set | Delete | CompareAndSwap | Increment | Get, Any]`` of it); a reply is a stored
         value (``Any``) or, for ``CompareAndSwap``, ``(swapped, value_after)``."""
         replies: list[Any] = []
         for entry in entries:

@@ -127,6 +127,10 @@ def test_clock_skew_beyond_the_documented_bound_is_reported() -> None:
     for seed in range(16):
         result = run_simulation(seed, nodes=5, duration=10.0, faults=FaultPlan(clock_skew=0.3))
         if result.violations:
-            assert {v.kind for v in result.violations} == {"linearizability"}
+            # The stale read; with it, maybe the same skew seen as a leader that outlives
+            # its lease by true time (check-quorum): a slow clock is what both are.
+            kinds = {v.kind for v in result.violations}
+            assert "linearizability" in kinds
+            assert kinds <= {"linearizability", "check-quorum"}
             return
     raise AssertionError("30 % clock skew gave no violation in 16 seeds")

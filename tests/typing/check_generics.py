@@ -12,7 +12,7 @@ from typing import Any, assert_type
 import attrs
 
 import openraft_trio as raft
-from openraft_trio.kv import CompareAndSwap, Delete, Get, KvStateMachine, Set
+from openraft_trio.kv import CompareAndSwap, Delete, Get, Increment, KvStateMachine, Set
 from openraft_trio.storage import MemLogStore, RaftStateMachine
 from openraft_trio.testing import Router
 
@@ -94,7 +94,7 @@ async def kv_state_machine(router: Router) -> None:
     async with raft.open_raft(
         1, CONFIG, network=router.factory(1), log_store=MemLogStore(), state_machine=KvStateMachine()
     ) as node:
-        assert_type(node, raft.Raft[Set | Delete | CompareAndSwap | Get, Any])
+        assert_type(node, raft.Raft[Set | Delete | CompareAndSwap | Increment | Get, Any])
         response = await node.client_write(Set("k", "v"))
         assert_type(response, raft.ClientWriteResponse[Any])
         await node.client_write(Delete("k"))

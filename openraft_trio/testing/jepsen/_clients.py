@@ -27,7 +27,7 @@ import trio
 
 from ..._errors import RaftError, RemoteError, Unreachable
 from ..._types import ReadPolicy
-from ...kv import AmbiguousOutcome, CompareAndSwap, Delete, Get, KvClient, Set
+from ...kv import AmbiguousOutcome, CompareAndSwap, Delete, Get, Increment, KvClient, Set
 from ...kv._client import _forward_detail as forward_detail
 from ...network import _wire as wire
 from ...network._client import NodeStopped
@@ -64,7 +64,12 @@ class ClientOptions:
     direct_timeout: float = 1.0
 
 
-_OP_KINDS: Mapping[type, OpKind] = {Set: OpKind.PUT, Delete: OpKind.DELETE, CompareAndSwap: OpKind.CAS}
+_OP_KINDS: Mapping[type, OpKind] = {
+    Set: OpKind.PUT,
+    Delete: OpKind.DELETE,
+    CompareAndSwap: OpKind.CAS,
+    Increment: OpKind.INCR,
+}
 
 
 class Clients:
@@ -190,7 +195,7 @@ class _Refused(RaftError):
     """A non-leader refused a direct write before appending it."""
 
 
-_OPS = {OpKind.PUT: "put", OpKind.DELETE: "delete", OpKind.CAS: "cas"}
+_OPS = {OpKind.PUT: "put", OpKind.DELETE: "delete", OpKind.CAS: "cas", OpKind.INCR: "incr"}
 
 
 async def _send_direct(kv: KvClient, addr: str, kind: OpKind, request: Any) -> Any:
@@ -212,6 +217,8 @@ async def _send_direct(kv: KvClient, addr: str, kind: OpKind, request: Any) -> A
         raise
     if kind is OpKind.CAS:
         return bool(reply["swapped"]), reply["value"]
+    if kind is OpKind.INCR:
+        return reply["value"]
     return reply["prev"]
 
 
@@ -222,5 +229,7 @@ async def _send(kv: KvClient, kind: OpKind, request: Any) -> Any:
         return await kv.delete(request.key)
     if kind is OpKind.CAS:
         return await kv.cas(request.key, request.expected, request.new)
+    if kind is OpKind.INCR:
+        return await kv.incr(request.key, request.delta)
     policy = ReadPolicy.LEASE_READ if kind is OpKind.GET_LEASE else ReadPolicy.READ_INDEX
     return await kv.get(request.key, policy=policy)

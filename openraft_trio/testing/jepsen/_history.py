@@ -34,6 +34,7 @@ class OpKind(enum.Enum):
     PUT = "put"
     DELETE = "delete"
     CAS = "cas"
+    INCR = "incr"
     GET_READ_INDEX = "get/read_index"
     GET_LEASE = "get/lease"
 
