@@ -23,6 +23,8 @@ remove_learner      id                                {"index": i}
 transfer_leader     id                                null
 status              (none)                            a dict, see :meth:`KvService.status`
 snapshot            (none)                            see :meth:`KvService.snapshot`
+watch               prefix, from_index, max_events,   {"events": [[index, key, kind, value]...],
+                    wait                              "next": i}; see :meth:`KvService.watch`
 =================== ================================= ===========================================
 
 A write or linearizable read on a node that does not lead fails with ``ForwardToLeader``,
@@ -48,14 +50,16 @@ from .._config import Config
 from .._core.handle import Raft
 from .._errors import ForwardToLeader, InvalidRequest, RaftError, short_repr
 from .._messages import ClientWriteResponse
+from .._metrics import RaftMetrics
 from .._nursery import background_nursery
 from .._open import open_raft
-from .._types import LogId, Node, ReadPolicy
+from .._types import LogId, Node, ReadPolicy, index_of, next_index
 from ..network.tcp import RaftServer, ServerLimits, open_tcp_network, parse_addr, serve_raft
 from ..storage import MemLogStore
 from ._load_op import run_write_load
 from ._snapshot_files import encode_snapshot_file
 from ._state_machine import CompareAndSwap, Delete, KvStateMachine, Set
+from ._watch import DEFAULT_WATCH_EVENTS, check_watch_arguments
 
 MAX_KEY_LENGTH = 4096
 SNAPSHOT_WAIT = 60.0  # seconds the ``snapshot`` op waits for a snapshot to be built
@@ -193,6 +197,7 @@ class KvService:
             "transfer_leader": self.transfer_leader,
             "status": self.status,
             "snapshot": self.snapshot,
+            "watch": self.watch,
         }
         if bench_op:
             self._ops["bench"] = self.bench
@@ -295,6 +300,59 @@ class KvService:
         "value", "index"}``."""
         return await self._write("cas", key, expected, new)
 
+    async def watch(
+        self,
+        prefix: Any,
+        from_index: Any = None,
+        max_events: Any = DEFAULT_WATCH_EVENTS,
+        wait: Any = 1.0,
+    ) -> dict[str, Any]:
+        """The changes to keys starting with ``prefix`` at log index ``from_index`` or later
+        (``None``: after what this node has applied), in log order: ``{"events": [[index,
+        key, kind, value], ...], "next": i}``. Call again with ``from_index=next``.
+
+        Answers as soon as at least one such change is applied here (at most
+        ``max_events`` of them, and about 4 MiB of values), or after ``wait`` seconds with
+        no events (``next`` then is past the entries applied meanwhile). Served by the
+        leader only (docs/kv-service.md, "Watches"); a node that does not lead, or stops
+        leading while it waits, raises ``ForwardToLeader``.
+
+        Raises:
+            InvalidRequest: a bad argument (see :func:`._watch.check_watch_arguments`).
+            WatchCompacted: the history no longer holds ``from_index``.
+            ForwardToLeader: this node does not lead.
+        """
+        prefix, start, max_events, wait = check_watch_arguments(
+            prefix, from_index, max_events, wait
+        )
+        self._check_leads(self.raft.metrics)
+        machine = self.state_machine
+        if start is None:
+            start = next_index(machine.last_applied)
+        with trio.move_on_after(wait):
+            while True:
+                events, start = machine.history.read(
+                    prefix, start, max_events, index_of(machine.last_applied)
+                )
+                if events:
+                    return {"events": [e.to_wire() for e in events], "next": start}
+                metrics = await self.raft.metrics_watch.wait_value(
+                    lambda m, wanted=start: (
+                        index_of(machine.last_applied) >= wanted
+                        or m.current_leader != self.raft.node_id
+                    )
+                )
+                self._check_leads(metrics)
+        return {"events": [], "next": start}
+
+    def _check_leads(self, metrics: RaftMetrics) -> None:
+        """Raise ``ForwardToLeader`` (naming the leader ``metrics`` knows) unless this node
+        leads."""
+        if metrics.current_leader != self.raft.node_id:
+            leader = metrics.current_leader
+            node = metrics.membership.membership.nodes.get(leader) if leader is not None else None
+            raise ForwardToLeader(leader, node)
+
     # -- admin ----------------------------------------------------------------------------------
 
     async def init(self, members: Any = None) -> None:
@@ -360,11 +418,7 @@ class KvService:
     async def transfer_leader(self, to: Any) -> None:
         """Hand leadership to voter ``to``; on a node that is not the leader, raises
         ``ForwardToLeader``; ``NotAVoter`` if ``to`` is not a voter."""
-        metrics = self.raft.metrics
-        if metrics.current_leader != self.raft.node_id:
-            leader = metrics.current_leader
-            node = metrics.membership.membership.nodes.get(leader) if leader is not None else None
-            raise ForwardToLeader(leader, node)
+        self._check_leads(self.raft.metrics)
         await self.raft.trigger.transfer_leader(_node_id(to))
 
     async def status(self) -> dict[str, Any]:

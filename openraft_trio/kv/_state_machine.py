@@ -49,6 +49,7 @@ from .._types import (
     Snapshot,
     SnapshotMeta,
     StoredMembership,
+    index_of,
     log_id_ge,
 )
 from ..storage._fs import FileSystem, OsFileSystem, join, write_file_atomic
@@ -62,6 +63,7 @@ from ._snapshot_files import (
     parse_snapshot_file_name,
     snapshot_file_name,
 )
+from ._watch import DEFAULT_HISTORY_SIZE, ChangeHistory, ChangeKind, WatchEvent
 
 T = TypeVar("T")
 
@@ -138,6 +140,8 @@ class KvStateMachine:
             :class:`~openraft_trio.storage._fs.OsFileSystem`); tests pass an in-memory one
             that models crashes. Ignored without ``snapshot_dir``.
         keep_snapshots: how many snapshot files to keep (at least 1).
+        watch_history: how many changes to keep for watches (:attr:`history`,
+            :mod:`openraft_trio.kv._watch`); ``0`` keeps none.
         run_io: how the blocking writes of :meth:`build_snapshot` and
             :meth:`install_snapshot` run: an async callable taking a no-argument function
             and returning its result. The default, ``trio.to_thread.run_sync``, keeps the
@@ -148,8 +152,8 @@ class KvStateMachine:
     Raises:
         StorageError: the directory cannot be created or read, or a leftover temp file
             cannot be removed (chained to the ``OSError``).
-        TypeError: ``keep_snapshots`` is not an ``int``.
-        ValueError: ``keep_snapshots`` is less than 1.
+        TypeError: ``keep_snapshots`` or ``watch_history`` is not an ``int``.
+        ValueError: ``keep_snapshots`` is less than 1, or ``watch_history`` negative.
 
     Attributes:
         rejected: how many malformed ``Normal`` payloads were answered with ``None``.
@@ -162,6 +166,7 @@ class KvStateMachine:
         fs: FileSystem | None = None,
         keep_snapshots: int = 2,
         run_io: IORunner = trio.to_thread.run_sync,
+        watch_history: int = DEFAULT_HISTORY_SIZE,
     ) -> None:
         if isinstance(keep_snapshots, bool) or not isinstance(keep_snapshots, int):
             raise TypeError(f"keep_snapshots must be an int, got {keep_snapshots!r}")
@@ -179,8 +184,10 @@ class KvStateMachine:
         self._run_io = run_io
         # Snapshot files found damaged at startup: deleted once a newer snapshot is durable.
         self._invalid_files: set[str] = set()
+        self._history = ChangeHistory(watch_history)
         if self._snapshot_dir is not None:
             self._load(self._snapshot_dir)
+            self._history.reset(index_of(self._last_applied))
 
     @property
     def snapshot_dir(self) -> str | None:
@@ -204,6 +211,11 @@ class KvStateMachine:
         return self._last_applied
 
     @property
+    def history(self) -> ChangeHistory:
+        """The last changes applied, for watches (:mod:`openraft_trio.kv._watch`)."""
+        return self._history
+
+    @property
     def last_membership(self) -> StoredMembership:
         """The membership of the last applied membership entry."""
         return self._last_membership
@@ -224,13 +236,27 @@ class KvStateMachine:
         for entry in entries:
             payload = entry.payload
             if isinstance(payload, Normal):
-                replies.append(self._apply_request(payload.data))
+                replies.append(self._apply_watched(entry.log_id.index, payload.data))
             else:
                 if isinstance(payload, MembershipChange):
                     self._last_membership = StoredMembership(entry.log_id, payload.membership)
                 replies.append(None)
             self._last_applied = entry.log_id
         return replies
+
+    def _apply_watched(self, index: int, request: Any) -> Any:
+        """:meth:`_apply_request`, adding the change it makes to :attr:`history`."""
+        deleting = (
+            isinstance(request, Delete) and isinstance(request.key, str) and request.key in self._data
+        )
+        reply = self._apply_request(request)
+        if isinstance(request, Set) and isinstance(request.key, str):
+            self._history.append(WatchEvent(index, request.key, ChangeKind.PUT, request.value))
+        elif isinstance(request, CompareAndSwap) and type(reply) is tuple and reply[0]:
+            self._history.append(WatchEvent(index, request.key, ChangeKind.PUT, request.new))
+        elif deleting:
+            self._history.append(WatchEvent(index, request.key, ChangeKind.DELETE))
+        return reply
 
     def _apply_request(self, request: Any) -> Any:
         if not isinstance(request, _Request) or not isinstance(request.key, str):
@@ -316,6 +342,8 @@ class KvStateMachine:
         self._last_applied = meta.last_log_id
         self._last_membership = meta.last_membership
         self._current_snapshot = snapshot
+        # The changes the snapshot covers were never applied here: watches start after it.
+        self._history.reset(index_of(meta.last_log_id))
 
     async def get_current_snapshot(self) -> Snapshot | None:
         """The latest snapshot, if any."""
