@@ -59,7 +59,7 @@ from ..storage import MemLogStore
 from ._load_op import run_write_load
 from ._snapshot_files import encode_snapshot_file
 from ._state_machine import CompareAndSwap, Delete, KvStateMachine, Set
-from ._watch import DEFAULT_WATCH_EVENTS, check_watch_arguments
+from ._watch import DEFAULT_HISTORY_SIZE, DEFAULT_WATCH_EVENTS, check_watch_arguments
 
 MAX_KEY_LENGTH = 4096
 SNAPSHOT_WAIT = 60.0  # seconds the ``snapshot`` op waits for a snapshot to be built
@@ -90,6 +90,8 @@ class KvNodeOptions:
     bench_op: bool = False  # enable the ``bench`` op, the built-in load generator
     # Serve Prometheus metrics (openraft_trio.prometheus) at http://HOST:PORT/metrics.
     metrics_listen: str | None = None
+    # Changes the state machine keeps for watches (KvStateMachine's watch_history).
+    watch_history: int = DEFAULT_HISTORY_SIZE
 
     @property
     def addr(self) -> str:
@@ -567,10 +569,12 @@ async def _run_kv_node(options: KvNodeOptions, started: Callable[[KvNode], None]
     host, port = parse_addr(options.listen)
     if options.data_dir is not None:
         claim_data_dir(options.data_dir, options.node_id, config.cluster_name)
-        state_machine = KvStateMachine(os.path.join(options.data_dir, "snapshots"))
+        state_machine = KvStateMachine(
+            os.path.join(options.data_dir, "snapshots"), watch_history=options.watch_history
+        )
         store_args: dict[str, Any] = {"data_dir": options.data_dir}
     else:
-        state_machine = KvStateMachine()
+        state_machine = KvStateMachine(watch_history=options.watch_history)
         store_args = {"log_store": MemLogStore()}
     async with (
         open_tcp_network(options.node_id, config, ssl_context=options.client_ssl) as network,
