@@ -129,10 +129,14 @@ async def test_a_batch_is_bounded_by_the_bytes_of_its_values() -> None:
     for index in range(1, 6):
         history.append(WatchEvent(index, f"k{index}", PUT, big))
     events, after = history.read("", 1, 100, 5)
-    assert [e.index for e in events] == [1, 2] and after == 3
+    assert [e.index for e in events] == [1, 2]
+    assert after == 3
     # One change larger than the budget still goes, alone.
     history.append(WatchEvent(6, "huge", PUT, [b"y" * MAX_BATCH_BYTES]))
-    assert history.read("huge", 1, 100, 6) == ([WatchEvent(6, "huge", PUT, [b"y" * MAX_BATCH_BYTES])], 7)
+    assert history.read("huge", 1, 100, 6) == (
+        [WatchEvent(6, "huge", PUT, [b"y" * MAX_BATCH_BYTES])],
+        7,
+    )
 
 
 async def test_installing_a_snapshot_starts_the_history_after_it() -> None:
@@ -201,7 +205,9 @@ async def test_watch_compacted_pickles_with_its_indexes() -> None:
         (("p", 0, 10, False), "wait must be seconds in 0..60"),
     ],
 )
-async def test_bad_watch_arguments_are_invalid_requests(args: tuple[Any, ...], message: str) -> None:
+async def test_bad_watch_arguments_are_invalid_requests(
+    args: tuple[Any, ...], message: str
+) -> None:
     with pytest.raises(InvalidRequest, match=message):
         check_watch_arguments(*args)
 

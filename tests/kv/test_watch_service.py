@@ -48,7 +48,8 @@ async def wait_until_watched(cluster: Cluster, watch: KvWatch) -> int:
     leader = await cluster.wait_for_leader()
     applied = cluster.state_machines[leader].last_applied  # acknowledged writes included
     assert applied is not None
-    while watch.next_index is None or watch.next_index <= applied.index:
+    # A client attribute has no event to wait on: poll it.
+    while watch.next_index is None or watch.next_index <= applied.index:  # noqa: ASYNC110
         await trio.sleep(0.05)
     return applied.index
 
@@ -150,7 +151,7 @@ async def test_a_watch_continues_on_a_new_leader_when_the_leader_crashes(
             nursery.start_soon(consume, watch, seen)
             await writes.some(15)
             old = await c.wait_for_leader()
-            while watcher.leader_addr is None:  # the watch found the leader
+            while watcher.leader_addr is None:  # noqa: ASYNC110 (until the watch found it)
                 await trio.sleep(0.01)
             await c.crash(old)
             await writes.some(15, start=15)
@@ -308,7 +309,10 @@ async def test_the_client_refuses_bad_watch_arguments_before_sending(
     autojump_clock: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with open_cluster(1, seed=3) as c, open_in_process_client(c, monkeypatch) as client:
-        for kwargs in ({"prefix": 5}, {"prefix": "", "from_index": -1}, {"prefix": "", "max_events": 0}):
+        for kwargs in (
+            {"prefix": 5},
+            {"prefix": "", "from_index": -1},
+            {"prefix": "", "max_events": 0},
+        ):
             with pytest.raises(InvalidRequest):
                 client.watch(**kwargs)
-

@@ -28,9 +28,7 @@ LIMIT = 60
 async def test_a_watch_over_tcp_streams_changes_and_reports_compaction() -> None:
     config = raft.Config(cluster_name="kv-watch")
     addr = f"127.0.0.1:{free_port()}"
-    options = KvNodeOptions(
-        node_id=1, listen=addr, data_dir=None, config=config, watch_history=3
-    )
+    options = KvNodeOptions(node_id=1, listen=addr, data_dir=None, config=config, watch_history=3)
     with trio.fail_after(LIMIT):
         async with trio.open_nursery() as nursery:
             node: KvNode = await nursery.start(partial(serve_kv_node, options))
