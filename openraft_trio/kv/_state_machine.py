@@ -247,7 +247,9 @@ class KvStateMachine:
     def _apply_watched(self, index: int, request: Any) -> Any:
         """:meth:`_apply_request`, adding the change it makes to :attr:`history`."""
         deleting = (
-            isinstance(request, Delete) and isinstance(request.key, str) and request.key in self._data
+            isinstance(request, Delete)
+            and isinstance(request.key, str)
+            and request.key in self._data
         )
         reply = self._apply_request(request)
         if isinstance(request, Set) and isinstance(request.key, str):
