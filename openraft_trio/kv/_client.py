@@ -344,13 +344,14 @@ class KvWatch:
     from :attr:`next_index`, the index after the last change it delivered, so a new leader
     or a reconnect neither skips nor repeats one. It never ends by itself.
 
-    Raises (from ``__anext__``):
-        WatchCompacted: the leader no longer holds the changes from :attr:`next_index`
-            (evicted from its history, or before its snapshot or restart): read the
-            state again and watch from there.
-        NoLeader: no leader answered within the client's ``timeout``; watch again from
-            :attr:`next_index` to resume.
-        RemoteError: the node refused the call for another reason.
+    A step (``__anext__``) raises:
+
+    * :class:`~openraft_trio.kv.WatchCompacted` when the leader no longer holds the changes
+      from :attr:`next_index` (evicted from its history, or before its snapshot or
+      restart): read the state again and watch from there;
+    * :class:`~openraft_trio.kv.NoLeader` when no leader answered within the client's
+      ``timeout``: watch again from :attr:`next_index` to resume;
+    * ``RemoteError`` when the node refused the call for another reason.
     """
 
     def __init__(
