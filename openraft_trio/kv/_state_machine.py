@@ -63,9 +63,13 @@ from ._snapshot_files import (
     parse_snapshot_file_name,
     snapshot_file_name,
 )
-from ._watch import DEFAULT_HISTORY_SIZE, ChangeHistory, ChangeKind, WatchEvent
+from ._watch import DEFAULT_HISTORY_SIZE, ChangeHistory, ChangeKind
 
 T = TypeVar("T")
+
+# Looked up once: on Python 3.11 an enum member lookup costs about 0.2 us, a third of an
+# apply of a small Set.
+_PUT, _DELETE = ChangeKind.PUT, ChangeKind.DELETE
 
 _SNAPSHOT_FORMAT = 2  # 2: log ids and membership in openraft_trio.codec's encodings
 
@@ -245,19 +249,21 @@ class KvStateMachine:
         return replies
 
     def _apply_watched(self, index: int, request: Any) -> Any:
-        """:meth:`_apply_request`, adding the change it makes to :attr:`history`."""
-        deleting = (
-            isinstance(request, Delete)
-            and isinstance(request.key, str)
-            and request.key in self._data
-        )
+        """:meth:`_apply_request`, recording the change it makes in :attr:`history`."""
+        kind = type(request)  # the request classes are final
+        if kind is Delete:
+            key = request.key
+            present = isinstance(key, str) and key in self._data
+            reply = self._apply_request(request)
+            if present:
+                self._history.record((index, key, _DELETE, None))
+            return reply
         reply = self._apply_request(request)
-        if isinstance(request, Set) and isinstance(request.key, str):
-            self._history.append(WatchEvent(index, request.key, ChangeKind.PUT, request.value))
-        elif isinstance(request, CompareAndSwap) and type(reply) is tuple and reply[0]:
-            self._history.append(WatchEvent(index, request.key, ChangeKind.PUT, request.new))
-        elif deleting:
-            self._history.append(WatchEvent(index, request.key, ChangeKind.DELETE))
+        if kind is Set:
+            if isinstance(request.key, str):
+                self._history.record((index, request.key, _PUT, request.value))
+        elif kind is CompareAndSwap and type(reply) is tuple and reply[0]:
+            self._history.record((index, request.key, _PUT, request.new))
         return reply
 
     def _apply_request(self, request: Any) -> Any:

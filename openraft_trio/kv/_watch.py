@@ -8,18 +8,18 @@ at most one change, and since applied entries are committed, index ``i`` names t
 change on every node. A watcher that has seen everything up to index ``i`` therefore
 resumes at ``i + 1`` on any node, after any leader change, with no gap and no duplicate.
 
-The history is a ring of the last ``size`` changes, complete from :attr:`ChangeHistory.
-first_index` up to the last applied index::
+The history is a ring of the last ``size`` changes, complete from
+:meth:`ChangeHistory.oldest_index` up to the last applied index::
 
-    evicted or never seen       held                      not applied yet
-    ────────────────────┤ first_index ... applied ├──────────────────────
+    evicted or never seen        held                     not applied yet
+    ────────────────────┤ oldest_index ... applied ├─────────────────────
                           (every change in between)
 
-``first_index`` moves forward when the ring evicts its oldest change, when a snapshot is
+The oldest index moves forward when the ring evicts its oldest change, when a snapshot is
 installed (the changes it covers were never applied here) and, at startup, to the index
-after the snapshot the machine restored. A read that starts before ``first_index``
-raises :class:`WatchCompacted` naming it: the history cannot prove that nothing changed
-there, and a silent gap is never an answer.
+after the snapshot the machine restored. A read that starts before it raises
+:class:`WatchCompacted` naming it: the history cannot prove that nothing changed there,
+and a silent gap is never an answer.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ class ChangeHistory:
         applied: the index already applied when the history starts (``-1``: none; changes
             up to it are not held).
 
-    The state machine calls :meth:`append` for each change it applies and :meth:`reset`
+    The state machine calls :attr:`record` for each change it applies and :meth:`reset`
     when it installs a snapshot.
 
     Raises:
@@ -180,29 +180,39 @@ class ChangeHistory:
         if size < 0:
             raise ValueError(f"the watch history size must be >= 0, got {size}")
         self.size = size
-        self._changes: collections.deque[WatchEvent] = collections.deque()
-        self._first_index = applied + 1
+        changes: collections.deque[tuple[int, str, ChangeKind, Any]] = collections.deque(
+            maxlen=size
+        )
+        self._changes = changes
+        self._start = applied + 1
+        self.record = changes.append
+        """``record((index, key, kind, value))``: add the change the entry at ``index``
+        (just applied: indexes only increase) made; the oldest one goes when the ring is
+        full. The deque's own ``append``, as a tuple: it runs in the apply loop, where a
+        Python-level call and a frozen attrs instance per change would cost more than the
+        rest of the apply."""
 
-    @property
-    def first_index(self) -> int:
-        """The oldest index the history is complete from."""
-        return self._first_index
+    def oldest_index(self, applied: int) -> int:
+        """The oldest index the history is complete from, ``applied`` being the last index
+        applied.
+
+        Once the ring is full it is the index of the oldest change held: the evicted
+        changes were older, and nothing changed between the last of them and it (this may
+        be later than necessary, never earlier)."""
+        changes = self._changes
+        if self.size == 0:
+            return max(self._start, applied + 1)
+        if len(changes) == self.size:
+            return max(self._start, changes[0][0])
+        return self._start
 
     def __len__(self) -> int:
         return len(self._changes)
 
-    def append(self, change: WatchEvent) -> None:
-        """Add ``change``, made by the entry just applied (indexes only increase); the
-        oldest change goes when the ring is full."""
-        changes = self._changes
-        changes.append(change)
-        if len(changes) > self.size:
-            self._first_index = changes.popleft().index + 1
-
     def reset(self, applied: int) -> None:
         """Forget everything: the state now reflects ``applied`` (a snapshot installed)."""
         self._changes.clear()
-        self._first_index = applied + 1
+        self._start = applied + 1
 
     def read(
         self, prefix: str, from_index: int, max_events: int, applied: int
@@ -213,31 +223,32 @@ class ChangeHistory:
         full, else after ``applied`` (the last applied index: nothing else matched).
 
         Raises:
-            WatchCompacted: ``from_index`` is before :attr:`first_index`.
+            WatchCompacted: ``from_index`` is before :meth:`oldest_index`.
         """
-        if from_index < self._first_index:
-            raise WatchCompacted(from_index, self._first_index)
+        oldest = self.oldest_index(applied)
+        if from_index < oldest:
+            raise WatchCompacted(from_index, oldest)
         events: list[WatchEvent] = []
         budget = MAX_BATCH_BYTES
-        for change in self._from(from_index):
-            if not change.key.startswith(prefix):
+        for index, key, kind, value in self._from(from_index):
+            if not key.startswith(prefix):
                 continue
-            budget -= _value_size(change.value)
+            budget -= _value_size(value)
             if events and budget < 0:
                 return events, events[-1].index + 1
-            events.append(change)
+            events.append(WatchEvent(index, key, kind, value))
             if len(events) >= max_events:
-                return events, change.index + 1
+                return events, index + 1
         return events, max(from_index, applied + 1)
 
-    def _from(self, from_index: int) -> Iterator[WatchEvent]:
+    def _from(self, from_index: int) -> Iterator[tuple[int, str, ChangeKind, Any]]:
         """The held changes at ``from_index`` or later, oldest first."""
         changes = self._changes
         # Indexes increase along the ring: skip to the first one wanted by bisection.
         low, high = 0, len(changes)
         while low < high:
             middle = (low + high) // 2
-            if changes[middle].index < from_index:
+            if changes[middle][0] < from_index:
                 low = middle + 1
             else:
                 high = middle

@@ -69,7 +69,7 @@ async def test_every_change_and_only_changes_are_recorded_with_their_index() -> 
         WatchEvent(13, "b", PUT, "x"),
     ]
     assert sm.rejected == 2
-    assert sm.history.first_index == 0
+    assert sm.history.oldest_index(13) == 0
 
 
 async def test_reads_filter_by_prefix_and_say_where_to_read_next() -> None:
@@ -95,7 +95,7 @@ async def test_the_ring_keeps_the_last_changes_and_refuses_older_indexes() -> No
     sm, log = KvStateMachine(watch_history=3), Log()
     await apply(sm, log, *(Set(f"k{i}", i) for i in range(1, 6)))  # indexes 1..5
     assert len(sm.history) == 3
-    assert sm.history.first_index == 3  # 1 and 2 were evicted
+    assert sm.history.oldest_index(5) == 3  # 1 and 2 were evicted
     assert [e.index for e in everything(sm, 3)] == [3, 4, 5]
     with pytest.raises(WatchCompacted) as info:
         sm.history.read("", 2, 10, 5)
@@ -104,7 +104,12 @@ async def test_the_ring_keeps_the_last_changes_and_refuses_older_indexes() -> No
     assert info.value.reply_detail == [2, 3]
     # Entries that change nothing do not use the ring.
     await apply(sm, log, Blank(), Get("k1"), Delete("absent"))
-    assert sm.history.first_index == 3
+    assert sm.history.oldest_index(8) == 3
+    # Once full, the oldest change held is the bound, also when nothing was evicted yet
+    # (later than necessary, never earlier: no gap).
+    full, log = KvStateMachine(watch_history=2), Log()
+    await apply(full, log, Blank(), Set("a", 1), Set("b", 2))
+    assert full.history.oldest_index(3) == 2
 
 
 async def test_a_history_of_size_zero_holds_nothing() -> None:
@@ -112,9 +117,10 @@ async def test_a_history_of_size_zero_holds_nothing() -> None:
     assert sm.history.read("", 0, 10, -1) == ([], 0)
     await apply(sm, log, Set("a", 1), Blank())
     assert len(sm.history) == 0
-    with pytest.raises(WatchCompacted):
-        sm.history.read("", 1, 10, 2)
-    assert sm.history.read("", 2, 10, 2) == ([], 3)
+    with pytest.raises(WatchCompacted) as info:
+        sm.history.read("", 2, 10, 2)
+    assert info.value.oldest_index == 3  # only what comes after the last applied entry
+    assert sm.history.read("", 3, 10, 2) == ([], 3)
 
 
 @pytest.mark.parametrize(("size", "error"), [(-1, ValueError), ("3", TypeError), (True, TypeError)])
@@ -127,12 +133,12 @@ async def test_a_batch_is_bounded_by_the_bytes_of_its_values() -> None:
     history = ChangeHistory()
     big = "x" * (MAX_BATCH_BYTES // 3)
     for index in range(1, 6):
-        history.append(WatchEvent(index, f"k{index}", PUT, big))
+        history.record((index, f"k{index}", PUT, big))
     events, after = history.read("", 1, 100, 5)
     assert [e.index for e in events] == [1, 2]
     assert after == 3
     # One change larger than the budget still goes, alone.
-    history.append(WatchEvent(6, "huge", PUT, [b"y" * MAX_BATCH_BYTES]))
+    history.record((6, "huge", PUT, [b"y" * MAX_BATCH_BYTES]))
     assert history.read("huge", 1, 100, 6) == (
         [WatchEvent(6, "huge", PUT, [b"y" * MAX_BATCH_BYTES])],
         7,
@@ -146,7 +152,7 @@ async def test_installing_a_snapshot_starts_the_history_after_it() -> None:
     target = KvStateMachine(run_io=run_inline)
     await apply(target, Log(), Set("early", 0))
     await target.install_snapshot(snapshot.meta, snapshot.data)
-    assert target.history.first_index == 4
+    assert target.history.oldest_index(3) == 4
     assert len(target.history) == 0
     with pytest.raises(WatchCompacted) as info:
         target.history.read("", 1, 10, 3)
@@ -162,7 +168,7 @@ async def test_a_restarted_durable_machine_holds_changes_after_its_snapshot(
     await sm.build_snapshot()
     await apply(sm, log, Set("c", 3))
     restarted = KvStateMachine(tmp_path, run_io=run_inline)
-    assert restarted.history.first_index == 3
+    assert restarted.history.oldest_index(2) == 3
     # The log replays index 3 after the snapshot: the history holds it again.
     await restarted.apply([log_entry_at(3, Set("c", 3))])
     assert everything(restarted, 3) == [WatchEvent(3, "c", PUT, 3)]
