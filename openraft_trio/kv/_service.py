@@ -314,7 +314,7 @@ class KvService:
         key, kind, value], ...], "next": i}``. Call again with ``from_index=next``.
 
         Answers as soon as at least one such change is applied here (at most
-        ``max_events`` of them, and about 4 MiB of values), or after ``wait`` seconds with
+        ``max_events`` of them, and about 1 MiB of values), or after ``wait`` seconds with
         no events (``next`` then is past the entries applied meanwhile). Served by the
         leader only (docs/kv-service.md, "Watches"); a node that does not lead, or stops
         leading while it waits, raises ``ForwardToLeader``.

@@ -38,7 +38,7 @@ from ..codec import DecodeError
 DEFAULT_HISTORY_SIZE: Final = 4096
 """Changes a state machine keeps for watches unless told otherwise."""
 
-MAX_BATCH_BYTES: Final = 4 * 1024 * 1024
+MAX_BATCH_BYTES: Final = 1024 * 1024
 """Encoded values a watch reply carries at most (it carries at least one change)."""
 
 
