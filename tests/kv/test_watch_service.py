@@ -5,8 +5,11 @@ are exactly the changes of the log, in log order, each once."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
@@ -101,68 +104,75 @@ class Writes:
                 assert value in self.ambiguous or value is None
 
 
-async def test_a_watch_sees_each_change_once_across_leader_transfers(
-    autojump_clock: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@attrs.define
+class Watching:
+    """A 3-node cluster, a writer and a watch from index 0 whose events go to ``seen``."""
+
+    cluster: Cluster
+    writes: Writes
+    watcher: KvClient
+    watch: KvWatch
+    seen: list[WatchEvent] = attrs.Factory(list)
+
+
+@asynccontextmanager
+async def watching(
+    monkeypatch: pytest.MonkeyPatch, seed: int, prefix: str
+) -> AsyncIterator[Watching]:
+    """Watch ``prefix`` while the body writes and fails nodes; then check that the watch
+    saw exactly the changes of the log, in order, each once, and every acknowledged one."""
     async with (
-        open_cluster(3, seed=5) as c,
+        open_cluster(3, seed=seed) as c,
         open_in_process_client(c, monkeypatch) as writer,
         open_in_process_client(c, monkeypatch) as watcher,
     ):
-        first = await c.wait_for_leader()
-        writes = Writes(writer)
-        watch = watcher.watch("user:", from_index=0)
-        seen: list[WatchEvent] = []
-        leaders = {first}
+        await c.wait_for_leader()
+        w = Watching(c, Writes(writer), watcher, watcher.watch(prefix, from_index=0))
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(consume, watch, seen)
-            for round_ in range(3):
-                await writes.some(20, start=20 * round_)
-                # Hand the leadership on while the watch is polling the leader.
-                leader = await c.wait_for_leader()
-                successor = next(n for n in c.node_ids if n != leader)
-                await c.nodes[leader].trigger.transfer_leader(successor)
-                await c.nodes[successor].wait(10).current_leader(successor)
-                leaders.add(successor)
-            await writes.some(20, start=60)
-            upto = await wait_until_watched(c, watch)
+            nursery.start_soon(consume, w.watch, w.seen)
+            yield w
+            upto = await wait_until_watched(c, w.watch)
             nursery.cancel_scope.cancel()
-        assert len(leaders) >= 2
-        leader = await c.wait_for_leader()
-        indexes = [e.index for e in seen]
+        indexes = [e.index for e in w.seen]
         assert indexes == sorted(set(indexes))  # log order, no duplicates
-        assert seen == await log_changes(c, leader, "user:", upto)  # no gaps
-        writes.check(seen, "user:")
-        assert len(seen) > 40
+        assert w.seen == await log_changes(c, await c.wait_for_leader(), prefix, upto)  # no gaps
+        w.writes.check(w.seen, prefix)
+
+
+async def test_a_watch_sees_each_change_once_across_leader_transfers(
+    autojump_clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with watching(monkeypatch, 5, "user:") as w:
+        c = w.cluster
+        leaders = {await c.wait_for_leader()}
+        for round_ in range(3):
+            await w.writes.some(20, start=20 * round_)
+            # Hand the leadership on while the watch is polling the leader.
+            leader = await c.wait_for_leader()
+            successor = next(n for n in c.node_ids if n != leader)
+            await c.nodes[leader].trigger.transfer_leader(successor)
+            await c.nodes[successor].wait(10).current_leader(successor)
+            leaders.add(successor)
+        await w.writes.some(20, start=60)
+    assert len(leaders) >= 2
+    assert len(w.seen) > 40
 
 
 async def test_a_watch_continues_on_a_new_leader_when_the_leader_crashes(
     autojump_clock: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with (
-        open_cluster(3, seed=6) as c,
-        open_in_process_client(c, monkeypatch) as writer,
-        open_in_process_client(c, monkeypatch) as watcher,
-    ):
-        writes = Writes(writer)
-        watch = watcher.watch("", from_index=0)
-        seen: list[WatchEvent] = []
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(consume, watch, seen)
-            await writes.some(15)
-            old = await c.wait_for_leader()
-            while watcher.leader_addr is None:  # noqa: ASYNC110 (until the watch found it)
-                await trio.sleep(0.01)
-            await c.crash(old)
-            await writes.some(15, start=15)
-            await c.restart(old)
-            await writes.some(15, start=30)
-            upto = await wait_until_watched(c, watch)
-            nursery.cancel_scope.cancel()
-        leader = await c.wait_for_leader()
-        assert leader != old or c.nodes[leader].metrics.current_term > 1
-        assert seen == await log_changes(c, leader, "", upto)
-        writes.check(seen, "")
+    async with watching(monkeypatch, 6, "") as w:
+        c = w.cluster
+        await w.writes.some(15)
+        old = await c.wait_for_leader()
+        while w.watcher.leader_addr is None:  # noqa: ASYNC110 (until the watch found it)
+            await trio.sleep(0.01)
+        await c.crash(old)
+        await w.writes.some(15, start=15)
+        await c.restart(old)
+        await w.writes.some(15, start=30)
+        assert c.nodes[await c.wait_for_leader()].metrics.current_term > 1  # a new leader
+    assert len(w.seen) > 30
 
 
 async def test_a_new_watch_resumes_after_the_last_event_seen(
