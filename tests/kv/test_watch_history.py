@@ -221,3 +221,15 @@ async def test_bad_watch_arguments_are_invalid_requests(
 async def test_good_watch_arguments_pass() -> None:
     assert check_watch_arguments("", None, 1, 0) == ("", None, 1, 0.0)
     assert check_watch_arguments("p", 0, 1000, 60.0) == ("p", 0, 1000, 60.0)
+
+
+async def test_the_error_reply_of_a_compacted_watch_carries_its_indexes() -> None:
+    from openraft_trio import ForwardToLeader
+    from openraft_trio.network._server import error_reply
+
+    reply = error_reply(WatchCompacted(2, 9))
+    assert (reply.error_type, reply.detail) == ("WatchCompacted", [2, 9])
+    assert "before index 9" in reply.message
+    # The other errors' details are as they were.
+    assert error_reply(ForwardToLeader(3, Node("h:1"))).detail == [3, "h:1", False]
+    assert error_reply(InvalidRequest("no")).detail is None
