@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from openraft_trio import Blank, InvalidRequest, Membership, MembershipChange, Node
+from openraft_trio import (
+    Blank,
+    ForwardToLeader,
+    InvalidRequest,
+    Membership,
+    MembershipChange,
+    Node,
+)
 from openraft_trio.codec import DecodeError
 from openraft_trio.kv import (
     ChangeKind,
@@ -23,6 +30,7 @@ from openraft_trio.kv import (
     WatchEvent,
 )
 from openraft_trio.kv._watch import MAX_BATCH_BYTES, ChangeHistory, check_watch_arguments
+from openraft_trio.network._server import error_reply
 from openraft_trio.storage import run_inline
 
 from ._kv_log import Log, apply
@@ -224,9 +232,6 @@ async def test_good_watch_arguments_pass() -> None:
 
 
 async def test_the_error_reply_of_a_compacted_watch_carries_its_indexes() -> None:
-    from openraft_trio import ForwardToLeader
-    from openraft_trio.network._server import error_reply
-
     reply = error_reply(WatchCompacted(2, 9))
     assert (reply.error_type, reply.detail) == ("WatchCompacted", [2, 9])
     assert "before index 9" in reply.message
