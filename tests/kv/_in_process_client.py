@@ -42,6 +42,7 @@ def service(cluster: Cluster, node_id: int) -> KvService:
         addr=address(node_id),
         peers={},
         transport_stats=dict,
+        clock=trio.current_time,  # session entries stamped with the (mock) clock
     )
 
 

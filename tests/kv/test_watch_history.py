@@ -24,6 +24,7 @@ from openraft_trio.kv import (
     CompareAndSwap,
     Delete,
     Get,
+    Increment,
     KvStateMachine,
     Set,
     WatchCompacted,
@@ -31,6 +32,7 @@ from openraft_trio.kv import (
 )
 from openraft_trio.kv._watch import MAX_BATCH_BYTES, ChangeHistory, check_watch_arguments
 from openraft_trio.network._server import error_reply
+from openraft_trio.sessions import OpenSession, SessionCommand
 from openraft_trio.storage import run_inline
 
 from ._kv_log import Log, apply
@@ -78,6 +80,31 @@ async def test_every_change_and_only_changes_are_recorded_with_their_index() -> 
     ]
     assert sm.rejected == 2
     assert sm.history.oldest_index(13) == 0
+
+
+async def test_writes_in_client_sessions_are_changes_once() -> None:
+    sm, log = KvStateMachine(session_timeout=10.0), Log()
+    put = SessionCommand(1, 1, 0, 1.0, Set("a", 1))
+    await apply(
+        sm,
+        log,
+        OpenSession(0.0),  # 1
+        put,  # 2: a put
+        put,  # 3: its retry, answered from the session: no change
+        SessionCommand(1, 2, 1, 1.0, Increment("a", 2)),  # 4: a put of the new value
+        SessionCommand(1, 3, 2, 1.0, Increment("s")),  # 5: absent counts as 0
+        Set("t", "text"),  # 6
+        Increment("t"),  # 7: not an integer: no change
+        SessionCommand(1, 4, 3, 1.0, Delete("a")),  # 8
+        SessionCommand(1, 5, 4, 99.0, Set("late", 1)),  # 9: the session expired: refused
+    )
+    assert everything(sm) == [
+        WatchEvent(2, "a", PUT, 1),
+        WatchEvent(4, "a", PUT, 3),
+        WatchEvent(5, "s", PUT, 1),
+        WatchEvent(6, "t", PUT, "text"),
+        WatchEvent(8, "a", DELETE, None),
+    ]
 
 
 async def test_reads_filter_by_prefix_and_say_where_to_read_next() -> None:

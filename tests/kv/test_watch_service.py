@@ -204,8 +204,9 @@ async def test_a_watch_from_now_sees_only_later_changes(
     autojump_clock: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with open_cluster(3, seed=8) as c, open_in_process_client(c, monkeypatch) as client:
-        await c.wait_for_leader()
-        await client.put("k", "before")
+        await client.put("k", "before")  # in a client session, like the writes below
+        applied = c.state_machines[await c.wait_for_leader()].last_applied
+        assert applied is not None
         watch = client.watch("k")
         assert watch.next_index is None
         async with trio.open_nursery() as nursery:
@@ -213,12 +214,13 @@ async def test_a_watch_from_now_sees_only_later_changes(
             nursery.start_soon(consume, watch, seen)
             await trio.sleep(5)  # a few empty polls
             assert seen == []
-            assert watch.next_index == 3  # blank 1, the put at 2
+            assert watch.next_index == applied.index + 1
             await client.put("k", "after")
             await client.delete("k")
             await wait_until_watched(c, watch)
             nursery.cancel_scope.cancel()
-        assert seen == [WatchEvent(3, "k", PUT, "after"), WatchEvent(4, "k", DELETE)]
+        assert [(e.key, e.kind, e.value) for e in seen] == [("k", PUT, "after"), ("k", DELETE, None)]
+        assert applied.index < seen[0].index < seen[1].index
 
 
 async def test_a_compacted_watch_names_the_oldest_index_and_resumes_from_a_read(
@@ -228,18 +230,17 @@ async def test_a_compacted_watch_names_the_oldest_index_and_resumes_from_a_read(
         open_cluster(3, seed=9, state_machine_factory=lambda: KvStateMachine(watch_history=2)) as c,
         open_in_process_client(c, monkeypatch) as client,
     ):
-        await c.wait_for_leader()
-        for i in range(4):
-            await client.put(f"k{i}", i)  # indexes 2..5
+        indexes = [(await client.write("put", f"k{i}", i))["index"] for i in range(4)]
         with pytest.raises(WatchCompacted) as info:
-            await client.watch("k", from_index=2).__anext__()
-        assert (info.value.from_index, info.value.oldest_index) == (2, 4)
+            await client.watch("k", from_index=indexes[0]).__anext__()
+        # The last two changes are held.
+        assert (info.value.from_index, info.value.oldest_index) == (indexes[0], indexes[2])
         # What the client does: read the state, then watch from the oldest index held.
         assert [await client.get(f"k{i}") for i in range(4)] == [0, 1, 2, 3]
         watch = client.watch("k", from_index=info.value.oldest_index)
         assert [await watch.__anext__(), await watch.__anext__()] == [
-            WatchEvent(4, "k2", PUT, 2),
-            WatchEvent(5, "k3", PUT, 3),
+            WatchEvent(indexes[2], "k2", PUT, 2),
+            WatchEvent(indexes[3], "k3", PUT, 3),
         ]
 
 
