@@ -308,14 +308,19 @@ async def test_watch_prints_changes_refuses_a_compacted_start_and_stops_on_ctrl_
             assert_one_error_line(r)
             assert "no longer held" in err(r)
             oldest = int(err(r).split("before index ")[1].split()[0])
-            r = await cli("watch", "user:", "--from", str(oldest), "--count", "1", *c)
-            assert (r.returncode, out(r)) == (0, f"{oldest + 1} delete user:1"), err(r)
             r = await cli("watch", "", "--from", str(oldest), "--count", "2", "--json", *c)
             assert r.returncode == 0, err(r)
-            assert [json.loads(line) for line in out(r).splitlines()] == [
-                {"index": oldest, "kind": "put", "key": "job:1", "value": "x"},
-                {"index": oldest + 1, "kind": "delete", "key": "user:1", "value": None},
-            ]
+            put, delete = (json.loads(line) for line in out(r).splitlines())
+            assert put == {"index": oldest, "kind": "put", "key": "job:1", "value": "x"}
+            assert delete["index"] > oldest
+            assert delete == {
+                "index": delete["index"],
+                "kind": "delete",
+                "key": "user:1",
+                "value": None,
+            }
+            r = await cli("watch", "user:", "--from", str(oldest), "--count", "1", *c)
+            assert (r.returncode, out(r)) == (0, f"{delete['index']} delete user:1"), err(r)
 
             # A watch from now prints a later change as it happens; Ctrl-C ends it, 130.
             proc = await trio.lowlevel.open_process(
