@@ -2,8 +2,11 @@
 applies, and the reads of it that the ``watch`` operation serves.
 
 Theory of operation. Every applied log entry that changes a key is one change, keyed by
-its log index: ``put`` (a ``Set``, or a ``CompareAndSwap`` that swapped) or ``delete`` (a
-``Delete`` of a key that was present). An entry changes at most one key, so an index names
+its log index: ``put`` (a ``Set``, a ``CompareAndSwap`` that swapped, an ``Increment`` of
+an integer) or ``delete`` (a ``Delete`` of a key that was present), sent alone or in a
+client session (a retry that the session answers changes nothing, so it is no change).
+The state machine notes each one as it applies it (``KvStateMachine._apply_watched``).
+An entry changes at most one key, so an index names
 at most one change, and since applied entries are committed, index ``i`` names the same
 change on every node. A watcher that has seen everything up to index ``i`` therefore
 resumes at ``i + 1`` on any node, after any leader change, with no gap and no duplicate.
