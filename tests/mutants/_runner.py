@@ -8,7 +8,8 @@ run every layer there, each a subprocess with ``PYTHONPATH`` and ``cwd`` set to 
 
 * ``unit``: the tests written for the rule (``tests/engine`` for an engine rule), ``-x``;
 * ``props``: the Hypothesis tests that drive the cluster or the engine step by step
-  (``tests/sim/test_property_schedules.py`` and any ``tests/sim/test_*stateful*.py``), ``-x``;
+  (``tests/sim/test_property_schedules.py`` and any ``tests/sim/test_*stateful*.py``) and
+  the client sessions' property tests, ``-x``;
 * ``sim``: a bounded sweep of the simulator's default fault plan, stopping at the first
   failing seed;
 * ``sim-m``: the same with membership churn and snapshots (``--membership``).
@@ -43,7 +44,13 @@ from .catalogue import CATALOGUE, Edit, Mutation
 ROOT = Path(__file__).resolve().parents[2]
 COPIED = ("openraft_trio", "tests")
 COPIED_FILES = ("pyproject.toml",)
-PROPERTY_TESTS = ("tests/sim/test_property_schedules.py",)
+PROPERTY_TESTS = (
+    "tests/sim/test_property_schedules.py",
+    # Client sessions: random histories against a snapshot-restored replica, and any
+    # batch split of the wrapper's applies against one entry at a time.
+    "tests/sessions/test_table.py::test_replicas_agree_and_retries_apply_exactly_once",
+    "tests/sessions/test_state_machine.py::test_any_batch_split_gives_the_same_replies_and_state",
+)
 STATEFUL_GLOB = "test_*stateful*.py"
 LAYERS = ("unit", "props", "sim", "sim-m")
 TIMEOUT = {"unit": 600.0, "props": 1200.0, "sim": 1200.0, "sim-m": 1200.0}
@@ -170,7 +177,7 @@ def run_canary(mutation: Mutation, copy: Path) -> str:
 
 
 def property_tests(copy: Path) -> list[str]:
-    found = [p for p in PROPERTY_TESTS if (copy / p).exists()]
+    found = [p for p in PROPERTY_TESTS if (copy / p.partition("::")[0]).exists()]
     found += sorted(str(p.relative_to(copy)) for p in (copy / "tests").rglob(STATEFUL_GLOB))
     return found
 

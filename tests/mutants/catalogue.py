@@ -63,6 +63,8 @@ RAFT = "openraft_trio/_core/handle.py"
 ROLES = "openraft_trio/_engine/roles.py"
 SESSION = "openraft_trio/_core/replication_session.py"
 MEMBERSHIP = "openraft_trio/_engine/membership_handler.py"
+SESSION_TABLE = "openraft_trio/sessions/_table.py"
+SESSION_APPLY = "openraft_trio/sessions/_apply.py"
 
 
 CATALOGUE: tuple[Mutation, ...] = (
@@ -497,5 +499,40 @@ CATALOGUE: tuple[Mutation, ...] = (
         ),
         unit=("tests/engine/test_membership.py",),
         origin="issue 15",
+    ),
+    # -- issue 16: client sessions ----------------------------------------------------------
+    Mutation(
+        "session-retry-applied-again",
+        "the session table forgets what it applied: a command sent again after an unknown "
+        "outcome is applied a second time (an increment counts twice)",
+        "safety",
+        (
+            Edit(
+                SESSION_TABLE,
+                "SessionTable.begin",
+                "        if seq in session.replies:",
+                "        if False and seq in session.replies:",
+            ),
+        ),
+        unit=("tests/sessions", "tests/kv/test_kv_sessions.py"),
+        quick=True,
+        origin="issue 16",
+    ),
+    Mutation(
+        "session-batch-no-flush-before-a-retry",
+        "the session wrapper lets a retry into the same batch as its first copy: the retry "
+        "is applied again, since the first copy's reply is recorded only after the batch",
+        "safety",
+        (
+            Edit(
+                SESSION_APPLY,
+                "SessionStateMachine.apply",
+                "                    seq == data.seq or seq <= data.acked_seq",
+                "                    seq <= data.acked_seq",
+            ),
+        ),
+        unit=("tests/sessions",),
+        quick=True,
+        origin="issue 16",
     ),
 )

@@ -27,6 +27,7 @@ from ._faults import FaultPlan
 from ._runner import SimResult, run_simulation
 from ._timeline import render_html, render_text
 from ._trace import _plain
+from ._workload import KvWorkload
 
 DEFAULT_SEEDS = "0-99"
 DEFAULT_NODES = 5
@@ -142,6 +143,10 @@ class RunSpec:
     faults: bool = True
     membership: bool = False
     storage: str = "mem"
+    sessions: bool = True
+
+    def workload(self) -> KvWorkload:
+        return KvWorkload(sessions=self.sessions)
 
     def plan(self) -> FaultPlan:
         plan = FaultPlan() if self.faults else FaultPlan.none()
@@ -161,6 +166,8 @@ class RunSpec:
             extra += " --membership"
         if self.storage != "mem":
             extra += f" --storage {self.storage}"
+        if not self.sessions:
+            extra += " --no-sessions"
         return extra
 
     def describe(self) -> str:
@@ -169,6 +176,7 @@ class RunSpec:
             f"faults {'on' if self.faults else 'off'}"
             + (", membership churn" if self.membership else "")
             + (f", {self.storage} storage" if self.storage != "mem" else "")
+            + ("" if self.sessions else ", no client sessions")
         )
 
 
@@ -203,6 +211,7 @@ def run_seed(task: tuple[int, RunSpec]) -> SeedSummary:
             duration=spec.duration,
             clients=spec.clients,
             faults=spec.plan(),
+            workload=spec.workload(),
             keep_trace=False,
         )
     except Exception as e:
@@ -491,6 +500,7 @@ def _replay(args: argparse.Namespace, spec: RunSpec, out: TextIO) -> int:
         duration=spec.duration,
         clients=spec.clients,
         faults=spec.plan(),
+        workload=spec.workload(),
         keep_trace=True,
     )
     summary = summarize(result, spec)
@@ -633,6 +643,12 @@ def build_parser() -> argparse.ArgumentParser:
         "and KvStateMachine on a simulated disk (CrashFS) where a crash is a power cut that "
         "tears unsynced writes",
     )
+    p.add_argument(
+        "--no-sessions",
+        action="store_true",
+        help="KV clients write without client sessions: a write of unknown outcome is not "
+        "sent again (to compare the ambiguous outcomes with and without sessions)",
+    )
     p.add_argument("--json", type=Path, metavar="PATH", help="write every seed's summary as JSON")
     p.add_argument(
         "--trace",
@@ -662,6 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         faults=not args.no_faults,
         membership=args.membership,
         storage=args.storage,
+        sessions=not args.no_sessions,
     )
     if args.replay is not None:
         return _replay(args, spec, out)

@@ -81,6 +81,10 @@ class SimStats:
     transfers_ok: int = 0
     membership_changes_ok: int = 0
     probes: int = 0
+    # Client sessions: writes sent again after an unknown outcome; sessions that expired
+    # under a waiting write.
+    writes_retried: int = 0
+    sessions_expired: int = 0
 
 
 @final
@@ -794,6 +798,8 @@ class _Simulation:
             operations=len(w.history),
             writes_acked=w.writes_acked,
             writes_unknown=w.writes_unknown,
+            writes_retried=w.writes_retried,
+            sessions_expired=w.sessions_expired,
             reads_ok=w.reads_ok,
             messages=router.rpc_count if router else 0,
             dropped=router.dropped if router else 0,

@@ -19,6 +19,14 @@ leads, follows ``ForwardToLeader`` hints, and records an
 * a write refused before it was appended, or a read that failed: nothing (no effect);
 * a read: ``ensure_linearizable`` on the node, then ``workload.read`` on its state machine
   with no checkpoint in between.
+
+With a workload whose ``sessions`` attribute is true (:class:`KvWorkload` by default),
+every client writes in a client session (:mod:`openraft_trio.sessions`): it registers one
+first, sends each write as a ``SessionCommand`` and, when the outcome is unknown, sends it
+again with the same sequence number (to the hinted leader, else another node) until it is
+answered or ``retry_for`` virtual seconds have passed. The history then holds one
+operation per write, from its first sending to its answer; the ones still unanswered at
+the end are the ambiguous ones (``ret=inf``).
 """
 
 from __future__ import annotations
@@ -32,7 +40,8 @@ import trio
 
 from ..._errors import ForwardToLeader, QuorumNotEnough, Stopped
 from ..._types import ReadPolicy
-from ...kv import CompareAndSwap, Delete, Get, KvStateMachine, Set
+from ...kv import CompareAndSwap, Delete, Get, Increment, KvStateMachine, Set
+from ...sessions import ClientSession, Expired, OpenSession, refusal
 from ..linearizability import KvModel, Model, Operation
 
 
@@ -68,17 +77,29 @@ class SimWorkload(Protocol):
 
 @final
 class KvWorkload:
-    """Set / Delete / CompareAndSwap / Get on a few contended keys of ``KvStateMachine``."""
+    """Set / Delete / CompareAndSwap / Increment / Get on a few contended keys of
+    ``KvStateMachine``, written in client sessions unless ``sessions`` is false (then a
+    write of unknown outcome is not retried). An ``Increment`` applied twice breaks the
+    history's linearizability, so the check sees a session that fails to deduplicate."""
 
-    def __init__(self, keys: tuple[str, ...] = ("a", "b", "c", "d"), read_share: float = 0.3):
+    def __init__(
+        self,
+        keys: tuple[str, ...] = ("a", "b", "c", "d"),
+        read_share: float = 0.3,
+        *,
+        sessions: bool = True,
+        session_timeout: float = 20.0,
+    ):
         self.keys = keys
         self.read_share = read_share
+        self.sessions = sessions
+        self.session_timeout = session_timeout
         self._seen: dict[tuple[int, str], Any] = {}
         self._n: dict[int, int] = {}
 
     def new_state_machine(self) -> KvStateMachine:
         """A fresh ``KvStateMachine``."""
-        return KvStateMachine()
+        return KvStateMachine(session_timeout=self.session_timeout)
 
     def model(self) -> Model:
         """The linearizability model of the key-value store (``KvModel``)."""
@@ -92,10 +113,12 @@ class KvWorkload:
         if roll < self.read_share:
             return Get(key), True
         value = f"{client_id}.{n}"  # unique values make the history check sharp
-        if roll < self.read_share + 0.35:
+        if roll < self.read_share + 0.25:
             return Set(key, value), False
-        if roll < self.read_share + 0.45:
+        if roll < self.read_share + 0.35:
             return Delete(key), False
+        if roll < self.read_share + 0.5:
+            return Increment(key, rng.randint(1, 3)), False
         return CompareAndSwap(key, self._seen.get((client_id, key)), value), False
 
     def read(self, state_machine: Any, request: Any) -> Any:
@@ -115,7 +138,7 @@ class KvWorkload:
             self._seen[(client_id, request.key)] = None
         elif isinstance(request, CompareAndSwap):
             self._seen[(client_id, request.key)] = reply[1]
-        elif isinstance(request, Get):
+        elif isinstance(request, Increment | Get):
             self._seen[(client_id, request.key)] = reply
 
 
@@ -130,6 +153,7 @@ class Clients:
         workload: SimWorkload | None = None,
         think_time: tuple[float, float] = (0.05, 0.4),
         op_timeout: float = 1.0,
+        retry_for: float = 5.0,
         on_unknown: Callable[[Any, int], None] | None = None,
     ) -> None:
         self.on_unknown = on_unknown
@@ -140,6 +164,11 @@ class Clients:
         self.workload: SimWorkload = workload if workload is not None else KvWorkload()
         self.think_time = think_time
         self.op_timeout = op_timeout
+        self.retry_for = retry_for
+        self.sessions: dict[int, ClientSession] = {}
+        # Writes sent again after an unknown outcome, and sessions that expired meanwhile.
+        self.writes_retried = 0
+        self.sessions_expired = 0
         self.history: list[Operation] = []
         self.writes_acked = 0
         self.writes_unknown = 0
@@ -170,6 +199,8 @@ class Clients:
     async def write(
         self, cid: int, node: Any, target: int, req: Any, guess: int | None
     ) -> int | None:
+        if getattr(self.workload, "sessions", False):
+            return await self.session_write(cid, target, req, guess)
         call = self.now()
         try:
             with trio.fail_after(self.op_timeout):
@@ -188,6 +219,88 @@ class Clients:
         self.on_ack(resp.log_id)
         self.workload.on_reply(cid, req, resp.data)
         return target if guess is None else guess
+
+    async def session_write(
+        self, cid: int, target: int, req: Any, guess: int | None
+    ) -> int | None:
+        """Write ``req`` in ``cid``'s session, sending it again after unknown outcomes."""
+        call = self.now()
+        session = self.sessions.get(cid) or await self._open_session(cid, target)
+        if session is None:
+            return None
+        call_ = session.call(req)
+        maybe_applied = False
+        while True:
+            node = self.cluster.nodes.get(target)
+            hinted: int | None = None
+            if node is not None:
+                entry = session.command(call_.seq, req, self.now())
+                try:
+                    with trio.fail_after(self.op_timeout):
+                        resp = await node.client_write(entry)
+                except ForwardToLeader as e:
+                    if e.maybe_committed:
+                        maybe_applied = True
+                        if e.log_id is not None and self.on_unknown is not None:
+                            self.on_unknown(e.log_id, target)
+                    if e.leader_id is not None and e.leader_id != target:
+                        hinted = e.leader_id
+                except (Stopped, trio.TooSlowError):
+                    maybe_applied = True
+                else:
+                    reply = resp.data
+                    if isinstance(reply, Expired):
+                        # The session expired while this write waited: its fate is lost
+                        # if it had been sent before; else it was not applied.
+                        self.sessions_expired += 1
+                        self.sessions.pop(cid, None)
+                        if maybe_applied:
+                            self._unknown(cid, req, call)
+                        return None
+                    error = refusal(reply, sent_before=maybe_applied)
+                    if error is not None:  # a bug in this client or in the table
+                        raise AssertionError(f"client {cid}: {error}")
+                    session.completed(call_.seq)
+                    self.history.append(Operation(cid, req, reply, call, self.now()))
+                    self.writes_acked += 1
+                    self.on_ack(resp.log_id)
+                    self.workload.on_reply(cid, req, reply)
+                    return target
+            if self.now() - call >= self.retry_for:
+                session.completed(call_.seq)  # given up: its reply is not needed
+                if maybe_applied:
+                    self._unknown(cid, req, call)
+                return None
+            self.writes_retried += 1
+            # Not at once even when hinted: two stale hints may point at each other.
+            await trio.sleep(0.01 if hinted is not None else 0.05)
+            target = hinted if hinted is not None else self._next_target(target)
+
+    def _next_target(self, target: int) -> int:
+        """Where to send a write again: the leader if there is one, else the next node."""
+        leader: int | None = self.cluster.leader_id()
+        if leader is not None:
+            return leader
+        ids: list[int] = self.cluster.node_ids
+        if not ids:
+            return target
+        return ids[(ids.index(target) + 1) % len(ids)] if target in ids else ids[0]
+
+    async def _open_session(self, cid: int, target: int) -> ClientSession | None:
+        """Register ``cid``'s session through ``target``; None if that failed (an unknown
+        outcome at worst leaves a session that expires unused)."""
+        node = self.cluster.nodes.get(target)
+        if node is None:
+            return None
+        try:
+            with trio.fail_after(self.op_timeout):
+                resp = await node.client_write(OpenSession(self.now()))
+        except (ForwardToLeader, Stopped, trio.TooSlowError):
+            return None
+        if not isinstance(resp.data, int):
+            return None  # the table is full
+        session = self.sessions[cid] = ClientSession(resp.data, clock=self.now)
+        return session
 
     def _unknown(self, cid: int, req: Any, call: float) -> None:
         self.history.append(Operation(cid, req, None, call, math.inf))
