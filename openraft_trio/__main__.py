@@ -4,7 +4,7 @@ Commands:
     demo    start a 3-node cluster as three processes on loopback and narrate writes, a
             leader kill, the election, the restart and catch-up (:mod:`openraft_trio._demo`).
     serve   run one node of the replicated KV service (:mod:`openraft_trio._cli`).
-    init, put, get, delete, cas, add-learner, change-membership, remove-learner,
+    init, put, get, delete, cas, watch, add-learner, change-membership, remove-learner,
     transfer-leader, status, snapshot save|restore:
             client and admin commands against a running cluster.
 

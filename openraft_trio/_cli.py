@@ -241,6 +241,12 @@ def _add_serve(commands: Commands) -> None:
         "(default 60; the same on every node)",
     )
     p.add_argument(
+        "--watch-history",
+        type=lambda text: int_arg(text, 0, "--watch-history"),
+        help="changes kept in memory for `watch` (4096); an older start is refused "
+        "(WatchCompacted)",
+    )
+    p.add_argument(
         "--metrics-listen",
         type=_addr,
         metavar="HOST:PORT",
@@ -307,6 +313,8 @@ def _serve(args: argparse.Namespace) -> int:
         metrics_listen=args.metrics_listen,
         session_timeout=args.session_timeout,
     )
+    if args.watch_history is not None:
+        options.watch_history = args.watch_history
 
     async def main() -> None:
         # A node allocates many small, mostly acyclic objects (entries, log ids): fewer
@@ -629,6 +637,50 @@ def _add_data_commands(commands: Commands) -> None:
     )
 
 
+def _add_watch_command(commands: Commands) -> None:
+    p = commands.add_parser(
+        "watch",
+        help="print every change to keys starting with PREFIX, as it happens",
+        description="Print one line per change (put, successful cas, delete) to a key "
+        "starting with PREFIX ('' for every key), in log order: INDEX put KEY VALUE or "
+        "INDEX delete KEY (--json: one JSON object per line). Follows the leader; runs "
+        "until Ctrl-C (exit 130) or --count changes. To resume, give --from the last "
+        "INDEX printed + 1.",
+    )
+    p.add_argument("prefix", type=_text, metavar="PREFIX")
+    p.add_argument(
+        "--from",
+        dest="from_index",
+        type=lambda text: int_arg(text, 0, "--from"),
+        metavar="INDEX",
+        help="start at this log index (default: the changes after this moment); an index "
+        "the leader no longer holds exits 1 naming the oldest one it has",
+    )
+    p.add_argument(
+        "--count",
+        type=lambda text: int_arg(text, 1, "--count"),
+        metavar="N",
+        help="exit (0) after N changes",
+    )
+    _add_client_options(p)
+    p.set_defaults(handler=lambda a: _run_client(a, lambda c: watch_command(a, c)))
+
+
+async def watch_command(args: argparse.Namespace, client: Any) -> int:
+    """The ``watch`` command: print each change of ``client.watch(args.prefix, ...)``
+    until ``args.count`` of them (forever without), or until stdout is closed."""
+    printed = 0
+    async for event in client.watch(args.prefix, from_index=args.from_index):
+        kind = event.kind.value
+        record = {"index": event.index, "kind": kind, "key": event.key, "value": event.value}
+        text = f"{event.index} {kind} {event.key}"
+        _print(args, record, text if event.kind.value == "delete" else f"{text} {event.value}")
+        printed += 1
+        if _stdout_closed or printed == args.count:
+            break
+    return 0
+
+
 def _add_admin_commands(commands: Commands) -> None:
     p = commands.add_parser("init", help="initialize a new cluster (once, on one node)")
     p.add_argument("--members", type=_peers, help="ID=HOST:PORT,... (default: the node's --peers)")
@@ -791,5 +843,6 @@ def add_commands(commands: Commands) -> None:
     """Register ``serve`` and the client/admin commands on the top-level parser."""
     _add_serve(commands)
     _add_data_commands(commands)
+    _add_watch_command(commands)
     _add_admin_commands(commands)
     _add_snapshot_commands(commands)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+import trio
+
 from openraft_trio.__main__ import build_parser
-from openraft_trio._cli import _serve_config
+from openraft_trio._cli import _serve_config, watch_command
+from openraft_trio.kv import ChangeKind, WatchEvent
 
 SERVE = ["serve", "--id", "1", "--listen", "127.0.0.1:7001", "--mem"]
 
@@ -68,3 +72,54 @@ def test_serve_session_timeout_is_positive_seconds(capsys) -> None:
             build_parser().parse_args([*SERVE, "--session-timeout", bad])
         assert caught.value.code == 2
     assert "--session-timeout" in capsys.readouterr().err
+
+
+def test_watch_options() -> None:
+    args = build_parser().parse_args(["watch", "user:", "--from", "5", "--count", "2", "--json"])
+    assert (args.prefix, args.from_index, args.count, args.json) == ("user:", 5, 2, True)
+    args = build_parser().parse_args(["watch", ""])
+    assert (args.prefix, args.from_index, args.count) == ("", None, None)
+    assert build_parser().parse_args([*SERVE, "--watch-history", "0"]).watch_history == 0
+
+
+def test_watch_refuses_a_negative_start_or_count(capsys) -> None:
+    for bad in (["--from", "-1"], ["--count", "0"], ["--from", "x"]):
+        with pytest.raises(SystemExit) as info:
+            build_parser().parse_args(["watch", "p", *bad])
+        assert info.value.code == 2
+    assert "--from is >= 0, got -1" in capsys.readouterr().err
+
+
+def test_watch_prints_one_line_per_change_until_count(capsys) -> None:
+    events = [
+        WatchEvent(3, "user:1", ChangeKind.PUT, "Ada"),
+        WatchEvent(4, "user:1", ChangeKind.DELETE),
+        WatchEvent(5, "user:2", ChangeKind.PUT, {"b": b"\x00"}),
+        WatchEvent(6, "user:3", ChangeKind.PUT, 1),
+    ]
+    calls: list[tuple[str, int | None]] = []
+
+    class FakeClient:
+        def watch(self, prefix: str, *, from_index: int | None) -> object:
+            calls.append((prefix, from_index))
+
+            async def stream():  # type: ignore[no-untyped-def]
+                for event in events:
+                    yield event
+
+            return stream()
+
+    args = build_parser().parse_args(["watch", "user:", "--from", "3", "--count", "3"])
+    assert trio.run(watch_command, args, FakeClient()) == 0
+    assert calls == [("user:", 3)]
+    assert capsys.readouterr().out.splitlines() == [
+        "3 put user:1 Ada",
+        "4 delete user:1",
+        "5 put user:2 {'b': b'\\x00'}",
+    ]
+    args = build_parser().parse_args(["watch", "user:", "--count", "2", "--json"])
+    assert trio.run(watch_command, args, FakeClient()) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        '{"index": 3, "key": "user:1", "kind": "put", "value": "Ada"}',
+        '{"index": 4, "key": "user:1", "kind": "delete", "value": null}',
+    ]

@@ -5,10 +5,14 @@
 * :func:`serve_kv_node` / :class:`KvNodeOptions` — one node process: Raft, durable storage,
   the TCP server and the client API (``python -m openraft_trio serve``).
 * :class:`KvClient` / :func:`open_kv_client` — the Trio client that follows the leader.
+* Watches: :meth:`KvClient.watch` streams :class:`WatchEvent` objects (:class:`ChangeKind`) in
+  log order through a :class:`KvWatch`; :class:`WatchCompacted` when the history no
+  longer reaches back far enough.
 """
 
 from ._client import AmbiguousOutcome as AmbiguousOutcome
 from ._client import KvClient as KvClient
+from ._client import KvWatch as KvWatch
 from ._client import NoLeader as NoLeader
 from ._client import open_kv_client as open_kv_client
 from ._service import DataDirError as DataDirError
@@ -23,3 +27,6 @@ from ._state_machine import Increment as Increment
 from ._state_machine import KvSnapshotBuilder as KvSnapshotBuilder
 from ._state_machine import KvStateMachine as KvStateMachine
 from ._state_machine import Set as Set
+from ._watch import ChangeKind as ChangeKind
+from ._watch import WatchCompacted as WatchCompacted
+from ._watch import WatchEvent as WatchEvent

@@ -28,10 +28,15 @@ Retries are only made where they are safe:
   request may have reached a leader and its fate is unknown — the connection broke or
   timed out after sending, or the leader lost leadership after appending it — the client
   raises :class:`AmbiguousOutcome` instead of guessing.
+
+:meth:`KvClient.watch` streams changes (:class:`KvWatch`): long polls of the leader's
+``watch`` operation, retried like reads, each resuming at the index after the last change
+delivered.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -52,8 +57,16 @@ from .._errors import (
 )
 from .._nursery import background_nursery
 from .._types import ReadPolicy
+from ..codec import DecodeError
 from ..network import _wire as wire
 from ..network._client import ConnectTimeout, NodeStopped, RpcChannel, parse_addr
+from ._watch import (
+    DEFAULT_WATCH_EVENTS,
+    MAX_WATCH_WAIT,
+    WatchCompacted,
+    WatchEvent,
+    check_watch_arguments,
+)
 
 T = TypeVar("T")
 
@@ -331,6 +344,28 @@ class KvClient:
         value: int | None = (await self.write("incr", key, delta))["value"]
         return value
 
+    def watch(
+        self, prefix: str, *, from_index: int | None = None, max_events: int = DEFAULT_WATCH_EVENTS
+    ) -> KvWatch:
+        """The changes to keys starting with ``prefix`` (``""``: every key), from log index
+        ``from_index`` on (``None``: the changes after those the leader has applied now),
+        in log order, as an async iterator of :class:`~openraft_trio.kv.WatchEvent` objects::
+
+            async for event in kv.watch("user:", from_index=last_seen + 1):
+                print(event.index, event.kind.value, event.key, event.value)
+
+        It follows the leader across elections and reconnects, and never skips or repeats
+        a change (see :class:`KvWatch`). ``max_events`` bounds each long poll's batch.
+
+        Raises:
+            InvalidRequest: ``prefix`` is not a ``str``, ``from_index`` is negative, or
+                ``max_events`` is not in ``1..1000`` (at once, nothing is sent).
+        """
+        prefix, from_index, max_events, _ = check_watch_arguments(
+            prefix, from_index, max_events, 0.0
+        )
+        return KvWatch(self, prefix, from_index, max_events)
+
     # -- admin ----------------------------------------------------------------------------------
 
     async def init(
@@ -438,6 +473,90 @@ class KvClient:
                     await self.leader_call("close_session", session.session_id, idempotent=True)
         for ch in self._channels.values():
             await ch.aclose()
+
+
+@final
+class KvWatch:
+    """An async iterator of the changes of one watch, as
+    :class:`~openraft_trio.kv.WatchEvent` objects (made by :meth:`KvClient.watch`).
+
+    Each step long-polls the leader's ``watch`` operation (waiting up to half the client's
+    ``rpc_timeout`` for a change) through :meth:`KvClient.leader_call`, so it follows
+    leader hints and retries on other nodes as reads do. Every call asks for the changes
+    from :attr:`next_index`, the index after the last change it delivered, so a new leader
+    or a reconnect neither skips nor repeats one. It never ends by itself.
+
+    A step (``__anext__``) raises:
+
+    * :class:`~openraft_trio.kv.WatchCompacted` when the leader no longer holds the changes
+      from :attr:`next_index` (evicted from its history, or before its snapshot or
+      restart): read the state again and watch from there;
+    * :class:`~openraft_trio.kv.NoLeader` when no leader answered within the client's
+      ``timeout``: watch again from :attr:`next_index` to resume;
+    * ``RemoteError`` when the node refused the call for another reason.
+    """
+
+    def __init__(
+        self, client: KvClient, prefix: str, from_index: int | None, max_events: int
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.max_events = max_events
+        self.next_index = from_index
+        """Where the watch resumes: the index after the last change delivered (after a
+        batch with no matching change, after the entries the leader had applied); ``None``
+        until the first reply when it started at ``from_index=None``."""
+        self._events: collections.deque[WatchEvent] = collections.deque()
+        self._after_events: int | None = from_index
+
+    def __aiter__(self) -> KvWatch:
+        return self
+
+    async def __anext__(self) -> WatchEvent:
+        """The next change (waits for one)."""
+        while not self._events:
+            await self._poll()
+        event = self._events.popleft()
+        self.next_index = event.index + 1 if self._events else self._after_events
+        return event
+
+    async def _poll(self) -> None:
+        client = self.client
+        wait = min(client.rpc_timeout / 2, MAX_WATCH_WAIT)
+        try:
+            reply = await client.leader_call(
+                "watch", self.prefix, self.next_index, self.max_events, wait, idempotent=True
+            )
+        except RemoteError as e:
+            compacted = _watch_compacted(e.remote)
+            if compacted is not None:
+                raise compacted from e
+            raise
+        try:
+            events = [WatchEvent.from_wire(raw) for raw in reply["events"]]
+            after = reply["next"]
+            if type(after) is not int:
+                raise DecodeError(f"next is not an int: {short_repr(after)}")
+        except (DecodeError, KeyError, TypeError) as e:
+            raise NetworkError(f"malformed watch reply: {short_text(str(e))}") from e
+        start = self.next_index
+        if start is not None and any(event.index < start for event in events):
+            raise NetworkError(f"a watch reply went back before index {start}")
+        self._events.extend(events)
+        self._after_events = after
+        if not events:
+            self.next_index = after
+
+
+def _watch_compacted(reply: Any) -> WatchCompacted | None:
+    """The ``WatchCompacted`` an error reply stands for, rebuilt from its ``detail``
+    (``[from_index, oldest_index]``), if it is one."""
+    if not isinstance(reply, wire.ErrorReply) or reply.error_type != "WatchCompacted":
+        return None
+    detail = reply.detail
+    if type(detail) is list and len(detail) == 2 and all(type(x) is int for x in detail):
+        return WatchCompacted(detail[0], detail[1])
+    return None
 
 
 @final

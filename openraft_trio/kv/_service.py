@@ -29,6 +29,8 @@ session_write       session_id, seq, acked_seq,       the reply of ``op`` (put, 
                     op, [args]                        applied at most once per (session, seq)
 keep_alive          session_id, acked_seq             null
 close_session       session_id                        null
+watch               prefix, from_index, max_events,   {"events": [[index, key, kind, value]...],
+                    wait                              "next": i}; see :meth:`KvService.watch`
 =================== ================================= ===========================================
 
 Client sessions (:mod:`openraft_trio.sessions`): the leader stamps each session entry with
@@ -59,15 +61,17 @@ from .._config import Config
 from .._core.handle import Raft
 from .._errors import ForwardToLeader, InvalidRequest, RaftError, short_repr
 from .._messages import ClientWriteResponse
+from .._metrics import RaftMetrics
 from .._nursery import background_nursery
 from .._open import open_raft
-from .._types import LogId, Node, ReadPolicy
+from .._types import LogId, Node, ReadPolicy, index_of, next_index
 from ..network.tcp import RaftServer, ServerLimits, open_tcp_network, parse_addr, serve_raft
 from ..sessions import CloseSession, KeepAlive, OpenSession, SessionCommand, refusal
 from ..storage import MemLogStore
 from ._load_op import run_write_load
 from ._snapshot_files import encode_snapshot_file
 from ._state_machine import CompareAndSwap, Delete, Increment, KvStateMachine, Set
+from ._watch import DEFAULT_HISTORY_SIZE, DEFAULT_WATCH_EVENTS, check_watch_arguments
 
 T = TypeVar("T")
 
@@ -102,6 +106,8 @@ class KvNodeOptions:
     metrics_listen: str | None = None
     # Client sessions unused this long (log seconds) expire; the same on every node.
     session_timeout: float = 60.0
+    # Changes the state machine keeps for watches (KvStateMachine's watch_history).
+    watch_history: int = DEFAULT_HISTORY_SIZE
 
     @property
     def addr(self) -> str:
@@ -244,6 +250,7 @@ class KvService:
             "session_write": self.session_write,
             "keep_alive": self.keep_alive,
             "close_session": self.close_session,
+            "watch": self.watch,
         }
         if bench_op:
             self._ops["bench"] = self.bench
@@ -402,6 +409,59 @@ class KvService:
         """End a session (a log entry); an expired one is closed already."""
         await self.raft.client_write(_session_entry(CloseSession, session_id, self.clock()))
 
+    async def watch(
+        self,
+        prefix: Any,
+        from_index: Any = None,
+        max_events: Any = DEFAULT_WATCH_EVENTS,
+        wait: Any = 1.0,
+    ) -> dict[str, Any]:
+        """The changes to keys starting with ``prefix`` at log index ``from_index`` or later
+        (``None``: after what this node has applied), in log order: ``{"events": [[index,
+        key, kind, value], ...], "next": i}``. Call again with ``from_index=next``.
+
+        Answers as soon as at least one such change is applied here (at most
+        ``max_events`` of them, and about 1 MiB of values), or after ``wait`` seconds with
+        no events (``next`` then is past the entries applied meanwhile). Served by the
+        leader only (docs/kv-service.md, "Watches"); a node that does not lead, or stops
+        leading while it waits, raises ``ForwardToLeader``.
+
+        Raises:
+            InvalidRequest: a bad argument (see :func:`._watch.check_watch_arguments`).
+            WatchCompacted: the history no longer holds ``from_index``.
+            ForwardToLeader: this node does not lead.
+        """
+        prefix, start, max_events, wait = check_watch_arguments(
+            prefix, from_index, max_events, wait
+        )
+        self._check_leads(self.raft.metrics)
+        machine = self.state_machine
+        if start is None:
+            start = next_index(machine.last_applied)
+        with trio.move_on_after(wait):
+            while True:
+                events, start = machine.history.read(
+                    prefix, start, max_events, index_of(machine.last_applied)
+                )
+                if events:
+                    return {"events": [e.to_wire() for e in events], "next": start}
+                metrics = await self.raft.metrics_watch.wait_value(
+                    lambda m, wanted=start: (
+                        index_of(machine.last_applied) >= wanted
+                        or m.current_leader != self.raft.node_id
+                    )
+                )
+                self._check_leads(metrics)
+        return {"events": [], "next": start}
+
+    def _check_leads(self, metrics: RaftMetrics) -> None:
+        """Raise ``ForwardToLeader`` (naming the leader ``metrics`` knows) unless this node
+        leads."""
+        if metrics.current_leader != self.raft.node_id:
+            leader = metrics.current_leader
+            node = metrics.membership.membership.nodes.get(leader) if leader is not None else None
+            raise ForwardToLeader(leader, node)
+
     # -- admin ----------------------------------------------------------------------------------
 
     async def init(self, members: Any = None) -> None:
@@ -467,11 +527,7 @@ class KvService:
     async def transfer_leader(self, to: Any) -> None:
         """Hand leadership to voter ``to``; on a node that is not the leader, raises
         ``ForwardToLeader``; ``NotAVoter`` if ``to`` is not a voter."""
-        metrics = self.raft.metrics
-        if metrics.current_leader != self.raft.node_id:
-            leader = metrics.current_leader
-            node = metrics.membership.membership.nodes.get(leader) if leader is not None else None
-            raise ForwardToLeader(leader, node)
+        self._check_leads(self.raft.metrics)
         await self.raft.trigger.transfer_leader(_node_id(to))
 
     async def status(self) -> dict[str, Any]:
@@ -621,11 +677,15 @@ async def _run_kv_node(options: KvNodeOptions, started: Callable[[KvNode], None]
     if options.data_dir is not None:
         claim_data_dir(options.data_dir, options.node_id, config.cluster_name)
         state_machine = KvStateMachine(
-            os.path.join(options.data_dir, "snapshots"), session_timeout=options.session_timeout
+            os.path.join(options.data_dir, "snapshots"),
+            session_timeout=options.session_timeout,
+            watch_history=options.watch_history,
         )
         store_args: dict[str, Any] = {"data_dir": options.data_dir}
     else:
-        state_machine = KvStateMachine(session_timeout=options.session_timeout)
+        state_machine = KvStateMachine(
+            session_timeout=options.session_timeout, watch_history=options.watch_history
+        )
         store_args = {"log_store": MemLogStore()}
     async with (
         open_tcp_network(options.node_id, config, ssl_context=options.client_ssl) as network,

@@ -552,18 +552,29 @@ class _Connection:
 
     def _reply_error(self, rid: int, exc: BaseException) -> None:
         self.server.stats.error_replies += 1
-        detail = None
-        if isinstance(exc, ForwardToLeader):
-            addr = exc.leader_node.addr if exc.leader_node is not None else None
-            detail = [exc.leader_id, addr, exc.maybe_committed]
-        elif isinstance(exc, PayloadTooLarge):
-            detail = [exc.size, exc.limit, exc.what]
-        self._send(wire.encode_message("error", rid, wire.ErrorReply.from_exception(exc, detail)))
+        self._send(wire.encode_message("error", rid, error_reply(exc)))
 
     def _send(self, body: bytes) -> None:
         # A closed connection is going away; its peer times out or reconnects.
         with contextlib.suppress(trio.ClosedResourceError):
             self.conn.send_nowait(body)
+
+
+def error_reply(exc: BaseException) -> wire.ErrorReply:
+    """The error reply that answers a request which failed with ``exc``; its ``detail``
+    carries what a client needs to rebuild the typed error: ``[leader_id, leader_addr,
+    maybe_committed]`` of a ``ForwardToLeader``, ``[size, limit, what]`` of a
+    ``PayloadTooLarge``, or a service error's own ``reply_detail`` attribute (CBOR), if it
+    has one (e.g. the KV service's ``WatchCompacted``)."""
+    detail = None
+    if isinstance(exc, ForwardToLeader):
+        addr = exc.leader_node.addr if exc.leader_node is not None else None
+        detail = [exc.leader_id, addr, exc.maybe_committed]
+    elif isinstance(exc, PayloadTooLarge):
+        detail = [exc.size, exc.limit, exc.what]
+    elif isinstance(exc, RaftError):
+        detail = getattr(exc, "reply_detail", None)
+    return wire.ErrorReply.from_exception(exc, detail)
 
 
 async def _client_call(handler: ClientHandler, req: wire.ClientRequest) -> wire.ClientReply:

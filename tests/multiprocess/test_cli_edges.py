@@ -288,3 +288,61 @@ async def test_snapshot_save_then_restore_into_a_new_cluster(tmp_path: Path) -> 
                 assert r.returncode == 1, err(r)
                 assert message in err(r)
                 assert_one_error_line(r)
+
+
+async def test_watch_prints_changes_refuses_a_compacted_start_and_stops_on_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(BOUND):
+        async with open_process_cluster(
+            3, base_dir=str(tmp_path), mem=True, extra_args=["--watch-history", "2"]
+        ) as cl:
+            await cl.initialize()
+            c = ["--cluster", ",".join(cl.addrs)]
+            for command in (["put", "user:1", "Ada"], ["put", "job:1", "x"], ["delete", "user:1"]):
+                r = await cli(*command, *c)
+                assert r.returncode == 0, err(r)
+            # The nodes keep the last 2 changes: the delete and the job:1 put before it.
+            r = await cli("watch", "user:", "--from", "0", *c)
+            assert r.returncode == 1
+            assert_one_error_line(r)
+            assert "no longer held" in err(r)
+            oldest = int(err(r).split("before index ")[1].split()[0])
+            r = await cli("watch", "", "--from", str(oldest), "--count", "2", "--json", *c)
+            assert r.returncode == 0, err(r)
+            put, delete = (json.loads(line) for line in out(r).splitlines())
+            assert put == {"index": oldest, "kind": "put", "key": "job:1", "value": "x"}
+            assert delete["index"] > oldest
+            assert delete == {
+                "index": delete["index"],
+                "kind": "delete",
+                "key": "user:1",
+                "value": None,
+            }
+            r = await cli("watch", "user:", "--from", str(oldest), "--count", "1", *c)
+            assert (r.returncode, out(r)) == (0, f"{delete['index']} delete user:1"), err(r)
+
+            # A watch from now prints a later change as it happens; Ctrl-C ends it, 130.
+            proc = await trio.lowlevel.open_process(
+                [*CLI, "watch", "user:", *c], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            try:
+                assert proc.stdout is not None
+                assert proc.stderr is not None
+                line = b""
+                while not line.endswith(b"\n"):
+                    r = await cli("put", "user:2", "Bob", *c)
+                    assert r.returncode == 0, err(r)
+                    with trio.move_on_after(1):
+                        line += await proc.stdout.receive_some()
+                assert line.decode().split()[1:] == ["put", "user:2", "Bob"]
+                proc.send_signal(signal.SIGINT)
+                stderr = b""
+                while chunk := await proc.stderr.receive_some():
+                    stderr += chunk
+                await proc.wait()
+            finally:
+                proc.kill()
+                await proc.wait()
+            assert proc.returncode == 130
+            assert stderr.decode().strip() == "error: interrupted"
