@@ -60,9 +60,6 @@ from ._snapshot_files import encode_snapshot_file
 from ._state_machine import CompareAndSwap, Delete, KvStateMachine, Set
 
 MAX_KEY_LENGTH = 4096
-# A replicated object's snapshots are not persisted yet: with a durable log, a restart
-# after the log was purged behind a snapshot would lose the state.
-_OBJECT_NEEDS_MEM = "--object serves an in-memory object: use --mem, not --data-dir"
 SNAPSHOT_WAIT = 60.0  # seconds the ``snapshot`` op waits for a snapshot to be built
 
 
@@ -536,10 +533,13 @@ async def _run_kv_node(options: KvNodeOptions, started: Callable[[KvNode], None]
     )
     state_machine: KvStateMachine | ObjectStateMachine[Any]
     if options.data_dir is not None:
-        if object_class is not None:
-            raise InvalidRequest(_OBJECT_NEEDS_MEM)
         claim_data_dir(options.data_dir, options.node_id, config.cluster_name)
-        state_machine = KvStateMachine(os.path.join(options.data_dir, "snapshots"))
+        snapshots = os.path.join(options.data_dir, "snapshots")
+        state_machine = (
+            KvStateMachine(snapshots)
+            if object_class is None
+            else ObjectStateMachine(object_class, snapshot_dir=snapshots)
+        )
         store_args: dict[str, Any] = {"data_dir": options.data_dir}
     else:
         state_machine = KvStateMachine() if object_class is None else ObjectStateMachine(object_class)
