@@ -51,8 +51,8 @@ from .._types import (
     StoredMembership,
     log_id_ge,
 )
-from ..storage._fs import FileSystem, OsFileSystem
-from ._snapshot_dir import SnapshotDirectory
+from ..storage._fs import FileSystem
+from ._snapshot_dir import SnapshotDirectory, snapshot_directory
 from ._snapshot_files import IORunner
 
 T = TypeVar("T")
@@ -155,25 +155,14 @@ class KvStateMachine:
         keep_snapshots: int = 2,
         run_io: IORunner = trio.to_thread.run_sync,
     ) -> None:
-        if isinstance(keep_snapshots, bool) or not isinstance(keep_snapshots, int):
-            raise TypeError(f"keep_snapshots must be an int, got {keep_snapshots!r}")
-        if keep_snapshots < 1:
-            raise ValueError(f"keep_snapshots must be at least 1, got {keep_snapshots}")
+        self._files = snapshot_directory(snapshot_dir, fs, keep_snapshots, run_io, logger)
         self._data: dict[str, Any] = {}
         self._last_applied: LogId | None = None
         self._last_membership = StoredMembership()
         self._current_snapshot: Snapshot | None = None
         self._snapshot_counter = 0
         self.rejected = 0
-        self._files: SnapshotDirectory | None = None
-        if snapshot_dir is not None:
-            self._files = SnapshotDirectory(
-                os.fspath(snapshot_dir),
-                OsFileSystem() if fs is None else fs,
-                keep_snapshots,
-                run_io,
-                logger,
-            )
+        if self._files is not None:
             self._load(self._files)
 
     @property

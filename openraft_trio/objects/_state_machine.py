@@ -40,9 +40,9 @@ from .._types import (
     StoredMembership,
     log_id_ge,
 )
-from ..kv._snapshot_dir import SnapshotDirectory
+from ..kv._snapshot_dir import SnapshotDirectory, snapshot_directory
 from ..kv._snapshot_files import IORunner
-from ..storage._fs import FileSystem, OsFileSystem
+from ..storage._fs import FileSystem
 from ._calls import Call, Upgrade, apply_call
 from ._declare import ReplicatedObject, set_log_position
 from ._errors import MalformedSnapshotError, UnknownVersionError
@@ -195,19 +195,8 @@ class ObjectStateMachine(Generic[T]):
         self._current_snapshot: Snapshot | None = None
         self._snapshot_counter = 0
         self.rejected = 0
-        self._files: SnapshotDirectory | None = None
-        if snapshot_dir is not None:
-            if isinstance(keep_snapshots, bool) or not isinstance(keep_snapshots, int):
-                raise TypeError(f"keep_snapshots must be an int, got {keep_snapshots!r}")
-            if keep_snapshots < 1:
-                raise ValueError(f"keep_snapshots must be at least 1, got {keep_snapshots}")
-            self._files = SnapshotDirectory(
-                os.fspath(snapshot_dir),
-                OsFileSystem() if fs is None else fs,
-                keep_snapshots,
-                run_io,
-                logger,
-            )
+        self._files = snapshot_directory(snapshot_dir, fs, keep_snapshots, run_io, logger)
+        if self._files is not None:
             self._load(self._files)
 
     def _load(self, files: SnapshotDirectory) -> None:
