@@ -253,6 +253,12 @@ def _add_serve(commands: Commands) -> None:
         help="serve Prometheus metrics at http://HOST:PORT/metrics (needs the prometheus "
         "extra)",
     )
+    p.add_argument(
+        "--object",
+        metavar="MODULE:CLASS",
+        help="serve this replicated object (openraft_trio.objects) instead of the key-value "
+        "store (docs/replicated-objects.md)",
+    )
     _add_tls(p)
     p.set_defaults(handler=_serve)
 
@@ -290,6 +296,13 @@ def _serve(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level.upper(), args.log_format)
     if args.mem == bool(args.data_dir):
         return _fail(EXIT_USAGE, "give exactly one of --data-dir DIR and --mem")
+    if args.object is not None:
+        from .objects import load_object_class
+
+        try:
+            load_object_class(args.object)
+        except ValueError as e:
+            return _fail(EXIT_USAGE, str(e))
     if args.peers and args.id not in args.peers:
         return _fail(
             EXIT_USAGE,
@@ -312,6 +325,7 @@ def _serve(args: argparse.Namespace) -> int:
         bench_op=args.bench_op,
         metrics_listen=args.metrics_listen,
         session_timeout=args.session_timeout,
+        object_spec=args.object,
     )
     if args.watch_history is not None:
         options.watch_history = args.watch_history

@@ -123,3 +123,14 @@ def test_watch_prints_one_line_per_change_until_count(capsys) -> None:
         '{"index": 3, "key": "user:1", "kind": "put", "value": "Ada"}',
         '{"index": 4, "key": "user:1", "kind": "delete", "value": null}',
     ]
+
+
+def test_serve_object_errors_are_usage_errors(capsys) -> None:
+    from openraft_trio.__main__ import main
+
+    assert main([*SERVE, "--object", "tests.objects._objects"]) == 2
+    assert "--object takes module:Class" in capsys.readouterr().err
+    assert main([*SERVE, "--object", "no_such_module_here:X"]) == 2
+    assert "cannot import 'no_such_module_here'" in capsys.readouterr().err
+    assert main([*SERVE, "--object", "tests.objects._objects:Log"]) == 2
+    assert "is not a ReplicatedObject subclass" in capsys.readouterr().err

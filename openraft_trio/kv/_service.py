@@ -66,6 +66,8 @@ from .._nursery import background_nursery
 from .._open import open_raft
 from .._types import LogId, Node, ReadPolicy, index_of, next_index
 from ..network.tcp import RaftServer, ServerLimits, open_tcp_network, parse_addr, serve_raft
+from ..objects._service import ObjectService, load_object_class
+from ..objects._state_machine import ObjectStateMachine
 from ..sessions import CloseSession, KeepAlive, OpenSession, SessionCommand, refusal
 from ..storage import MemLogStore
 from ._load_op import run_write_load
@@ -108,6 +110,9 @@ class KvNodeOptions:
     session_timeout: float = 60.0
     # Changes the state machine keeps for watches (KvStateMachine's watch_history).
     watch_history: int = DEFAULT_HISTORY_SIZE
+    # "module:Class": serve this replicated object (openraft_trio.objects) instead of the
+    # key-value store; its call/query/upgrade ops replace put/get/delete/cas.
+    object_spec: str | None = None
 
     @property
     def addr(self) -> str:
@@ -122,7 +127,7 @@ class KvNode:
 
     raft: Raft
     server: RaftServer
-    state_machine: KvStateMachine
+    state_machine: KvStateMachine | ObjectStateMachine[Any]
     service: KvService
     metrics_addr: str | None = None  # where /metrics is served ("host:port"), if it is
 
@@ -214,18 +219,26 @@ def _reply(op: str, resp: ClientWriteResponse) -> dict[str, Any]:
 
 @final
 class KvService:
-    """The client API of one node; :meth:`handle` is the server's ``client_handler``."""
+    """The client API of one node; :meth:`handle` is the server's ``client_handler``.
+
+    ``data_ops`` (operation name -> handler) replace the key-value operations (``put``,
+    ``get``, ``delete``, ``cas``, ``incr`` and the session operations) when the node serves
+    something else, e.g. a replicated
+    object (:class:`~openraft_trio.objects.ObjectService`); ``state_machine`` is then that
+    one's.
+    """
 
     def __init__(
         self,
         raft: Raft,
-        state_machine: KvStateMachine,
+        state_machine: Any,
         *,
         addr: str,
         peers: Mapping[int, str],
         transport_stats: Callable[[], dict[str, int]],
         bench_op: bool = False,
         clock: Callable[[], float] = time.time,
+        data_ops: Mapping[str, Callable[..., Awaitable[Any]]] | None = None,
     ) -> None:
         self.raft = raft
         self.clock = clock
@@ -233,12 +246,23 @@ class KvService:
         self.addr = addr
         self.peers = dict(peers)
         self.transport_stats = transport_stats
-        self._ops: dict[str, Callable[..., Awaitable[Any]]] = {
+        # The data operations: the key-value ones, or those given (a replicated object's).
+        self._kv = data_ops is None
+        kv_ops: dict[str, Callable[..., Awaitable[Any]]] = {
             "put": self.put,
             "get": self.get,
             "delete": self.delete,
             "cas": self.cas,
             "incr": self.incr,
+            # The sessions of the key-value store (its state machine keeps their table).
+            "open_session": self.open_session,
+            "session_write": self.session_write,
+            "keep_alive": self.keep_alive,
+            "close_session": self.close_session,
+            "watch": self.watch,
+        }
+        self._ops: dict[str, Callable[..., Awaitable[Any]]] = {
+            **(kv_ops if data_ops is None else data_ops),
             "init": self.init,
             "add_learner": self.add_learner,
             "change_membership": self.change_membership,
@@ -246,11 +270,6 @@ class KvService:
             "transfer_leader": self.transfer_leader,
             "status": self.status,
             "snapshot": self.snapshot,
-            "open_session": self.open_session,
-            "session_write": self.session_write,
-            "keep_alive": self.keep_alive,
-            "close_session": self.close_session,
-            "watch": self.watch,
         }
         if bench_op:
             self._ops["bench"] = self.bench
@@ -287,7 +306,7 @@ class KvService:
         writes: list[tuple[int, str, Any]] = []
         others: list[int] = []
         for i, (op, args) in enumerate(requests):
-            if op in _WRITE_OPS or op == "session_write":
+            if self._kv and (op in _WRITE_OPS or op == "session_write"):
                 try:
                     self._check_arity(op, args)
                     writes.append((i, *self._command(op, args)))
@@ -569,7 +588,7 @@ class KvService:
                 else None
             ),
             "millis_since_quorum_ack": m.millis_since_quorum_ack,
-            "keys": len(self.state_machine.data),
+            **({"keys": len(self.state_machine.data)} if self._kv else {}),
             "transport": self.transport_stats(),
         }
 
@@ -674,17 +693,30 @@ def _remove_fresh_data_dir(data_dir: str) -> None:
 async def _run_kv_node(options: KvNodeOptions, started: Callable[[KvNode], None]) -> None:
     config = options.config
     host, port = parse_addr(options.listen)
+    object_class = (
+        None if options.object_spec is None else load_object_class(options.object_spec)
+    )
+    state_machine: KvStateMachine | ObjectStateMachine[Any]
     if options.data_dir is not None:
         claim_data_dir(options.data_dir, options.node_id, config.cluster_name)
-        state_machine = KvStateMachine(
-            os.path.join(options.data_dir, "snapshots"),
-            session_timeout=options.session_timeout,
-            watch_history=options.watch_history,
+        snapshots = os.path.join(options.data_dir, "snapshots")
+        state_machine = (
+            KvStateMachine(
+                snapshots,
+                session_timeout=options.session_timeout,
+                watch_history=options.watch_history,
+            )
+            if object_class is None
+            else ObjectStateMachine(object_class, snapshot_dir=snapshots)
         )
         store_args: dict[str, Any] = {"data_dir": options.data_dir}
     else:
-        state_machine = KvStateMachine(
-            session_timeout=options.session_timeout, watch_history=options.watch_history
+        state_machine = (
+            KvStateMachine(
+                session_timeout=options.session_timeout, watch_history=options.watch_history
+            )
+            if object_class is None
+            else ObjectStateMachine(object_class)
         )
         store_args = {"log_store": MemLogStore()}
     async with (
@@ -702,6 +734,11 @@ async def _run_kv_node(options: KvNodeOptions, started: Callable[[KvNode], None]
             peers=options.peers,
             transport_stats=lambda: stats["server"].stats.as_dict(),
             bench_op=options.bench_op,
+            data_ops=(
+                ObjectService(raft, state_machine).ops()
+                if isinstance(state_machine, ObjectStateMachine)
+                else None
+            ),
         )
         server: RaftServer = await nursery.start(
             _serve, raft, host, port, options, service.handle, service.handle_batch
