@@ -270,14 +270,15 @@ class _LockState:
     """The lock service in the model (hashable: the search caches states).
 
     Attributes:
-        log_time: the largest ``now`` of the replicated calls linearized so far.
+        log_time: the largest ``now`` of the replicated calls linearized so far (0.0
+            before any, as on a replicated object).
         next_token_at_least: every later acquisition's token is at least this (tokens are
             log indices: strictly increasing integers).
         leases: ``(name, lease)`` pairs sorted by name; a released lock has none, an
             expired one may still be listed (it is free all the same).
     """
 
-    log_time: float = -math.inf
+    log_time: float = 0.0
     next_token_at_least: int = 1
     leases: tuple[tuple[str, _Lease], ...] = ()
 
