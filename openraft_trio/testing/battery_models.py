@@ -88,16 +88,22 @@ _COUNTER_PARAMETERS = {"add": ("n",), "set": ("value",), "get": ()}
 
 @final
 class CounterModel(Model):
-    """The specification of ``Counter``: the state is the value, starting at 0.
+    """The specification of ``Counter``: the state is the value, starting at ``initial``.
 
     * ``add(n=1)`` -> the new value; an ``n`` that is not an ``int`` is refused (an error
       reply) and changes nothing;
     * ``set(value)`` -> the previous value; a ``value`` that is not an ``int`` is refused;
     * ``get()`` -> the value.
+
+    Args:
+        initial: the battery's starting ``value``.
     """
 
+    def __init__(self, initial: int = 0) -> None:
+        self.initial = initial
+
     def init(self) -> Hashable:
-        return 0
+        return self.initial
 
     def step(self, state: Any, input: Any, output: Any) -> tuple[bool, Any]:
         call = _read_call(input, _COUNTER_PARAMETERS, "CounterModel")

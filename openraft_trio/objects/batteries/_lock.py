@@ -19,8 +19,9 @@ remembers the largest token it has seen and refuses smaller ones. That is what m
 lock safe when a holder is paused (GC, swap, a slow network) past its lease: it may still
 believe it holds the lock, but its writes carry a token smaller than the new holder's.
 
-Expired leases are swept out of the table when it has doubled since the last sweep, so
-the table stays proportional to the live leases at amortized constant cost per call.
+Before a grant, expired leases are swept out of the table if it has doubled since the last
+sweep, so the table stays proportional to the live leases at amortized constant cost per
+call.
 """
 
 from __future__ import annotations
@@ -89,9 +90,9 @@ class LockService(ReplicatedObject):
         current = self._live(name)
         if current is not None and current.holder != holder:
             return Held(current.holder, current.expires_at)
+        self._maybe_sweep()
         granted = Lease(holder, self.log_index, self.log_time + lease_seconds)
         self.leases[name] = granted
-        self._maybe_sweep()
         return Acquired(granted.token, granted.expires_at)
 
     @replicated
