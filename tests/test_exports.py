@@ -38,6 +38,7 @@ import openraft_trio
 import openraft_trio.testing.linearizability
 import openraft_trio.testing.storage_suite
 from openraft_trio.kv import KvStateMachine
+from openraft_trio.objects import ReplicatedObject
 from openraft_trio.storage import MemLogStore, OsFileSystem
 
 DOCS_DIR = Path(__file__).parent.parent / "docs"
@@ -66,6 +67,8 @@ OPEN_CLASSES: dict[type, str] = {
     MemLogStore: "the base of deliberately broken stores in tests",
     OsFileSystem: "wrapped by recording or faulty file systems",
     KvStateMachine: "extended by slow or faulty state machines in tests",
+    # A replicated object is declared as a subclass (docs/replicated-objects.md).
+    ReplicatedObject: "the base of every replicated object",
 }
 
 

@@ -1,0 +1,294 @@
+"""``ObjectStateMachine``: a replicated object as a Raft state machine.
+
+Entries apply in log order: a :class:`~openraft_trio.objects.Call` runs the object's
+command (its reply is the method's return value or an
+:class:`~openraft_trio.objects.ErrorReply`), an :class:`~openraft_trio.objects.Upgrade`
+raises the active code version, a membership entry is recorded, anything else is answered
+``None`` and counted in :attr:`ObjectStateMachine.rejected` (a bad client request must not
+stop the apply loop).
+
+A snapshot is one CBOR map: the format, the class name, the last applied log id and
+membership, the log time and index, the active version, and the object's fields
+unstructured by :data:`openraft_trio.codec.converter`. It is built between applies, in
+memory (the log replays what came after it on restart, as with ``KvStateMachine()``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any, Final, Generic, TypeVar, final
+
+import attrs
+import cbor2
+
+from .. import codec
+from .._errors import short_repr, short_text
+from .._types import (
+    Entry,
+    LogId,
+    MembershipChange,
+    Normal,
+    Snapshot,
+    SnapshotMeta,
+    StoredMembership,
+    log_id_ge,
+)
+from ._calls import Call, Upgrade, apply_call
+from ._declare import ReplicatedObject, set_log_position
+from ._errors import MalformedSnapshotError, UnknownVersionError
+
+T = TypeVar("T", bound=ReplicatedObject)
+
+SNAPSHOT_FORMAT: Final = 1
+
+
+@attrs.frozen
+class ObjectState:
+    """What an object's snapshot holds besides Raft's own bookkeeping (and what the
+    simulator's generic model steps through)."""
+
+    fields: Any
+    log_time: float
+    log_index: int
+    active_version: int
+
+
+def capture(obj: ReplicatedObject, active_version: int) -> ObjectState:
+    """The object's state as plain data (the fields unstructured by the codec converter)."""
+    return ObjectState(
+        codec.converter.unstructure(obj), obj.log_time, obj.log_index, active_version
+    )
+
+
+def restore(cls: type[T], state: ObjectState) -> T:
+    """A new ``cls`` instance holding ``state``.
+
+    Raises:
+        MalformedSnapshotError: the fields do not structure as ``cls``.
+    """
+    try:
+        obj = codec.converter.structure(state.fields, cls)
+    except Exception as exc:
+        raise MalformedSnapshotError(
+            f"snapshot fields do not fit {cls.__qualname__}: {short_text(str(exc))}"
+        ) from exc
+    set_log_position(obj, state.log_time, state.log_index)
+    return obj
+
+
+def encode_state(cls: type[ReplicatedObject], state: ObjectState, extra: dict[str, Any]) -> bytes:
+    """The CBOR snapshot document of ``state`` (plus ``extra`` keys), keys sorted."""
+    document = {
+        "format": SNAPSHOT_FORMAT,
+        "object": cls.__qualname__,
+        "log_time": state.log_time,
+        "log_index": state.log_index,
+        "active_version": state.active_version,
+        "fields": state.fields,
+        **extra,
+    }
+    return cbor2.dumps(document, canonical=True)
+
+
+def decode_state(cls: type[ReplicatedObject], data: bytes) -> tuple[ObjectState, dict[str, Any]]:
+    """The inverse of :func:`encode_state`: the state and the whole document.
+
+    Raises:
+        MalformedSnapshotError: not such a document for ``cls``.
+    """
+    try:
+        raw = cbor2.loads(data, semantic_decoders=codec.SEMANTIC_DECODERS)
+    except Exception as exc:
+        raise MalformedSnapshotError(f"snapshot data is not valid CBOR: {exc!r}") from exc
+    if not isinstance(raw, dict) or raw.get("format") != SNAPSHOT_FORMAT:
+        raise MalformedSnapshotError(
+            f"snapshot data is not an object snapshot of format {SNAPSHOT_FORMAT}"
+        )
+    if raw.get("object") != cls.__qualname__:
+        raise MalformedSnapshotError(
+            f"snapshot of {short_repr(raw.get('object'))}, not of {cls.__qualname__}"
+        )
+    log_time, log_index, active = (
+        raw.get("log_time"),
+        raw.get("log_index"),
+        raw.get("active_version"),
+    )
+    if type(log_time) is not float or type(log_index) is not int or type(active) is not int:
+        raise MalformedSnapshotError("snapshot: log_time, log_index or active_version malformed")
+    return ObjectState(raw.get("fields"), log_time, log_index, active), raw
+
+
+def _new_object(obj: type[T] | T) -> T:
+    if isinstance(obj, type):
+        if not issubclass(obj, ReplicatedObject):
+            raise TypeError(f"expected a ReplicatedObject subclass, got {obj!r}")
+        return obj()
+    if not isinstance(obj, ReplicatedObject):
+        raise TypeError(f"expected a ReplicatedObject or its class, got {short_repr(obj)}")
+    return copy.deepcopy(obj)
+
+
+@final
+class ObjectStateMachine(Generic[T]):
+    """A :class:`~openraft_trio.storage.RaftStateMachine` running a replicated object.
+
+    Args:
+        obj: the object's class (its initial state is ``cls()``) or an instance to start
+            from (copied). Every node must start from the same state.
+        initial_version: the active code version before any :class:`Upgrade` (the same on
+            every node; default 1).
+
+    Raises:
+        TypeError: ``obj`` is not a :class:`ReplicatedObject` subclass or instance.
+        UnknownVersionError: ``initial_version`` is above what the class has.
+
+    Attributes:
+        rejected: how many ``Normal`` payloads were neither a ``Call`` nor an ``Upgrade``.
+    """
+
+    def __init__(self, obj: type[T] | T, *, initial_version: int = 1) -> None:
+        self._object: T = _new_object(obj)
+        self._class: type[T] = type(self._object)
+        if isinstance(initial_version, bool) or not isinstance(initial_version, int):
+            raise TypeError(f"initial_version must be an int, got {initial_version!r}")
+        self._check_version(initial_version)
+        self._active_version = initial_version
+        self._last_applied: LogId | None = None
+        self._last_membership = StoredMembership()
+        self._current_snapshot: Snapshot | None = None
+        self._snapshot_counter = 0
+        self.rejected = 0
+
+    def _check_version(self, version: int) -> None:
+        if version > self._class.object_methods.max_version:
+            raise UnknownVersionError(
+                f"{self._class.__qualname__} has code up to version "
+                f"{self._class.object_methods.max_version}, asked for version {version}"
+            )
+
+    @property
+    def object(self) -> T:
+        """The live object on this replica (read it only after a linearizable read, and
+        never change it outside a command)."""
+        return self._object
+
+    @property
+    def object_class(self) -> type[T]:
+        """The object's class."""
+        return self._class
+
+    @property
+    def active_version(self) -> int:
+        """The code version calls without a version run with."""
+        return self._active_version
+
+    @property
+    def last_applied(self) -> LogId | None:
+        """The log id of the last applied entry (``None`` before any)."""
+        return self._last_applied
+
+    def state(self) -> Any:
+        """A comparable picture of the replica (fields, log time and index, active version):
+        replicas that applied the same entries have equal ones."""
+        return capture(self._object, self._active_version)
+
+    # -- RaftStateMachine -----------------------------------------------------------------
+
+    async def applied_state(self) -> tuple[LogId | None, StoredMembership]:
+        """The last applied log id and the last applied membership."""
+        return self._last_applied, self._last_membership
+
+    async def apply(self, entries: Sequence[Entry[Call | Upgrade]]) -> list[Any]:
+        """Apply committed entries in order; one reply per entry (``None`` unless Normal).
+
+        Raises:
+            UnknownVersionError: an entry needs code this node does not have (fail-stop).
+        """
+        replies: list[Any] = []
+        obj = self._object
+        for entry in entries:
+            payload = entry.payload
+            index = entry.log_id.index
+            reply = None
+            if isinstance(payload, Normal):
+                data = payload.data
+                if isinstance(data, Call):
+                    reply = apply_call(
+                        obj, data, active_version=self._active_version, log_index=index
+                    )
+                elif isinstance(data, Upgrade) and type(data.version) is int:
+                    if data.version > self._active_version:
+                        self._check_version(data.version)
+                        self._active_version = data.version
+                    reply = self._active_version
+                    set_log_position(obj, obj.log_time, index)
+                else:
+                    self.rejected += 1
+                    set_log_position(obj, obj.log_time, index)
+            else:
+                if isinstance(payload, MembershipChange):
+                    self._last_membership = StoredMembership(entry.log_id, payload.membership)
+                set_log_position(obj, obj.log_time, index)
+            replies.append(reply)
+            self._last_applied = entry.log_id
+        return replies
+
+    async def build_snapshot(self) -> Snapshot:
+        """Snapshot everything applied so far; it becomes the current snapshot.
+
+        Raises:
+            cbor2.CBOREncodeError: a field value is not CBOR-encodable.
+        """
+        self._snapshot_counter += 1
+        last = self._last_applied
+        position = "0-none" if last is None else f"{last.term}-{last.index}"
+        meta = SnapshotMeta(
+            last_log_id=last,
+            last_membership=self._last_membership,
+            snapshot_id=f"{position}-{self._snapshot_counter}",
+        )
+        data = encode_state(
+            self._class,
+            capture(self._object, self._active_version),
+            {
+                "last_log_id": codec.unstructure_log_id(last),
+                "last_membership": codec.unstructure_stored_membership(self._last_membership),
+            },
+        )
+        self._current_snapshot = Snapshot(meta=meta, data=data)
+        return self._current_snapshot
+
+    async def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
+        """Replace the state with the snapshot's, unless it is not newer than what is applied.
+
+        Raises:
+            MalformedSnapshotError: ``data`` is not an object snapshot of this class, or
+                disagrees with ``meta``. Nothing changes.
+            UnknownVersionError: its active version is above this code's. Nothing changes.
+        """
+        if log_id_ge(self._last_applied, meta.last_log_id):
+            return
+        state, raw = decode_state(self._class, data)
+        try:
+            last_log_id = codec.structure_log_id(raw.get("last_log_id"))
+            last_membership = codec.structure_stored_membership(raw.get("last_membership"))
+        except codec.DecodeError as exc:
+            raise MalformedSnapshotError(f"snapshot: {exc}") from exc
+        if last_log_id != meta.last_log_id:
+            raise MalformedSnapshotError(
+                f"snapshot data is at {last_log_id}, but its meta says {meta.last_log_id}"
+            )
+        if last_membership != meta.last_membership:
+            raise MalformedSnapshotError("snapshot data and meta disagree on the last membership")
+        self._check_version(state.active_version)
+        obj = restore(self._class, state)
+        self._object = obj
+        self._active_version = state.active_version
+        self._last_applied = meta.last_log_id
+        self._last_membership = meta.last_membership
+        self._current_snapshot = Snapshot(meta=meta, data=bytes(data))
+
+    async def get_current_snapshot(self) -> Snapshot | None:
+        """The latest snapshot built or installed, or None."""
+        return self._current_snapshot
