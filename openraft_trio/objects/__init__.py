@@ -41,3 +41,10 @@ from ._errors import UnknownVersionError as UnknownVersionError
 from ._errors import VersionNotActiveError as VersionNotActiveError
 from ._handle import ObjectHandle as ObjectHandle
 from ._state_machine import ObjectStateMachine as ObjectStateMachine
+from .batteries import Acquired as Acquired
+from .batteries import Counter as Counter
+from .batteries import FifoQueue as FifoQueue
+from .batteries import Full as Full
+from .batteries import Held as Held
+from .batteries import LockService as LockService
+from .batteries import ReplicatedDict as ReplicatedDict

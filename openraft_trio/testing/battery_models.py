@@ -12,9 +12,11 @@ of what it should do:
 * :class:`LockModel` — ``LockService``: mutual exclusion by log time, strictly increasing
   fencing tokens, release and renew only by the holder with its token.
 
-An operation's ``input`` is the object call as the simulator recorded it: it names the
-method, its arguments and, for a replicated method, the time ``now`` stamped into the log
-entry. Its ``output`` is the method's reply, or the error reply of a method that raised.
+An operation's ``input`` is the :class:`~openraft_trio.objects.Call` the simulator
+recorded (:class:`~openraft_trio.testing.sim.ObjectWorkload`): the method, its arguments
+and, for a replicated method, the time ``now`` stamped into the log entry. Its ``output``
+is the method's reply, or the :class:`~openraft_trio.objects.ErrorReply` of a method that
+raised (naming the exception type the spec gives: ``TypeError`` or ``ValueError``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Any, TypeGuard, final
 
 import attrs
 
-from ..objects.batteries._replies import Acquired, Full, Held
+from ..objects import ErrorReply
+from ..objects.batteries import Acquired, Full, Held
 from .linearizability import ANY_OUTPUT, Model, Operation, _freeze
 
 __all__ = ["CounterModel", "DictModel", "LockModel", "QueueModel"]
@@ -40,7 +43,7 @@ class _Call:
 
     method: str
     arguments: dict[str, Any]
-    now: float | None
+    now: float
 
 
 def _read_call(input: Any, parameters: dict[str, tuple[str, ...]], model: str) -> _Call:
@@ -58,13 +61,12 @@ def _read_call(input: Any, parameters: dict[str, tuple[str, ...]], model: str) -
         raise TypeError(f"{model}: too many arguments for {method}: {input!r}")
     arguments = dict(zip(names, positional, strict=False))
     arguments.update(keywords)
-    now = getattr(input, "now", None)
-    return _Call(method, arguments, None if now is None else float(now))
+    return _Call(method, arguments, float(getattr(input, "now", 0.0)))
 
 
 def _is_error(output: Any) -> bool:
-    """True if ``output`` is the reply of a replicated method that raised."""
-    return isinstance(output, BaseException) or hasattr(output, "type_name")
+    """True if ``output`` is the reply of a call that failed."""
+    return isinstance(output, ErrorReply)
 
 
 def _is_int(value: Any) -> TypeGuard[int]:
@@ -76,9 +78,12 @@ def _same(output: Any, expected: Any) -> bool:
     return output is ANY_OUTPUT or (not _is_error(output) and _freeze(output) == _freeze(expected))
 
 
-def _refused(output: Any) -> bool:
-    """Whether ``output`` is an error reply (any reply matches an unknown outcome)."""
-    return output is ANY_OUTPUT or _is_error(output)
+def _refused(output: Any, type_name: str) -> bool:
+    """Whether ``output`` is an error reply naming ``type_name`` (any reply matches an
+    unknown outcome)."""
+    return output is ANY_OUTPUT or (
+        isinstance(output, ErrorReply) and output.type_name == type_name
+    )
 
 
 # -- counter ----------------------------------------------------------------------------------
@@ -90,8 +95,8 @@ _COUNTER_PARAMETERS = {"add": ("n",), "set": ("value",), "get": ()}
 class CounterModel(Model):
     """The specification of ``Counter``: the state is the value, starting at ``initial``.
 
-    * ``add(n=1)`` -> the new value; an ``n`` that is not an ``int`` is refused (an error
-      reply) and changes nothing;
+    * ``add(n=1)`` -> the new value; an ``n`` that is not an ``int`` is refused (a
+      ``TypeError`` reply) and changes nothing;
     * ``set(value)`` -> the previous value; a ``value`` that is not an ``int`` is refused;
     * ``get()`` -> the value.
 
@@ -112,11 +117,11 @@ class CounterModel(Model):
         if call.method == "add":
             n = call.arguments.get("n", 1)
             if not _is_int(n):
-                return _refused(output), state
+                return _refused(output, "TypeError"), state
             return _same(output, state + n), state + n
         value = call.arguments.get("value")
         if not _is_int(value):
-            return _refused(output), state
+            return _refused(output, "TypeError"), state
         return _same(output, state), value
 
 
@@ -148,7 +153,7 @@ class DictModel(Model):
     * ``keys()`` -> the keys, ``items()`` -> ``[key, value]`` pairs, both sorted by key;
       ``len()`` -> the number of keys.
 
-    A key that is not a ``str`` is refused (an error reply). Values compare after a CBOR
+    A key that is not a ``str`` is refused (a ``TypeError`` reply). Values compare after a CBOR
     round trip (a tuple equals a list). When every operation names one key, the history is
     checked one key at a time (and ``max_keys`` must then be ``None``: the limit couples
     the keys).
@@ -183,7 +188,7 @@ class DictModel(Model):
             return _same(output, len(data)), state
         key = call.arguments.get("key")
         if not isinstance(key, str):
-            return _refused(output), state
+            return _refused(output, "TypeError"), state
         previous = data.get(key)
         if call.method == "get":
             return _same(output, previous), state
@@ -219,7 +224,7 @@ class QueueModel(Model):
 
     * ``put(item)`` -> the size after adding ``item`` at the back; when the queue already
       holds ``max_size`` items -> ``Full(max_size)``, nothing added; ``put(None)`` is refused
-      (an error reply: ``None`` is what ``get`` replies on an empty queue);
+      (a ``ValueError`` reply: ``None`` is what ``get`` replies on an empty queue);
     * ``get()`` -> the front item, removed, or ``None`` if the queue is empty;
     * ``peek()`` -> the front item (not removed) or ``None``; ``size()`` -> how many items.
 
@@ -244,7 +249,7 @@ class QueueModel(Model):
             return _same(output, front), state[1:]
         item = call.arguments.get("item")
         if item is None:
-            return _refused(output), state
+            return _refused(output, "ValueError"), state
         if self.max_size is not None and len(state) >= self.max_size:
             return _same(output, Full(self.max_size)), state
         return _same(output, len(state) + 1), (*state, _freeze(item))
@@ -322,8 +327,9 @@ class LockModel(Model):
     * ``release(name, holder, token)`` -> ``True`` (the lock is free) if ``holder`` holds a
       live lease with ``token``, else ``False``;
     * ``owner(name)`` -> ``Held(holder, expires_at)`` of a live lease, else ``None``;
-    * a ``lease_seconds`` that is not a finite number greater than 0 is refused (an error
-      reply), as are names or holders that are not ``str`` and tokens that are not ``int``.
+    * refused, changing nothing: a ``lease_seconds`` that is not a number (``TypeError``)
+      or not finite and greater than 0 (``ValueError``); a name or holder that is not a
+      ``str``, a token that is not an ``int`` (``TypeError``).
 
     The log time is shared by every lock, so the history is checked as one part.
 
@@ -340,13 +346,11 @@ class LockModel(Model):
         call = _read_call(input, _LOCK_PARAMETERS, "LockModel")
         assert isinstance(state, _LockState)
         if call.method != "owner":
-            if call.now is None:
-                raise TypeError(f"LockModel: a replicated call without a time: {input!r}")
             state = attrs.evolve(state, log_time=max(state.log_time, call.now))
         arguments = call.arguments
         name = arguments.get("name")
         if not isinstance(name, str):
-            return _refused(output), state
+            return _refused(output, "TypeError"), state
         lease = state.lease(name)
         if lease is not None and state.log_time > lease.expires_at:
             lease = None  # expired by log time: free
@@ -355,12 +359,12 @@ class LockModel(Model):
             return _same(output, reply), state
         holder = arguments.get("holder")
         if not isinstance(holder, str):
-            return _refused(output), state
+            return _refused(output, "TypeError"), state
         if call.method == "acquire":
             return self._acquire(state, name, holder, lease, arguments.get("lease_seconds"), output)
         token = arguments.get("token")
         if not _is_int(token):
-            return _refused(output), state
+            return _refused(output, "TypeError"), state
         if call.method == "release":
             return self._release(state, name, holder, token, lease, output)
         return self._renew(
@@ -376,8 +380,8 @@ class LockModel(Model):
         lease_seconds: Any,
         output: Any,
     ) -> tuple[bool, Any]:
-        if not _valid_lease(lease_seconds):
-            return _refused(output), state
+        if (refusal := _lease_refusal(lease_seconds)) is not None:
+            return _refused(output, refusal), state
         if lease is not None and lease.holder != holder:
             return _same(output, Held(lease.holder, lease.expires_at)), state
         expires_at = state.log_time + lease_seconds
@@ -424,8 +428,8 @@ class LockModel(Model):
         lease_seconds: Any,
         output: Any,
     ) -> tuple[bool, Any]:
-        if not _valid_lease(lease_seconds):
-            return _refused(output), state
+        if (refusal := _lease_refusal(lease_seconds)) is not None:
+            return _refused(output, refusal), state
         holds = _holds(lease, holder, token, isinstance(output, Acquired))
         if lease is None or not holds:
             return _same(output, None), state
@@ -450,13 +454,13 @@ class LockModel(Model):
         )
 
 
-def _valid_lease(lease_seconds: Any) -> bool:
-    return (
-        isinstance(lease_seconds, int | float)
-        and not isinstance(lease_seconds, bool)
-        and math.isfinite(lease_seconds)
-        and lease_seconds > 0
-    )
+def _lease_refusal(lease_seconds: Any) -> str | None:
+    """The error type a bad lease is refused with, or ``None`` for a good one."""
+    if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, int | float):
+        return "TypeError"
+    if not math.isfinite(lease_seconds) or lease_seconds <= 0:
+        return "ValueError"
+    return None
 
 
 def _holds(lease: _Lease | None, holder: str, token: int, replied_success: bool) -> bool:

@@ -1,29 +1,16 @@
-"""Recorded object calls and error replies for the model tests."""
+"""Recorded object calls and error replies for the model tests, as the simulator records
+them."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import attrs
+from openraft_trio.objects import Call, ErrorReply, make_call
 
 
-@attrs.frozen
-class FakeCall:
-    method: str
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    now: float | None
+def call(method: str, *args: Any, now: float = 0.0, **kwargs: Any) -> Call:
+    return make_call(method, args, kwargs, now=now)
 
 
-@attrs.frozen
-class FakeError:
-    type_name: str
-    message: str = ""
-
-
-def call(method: str, *args: Any, now: float | None = None, **kwargs: Any) -> Any:
-    return FakeCall(method, args, kwargs, now)
-
-
-def error(type_name: str) -> Any:
-    return FakeError(type_name)
+def error(type_name: str) -> ErrorReply:
+    return ErrorReply("method_raised", type_name, "")

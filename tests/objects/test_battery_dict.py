@@ -82,7 +82,12 @@ def test_dict_refuses_a_bad_limit(bad: object) -> None:
 
 
 keys = st.sampled_from(["a", "b", "c"])
-values = st.one_of(st.none(), st.integers(0, 3), st.sampled_from(["x", "y"]), st.lists(st.integers(0, 2), max_size=2))
+values = st.one_of(
+    st.none(),
+    st.integers(0, 3),
+    st.sampled_from(["x", "y"]),
+    st.lists(st.integers(0, 2), max_size=2),
+)
 dict_steps = st.one_of(
     st.tuples(keys, values).map(lambda kv: Step("set", kv)),
     keys.map(lambda key: Step("delete", (key,))),
@@ -99,6 +104,8 @@ dict_steps = st.one_of(
     max_keys=st.none() | st.integers(1, 3),
     data=st.data(),
 )
-def test_dict_follows_its_model(steps: list[Step], max_keys: int | None, data: st.DataObject) -> None:
+def test_dict_follows_its_model(
+    steps: list[Step], max_keys: int | None, data: st.DataObject
+) -> None:
     snapshot_at = data.draw(st.none() | st.integers(0, len(steps)))
     check_against_model(ReplicatedDict(max_keys=max_keys), DictModel(max_keys), steps, snapshot_at)

@@ -94,7 +94,12 @@ def test_expiry_follows_the_log_time_not_the_call_time() -> None:
         acquire("L", "b", 10, now=50),
         owner("L"),
     ]
-    assert run(steps) == [Acquired(1, 110.0), Acquired(2, 201.0), Acquired(3, 210.0), Held("b", 210.0)]
+    assert run(steps) == [
+        Acquired(1, 110.0),
+        Acquired(2, 201.0),
+        Acquired(3, 210.0),
+        Held("b", 210.0),
+    ]
 
 
 def test_fencing_tokens_are_log_indices_and_increase_across_locks() -> None:
@@ -118,10 +123,34 @@ def test_fencing_tokens_are_log_indices_and_increase_across_locks() -> None:
 @pytest.mark.parametrize(
     ("lease", "error"),
     [
-        (0, ("ValueError", "lease_seconds must be a finite number of seconds greater than 0, got 0")),
-        (-1.5, ("ValueError", "lease_seconds must be a finite number of seconds greater than 0, got -1.5")),
-        (math.inf, ("ValueError", "lease_seconds must be a finite number of seconds greater than 0, got inf")),
-        (math.nan, ("ValueError", "lease_seconds must be a finite number of seconds greater than 0, got nan")),
+        (
+            0,
+            (
+                "ValueError",
+                "lease_seconds must be a finite number of seconds greater than 0, got 0",
+            ),
+        ),
+        (
+            -1.5,
+            (
+                "ValueError",
+                "lease_seconds must be a finite number of seconds greater than 0, got -1.5",
+            ),
+        ),
+        (
+            math.inf,
+            (
+                "ValueError",
+                "lease_seconds must be a finite number of seconds greater than 0, got inf",
+            ),
+        ),
+        (
+            math.nan,
+            (
+                "ValueError",
+                "lease_seconds must be a finite number of seconds greater than 0, got nan",
+            ),
+        ),
         (True, ("TypeError", "lease_seconds must be a number of seconds, got bool")),
         ("5", ("TypeError", "lease_seconds must be a number of seconds, got str")),
     ],
@@ -174,7 +203,9 @@ def lock_steps(draw: st.DrawFn) -> list[Step]:
     index = 0  # the log index of the last command or blank
     acquisitions: list[tuple[str, str, int]] = []
     for _ in range(draw(st.integers(0, 40))):
-        kind = draw(st.sampled_from(["acquire", "acquire", "renew", "release", "owner", "blank", "bad"]))
+        kind = draw(
+            st.sampled_from(["acquire", "acquire", "renew", "release", "owner", "blank", "bad"])
+        )
         if kind == "owner":
             steps.append(owner(draw(names)))
             continue

@@ -69,7 +69,9 @@ def test_queue_refuses_a_bad_limit(bad: object) -> None:
         FifoQueue(max_size=bad)  # type: ignore[arg-type]
 
 
-items = st.one_of(st.integers(0, 5), st.sampled_from(["x", "y"]), st.lists(st.integers(0, 2), max_size=2))
+items = st.one_of(
+    st.integers(0, 5), st.sampled_from(["x", "y"]), st.lists(st.integers(0, 2), max_size=2)
+)
 queue_steps = st.one_of(
     items.map(lambda item: Step("put", (item,))),
     st.sampled_from([Step("get"), Step("get"), Step("peek"), Step("size"), Step("put", (None,))]),
@@ -83,6 +85,8 @@ queue_steps = st.one_of(
     max_size=st.none() | st.integers(1, 3),
     data=st.data(),
 )
-def test_queue_follows_its_model(steps: list[Step], max_size: int | None, data: st.DataObject) -> None:
+def test_queue_follows_its_model(
+    steps: list[Step], max_size: int | None, data: st.DataObject
+) -> None:
     snapshot_at = data.draw(st.none() | st.integers(0, len(steps)))
     check_against_model(FifoQueue(max_size=max_size), QueueModel(max_size), steps, snapshot_at)

@@ -43,8 +43,8 @@ class ReplicatedDict(ReplicatedObject):
             TypeError: ``key`` is not a ``str``.
         """
         check_str(key, "key")
-        if self._full_for(key):
-            return Full(self.max_keys)
+        if (full := self._full_for(key)) is not None:
+            return full
         previous = self.data.get(key)
         self.data[key] = value
         return previous
@@ -69,8 +69,8 @@ class ReplicatedDict(ReplicatedObject):
         """
         if self.data.get(check_str(key, "key")) != expected:
             return False
-        if self._full_for(key):
-            return Full(self.max_keys)
+        if (full := self._full_for(key)) is not None:
+            return full
         self.data[key] = new
         return True
 
@@ -94,5 +94,8 @@ class ReplicatedDict(ReplicatedObject):
         """How many keys."""
         return len(self.data)
 
-    def _full_for(self, key: str) -> bool:
-        return self.max_keys is not None and key not in self.data and len(self.data) >= self.max_keys
+    def _full_for(self, key: str) -> Full | None:
+        """``Full(max_keys)`` if storing ``key`` would add a key beyond the limit."""
+        if self.max_keys is not None and key not in self.data and len(self.data) >= self.max_keys:
+            return Full(self.max_keys)
+        return None

@@ -26,7 +26,7 @@ call.
 
 from __future__ import annotations
 
-from typing import Any, Final, final
+from typing import Final, final
 
 import attrs
 
