@@ -9,6 +9,8 @@ injection, safety invariants and a linearizability check. See ``docs/simulator.m
 from ._faults import FaultPlan as FaultPlan
 from ._invariants import InvariantChecker as InvariantChecker
 from ._invariants import Violation as Violation
+from ._objects import ObjectModel as ObjectModel
+from ._objects import ObjectWorkload as ObjectWorkload
 from ._runner import SimResult as SimResult
 from ._runner import SimStats as SimStats
 from ._runner import run_simulation as run_simulation
