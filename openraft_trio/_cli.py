@@ -239,6 +239,12 @@ def _add_serve(commands: Commands) -> None:
         help="serve Prometheus metrics at http://HOST:PORT/metrics (needs the prometheus "
         "extra)",
     )
+    p.add_argument(
+        "--object",
+        metavar="MODULE:CLASS",
+        help="serve this replicated object (openraft_trio.objects) instead of the key-value "
+        "store; needs --mem (docs/replicated-objects.md)",
+    )
     _add_tls(p)
     p.set_defaults(handler=_serve)
 
@@ -276,6 +282,15 @@ def _serve(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level.upper(), args.log_format)
     if args.mem == bool(args.data_dir):
         return _fail(EXIT_USAGE, "give exactly one of --data-dir DIR and --mem")
+    if args.object is not None:
+        from .objects import load_object_class
+
+        if args.data_dir:
+            return _fail(EXIT_USAGE, "--object serves an in-memory object: use --mem")
+        try:
+            load_object_class(args.object)
+        except ValueError as e:
+            return _fail(EXIT_USAGE, str(e))
     if args.peers and args.id not in args.peers:
         return _fail(
             EXIT_USAGE,
@@ -297,6 +312,7 @@ def _serve(args: argparse.Namespace) -> int:
         client_ssl=client_ssl_context(*tls) if tls else None,
         bench_op=args.bench_op,
         metrics_listen=args.metrics_listen,
+        object=args.object,
     )
 
     async def main() -> None:

@@ -56,3 +56,17 @@ def test_usage_names_the_command_as_it_was_started() -> None:
         "usage: openraft-trio "
     )
     assert build_parser().format_usage().startswith("usage: python -m openraft_trio ")
+
+
+def test_serve_object_errors_are_usage_errors(capsys) -> None:
+    from openraft_trio.__main__ import main
+
+    assert main([*SERVE, "--object", "tests.objects._objects"]) == 2
+    assert "--object takes module:Class" in capsys.readouterr().err
+    assert main([*SERVE, "--object", "no_such_module_here:X"]) == 2
+    assert "cannot import 'no_such_module_here'" in capsys.readouterr().err
+    assert main([*SERVE, "--object", "tests.objects._objects:Log"]) == 2
+    assert "is not a ReplicatedObject subclass" in capsys.readouterr().err
+    durable = ["serve", "--id", "1", "--listen", "127.0.0.1:7001", "--data-dir", "/nonexistent"]
+    assert main([*durable, "--object", "tests.objects._objects:Counter"]) == 2
+    assert "use --mem" in capsys.readouterr().err

@@ -22,6 +22,8 @@ import trio
 
 from .._errors import RaftError
 from .._nursery import background_nursery
+from ..objects._client import ObjectClient, open_object_client
+from ..objects._declare import ReplicatedObject
 from ._client import KvClient, open_kv_client
 
 
@@ -193,6 +195,20 @@ class ProcessCluster:
         ) as kv:
             yield kv
 
+    @asynccontextmanager
+    async def object_client(
+        self,
+        object_class: type[ReplicatedObject] | None = None,
+        addrs: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ObjectClient]:
+        """An ``ObjectClient`` of this cluster's nodes (started with ``object=``), as
+        ``open_object_client(addrs or every node, object_class, **kwargs)``."""
+        async with open_object_client(
+            addrs or self.addrs, object_class, cluster_name=self.cluster_name, **kwargs
+        ) as client:
+            yield client
+
     async def initialize(self, *, timeout: float = 20.0) -> int:
         """``init`` through node 1 with every node as a voter; returns the leader's id."""
         async with self.client() as kv:
@@ -257,10 +273,22 @@ async def open_process_cluster(
     env: dict[str, str] | None = None,
     start: bool = True,
     node_args: Mapping[int, Sequence[str]] | None = None,
+    object: str | None = None,
 ) -> AsyncIterator[ProcessCluster]:
     """Nodes ``1..n`` on free loopback ports, started (unless ``start`` is false) and
     answering; every process is killed on exit. ``extra_args`` go to every node's
-    ``serve``, ``node_args[i]`` to node ``i``'s only."""
+    ``serve``, ``node_args[i]`` to node ``i``'s only. With ``object`` (``"module:Class"``,
+    importable from the current directory), the nodes serve that replicated object
+    (``serve --object``; it needs ``mem``): call it with
+    :meth:`ProcessCluster.object_client`.
+
+    Raises:
+        ValueError: ``object`` without ``mem``.
+    """
+    if object is not None:
+        if not mem:
+            raise ValueError("a replicated object is served in memory: pass mem=True")
+        extra_args = [*extra_args, "--object", object]
     os.makedirs(base_dir, exist_ok=True)
     ports = free_ports(n)
     addrs = {i + 1: f"127.0.0.1:{port}" for i, port in enumerate(ports)}

@@ -52,12 +52,17 @@ from .._nursery import background_nursery
 from .._open import open_raft
 from .._types import LogId, Node, ReadPolicy
 from ..network.tcp import RaftServer, ServerLimits, open_tcp_network, parse_addr, serve_raft
+from ..objects._service import ObjectService, load_object_class
+from ..objects._state_machine import ObjectStateMachine
 from ..storage import MemLogStore
 from ._load_op import run_write_load
 from ._snapshot_files import encode_snapshot_file
 from ._state_machine import CompareAndSwap, Delete, KvStateMachine, Set
 
 MAX_KEY_LENGTH = 4096
+# A replicated object's snapshots are not persisted yet: with a durable log, a restart
+# after the log was purged behind a snapshot would lose the state.
+_OBJECT_NEEDS_MEM = "--object serves an in-memory object: use --mem, not --data-dir"
 SNAPSHOT_WAIT = 60.0  # seconds the ``snapshot`` op waits for a snapshot to be built
 
 
@@ -86,6 +91,9 @@ class KvNodeOptions:
     bench_op: bool = False  # enable the ``bench`` op, the built-in load generator
     # Serve Prometheus metrics (openraft_trio.prometheus) at http://HOST:PORT/metrics.
     metrics_listen: str | None = None
+    # "module:Class": serve this replicated object (openraft_trio.objects) instead of the
+    # key-value store; its call/query/upgrade ops replace put/get/delete/cas.
+    object: str | None = None
 
     @property
     def addr(self) -> str:
@@ -100,7 +108,7 @@ class KvNode:
 
     raft: Raft
     server: RaftServer
-    state_machine: KvStateMachine
+    state_machine: KvStateMachine | ObjectStateMachine[Any]
     service: KvService
     metrics_addr: str | None = None  # where /metrics is served ("host:port"), if it is
 
@@ -164,28 +172,40 @@ def _reply(op: str, resp: ClientWriteResponse) -> dict[str, Any]:
 
 @final
 class KvService:
-    """The client API of one node; :meth:`handle` is the server's ``client_handler``."""
+    """The client API of one node; :meth:`handle` is the server's ``client_handler``.
+
+    ``data_ops`` (operation name -> handler) replace the key-value operations (``put``,
+    ``get``, ``delete``, ``cas``) when the node serves something else, e.g. a replicated
+    object (:class:`~openraft_trio.objects.ObjectService`); ``state_machine`` is then that
+    one's.
+    """
 
     def __init__(
         self,
         raft: Raft,
-        state_machine: KvStateMachine,
+        state_machine: Any,
         *,
         addr: str,
         peers: Mapping[int, str],
         transport_stats: Callable[[], dict[str, int]],
         bench_op: bool = False,
+        data_ops: Mapping[str, Callable[..., Awaitable[Any]]] | None = None,
     ) -> None:
         self.raft = raft
         self.state_machine = state_machine
         self.addr = addr
         self.peers = dict(peers)
         self.transport_stats = transport_stats
-        self._ops: dict[str, Callable[..., Awaitable[Any]]] = {
+        # The data operations: the key-value ones, or those given (a replicated object's).
+        self._kv = data_ops is None
+        kv_ops: dict[str, Callable[..., Awaitable[Any]]] = {
             "put": self.put,
             "get": self.get,
             "delete": self.delete,
             "cas": self.cas,
+        }
+        self._ops: dict[str, Callable[..., Awaitable[Any]]] = {
+            **(kv_ops if data_ops is None else data_ops),
             "init": self.init,
             "add_learner": self.add_learner,
             "change_membership": self.change_membership,
@@ -229,7 +249,7 @@ class KvService:
         writes: list[tuple[int, str, Any]] = []
         others: list[int] = []
         for i, (op, args) in enumerate(requests):
-            if op in _WRITE_OPS:
+            if self._kv and op in _WRITE_OPS:
                 try:
                     self._check_arity(op, args)
                     writes.append((i, op, _WRITE_OPS[op](*args)))
@@ -406,7 +426,7 @@ class KvService:
                 else None
             ),
             "millis_since_quorum_ack": m.millis_since_quorum_ack,
-            "keys": len(self.state_machine.data),
+            **({"keys": len(self.state_machine.data)} if self._kv else {}),
             "transport": self.transport_stats(),
         }
 
@@ -511,12 +531,16 @@ def _remove_fresh_data_dir(data_dir: str) -> None:
 async def _run_kv_node(options: KvNodeOptions, started: Callable[[KvNode], None]) -> None:
     config = options.config
     host, port = parse_addr(options.listen)
+    object_class = None if options.object is None else load_object_class(options.object)
+    state_machine: KvStateMachine | ObjectStateMachine[Any]
     if options.data_dir is not None:
+        if object_class is not None:
+            raise InvalidRequest(_OBJECT_NEEDS_MEM)
         claim_data_dir(options.data_dir, options.node_id, config.cluster_name)
         state_machine = KvStateMachine(os.path.join(options.data_dir, "snapshots"))
         store_args: dict[str, Any] = {"data_dir": options.data_dir}
     else:
-        state_machine = KvStateMachine()
+        state_machine = KvStateMachine() if object_class is None else ObjectStateMachine(object_class)
         store_args = {"log_store": MemLogStore()}
     async with (
         open_tcp_network(options.node_id, config, ssl_context=options.client_ssl) as network,
@@ -533,6 +557,11 @@ async def _run_kv_node(options: KvNodeOptions, started: Callable[[KvNode], None]
             peers=options.peers,
             transport_stats=lambda: stats["server"].stats.as_dict(),
             bench_op=options.bench_op,
+            data_ops=(
+                ObjectService(raft, state_machine).ops()
+                if isinstance(state_machine, ObjectStateMachine)
+                else None
+            ),
         )
         server: RaftServer = await nursery.start(
             _serve, raft, host, port, options, service.handle, service.handle_batch

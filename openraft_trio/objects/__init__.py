@@ -27,6 +27,9 @@ from ._calls import Call as Call
 from ._calls import ErrorReply as ErrorReply
 from ._calls import Upgrade as Upgrade
 from ._calls import make_call as make_call
+from ._calls import unwrap_reply as unwrap_reply
+from ._client import ObjectClient as ObjectClient
+from ._client import open_object_client as open_object_client
 from ._declare import MethodSpec as MethodSpec
 from ._declare import MethodTable as MethodTable
 from ._declare import ReplicatedObject as ReplicatedObject
@@ -40,6 +43,8 @@ from ._errors import UnknownMethodError as UnknownMethodError
 from ._errors import UnknownVersionError as UnknownVersionError
 from ._errors import VersionNotActiveError as VersionNotActiveError
 from ._handle import ObjectHandle as ObjectHandle
+from ._service import ObjectService as ObjectService
+from ._service import load_object_class as load_object_class
 from ._state_machine import ObjectStateMachine as ObjectStateMachine
 from .batteries import Acquired as Acquired
 from .batteries import Counter as Counter
