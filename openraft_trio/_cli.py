@@ -312,7 +312,7 @@ def _serve(args: argparse.Namespace) -> int:
         client_ssl=client_ssl_context(*tls) if tls else None,
         bench_op=args.bench_op,
         metrics_listen=args.metrics_listen,
-        object=args.object,
+        object_spec=args.object,
     )
 
     async def main() -> None:

@@ -202,7 +202,7 @@ class ProcessCluster:
         addrs: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ObjectClient]:
-        """An ``ObjectClient`` of this cluster's nodes (started with ``object=``), as
+        """An ``ObjectClient`` of this cluster's nodes (started with ``object_spec=``), as
         ``open_object_client(addrs or every node, object_class, **kwargs)``."""
         async with open_object_client(
             addrs or self.addrs, object_class, cluster_name=self.cluster_name, **kwargs
@@ -273,22 +273,22 @@ async def open_process_cluster(
     env: dict[str, str] | None = None,
     start: bool = True,
     node_args: Mapping[int, Sequence[str]] | None = None,
-    object: str | None = None,
+    object_spec: str | None = None,
 ) -> AsyncIterator[ProcessCluster]:
     """Nodes ``1..n`` on free loopback ports, started (unless ``start`` is false) and
     answering; every process is killed on exit. ``extra_args`` go to every node's
-    ``serve``, ``node_args[i]`` to node ``i``'s only. With ``object`` (``"module:Class"``,
+    ``serve``, ``node_args[i]`` to node ``i``'s only. With ``object_spec`` (``"module:Class"``,
     importable from the current directory), the nodes serve that replicated object
     (``serve --object``; it needs ``mem``): call it with
     :meth:`ProcessCluster.object_client`.
 
     Raises:
-        ValueError: ``object`` without ``mem``.
+        ValueError: ``object_spec`` without ``mem``.
     """
-    if object is not None:
+    if object_spec is not None:
         if not mem:
             raise ValueError("a replicated object is served in memory: pass mem=True")
-        extra_args = [*extra_args, "--object", object]
+        extra_args = [*extra_args, "--object", object_spec]
     os.makedirs(base_dir, exist_ok=True)
     ports = free_ports(n)
     addrs = {i + 1: f"127.0.0.1:{port}" for i, port in enumerate(ports)}

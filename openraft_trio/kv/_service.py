@@ -93,7 +93,7 @@ class KvNodeOptions:
     metrics_listen: str | None = None
     # "module:Class": serve this replicated object (openraft_trio.objects) instead of the
     # key-value store; its call/query/upgrade ops replace put/get/delete/cas.
-    object: str | None = None
+    object_spec: str | None = None
 
     @property
     def addr(self) -> str:
@@ -531,7 +531,9 @@ def _remove_fresh_data_dir(data_dir: str) -> None:
 async def _run_kv_node(options: KvNodeOptions, started: Callable[[KvNode], None]) -> None:
     config = options.config
     host, port = parse_addr(options.listen)
-    object_class = None if options.object is None else load_object_class(options.object)
+    object_class = (
+        None if options.object_spec is None else load_object_class(options.object_spec)
+    )
     state_machine: KvStateMachine | ObjectStateMachine[Any]
     if options.data_dir is not None:
         if object_class is not None:

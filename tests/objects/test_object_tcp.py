@@ -39,7 +39,7 @@ async def test_an_object_served_by_three_nodes_over_loopback() -> None:
                     data_dir=None,
                     peers=addrs,
                     config=CONFIG,
-                    object="tests.objects._objects:Counter",
+                    object_spec="tests.objects._objects:Counter",
                 )
                 nodes[node_id] = await nursery.start(partial(serve_kv_node, options))
             async with open_object_client(
@@ -90,7 +90,7 @@ async def test_version_errors_come_back_over_tcp() -> None:
         listen=addr,
         data_dir=None,
         config=CONFIG,
-        object="tests.objects._wallet_v2:Wallet",
+        object_spec="tests.objects._wallet_v2:Wallet",
     )
     with trio.fail_after(LIMIT):
         async with trio.open_nursery() as nursery:
@@ -115,7 +115,7 @@ async def test_object_nodes_as_processes(tmp_path: Path) -> None:
             base_dir=str(tmp_path),
             mem=True,
             cluster_name="objects-processes",
-            object="tests.objects._objects:Account",
+            object_spec="tests.objects._objects:Account",
         ) as cluster:
             await cluster.initialize()
             async with cluster.object_client() as bank:
