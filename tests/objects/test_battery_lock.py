@@ -5,13 +5,14 @@ snapshot restored mid-way behaving the same)."""
 from __future__ import annotations
 
 import math
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from openraft_trio.objects import ErrorReply
-from openraft_trio.objects.batteries import Acquired, Held, LockService
+from openraft_trio.objects.batteries import Acquired, Held, LockService, _lock
 from openraft_trio.testing.battery_models import LockModel
 
 from ._battery_harness import BLANK_STEP, Step, check_against_model, final_object
@@ -187,6 +188,18 @@ def test_expired_leases_are_swept_when_the_table_doubles() -> None:
     assert run(steps)[-1] == Acquired(65, 6.0)
 
 
+def test_a_sweep_keeps_a_lease_that_ends_at_the_current_log_time() -> None:
+    steps = [
+        acquire("L", "a", 1, now=1),  # expires at 2.0
+        acquire("M", "b", 1, now=2),  # sweeps: L is still live at log time 2.0
+        acquire("L", "c", 1, now=2),
+        owner("L"),
+    ]
+    with mock.patch.object(_lock, "_FIRST_SWEEP", 1):
+        replies = check_against_model(LockService(sweep_at=1), LockModel(), steps)
+    assert replies[2:] == [Held("a", 2.0), Held("a", 2.0)]
+
+
 names = st.sampled_from(["L", "M"])
 holders = st.sampled_from(["a", "b", "c"])
 leases = st.sampled_from([0.5, 1, 2.5, 4])
@@ -236,3 +249,14 @@ def lock_steps(draw: st.DrawFn) -> list[Step]:
 def test_lock_follows_its_model(steps: list[Step], data: st.DataObject) -> None:
     snapshot_at = data.draw(st.none() | st.integers(0, len(steps)))
     check_against_model(LockService, LockModel(), steps, snapshot_at)
+
+
+@settings(max_examples=40)
+@given(steps=lock_steps(), data=st.data())
+def test_lock_follows_its_model_when_it_sweeps_at_every_grant(
+    steps: list[Step], data: st.DataObject
+) -> None:
+    # Sweeping expired leases must never drop a live one (or change a reply).
+    snapshot_at = data.draw(st.none() | st.integers(0, len(steps)))
+    with mock.patch.object(_lock, "_FIRST_SWEEP", 1):
+        check_against_model(LockService(sweep_at=1), LockModel(), steps, snapshot_at)
