@@ -345,8 +345,9 @@ class LockModel(Model):
     def step(self, state: Any, input: Any, output: Any) -> tuple[bool, Any]:
         call = _read_call(input, _LOCK_PARAMETERS, "LockModel")
         assert isinstance(state, _LockState)
-        if call.method != "owner":
-            state = attrs.evolve(state, log_time=max(state.log_time, call.now))
+        replicated = call.method != "owner"  # a query carries no time
+        if replicated and math.isfinite(call.now) and call.now > state.log_time:
+            state = attrs.evolve(state, log_time=call.now)
         arguments = call.arguments
         name = arguments.get("name")
         if not isinstance(name, str):

@@ -10,6 +10,7 @@ import trio
 
 from openraft_trio import Blank, Entry, LeaderId, LogId, Normal
 from openraft_trio.objects import ObjectStateMachine, ReplicatedObject, make_call
+from openraft_trio.objects._calls import run_query
 from openraft_trio.testing.linearizability import Model
 
 
@@ -38,7 +39,7 @@ class _Replica:
             return None
         if step.method in queries:
             call = make_call(step.method, step.args)
-            return call, getattr(self.machine.object, step.method)(*call.args)
+            return call, run_query(self.machine.object, call)  # as a handle runs it
         call = make_call(step.method, step.args, now=number if step.now is None else step.now)
         (reply,) = await self.machine.apply([Entry(self._log_id(), Normal(call))])
         return call, reply

@@ -170,6 +170,7 @@ def test_a_bad_lease_is_refused_and_changes_nothing(lease: object, error: tuple[
         (acquire("L", None, 1, now=1), "holder must be a str, got NoneType"),  # type: ignore[arg-type]
         (release("L", "a", "1", now=1), "token must be an int, got str"),  # type: ignore[arg-type]
         (renew("L", "a", 1.0, 1, now=1), "token must be an int, got float"),  # type: ignore[arg-type]
+        (owner(None), "name must be a str, got NoneType"),  # type: ignore[arg-type]
     ],
 )
 def test_bad_names_holders_and_tokens_are_refused(step: Step, message: str) -> None:

@@ -76,8 +76,12 @@ class ReplicatedDict(ReplicatedObject):
 
     @query
     def get(self, key: str) -> Any:
-        """The value of ``key``, or ``None`` if absent."""
-        return self.data.get(key)
+        """The value of ``key``, or ``None`` if absent.
+
+        Raises:
+            TypeError: ``key`` is not a ``str``.
+        """
+        return self.data.get(check_str(key, "key"))
 
     @query
     def keys(self) -> list[str]:

@@ -135,8 +135,12 @@ class LockService(ReplicatedObject):
     @query
     def owner(self, name: str) -> Held | None:
         """``Held(holder, expires_at)`` of the live lease on ``name`` (at the log time of the
-        last applied entry), or ``None`` if the lock is free."""
-        current = self._live(name)
+        last applied entry), or ``None`` if the lock is free.
+
+        Raises:
+            TypeError: ``name`` is not a ``str``.
+        """
+        current = self._live(check_str(name, "name"))
         return None if current is None else Held(current.holder, current.expires_at)
 
     def _live(self, name: str) -> Lease | None:
