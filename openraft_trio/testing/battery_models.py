@@ -27,7 +27,7 @@ from typing import Any, TypeGuard, final
 
 import attrs
 
-from ..objects import ErrorReply
+from ..objects import Call, ErrorReply
 from ..objects.batteries import Acquired, Full, Held
 from .linearizability import ANY_OUTPUT, Model, Operation, _freeze
 
@@ -47,21 +47,21 @@ class _Call:
 
 
 def _read_call(input: Any, parameters: dict[str, tuple[str, ...]], model: str) -> _Call:
-    """Bind ``input`` (a recorded object call) to the parameter names in ``parameters``.
+    """Bind ``input`` (a :class:`Call`) to the parameter names in ``parameters``.
 
-    Defaults are the spec's: a parameter left out is absent from ``arguments``.
+    A parameter left out is absent from ``arguments`` (the model applies the default).
+
+    Raises:
+        TypeError: ``input`` is not a call of a method in ``parameters``.
     """
-    method = getattr(input, "method", None)
-    if method not in parameters:
+    if not isinstance(input, Call) or input.method not in parameters:
         raise TypeError(f"{model}: not a call of this object: {input!r}")
-    positional = tuple(getattr(input, "args", ()))
-    keywords = dict(getattr(input, "kwargs", None) or {})
-    names = parameters[method]
-    if len(positional) > len(names):
-        raise TypeError(f"{model}: too many arguments for {method}: {input!r}")
-    arguments = dict(zip(names, positional, strict=False))
-    arguments.update(keywords)
-    return _Call(method, arguments, float(getattr(input, "now", 0.0)))
+    names = parameters[input.method]
+    if len(input.args) > len(names):
+        raise TypeError(f"{model}: too many arguments for {input.method}: {input!r}")
+    arguments = dict(zip(names, input.args, strict=False))
+    arguments.update(input.kwargs)
+    return _Call(input.method, arguments, input.now)
 
 
 def _is_error(output: Any) -> bool:
