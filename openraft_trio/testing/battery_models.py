@@ -361,85 +361,15 @@ class LockModel(Model):
         holder = arguments.get("holder")
         if not isinstance(holder, str):
             return _refused(output, "TypeError"), state
+        step = _LockStep(state, name, holder, lease, output)
         if call.method == "acquire":
-            return self._acquire(state, name, holder, lease, arguments.get("lease_seconds"), output)
+            return step.acquire(arguments.get("lease_seconds"))
         token = arguments.get("token")
         if not _is_int(token):
             return _refused(output, "TypeError"), state
         if call.method == "release":
-            return self._release(state, name, holder, token, lease, output)
-        return self._renew(
-            state, name, holder, token, lease, arguments.get("lease_seconds"), output
-        )
-
-    def _acquire(
-        self,
-        state: _LockState,
-        name: str,
-        holder: str,
-        lease: _Lease | None,
-        lease_seconds: Any,
-        output: Any,
-    ) -> tuple[bool, Any]:
-        if (refusal := _lease_refusal(lease_seconds)) is not None:
-            return _refused(output, refusal), state
-        if lease is not None and lease.holder != holder:
-            return _same(output, Held(lease.holder, lease.expires_at)), state
-        expires_at = state.log_time + lease_seconds
-        floor = state.next_token_at_least
-        if output is ANY_OUTPUT:
-            granted = _Lease(holder, None, floor, expires_at)
-            return True, attrs.evolve(
-                state, next_token_at_least=floor + 1, leases=state.with_lease(name, granted)
-            )
-        legal = (
-            isinstance(output, Acquired)
-            and _is_int(output.token)
-            and output.token >= floor
-            and output.expires_at == expires_at
-        )
-        if not legal:
-            return False, state
-        granted = _Lease(holder, output.token, output.token, expires_at)
-        return True, attrs.evolve(
-            state, next_token_at_least=output.token + 1, leases=state.with_lease(name, granted)
-        )
-
-    def _release(
-        self,
-        state: _LockState,
-        name: str,
-        holder: str,
-        token: int,
-        lease: _Lease | None,
-        output: Any,
-    ) -> tuple[bool, Any]:
-        holds = _holds(lease, holder, token, output is True)
-        if not holds:
-            return _same(output, False), state
-        return _same(output, True), attrs.evolve(state, leases=state.with_lease(name, None))
-
-    def _renew(
-        self,
-        state: _LockState,
-        name: str,
-        holder: str,
-        token: int,
-        lease: _Lease | None,
-        lease_seconds: Any,
-        output: Any,
-    ) -> tuple[bool, Any]:
-        if (refusal := _lease_refusal(lease_seconds)) is not None:
-            return _refused(output, refusal), state
-        holds = _holds(lease, holder, token, isinstance(output, Acquired))
-        if lease is None or not holds:
-            return _same(output, None), state
-        expires_at = state.log_time + lease_seconds
-        renewed = _Lease(holder, token, token, expires_at)
-        return (
-            _same(output, Acquired(token, expires_at)),
-            attrs.evolve(state, leases=state.with_lease(name, renewed)),
-        )
+            return step.release(token)
+        return step.renew(token, arguments.get("lease_seconds"))
 
     def describe_state(self, state: Any) -> str:
         assert isinstance(state, _LockState)
@@ -455,6 +385,75 @@ class LockModel(Model):
         )
 
 
+@attrs.frozen
+class _LockStep:
+    """One acquire, renew or release by ``holder`` on lock ``name``, being checked.
+
+    ``state`` already has this call's log time; ``lease`` is the lock's live lease (``None``
+    if the lock is free at that log time).
+    """
+
+    state: _LockState
+    name: str
+    holder: str
+    lease: _Lease | None
+    output: Any
+
+    def acquire(self, lease_seconds: Any) -> tuple[bool, Any]:
+        state, lease, output = self.state, self.lease, self.output
+        if (refusal := _lease_refusal(lease_seconds)) is not None:
+            return _refused(output, refusal), state
+        if lease is not None and lease.holder != self.holder:
+            return _same(output, Held(lease.holder, lease.expires_at)), state
+        expires_at = state.log_time + lease_seconds
+        floor = state.next_token_at_least
+        if output is ANY_OUTPUT:
+            return True, self._grant(_Lease(self.holder, None, floor, expires_at), floor + 1)
+        legal = (
+            isinstance(output, Acquired)
+            and _is_int(output.token)
+            and output.token >= floor
+            and output.expires_at == expires_at
+        )
+        if not legal:
+            return False, state
+        granted = _Lease(self.holder, output.token, output.token, expires_at)
+        return True, self._grant(granted, output.token + 1)
+
+    def release(self, token: int) -> tuple[bool, Any]:
+        if not self._holds(token, replied_success=self.output is True):
+            return _same(self.output, False), self.state
+        leases = self.state.with_lease(self.name, None)
+        return _same(self.output, True), attrs.evolve(self.state, leases=leases)
+
+    def renew(self, token: int, lease_seconds: Any) -> tuple[bool, Any]:
+        state = self.state
+        if (refusal := _lease_refusal(lease_seconds)) is not None:
+            return _refused(self.output, refusal), state
+        if not self._holds(token, replied_success=isinstance(self.output, Acquired)):
+            return _same(self.output, None), state
+        expires_at = state.log_time + lease_seconds
+        leases = state.with_lease(self.name, _Lease(self.holder, token, token, expires_at))
+        return _same(self.output, Acquired(token, expires_at)), attrs.evolve(state, leases=leases)
+
+    def _grant(self, granted: _Lease, next_token_at_least: int) -> _LockState:
+        leases = self.state.with_lease(self.name, granted)
+        return attrs.evolve(self.state, next_token_at_least=next_token_at_least, leases=leases)
+
+    def _holds(self, token: int, *, replied_success: bool) -> bool:
+        """Whether the caller holds the live lease with ``token``.
+
+        With the lease's token unknown, a token that could be it holds only if the reply
+        says so (``replied_success``).
+        """
+        lease = self.lease
+        if lease is None or lease.holder != self.holder:
+            return False
+        if lease.token is not None:
+            return lease.token == token
+        return token >= lease.token_at_least and replied_success
+
+
 def _lease_refusal(lease_seconds: Any) -> str | None:
     """The error type a bad lease is refused with, or ``None`` for a good one."""
     if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, int | float):
@@ -462,16 +461,3 @@ def _lease_refusal(lease_seconds: Any) -> str | None:
     if not math.isfinite(lease_seconds) or lease_seconds <= 0:
         return "ValueError"
     return None
-
-
-def _holds(lease: _Lease | None, holder: str, token: int, replied_success: bool) -> bool:
-    """Whether ``holder`` with ``token`` holds the live ``lease``.
-
-    With the lease's token unknown, a token that could be it holds only if the reply says
-    so (``replied_success``).
-    """
-    if lease is None or lease.holder != holder:
-        return False
-    if lease.token is not None:
-        return lease.token == token
-    return token >= lease.token_at_least and replied_success

@@ -405,6 +405,20 @@ def test_lock_an_unknown_acquisition_may_hold_the_lock() -> None:
     )
 
 
+def test_lock_an_unknown_token_is_learnt_only_if_it_could_be_it() -> None:
+    before = op(3, acquire("K", "c", 1, now=0), Acquired(5, 1.0), 0, 1)
+    unknown = op(1, acquire("L", "a", 10, now=2), None, 2, INF)
+    # A release with a token the unknown grant could have had: its reply decides.
+    assert_ok(LockModel(), [before, unknown, op(1, release("L", "a", 6, now=4), True, 4, 5)])
+    assert_ok(LockModel(), [before, unknown, op(1, release("L", "a", 6, now=4), False, 4, 5)])
+    # Token 3 is older than token 5: the grant after it cannot have had it.
+    assert_illegal(LockModel(), [before, unknown, op(1, release("L", "a", 3, now=4), True, 4, 5)])
+    assert_illegal(
+        LockModel(),
+        [before, unknown, op(1, renew("L", "a", 3, 10, now=4), Acquired(3, 14.0), 4, 5)],
+    )
+
+
 def test_lock_refuses_bad_leases() -> None:
     model = LockModel()
     for bad, refusal in [
