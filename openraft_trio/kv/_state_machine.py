@@ -40,7 +40,7 @@ import cbor2
 import trio
 
 from .. import codec
-from .._errors import InvalidRequest, StorageError
+from .._errors import InvalidRequest
 from .._types import (
     Entry,
     LogId,
@@ -51,17 +51,9 @@ from .._types import (
     StoredMembership,
     log_id_ge,
 )
-from ..storage._fs import FileSystem, OsFileSystem, join, write_file_atomic
-from ._snapshot_files import (
-    IORunner,
-    SnapshotFileError,
-    decode_snapshot_file,
-    encode_snapshot_file,
-    is_snapshot_tmp_name,
-    log_id_position,
-    parse_snapshot_file_name,
-    snapshot_file_name,
-)
+from ..storage._fs import FileSystem, OsFileSystem
+from ._snapshot_dir import SnapshotDirectory
+from ._snapshot_files import IORunner
 
 T = TypeVar("T")
 
@@ -173,19 +165,21 @@ class KvStateMachine:
         self._current_snapshot: Snapshot | None = None
         self._snapshot_counter = 0
         self.rejected = 0
-        self._snapshot_dir = None if snapshot_dir is None else os.fspath(snapshot_dir)
-        self._fs: FileSystem = OsFileSystem() if fs is None else fs
-        self._keep_snapshots = keep_snapshots
-        self._run_io = run_io
-        # Snapshot files found damaged at startup: deleted once a newer snapshot is durable.
-        self._invalid_files: set[str] = set()
-        if self._snapshot_dir is not None:
-            self._load(self._snapshot_dir)
+        self._files: SnapshotDirectory | None = None
+        if snapshot_dir is not None:
+            self._files = SnapshotDirectory(
+                os.fspath(snapshot_dir),
+                OsFileSystem() if fs is None else fs,
+                keep_snapshots,
+                run_io,
+                logger,
+            )
+            self._load(self._files)
 
     @property
     def snapshot_dir(self) -> str | None:
         """The directory snapshots persist to, or ``None`` when in memory only."""
-        return self._snapshot_dir
+        return None if self._files is None else self._files.directory
 
     # -- local reads ----------------------------------------------------------------------
 
@@ -309,7 +303,7 @@ class KvStateMachine:
         if decoded.last_membership != meta.last_membership:
             raise InvalidRequest("snapshot data and meta disagree on the last membership")
         snapshot = Snapshot(meta=meta, data=bytes(data))
-        if self._snapshot_dir is not None:
+        if self._files is not None:
             self._snapshot_counter += 1
             await self._persist(snapshot, self._snapshot_counter)
         self._data = decoded.data
@@ -325,78 +319,25 @@ class KvStateMachine:
 
     async def _persist(self, snapshot: Snapshot, number: int) -> None:
         """Make ``snapshot`` durable as file number ``number``, then prune."""
-        directory = self._snapshot_dir
-        if directory is None:
+        if self._files is not None:
+            await self._files.persist(snapshot, number)
+
+    def _load(self, files: SnapshotDirectory) -> None:
+        """Create the directory if missing, drop temp files, restore the newest snapshot."""
+        found = files.open(_decode_snapshot)
+        self._snapshot_counter = files.last_number
+        if found is None:
             return
-        name = snapshot_file_name(snapshot.meta.last_log_id, number)
-        blob = encode_snapshot_file(snapshot.meta.snapshot_id, snapshot.data)
-        fs, keep, invalid = self._fs, self._keep_snapshots, frozenset(self._invalid_files)
-
-        def write() -> list[str]:
-            _write_snapshot_file(fs, directory, name, blob)
-            return _prune_snapshot_files(fs, directory, name, keep, invalid)
-
-        deleted = await self._run_io(write)
-        self._invalid_files.difference_update(deleted)
-
-    def _load(self, directory: str) -> None:
-        """Create ``directory`` if missing, drop temp files, restore the newest snapshot."""
-        fs = self._fs
-        try:
-            fs.makedirs(directory)
-            names = fs.listdir(directory)
-        except OSError as exc:
-            raise StorageError(f"cannot open snapshot directory {directory!r}: {exc}") from exc
-        leftovers = [name for name in names if is_snapshot_tmp_name(name)]
-        for name in leftovers:
-            path = join(directory, name)
-            try:
-                fs.unlink(path)
-            except OSError as exc:
-                raise StorageError(f"cannot remove temp file {path!r}: {exc}") from exc
-        if leftovers:
-            _fsync_dir(fs, directory)
-        found: list[tuple[tuple[int, int, int], str]] = []
-        for name in names:
-            parsed = parse_snapshot_file_name(name)
-            if parsed is not None:
-                found.append((parsed, name))
-        found.sort()
-        if found:
-            self._snapshot_counter = max(seq for (_, _, seq), _ in found)
-        for (term, index, _), name in reversed(found):
-            path = join(directory, name)
-            try:
-                raw = fs.read_file(path)
-            except OSError as exc:
-                raise StorageError(f"cannot read snapshot file {path!r}: {exc}") from exc
-            try:
-                snapshot_id, payload = decode_snapshot_file(raw)
-                decoded = _decode_snapshot(payload)
-            except (SnapshotFileError, InvalidRequest) as exc:
-                logger.warning("skipping damaged snapshot file %s: %s", path, exc)
-                self._invalid_files.add(name)
-                continue
-            if log_id_position(decoded.last_log_id) != (term, index):
-                logger.warning(
-                    "skipping snapshot file %s: its name says term %d index %d, its data %s",
-                    path,
-                    term,
-                    index,
-                    decoded.last_log_id,
-                )
-                self._invalid_files.add(name)
-                continue
-            meta = SnapshotMeta(
-                last_log_id=decoded.last_log_id,
-                last_membership=decoded.last_membership,
-                snapshot_id=snapshot_id,
-            )
-            self._data = decoded.data
-            self._last_applied = decoded.last_log_id
-            self._last_membership = decoded.last_membership
-            self._current_snapshot = Snapshot(meta=meta, data=payload)
-            return
+        decoded, snapshot_id, payload = found
+        meta = SnapshotMeta(
+            last_log_id=decoded.last_log_id,
+            last_membership=decoded.last_membership,
+            snapshot_id=snapshot_id,
+        )
+        self._data = decoded.data
+        self._last_applied = decoded.last_log_id
+        self._last_membership = decoded.last_membership
+        self._current_snapshot = Snapshot(meta=meta, data=payload)
 
 
 @final
@@ -479,51 +420,6 @@ async def _encode_snapshot(meta: SnapshotMeta, data: dict[str, Any]) -> bytes:
         count = max(1, min(fitting, 2 * count, _ENCODE_CHUNK))
         await trio.lowlevel.checkpoint()
     return b"".join(parts)
-
-
-def _fsync_dir(fs: FileSystem, directory: str) -> None:
-    try:
-        fs.fsync_dir(directory)
-    except OSError as exc:
-        raise StorageError(f"cannot fsync snapshot directory {directory!r}: {exc}") from exc
-
-
-def _write_snapshot_file(fs: FileSystem, directory: str, name: str, blob: bytes) -> None:
-    path = join(directory, name)
-    try:
-        write_file_atomic(fs, directory, name, blob)
-    except OSError as exc:
-        raise StorageError(f"cannot write snapshot file {path!r}: {exc}") from exc
-
-
-def _prune_snapshot_files(
-    fs: FileSystem, directory: str, newest: str, keep: int, invalid: frozenset[str]
-) -> list[str]:
-    """Delete snapshot files older than ``newest`` beyond the ``keep`` newest; return them.
-
-    Files that were found damaged (``invalid``) do not count towards ``keep`` and go too.
-    Files sorting after ``newest`` (damaged ones only, as applied never moves backwards)
-    are left alone.
-    """
-    try:
-        names = fs.listdir(directory)
-    except OSError as exc:
-        raise StorageError(f"cannot list snapshot directory {directory!r}: {exc}") from exc
-    older = sorted(
-        name for name in names if parse_snapshot_file_name(name) is not None and name < newest
-    )
-    damaged = [name for name in older if name in invalid]
-    good = [name for name in older if name not in invalid]
-    doomed = damaged + good[: max(0, len(good) - (keep - 1))]
-    for name in doomed:
-        path = join(directory, name)
-        try:
-            fs.unlink(path)
-        except OSError as exc:
-            raise StorageError(f"cannot delete old snapshot file {path!r}: {exc}") from exc
-    if doomed:
-        _fsync_dir(fs, directory)
-    return doomed
 
 
 # -- snapshot codec -------------------------------------------------------------------------
