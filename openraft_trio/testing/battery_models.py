@@ -7,7 +7,7 @@ of what it should do:
 
 * :class:`CounterModel` — ``Counter``;
 * :class:`DictModel` — ``ReplicatedDict`` (checked one key at a time when the history only
-  has single-key operations);
+  has single-key operations and no key limit);
 * :class:`QueueModel` — ``FifoQueue``;
 * :class:`LockModel` — ``LockService``: mutual exclusion by log time, strictly increasing
   fencing tokens, release and renew only by the holder with its token.
@@ -154,9 +154,9 @@ class DictModel(Model):
       ``len()`` -> the number of keys.
 
     A key that is not a ``str`` is refused (a ``TypeError`` reply). Values compare after a CBOR
-    round trip (a tuple equals a list). When every operation names one key, the history is
-    checked one key at a time (and ``max_keys`` must then be ``None``: the limit couples
-    the keys).
+    round trip (a tuple equals a list). The history is checked one key at a time when
+    every operation names one key and there is no ``max_keys`` (the limit couples the
+    keys); otherwise as a whole.
 
     Args:
         max_keys: the battery's ``max_keys`` (``None``: no limit).
