@@ -243,7 +243,7 @@ def _add_serve(commands: Commands) -> None:
         "--object",
         metavar="MODULE:CLASS",
         help="serve this replicated object (openraft_trio.objects) instead of the key-value "
-        "store; needs --mem (docs/replicated-objects.md)",
+        "store (docs/replicated-objects.md)",
     )
     _add_tls(p)
     p.set_defaults(handler=_serve)
@@ -285,8 +285,6 @@ def _serve(args: argparse.Namespace) -> int:
     if args.object is not None:
         from .objects import load_object_class
 
-        if args.data_dir:
-            return _fail(EXIT_USAGE, "--object serves an in-memory object: use --mem")
         try:
             load_object_class(args.object)
         except ValueError as e:

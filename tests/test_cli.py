@@ -67,6 +67,3 @@ def test_serve_object_errors_are_usage_errors(capsys) -> None:
     assert "cannot import 'no_such_module_here'" in capsys.readouterr().err
     assert main([*SERVE, "--object", "tests.objects._objects:Log"]) == 2
     assert "is not a ReplicatedObject subclass" in capsys.readouterr().err
-    durable = ["serve", "--id", "1", "--listen", "127.0.0.1:7001", "--data-dir", "/nonexistent"]
-    assert main([*durable, "--object", "tests.objects._objects:Counter"]) == 2
-    assert "use --mem" in capsys.readouterr().err

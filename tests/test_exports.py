@@ -59,6 +59,9 @@ OPEN_CLASSES: dict[type, str] = {
     # The conformance suites: subclass as ``Test...`` to get one pytest test per check.
     openraft_trio.testing.storage_suite.LogStoreSuite: "subclassed to run the suite",
     openraft_trio.testing.storage_suite.StateMachineSuite: "subclassed to run the suite",
+    # Its constructor returns a private subclass when the inner machine builds snapshots
+    # aside (one more method, get_snapshot_builder).
+    openraft_trio.sessions.SessionStateMachine: "has a private subclass",
     # A linearizability model is a subclass (docs/linearizability.md).
     openraft_trio.testing.linearizability.Model: "the base of every model",
     # Fault injection builds on the shipped implementations: stores that break one rule

@@ -14,20 +14,29 @@ is unreachable or knows no leader, until ``timeout`` runs out.
 Retries are only made where they are safe:
 
 * ``get``, ``status`` and admin reads are retried after any failure;
-* a write (``put``, ``delete``, ``cas``, and the admin changes) is retried only when the
-  failure proves it was not applied: the connection could not be made, or a non-leader
-  refused it (``ForwardToLeader`` with ``maybe_committed`` false). When the request may
-  have reached a leader and its fate is unknown — the connection broke or timed out after
-  sending, or the leader lost leadership after appending it — the client raises
-  :class:`AmbiguousOutcome` instead of guessing: the write may or may not take effect.
+* ``put``, ``delete`` and ``cas`` go through a client session (:mod:`openraft_trio.sessions`,
+  opened on the first write): each carries the session id and a sequence number, and the
+  cluster applies it at most once, so after a timeout, a lost connection or a leader
+  change the client sends it again, with the same number, until it gets the reply or
+  ``timeout`` runs out. :class:`AmbiguousOutcome` remains for two cases only: the session
+  expired while a write's outcome was unknown (the cluster forgot whether it applied it),
+  or ``timeout`` ran out after an attempt that may have reached a leader. A session is
+  kept alive while the client is idle and closed by :meth:`KvClient.aclose`.
+* the admin changes, and writes with ``sessions=False``, are retried only when the
+  failure proves they were not applied: the connection could not be made, or a
+  non-leader refused them (``ForwardToLeader`` with ``maybe_committed`` false). When the
+  request may have reached a leader and its fate is unknown — the connection broke or
+  timed out after sending, or the leader lost leadership after appending it — the client
+  raises :class:`AmbiguousOutcome` instead of guessing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ssl
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, final
+from typing import Any, TypeVar, final
 
 import trio
 
@@ -46,11 +55,16 @@ from .._types import ReadPolicy
 from ..network import _wire as wire
 from ..network._client import ConnectTimeout, NodeStopped, RpcChannel, parse_addr
 
+T = TypeVar("T")
+
 DEFAULT_CLUSTER_NAME = Config().cluster_name
 
 
 class AmbiguousOutcome(RaftError):
     """A write may or may not have been applied (see the module docstring).
+
+    With sessions (the default) only when the session expired while the write's outcome
+    was unknown, or the client's ``timeout`` ran out after such an attempt.
 
     ``op`` and ``args`` name the request; ``__cause__`` is the failure that made it
     ambiguous."""
@@ -78,6 +92,7 @@ class KvClient:
         ssl_context: ssl.SSLContext | None = None,
         timeout: float = 10.0,
         rpc_timeout: float = 3.0,
+        sessions: bool = True,
     ) -> None:
         self.addrs = list(dict.fromkeys(addrs))
         if not self.addrs:
@@ -93,6 +108,10 @@ class KvClient:
         self.retries = 0
         self._channels: dict[str, RpcChannel] = {}
         self._next = 0
+        self.sessions = sessions
+        self._session: _Session | None = None
+        self._opening: trio.Lock = trio.Lock()
+        self._opened: list[_Session] = []  # every session opened, to stop its keep-alive
 
     def _channel(self, addr: str) -> RpcChannel:
         ch = self._channels.get(addr)
@@ -116,8 +135,13 @@ class KvClient:
         self._next += 1
         return addr
 
-    async def leader_call(self, op: str, *args: Any, idempotent: bool) -> Any:
-        """Call ``op`` on the leader, following hints and retrying where safe."""
+    async def leader_call(
+        self, op: str, *args: Any, idempotent: bool, attempts: _Attempts | None = None
+    ) -> Any:
+        """Call ``op`` on the leader, following hints and retrying where safe.
+
+        With ``attempts``, an ``idempotent`` call notes there whether some attempt may
+        have reached a leader with its outcome unknown."""
         deadline = trio.current_time() + self.timeout
         addr = self.leader_addr or self._rotate()
         last = "no attempt"
@@ -136,6 +160,8 @@ class KvClient:
                     leader_id, leader_addr, maybe_committed = _forward_detail(reply.detail)
                     if maybe_committed and not idempotent:
                         raise AmbiguousOutcome(op, list(args), "leadership changed") from e
+                    if maybe_committed and attempts is not None:
+                        attempts.unknown(f"leadership changed at {addr}")
                     if leader_addr is not None and leader_addr != addr:
                         self.leader_addr = addr = leader_addr
                         self.retries += 1
@@ -143,12 +169,18 @@ class KvClient:
                     last = f"node at {addr} knows no leader" if leader_id is None else str(e)
             except (NetworkError, RPCTimeout) as e:
                 # A call that timed out before it was connected never sent its request.
-                if not idempotent and not isinstance(e, ConnectTimeout):
-                    raise AmbiguousOutcome(op, list(args), str(e)) from e
+                if not isinstance(e, ConnectTimeout):
+                    if not idempotent:
+                        raise AmbiguousOutcome(op, list(args), str(e)) from e
+                    if attempts is not None:
+                        attempts.unknown(str(e))
                 last = str(e)
             except Unreachable as e:
-                if not idempotent and isinstance(e, NodeStopped):
-                    raise AmbiguousOutcome(op, list(args), str(e)) from e
+                if isinstance(e, NodeStopped):
+                    if not idempotent:
+                        raise AmbiguousOutcome(op, list(args), str(e)) from e
+                    if attempts is not None:
+                        attempts.unknown(str(e))
                 last = str(e)
             else:
                 self.leader_addr = addr
@@ -163,9 +195,112 @@ class KvClient:
 
     # -- data -----------------------------------------------------------------------------------
 
+    async def write(self, op: str, *args: Any) -> dict[str, Any]:
+        """Write ``op`` (``put``, ``delete`` or ``cas``) with ``args`` on the leader: in the
+        client's session (retried until answered, applied once) unless ``sessions=False``;
+        the op's reply dict (see :mod:`._service`).
+
+        Raises:
+            AmbiguousOutcome: the write may or may not have been applied (module docstring).
+            NoLeader: no leader answered within ``timeout`` and nothing was applied.
+            SessionsFull: the cluster holds its most sessions (nothing was applied).
+        """
+        if not self.sessions:
+            result: dict[str, Any] = await self.leader_call(op, *args, idempotent=False)
+            return result
+        deadline = trio.current_time() + self.timeout
+        while True:
+            session = await self._open_session(deadline)
+            seq = await session.take_seq()
+            attempts = _Attempts()
+            try:
+                result = await self._with_deadline(
+                    deadline,
+                    self.leader_call(
+                        "session_write",
+                        session.session_id,
+                        seq,
+                        min(session.acked_seq, seq - 1),
+                        op,
+                        list(args),
+                        idempotent=True,
+                        attempts=attempts,
+                    ),
+                )
+            except RemoteError as e:
+                if e.remote is None or e.remote.error_type != "SessionExpired":
+                    raise
+                session.completed(seq)
+                if self._session is session:
+                    self._session = None
+                if attempts.maybe_applied:
+                    raise AmbiguousOutcome(op, list(args), "session expired") from e
+                continue  # refused unapplied: send it in a new session
+            except NoLeader as e:
+                session.completed(seq)
+                if attempts.maybe_applied:
+                    raise AmbiguousOutcome(op, list(args), attempts.reason) from e
+                raise
+            except BaseException:
+                session.completed(seq)
+                raise
+            session.completed(seq)
+            return result
+
+    async def _with_deadline(self, deadline: float, call: Awaitable[T]) -> T:
+        """``call``, whose own retries run until ``timeout``; no longer than ``deadline``."""
+        saved = self.timeout
+        self.timeout = max(0.0, deadline - trio.current_time())
+        try:
+            return await call
+        finally:
+            self.timeout = saved
+
+    async def _open_session(self, deadline: float) -> _Session:
+        """The client's session, registered first if there is none."""
+        async with self._opening:
+            if self._session is None:
+                # A registration whose outcome is unknown is sent again: the one lost
+                # expires unused.
+                reply = await self._with_deadline(
+                    deadline, self.leader_call("open_session", idempotent=True)
+                )
+                session = _Session(int(reply["session_id"]), int(reply["window"]))
+                self._session = session
+                self._opened.append(session)
+                self.nursery.start_soon(self._keep_alive, session, float(reply["timeout"]))
+            return self._session
+
+    async def _keep_alive(self, session: _Session, timeout: float) -> None:
+        """While ``session`` is the client's, keep it alive when idle (a third of its
+        timeout without a write)."""
+        period = timeout / 3
+        with session.keep_alive_scope:
+            await self._keep_alive_loop(session, period)
+
+    async def _keep_alive_loop(self, session: _Session, period: float) -> None:
+        while self._session is session:
+            await trio.sleep(period)
+            if self._session is not session:
+                return
+            if trio.current_time() - session.last_used < period:
+                continue
+            try:
+                with trio.move_on_after(period):
+                    await self.leader_call(
+                        "keep_alive", session.session_id, session.acked_seq, idempotent=True
+                    )
+                    session.last_used = trio.current_time()
+            except RemoteError as e:
+                expired = e.remote is not None and e.remote.error_type == "SessionExpired"
+                if expired and self._session is session:
+                    self._session = None
+            except RaftError:
+                pass  # tried again next period
+
     async def put(self, key: str, value: Any) -> Any:
         """Set ``key``; returns the previous value (or None)."""
-        return (await self.leader_call("put", key, value, idempotent=False))["prev"]
+        return (await self.write("put", key, value))["prev"]
 
     async def get(
         self,
@@ -188,13 +323,19 @@ class KvClient:
 
     async def delete(self, key: str) -> Any:
         """Remove ``key``; returns the previous value (or None)."""
-        return (await self.leader_call("delete", key, idempotent=False))["prev"]
+        return (await self.write("delete", key))["prev"]
 
     async def cas(self, key: str, expected: Any, new: Any) -> tuple[bool, Any]:
         """Set ``key`` to ``new`` if it equals ``expected`` (absent == None); returns
         ``(swapped, value_after)``."""
-        reply = await self.leader_call("cas", key, expected, new, idempotent=False)
+        reply = await self.write("cas", key, expected, new)
         return bool(reply["swapped"]), reply["value"]
+
+    async def incr(self, key: str, delta: int = 1) -> int | None:
+        """Add ``delta`` to the integer under ``key`` (absent counts as 0); the new value, or
+        None when the value is not an integer. Applied exactly once with sessions."""
+        value: int | None = (await self.write("incr", key, delta))["value"]
+        return value
 
     # -- admin ----------------------------------------------------------------------------------
 
@@ -293,9 +434,65 @@ class KvClient:
         raise last
 
     async def aclose(self) -> None:
-        """Close the connections to every node."""
+        """Close the client's session (best effort, briefly) and the connections."""
+        session, self._session = self._session, None
+        for opened in self._opened:
+            opened.keep_alive_scope.cancel()
+        if session is not None:
+            with trio.move_on_after(min(1.0, self.rpc_timeout)):
+                with contextlib.suppress(RaftError):  # else it expires on its own
+                    await self.leader_call("close_session", session.session_id, idempotent=True)
         for ch in self._channels.values():
             await ch.aclose()
+
+
+@final
+class _Attempts:
+    """What the attempts of one call may have done."""
+
+    def __init__(self) -> None:
+        self.maybe_applied = False
+        self.reason = ""
+
+    def unknown(self, reason: str) -> None:
+        self.maybe_applied = True
+        self.reason = reason
+
+
+@final
+class _Session:
+    """The client's session: numbering, acknowledgements and flow control (at most
+    ``window`` writes beyond the acknowledged ones)."""
+
+    def __init__(self, session_id: int, window: int) -> None:
+        self.session_id = session_id
+        self.window = window
+        self.acked_seq = 0
+        self.last_used = trio.current_time()
+        self._next_seq = 1
+        self._done: set[int] = set()
+        self._acked = trio.Event()
+        self.keep_alive_scope = trio.CancelScope()
+
+    async def take_seq(self) -> int:
+        seq = self._next_seq
+        self._next_seq += 1
+        while seq > self.acked_seq + self.window:
+            await self._acked.wait()
+        self.last_used = trio.current_time()
+        return seq
+
+    def completed(self, seq: int) -> None:
+        if seq > self.acked_seq:
+            self._done.add(seq)
+        advanced = False
+        while self.acked_seq + 1 in self._done:
+            self.acked_seq += 1
+            self._done.remove(self.acked_seq)
+            advanced = True
+        if advanced:
+            self._acked.set()
+            self._acked = trio.Event()
 
 
 def _forward_detail(detail: Any) -> tuple[int | None, str | None, bool]:
@@ -317,8 +514,10 @@ async def open_kv_client(
     ssl_context: ssl.SSLContext | None = None,
     timeout: float = 10.0,
     rpc_timeout: float = 3.0,
+    sessions: bool = True,
 ) -> AsyncIterator[KvClient]:
-    """A :class:`KvClient` for the cluster at ``addrs``; its connections close on exit."""
+    """A :class:`KvClient` for the cluster at ``addrs``; its session and connections close
+    on exit. ``sessions=False`` writes without a session (see the module docstring)."""
     async with background_nursery() as nursery:
         client = KvClient(
             nursery,
@@ -327,6 +526,7 @@ async def open_kv_client(
             ssl_context=ssl_context,
             timeout=timeout,
             rpc_timeout=rpc_timeout,
+            sessions=sessions,
         )
         try:
             yield client

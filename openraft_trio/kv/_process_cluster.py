@@ -279,15 +279,9 @@ async def open_process_cluster(
     answering; every process is killed on exit. ``extra_args`` go to every node's
     ``serve``, ``node_args[i]`` to node ``i``'s only. With ``object_spec`` (``"module:Class"``,
     importable from the current directory), the nodes serve that replicated object
-    (``serve --object``; it needs ``mem``): call it with
-    :meth:`ProcessCluster.object_client`.
-
-    Raises:
-        ValueError: ``object_spec`` without ``mem``.
+    (``serve --object``): call it with :meth:`ProcessCluster.object_client`.
     """
     if object_spec is not None:
-        if not mem:
-            raise ValueError("a replicated object is served in memory: pass mem=True")
         extra_args = [*extra_args, "--object", object_spec]
     os.makedirs(base_dir, exist_ok=True)
     ports = free_ports(n)

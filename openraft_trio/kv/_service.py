@@ -16,6 +16,7 @@ put                 key, value                        {"prev": old value or None
 get                 key, stale (bool), policy         {"value": value or None, "index": i}
 delete              key                               {"prev": old value or None, "index": i}
 cas                 key, expected, new                {"swapped": bool, "value": v, "index": i}
+incr                key, delta                        {"value": new value or None, "index": i}
 init                {id: addr} or null (the --peers)  null
 add_learner         id, addr, blocking                {"index": i}
 change_membership   [voter ids], retain               {"index": i}
@@ -23,7 +24,16 @@ remove_learner      id                                {"index": i}
 transfer_leader     id                                null
 status              (none)                            a dict, see :meth:`KvService.status`
 snapshot            (none)                            see :meth:`KvService.snapshot`
+open_session        (none)                            {"session_id": id, "timeout": s, "window": n}
+session_write       session_id, seq, acked_seq,       the reply of ``op`` (put, delete or cas),
+                    op, [args]                        applied at most once per (session, seq)
+keep_alive          session_id, acked_seq             null
+close_session       session_id                        null
 =================== ================================= ===========================================
+
+Client sessions (:mod:`openraft_trio.sessions`): the leader stamps each session entry with
+its wall clock (``time.time()``) as it accepts it. A refused session entry fails with
+``SessionExpired``, ``StaleSequence``, ``SequenceOutOfWindow`` or ``SessionsFull``.
 
 A write or linearizable read on a node that does not lead fails with ``ForwardToLeader``,
 whose error reply carries ``[leader_id, leader_addr, maybe_committed]``. A ``get`` with
@@ -38,8 +48,9 @@ import inspect
 import os
 import shutil
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, final
+from typing import Any, TypeVar, final
 
 import attrs
 import trio
@@ -54,15 +65,15 @@ from .._types import LogId, Node, ReadPolicy
 from ..network.tcp import RaftServer, ServerLimits, open_tcp_network, parse_addr, serve_raft
 from ..objects._service import ObjectService, load_object_class
 from ..objects._state_machine import ObjectStateMachine
+from ..sessions import CloseSession, KeepAlive, OpenSession, SessionCommand, refusal
 from ..storage import MemLogStore
 from ._load_op import run_write_load
 from ._snapshot_files import encode_snapshot_file
-from ._state_machine import CompareAndSwap, Delete, KvStateMachine, Set
+from ._state_machine import CompareAndSwap, Delete, Increment, KvStateMachine, Set
+
+T = TypeVar("T")
 
 MAX_KEY_LENGTH = 4096
-# A replicated object's snapshots are not persisted yet: with a durable log, a restart
-# after the log was purged behind a snapshot would lose the state.
-_OBJECT_NEEDS_MEM = "--object serves an in-memory object: use --mem, not --data-dir"
 SNAPSHOT_WAIT = 60.0  # seconds the ``snapshot`` op waits for a snapshot to be built
 
 
@@ -152,7 +163,23 @@ _WRITE_OPS: dict[str, Callable[..., Any]] = {
     "put": lambda key, value: Set(_key(key), value),
     "delete": lambda key: Delete(_key(key)),
     "cas": lambda key, expected, new: CompareAndSwap(_key(key), expected, new),
+    "incr": lambda key, delta=1: Increment(_key(key), _delta(delta)),
 }
+
+
+def _delta(raw: Any) -> int:
+    if type(raw) is not int:
+        raise InvalidRequest(f"incr takes an integer delta, got {short_repr(raw)}")
+    return raw
+
+
+def _session_entry(factory: Callable[..., T], *args: Any) -> T:
+    """A session entry from client arguments; their checks' ``ValueError`` is an
+    ``InvalidRequest``."""
+    try:
+        return factory(*args)
+    except ValueError as error:
+        raise InvalidRequest(str(error)) from error
 
 
 def _arity(fn: Callable[..., Any]) -> tuple[int, int]:
@@ -163,7 +190,19 @@ def _arity(fn: Callable[..., Any]) -> tuple[int, int]:
 
 
 def _reply(op: str, resp: ClientWriteResponse) -> dict[str, Any]:
-    """The reply to a write ``op`` from its ``ClientWriteResponse``."""
+    """The reply to a write ``op`` from its ``ClientWriteResponse`` (for ``session_write``,
+    the session's ``op``: ``"session_write:put"`` and so on).
+
+    Raises:
+        SessionError: the session refused the entry.
+    """
+    if op.startswith("session_write:"):
+        error = refusal(resp.data, sent_before=True)
+        if error is not None:
+            raise error
+        op = op.removeprefix("session_write:")
+    if op == "incr":
+        return {"value": resp.data, "index": resp.log_id.index}
     if op == "cas":
         swapped, value = resp.data
         return {"swapped": swapped, "value": value, "index": resp.log_id.index}
@@ -175,7 +214,8 @@ class KvService:
     """The client API of one node; :meth:`handle` is the server's ``client_handler``.
 
     ``data_ops`` (operation name -> handler) replace the key-value operations (``put``,
-    ``get``, ``delete``, ``cas``) when the node serves something else, e.g. a replicated
+    ``get``, ``delete``, ``cas``, ``incr`` and the session operations) when the node serves
+    something else, e.g. a replicated
     object (:class:`~openraft_trio.objects.ObjectService`); ``state_machine`` is then that
     one's.
     """
@@ -189,9 +229,11 @@ class KvService:
         peers: Mapping[int, str],
         transport_stats: Callable[[], dict[str, int]],
         bench_op: bool = False,
+        clock: Callable[[], float] = time.time,
         data_ops: Mapping[str, Callable[..., Awaitable[Any]]] | None = None,
     ) -> None:
         self.raft = raft
+        self.clock = clock
         self.state_machine = state_machine
         self.addr = addr
         self.peers = dict(peers)
@@ -203,6 +245,12 @@ class KvService:
             "get": self.get,
             "delete": self.delete,
             "cas": self.cas,
+            "incr": self.incr,
+            # The sessions of the key-value store (its state machine keeps their table).
+            "open_session": self.open_session,
+            "session_write": self.session_write,
+            "keep_alive": self.keep_alive,
+            "close_session": self.close_session,
         }
         self._ops: dict[str, Callable[..., Awaitable[Any]]] = {
             **(kv_ops if data_ops is None else data_ops),
@@ -249,10 +297,10 @@ class KvService:
         writes: list[tuple[int, str, Any]] = []
         others: list[int] = []
         for i, (op, args) in enumerate(requests):
-            if self._kv and op in _WRITE_OPS:
+            if self._kv and (op in _WRITE_OPS or op == "session_write"):
                 try:
                     self._check_arity(op, args)
-                    writes.append((i, op, _WRITE_OPS[op](*args)))
+                    writes.append((i, *self._command(op, args)))
                 except RaftError as e:
                     results[i] = e
             else:
@@ -283,8 +331,25 @@ class KvService:
 
     # -- data -----------------------------------------------------------------------------------
 
+    def _command(self, op: str, args: list[Any]) -> tuple[str, Any]:
+        """The log command of write ``op`` (``put``, ``delete``, ``cas`` or ``session_write``)
+        and the op its reply is made for."""
+        if op != "session_write":
+            return op, _WRITE_OPS[op](*args)
+        session_id, seq, acked_seq, inner_op, inner_args = args
+        if inner_op not in _WRITE_OPS or not isinstance(inner_args, list):
+            raise InvalidRequest(
+                f"session_write takes a write op ({sorted(_WRITE_OPS)}) and a list of its "
+                f"arguments, got {short_repr(inner_op)}, {short_repr(inner_args)}"
+            )
+        self._check_arity(inner_op, inner_args)
+        request = _WRITE_OPS[inner_op](*inner_args)
+        command = _session_entry(SessionCommand, session_id, seq, acked_seq, self.clock(), request)
+        return f"session_write:{inner_op}", command
+
     async def _write(self, op: str, *args: Any) -> dict[str, Any]:
-        return _reply(op, await self.raft.client_write(_WRITE_OPS[op](*args)))
+        reply_op, command = self._command(op, list(args))
+        return _reply(reply_op, await self.raft.client_write(command))
 
     async def put(self, key: Any, value: Any) -> dict[str, Any]:
         """Set ``key`` to ``value`` through the log; ``{"prev": old value, "index": log index}``."""
@@ -314,6 +379,45 @@ class KvService:
         """Set ``key`` to ``new`` if it holds ``expected``, through the log; ``{"swapped",
         "value", "index"}``."""
         return await self._write("cas", key, expected, new)
+
+    async def incr(self, key: Any, delta: Any = 1) -> dict[str, Any]:
+        """Add ``delta`` to the integer under ``key`` through the log; ``{"value": the new
+        value, or None if the value is not an integer, "index"}``. Not idempotent: clients
+        send it in a session."""
+        return await self._write("incr", key, delta)
+
+    # -- client sessions ------------------------------------------------------------------------
+
+    async def open_session(self) -> dict[str, Any]:
+        """Register a client session (a log entry stamped with this leader's clock):
+        ``{"session_id", "timeout", "window"}``; ``SessionsFull`` when the table is full."""
+        resp = await self.raft.client_write(OpenSession(self.clock()))
+        error = refusal(resp.data, sent_before=False)
+        if error is not None:
+            raise error
+        table = self.state_machine.sessions
+        return {"session_id": resp.data, "timeout": table.timeout, "window": table.window}
+
+    async def session_write(
+        self, session_id: Any, seq: Any, acked_seq: Any, op: Any, args: Any
+    ) -> dict[str, Any]:
+        """Write ``op`` (``put``, ``delete`` or ``cas``) with ``args`` as command ``seq`` of
+        session ``session_id``: applied at most once however often it is sent; the same
+        reply as ``op``, the first one's on a retry."""
+        return await self._write("session_write", session_id, seq, acked_seq, op, args)
+
+    async def keep_alive(self, session_id: Any, acked_seq: Any) -> None:
+        """Keep an idle session alive (a log entry); ``SessionExpired`` if it has expired."""
+        resp = await self.raft.client_write(
+            _session_entry(KeepAlive, session_id, acked_seq, self.clock())
+        )
+        error = refusal(resp.data, sent_before=False)
+        if error is not None:
+            raise error
+
+    async def close_session(self, session_id: Any) -> None:
+        """End a session (a log entry); an expired one is closed already."""
+        await self.raft.client_write(_session_entry(CloseSession, session_id, self.clock()))
 
     # -- admin ----------------------------------------------------------------------------------
 
@@ -536,10 +640,13 @@ async def _run_kv_node(options: KvNodeOptions, started: Callable[[KvNode], None]
     )
     state_machine: KvStateMachine | ObjectStateMachine[Any]
     if options.data_dir is not None:
-        if object_class is not None:
-            raise InvalidRequest(_OBJECT_NEEDS_MEM)
         claim_data_dir(options.data_dir, options.node_id, config.cluster_name)
-        state_machine = KvStateMachine(os.path.join(options.data_dir, "snapshots"))
+        snapshots = os.path.join(options.data_dir, "snapshots")
+        state_machine = (
+            KvStateMachine(snapshots)
+            if object_class is None
+            else ObjectStateMachine(object_class, snapshot_dir=snapshots)
+        )
         store_args: dict[str, Any] = {"data_dir": options.data_dir}
     else:
         state_machine = KvStateMachine() if object_class is None else ObjectStateMachine(object_class)

@@ -13,12 +13,13 @@ File names and format: :mod:`openraft_trio.kv._snapshot_files`.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Protocol, TypeVar, final
 
 from .._errors import InvalidRequest, StorageError
 from .._types import LogId, Snapshot
-from ..storage._fs import FileSystem, join, write_file_atomic
+from ..storage._fs import FileSystem, OsFileSystem, join, write_file_atomic
 from ._snapshot_files import (
     IORunner,
     SnapshotFileError,
@@ -37,6 +38,31 @@ class _Positioned(Protocol):
 
 
 D = TypeVar("D", bound=_Positioned)
+
+
+def snapshot_directory(
+    snapshot_dir: str | os.PathLike[str] | None,
+    fs: FileSystem | None,
+    keep: int,
+    run_io: IORunner,
+    logger: logging.Logger,
+) -> SnapshotDirectory | None:
+    """The :class:`SnapshotDirectory` of a state machine's ``snapshot_dir`` (None without
+    one) on ``fs`` (default the real file system), keeping ``keep`` files.
+
+    Raises:
+        TypeError: ``keep`` is not an ``int``.
+        ValueError: ``keep`` is less than 1.
+    """
+    if isinstance(keep, bool) or not isinstance(keep, int):
+        raise TypeError(f"keep_snapshots must be an int, got {keep!r}")
+    if keep < 1:
+        raise ValueError(f"keep_snapshots must be at least 1, got {keep}")
+    if snapshot_dir is None:
+        return None
+    return SnapshotDirectory(
+        os.fspath(snapshot_dir), OsFileSystem() if fs is None else fs, keep, run_io, logger
+    )
 
 
 @final

@@ -6,6 +6,10 @@ Requests travel in ``Normal`` log entries; each gets one reply:
 * :class:`Delete` ``(key)`` -> the previous value, or ``None``;
 * :class:`CompareAndSwap` ``(key, expected, new)`` -> ``(swapped, value_after)``; an absent
   key compares equal to ``None``;
+* :class:`Increment` ``(key, delta)`` -> the new value: an integer value (absent counts as
+  ``0``) plus ``delta``; a value that is not an integer is left alone and the reply is
+  ``None``. Not idempotent: exactly-once needs a client session
+  (:mod:`openraft_trio.sessions`), as :class:`~openraft_trio.kv.KvClient` uses;
 * :class:`Get` ``(key)`` -> the current value. Reads are served locally after
   ``ensure_linearizable``; a ``Get`` that reaches the log anyway is answered and changes
   nothing.
@@ -51,13 +55,16 @@ from .._types import (
     StoredMembership,
     log_id_ge,
 )
-from ..storage._fs import FileSystem, OsFileSystem
-from ._snapshot_dir import SnapshotDirectory
+from ..sessions import SESSION_ENTRIES, Run, SessionTable, decide, table_from_plain, table_to_plain
+from ..storage._fs import FileSystem
+from ._snapshot_dir import SnapshotDirectory, snapshot_directory
 from ._snapshot_files import IORunner
 
 T = TypeVar("T")
 
-_SNAPSHOT_FORMAT = 2  # 2: log ids and membership in openraft_trio.codec's encodings
+# 2: log ids and membership in openraft_trio.codec's encodings; 3: with client sessions.
+_SNAPSHOT_FORMAT = 3
+_READABLE_FORMATS = (2, 3)
 
 logger = logging.getLogger("openraft_trio.kv")
 
@@ -94,16 +101,26 @@ class CompareAndSwap:
 
 @final
 @attrs.frozen
+class Increment:
+    """Add ``delta`` to the integer under ``key`` (absent counts as ``0``); reply the new
+    value, or ``None`` (nothing changes) when the value is not an integer."""
+
+    key: str
+    delta: int = 1
+
+
+@final
+@attrs.frozen
 class Get:
     """Read ``key``; reply its value or ``None``. Never modifies anything."""
 
     key: str
 
 
-_Request = Set | Delete | CompareAndSwap | Get
+_Request = Set | Delete | CompareAndSwap | Increment | Get
 
 # Requests travel in log entries on disk and over the network: give them stable tags.
-for _cls in (Set, Delete, CompareAndSwap, Get):
+for _cls in (Set, Delete, CompareAndSwap, Increment, Get):
     codec.register_data_type(_cls, f"kv.{_cls.__name__}")
 
 
@@ -124,12 +141,19 @@ class KvStateMachine:
 
     The directory should belong to this state machine alone.
 
+    Client sessions (:mod:`openraft_trio.sessions`): the machine applies session entries
+    itself, keeping a :class:`~openraft_trio.sessions.SessionTable` in its snapshots, so a
+    request wrapped in a ``SessionCommand`` is applied once however often it is retried.
+
     Args:
         snapshot_dir: where snapshots are kept; ``None`` for a purely in-memory machine.
         fs: the file system every file operation goes through (default
             :class:`~openraft_trio.storage._fs.OsFileSystem`); tests pass an in-memory one
             that models crashes. Ignored without ``snapshot_dir``.
         keep_snapshots: how many snapshot files to keep (at least 1).
+        session_timeout: log seconds an unused client session lives.
+        session_window: the most unacknowledged replies cached per session.
+        max_sessions: the most live client sessions.
         run_io: how the blocking writes of :meth:`build_snapshot` and
             :meth:`install_snapshot` run: an async callable taking a no-argument function
             and returning its result. The default, ``trio.to_thread.run_sync``, keeps the
@@ -154,26 +178,21 @@ class KvStateMachine:
         fs: FileSystem | None = None,
         keep_snapshots: int = 2,
         run_io: IORunner = trio.to_thread.run_sync,
+        session_timeout: float = 60.0,
+        session_window: int = 64,
+        max_sessions: int = 10_000,
     ) -> None:
-        if isinstance(keep_snapshots, bool) or not isinstance(keep_snapshots, int):
-            raise TypeError(f"keep_snapshots must be an int, got {keep_snapshots!r}")
-        if keep_snapshots < 1:
-            raise ValueError(f"keep_snapshots must be at least 1, got {keep_snapshots}")
+        self._files = snapshot_directory(snapshot_dir, fs, keep_snapshots, run_io, logger)
         self._data: dict[str, Any] = {}
         self._last_applied: LogId | None = None
         self._last_membership = StoredMembership()
         self._current_snapshot: Snapshot | None = None
         self._snapshot_counter = 0
         self.rejected = 0
-        self._files: SnapshotDirectory | None = None
-        if snapshot_dir is not None:
-            self._files = SnapshotDirectory(
-                os.fspath(snapshot_dir),
-                OsFileSystem() if fs is None else fs,
-                keep_snapshots,
-                run_io,
-                logger,
-            )
+        self.sessions = SessionTable(
+            timeout=session_timeout, window=session_window, max_sessions=max_sessions
+        )
+        if self._files is not None:
             self._load(self._files)
 
     @property
@@ -218,13 +237,27 @@ class KvStateMachine:
         for entry in entries:
             payload = entry.payload
             if isinstance(payload, Normal):
-                replies.append(self._apply_request(payload.data))
+                data: Any = payload.data
+                if isinstance(data, SESSION_ENTRIES):
+                    replies.append(self._apply_session_entry(data, entry.log_id.index))
+                else:
+                    replies.append(self._apply_request(data))
             else:
                 if isinstance(payload, MembershipChange):
                     self._last_membership = StoredMembership(entry.log_id, payload.membership)
                 replies.append(None)
             self._last_applied = entry.log_id
         return replies
+
+    def _apply_session_entry(self, data: Any, index: int) -> Any:
+        decision = decide(self.sessions, data, index)
+        if not isinstance(decision, Run):
+            return decision.reply
+        reply = self._apply_request(decision.command)
+        assert decision.session_id is not None
+        assert decision.seq is not None
+        self.sessions.record(decision.session_id, decision.seq, reply)
+        return reply
 
     def _apply_request(self, request: Any) -> Any:
         if not isinstance(request, _Request) or not isinstance(request.key, str):
@@ -244,6 +277,12 @@ class KvStateMachine:
                 data[key] = request.new
                 return (True, request.new)
             return (False, current)
+        if isinstance(request, Increment):
+            current = data.get(key, 0)
+            if not _is_int(current) or not _is_int(request.delta):
+                return None
+            data[key] = current + request.delta
+            return data[key]
         return data.get(key)  # Get
 
     async def build_snapshot(self) -> Snapshot:
@@ -278,7 +317,9 @@ class KvStateMachine:
             last_membership=self._last_membership,
             snapshot_id=f"{position}-{self._snapshot_counter}",
         )
-        return KvSnapshotBuilder(self, meta, self._snapshot_counter, dict(self._data))
+        return KvSnapshotBuilder(
+            self, meta, self._snapshot_counter, dict(self._data), table_to_plain(self.sessions)
+        )
 
     async def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
         """Replace the state with the snapshot's, unless it is not newer than what is applied.
@@ -296,6 +337,7 @@ class KvStateMachine:
         if log_id_ge(self._last_applied, meta.last_log_id):
             return
         decoded = _decode_snapshot(data)
+        sessions = self._decode_sessions(decoded.sessions)
         if decoded.last_log_id != meta.last_log_id:
             raise InvalidRequest(
                 f"snapshot data is at {decoded.last_log_id}, but its meta says {meta.last_log_id}"
@@ -307,9 +349,24 @@ class KvStateMachine:
             self._snapshot_counter += 1
             await self._persist(snapshot, self._snapshot_counter)
         self._data = decoded.data
+        self.sessions = sessions
         self._last_applied = meta.last_log_id
         self._last_membership = meta.last_membership
         self._current_snapshot = snapshot
+
+    def _decode_sessions(self, plain: Any) -> SessionTable:
+        """A table like this machine's, holding the sessions of a snapshot."""
+        table = SessionTable(
+            timeout=self.sessions.timeout,
+            window=self.sessions.window,
+            max_sessions=self.sessions.max_sessions,
+        )
+        if plain is not None:
+            try:
+                table_from_plain(table, plain)
+            except ValueError as exc:
+                raise InvalidRequest(f"snapshot: malformed sessions: {exc}") from exc
+        return table
 
     async def get_current_snapshot(self) -> Snapshot | None:
         """The latest snapshot, if any."""
@@ -324,7 +381,13 @@ class KvStateMachine:
 
     def _load(self, files: SnapshotDirectory) -> None:
         """Create the directory if missing, drop temp files, restore the newest snapshot."""
-        found = files.open(_decode_snapshot)
+
+        def decode(payload: bytes) -> _DecodedSnapshot:
+            decoded = _decode_snapshot(payload)
+            # Its sessions as a table (a malformed table makes the file damaged, too).
+            return attrs.evolve(decoded, sessions=self._decode_sessions(decoded.sessions))
+
+        found = files.open(decode)
         self._snapshot_counter = files.last_number
         if found is None:
             return
@@ -335,6 +398,7 @@ class KvStateMachine:
             snapshot_id=snapshot_id,
         )
         self._data = decoded.data
+        self.sessions = decoded.sessions
         self._last_applied = decoded.last_log_id
         self._last_membership = decoded.last_membership
         self._current_snapshot = Snapshot(meta=meta, data=payload)
@@ -349,12 +413,18 @@ class KvSnapshotBuilder:
     """
 
     def __init__(
-        self, machine: KvStateMachine, meta: SnapshotMeta, number: int, data: dict[str, Any]
+        self,
+        machine: KvStateMachine,
+        meta: SnapshotMeta,
+        number: int,
+        data: dict[str, Any],
+        sessions: Any = None,
     ) -> None:
         self._machine = machine
         self._meta = meta
         self._number = number
         self._data = data
+        self._sessions = sessions
 
     async def build_snapshot(self) -> Snapshot:
         """Serialize the captured state, persist it (with a snapshot directory), and make it
@@ -366,7 +436,7 @@ class KvSnapshotBuilder:
                 the current snapshot stays the previous one.
         """
         meta = self._meta
-        data = await _encode_snapshot(meta, self._data)
+        data = await _encode_snapshot(meta, self._data, self._sessions)
         snapshot = Snapshot(meta=meta, data=data)
         machine = self._machine
         await machine._persist(snapshot, self._number)
@@ -394,7 +464,9 @@ def _map_header(length: int) -> bytes:
     raise ValueError(f"a CBOR map cannot hold {length} pairs")
 
 
-async def _encode_snapshot(meta: SnapshotMeta, data: dict[str, Any]) -> bytes:
+async def _encode_snapshot(
+    meta: SnapshotMeta, data: dict[str, Any], sessions: Any = None
+) -> bytes:
     """The snapshot's CBOR bytes, the same as ``cbor2.dumps`` of the whole document, made
     in chunks of about ``_ENCODE_CHUNK_BYTES`` (at most ``_ENCODE_CHUNK`` keys) with a Trio
     checkpoint between chunks."""
@@ -405,6 +477,7 @@ async def _encode_snapshot(meta: SnapshotMeta, data: dict[str, Any]) -> bytes:
             "format": _SNAPSHOT_FORMAT,
             "last_log_id": codec.unstructure_log_id(meta.last_log_id),
             "last_membership": codec.unstructure_stored_membership(meta.last_membership),
+            "sessions": sessions,
             "data": None,
         }
     )[:-1]
@@ -430,6 +503,7 @@ class _DecodedSnapshot:
     last_log_id: LogId | None
     last_membership: StoredMembership
     data: dict[str, Any]
+    sessions: Any = None  # table_to_plain's data; None in format 2
 
 
 def _decode_field(what: str, decode: Callable[[Any], T], raw: Any) -> T:
@@ -444,8 +518,8 @@ def _decode_snapshot(data: bytes) -> _DecodedSnapshot:
         raw = cbor2.loads(data)
     except cbor2.CBORDecodeError as exc:
         raise InvalidRequest(f"snapshot data is not valid CBOR: {exc}") from exc
-    if not isinstance(raw, dict) or raw.get("format") != _SNAPSHOT_FORMAT:
-        raise InvalidRequest(f"snapshot data is not a kv snapshot of format {_SNAPSHOT_FORMAT}")
+    if not isinstance(raw, dict) or raw.get("format") not in _READABLE_FORMATS:
+        raise InvalidRequest(f"snapshot data is not a kv snapshot of format {_READABLE_FORMATS}")
     kv = raw.get("data")
     if not (isinstance(kv, dict) and all(isinstance(k, str) for k in kv)):
         raise InvalidRequest("snapshot: data must be a map with str keys")
@@ -455,6 +529,7 @@ def _decode_snapshot(data: bytes) -> _DecodedSnapshot:
             "last membership", codec.structure_stored_membership, raw.get("last_membership")
         ),
         data=kv,
+        sessions=raw.get("sessions"),
     )
 
 

@@ -176,13 +176,22 @@ def make_call(
 
 def _run(obj: ReplicatedObject, methods: MethodTable, function: Any, call: Call) -> Any:
     try:
-        bound = methods.signature(function).bind(obj, *call.args, **call.kwargs)
+        return function(obj, *call.args, **call.kwargs)
     except TypeError as exc:
-        return ErrorReply("bad_arguments", "TypeError", f"{call.method}: {exc}")
-    try:
-        return function(*bound.args, **bound.kwargs)
+        # Arguments that do not fit the signature fail before the body runs; any other
+        # TypeError came from the method itself. The signature tells which (off the fast
+        # path: only calls that failed pay for it).
+        try:
+            methods.signature(function).bind(obj, *call.args, **call.kwargs)
+        except TypeError as unfit:
+            return ErrorReply("bad_arguments", "TypeError", f"{call.method}: {unfit}")
+        return _raised(exc)
     except Exception as exc:
-        return ErrorReply("method_raised", type(exc).__qualname__, short_text(str(exc)))
+        return _raised(exc)
+
+
+def _raised(exc: Exception) -> ErrorReply:
+    return ErrorReply("method_raised", type(exc).__qualname__, short_text(str(exc)))
 
 
 def apply_call(obj: ReplicatedObject, call: Call, *, active_version: int, log_index: int) -> Any:

@@ -132,14 +132,22 @@ class MethodTable:
             (v for versions in self.commands.values() for v in versions), default=1
         )
         self._signatures: dict[Callable[..., Any], inspect.Signature] = {}
+        self._resolved: dict[tuple[str, int], Callable[..., Any] | None] = {}
 
     def resolve(self, name: str, version: int) -> Callable[..., Any] | None:
         """The implementation of command ``name`` at code version ``version``: the one with
         the highest version at or below it, or None."""
+        key = (name, version)
+        try:
+            return self._resolved[key]
+        except KeyError:
+            pass
         found = None
         for declared, function in self.commands.get(name, {}).items():
             if declared <= version:
                 found = function
+        if len(self._resolved) < 4096:  # names come from clients: bound the cache
+            self._resolved[key] = found
         return found
 
     def signature(self, function: Callable[..., Any]) -> inspect.Signature:

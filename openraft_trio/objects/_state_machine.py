@@ -9,18 +9,24 @@ stop the apply loop).
 
 A snapshot is one CBOR map: the format, the class name, the last applied log id and
 membership, the log time and index, the active version, and the object's fields
-unstructured by :data:`openraft_trio.codec.converter`. It is built between applies, in
-memory (the log replays what came after it on restart, as with ``KvStateMachine()``).
+unstructured by :data:`openraft_trio.codec.converter`. It is built between applies. In
+memory by default (the log replays what came after it on restart, as with
+``KvStateMachine()``); with a ``snapshot_dir`` every snapshot built or installed is durable
+before the call returns, and construction restores the newest valid one, exactly as
+``KvStateMachine(directory)`` does (the same files: :mod:`openraft_trio.kv._snapshot_dir`).
 """
 
 from __future__ import annotations
 
 import copy
+import logging
+import os
 from collections.abc import Sequence
 from typing import Any, Final, Generic, TypeVar, final
 
 import attrs
 import cbor2
+import trio
 
 from .. import codec
 from .._errors import short_repr, short_text
@@ -34,6 +40,9 @@ from .._types import (
     StoredMembership,
     log_id_ge,
 )
+from ..kv._snapshot_dir import SnapshotDirectory, snapshot_directory
+from ..kv._snapshot_files import IORunner
+from ..storage._fs import FileSystem
 from ._calls import Call, Upgrade, apply_call
 from ._declare import ReplicatedObject, set_log_position
 from ._errors import MalformedSnapshotError, UnknownVersionError
@@ -41,6 +50,8 @@ from ._errors import MalformedSnapshotError, UnknownVersionError
 T = TypeVar("T", bound=ReplicatedObject)
 
 SNAPSHOT_FORMAT: Final = 1
+
+logger = logging.getLogger("openraft_trio.objects")
 
 
 @attrs.frozen
@@ -119,6 +130,14 @@ def decode_state(cls: type[ReplicatedObject], data: bytes) -> tuple[ObjectState,
     return ObjectState(raw.get("fields"), log_time, log_index, active), raw
 
 
+@attrs.frozen
+class _Decoded:
+    last_log_id: LogId | None
+    last_membership: StoredMembership
+    obj: Any
+    active_version: int
+
+
 def _new_object(obj: type[T] | T) -> T:
     if isinstance(obj, type):
         if not issubclass(obj, ReplicatedObject):
@@ -138,16 +157,33 @@ class ObjectStateMachine(Generic[T]):
             from (copied). Every node must start from the same state.
         initial_version: the active code version before any :class:`Upgrade` (the same on
             every node; default 1).
+        snapshot_dir: where snapshots persist (``None``: in memory only). See the module
+            docstring; the directory should belong to this state machine alone.
+        fs: the file system of ``snapshot_dir`` (default the real one).
+        keep_snapshots: how many snapshot files to keep (at least 1).
+        run_io: how the blocking snapshot writes run (default
+            ``trio.to_thread.run_sync``; the simulator passes ``run_inline``).
 
     Raises:
         TypeError: ``obj`` is not a :class:`ReplicatedObject` subclass or instance.
-        UnknownVersionError: ``initial_version`` is above what the class has.
+        UnknownVersionError: ``initial_version`` (or the restored snapshot's active
+            version) is above what the class has.
+        StorageError: ``snapshot_dir`` cannot be created or read.
 
     Attributes:
         rejected: how many ``Normal`` payloads were neither a ``Call`` nor an ``Upgrade``.
     """
 
-    def __init__(self, obj: type[T] | T, *, initial_version: int = 1) -> None:
+    def __init__(
+        self,
+        obj: type[T] | T,
+        *,
+        initial_version: int = 1,
+        snapshot_dir: str | os.PathLike[str] | None = None,
+        fs: FileSystem | None = None,
+        keep_snapshots: int = 2,
+        run_io: IORunner = trio.to_thread.run_sync,
+    ) -> None:
         self._object: T = _new_object(obj)
         self._class: type[T] = type(self._object)
         if isinstance(initial_version, bool) or not isinstance(initial_version, int):
@@ -159,6 +195,46 @@ class ObjectStateMachine(Generic[T]):
         self._current_snapshot: Snapshot | None = None
         self._snapshot_counter = 0
         self.rejected = 0
+        self._files = snapshot_directory(snapshot_dir, fs, keep_snapshots, run_io, logger)
+        if self._files is not None:
+            self._load(self._files)
+
+    def _load(self, files: SnapshotDirectory) -> None:
+        found = files.open(self._decode_snapshot)
+        self._snapshot_counter = files.last_number
+        if found is None:
+            return
+        decoded, snapshot_id, payload = found
+        self._check_version(decoded.active_version)
+        self._restore(
+            decoded,
+            Snapshot(
+                SnapshotMeta(decoded.last_log_id, decoded.last_membership, snapshot_id), payload
+            ),
+        )
+
+    def _decode_snapshot(self, data: bytes) -> _Decoded:
+        """The state in ``data`` (a snapshot of this class), restored into a new object.
+
+        Raises:
+            MalformedSnapshotError: it is not one.
+        """
+        state, raw = decode_state(self._class, data)
+        try:
+            last_log_id = codec.structure_log_id(raw.get("last_log_id"))
+            last_membership = codec.structure_stored_membership(raw.get("last_membership"))
+        except codec.DecodeError as exc:
+            raise MalformedSnapshotError(f"snapshot: {exc}") from exc
+        return _Decoded(
+            last_log_id, last_membership, restore(self._class, state), state.active_version
+        )
+
+    def _restore(self, decoded: _Decoded, snapshot: Snapshot) -> None:
+        self._object = decoded.obj
+        self._active_version = decoded.active_version
+        self._last_applied = decoded.last_log_id
+        self._last_membership = decoded.last_membership
+        self._current_snapshot = snapshot
 
     def _check_version(self, version: int) -> None:
         if version > self._class.object_methods.max_version:
@@ -166,6 +242,11 @@ class ObjectStateMachine(Generic[T]):
                 f"{self._class.__qualname__} has code up to version "
                 f"{self._class.object_methods.max_version}, asked for version {version}"
             )
+
+    @property
+    def snapshot_dir(self) -> str | None:
+        """The directory snapshots persist to, or ``None`` when in memory only."""
+        return None if self._files is None else self._files.directory
 
     @property
     def object(self) -> T:
@@ -237,8 +318,12 @@ class ObjectStateMachine(Generic[T]):
     async def build_snapshot(self) -> Snapshot:
         """Snapshot everything applied so far; it becomes the current snapshot.
 
+        With a snapshot directory the snapshot is durable when this returns.
+
         Raises:
             cbor2.CBOREncodeError: a field value is not CBOR-encodable.
+            StorageError: it could not be written (chained to the ``OSError``); the
+                current snapshot stays the previous one.
         """
         self._snapshot_counter += 1
         last = self._last_applied
@@ -256,8 +341,11 @@ class ObjectStateMachine(Generic[T]):
                 "last_membership": codec.unstructure_stored_membership(self._last_membership),
             },
         )
-        self._current_snapshot = Snapshot(meta=meta, data=data)
-        return self._current_snapshot
+        snapshot = Snapshot(meta=meta, data=data)
+        if self._files is not None:
+            await self._files.persist(snapshot, self._snapshot_counter)
+        self._current_snapshot = snapshot
+        return snapshot
 
     async def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
         """Replace the state with the snapshot's, unless it is not newer than what is applied.
@@ -266,28 +354,24 @@ class ObjectStateMachine(Generic[T]):
             MalformedSnapshotError: ``data`` is not an object snapshot of this class, or
                 disagrees with ``meta``. Nothing changes.
             UnknownVersionError: its active version is above this code's. Nothing changes.
+            StorageError: it could not be written (with a snapshot directory). Nothing
+                changes in memory.
         """
         if log_id_ge(self._last_applied, meta.last_log_id):
             return
-        state, raw = decode_state(self._class, data)
-        try:
-            last_log_id = codec.structure_log_id(raw.get("last_log_id"))
-            last_membership = codec.structure_stored_membership(raw.get("last_membership"))
-        except codec.DecodeError as exc:
-            raise MalformedSnapshotError(f"snapshot: {exc}") from exc
-        if last_log_id != meta.last_log_id:
+        decoded = self._decode_snapshot(data)
+        if decoded.last_log_id != meta.last_log_id:
             raise MalformedSnapshotError(
-                f"snapshot data is at {last_log_id}, but its meta says {meta.last_log_id}"
+                f"snapshot data is at {decoded.last_log_id}, but its meta says {meta.last_log_id}"
             )
-        if last_membership != meta.last_membership:
+        if decoded.last_membership != meta.last_membership:
             raise MalformedSnapshotError("snapshot data and meta disagree on the last membership")
-        self._check_version(state.active_version)
-        obj = restore(self._class, state)
-        self._object = obj
-        self._active_version = state.active_version
-        self._last_applied = meta.last_log_id
-        self._last_membership = meta.last_membership
-        self._current_snapshot = Snapshot(meta=meta, data=bytes(data))
+        self._check_version(decoded.active_version)
+        snapshot = Snapshot(meta=meta, data=bytes(data))
+        if self._files is not None:
+            self._snapshot_counter += 1
+            await self._files.persist(snapshot, self._snapshot_counter)
+        self._restore(decoded, snapshot)
 
     async def get_current_snapshot(self) -> Snapshot | None:
         """The latest snapshot built or installed, or None."""

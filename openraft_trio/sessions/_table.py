@@ -51,18 +51,20 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, final
 
 import attrs
 
 SNAPSHOT_VERSION: Final = 1
 
 
+@final
 @attrs.frozen
 class Apply:
     """A new command: apply it, then call :meth:`SessionTable.record` with its reply."""
 
 
+@final
 @attrs.frozen
 class Duplicate:
     """The command was applied before: answer with ``reply``, apply nothing."""
@@ -70,6 +72,7 @@ class Duplicate:
     reply: object
 
 
+@final
 @attrs.frozen
 class Expired:
     """The session is unknown or has expired: the command's outcome cannot be told."""
@@ -77,6 +80,7 @@ class Expired:
     session_id: int
 
 
+@final
 @attrs.frozen
 class Stale:
     """``seq`` is at or below what the client acknowledged; its reply has been dropped."""
@@ -86,6 +90,7 @@ class Stale:
     acked_seq: int
 
 
+@final
 @attrs.frozen
 class WindowExceeded:
     """``seq`` is beyond ``acked_seq + window``: the client must acknowledge replies first."""
@@ -99,6 +104,7 @@ class WindowExceeded:
 Outcome: TypeAlias = Apply | Duplicate | Expired | Stale | WindowExceeded
 
 
+@final
 @attrs.frozen
 class Registered:
     """The session ``session_id`` is open."""
@@ -106,6 +112,7 @@ class Registered:
     session_id: int
 
 
+@final
 @attrs.frozen
 class TooManySessions:
     """Registration refused: ``max_sessions`` sessions are live; retry after some expire."""
@@ -116,11 +123,13 @@ class TooManySessions:
 RegisterOutcome: TypeAlias = Registered | TooManySessions
 
 
+@final
 @attrs.frozen
 class Alive:
     """The session is live, kept alive by :meth:`SessionTable.keep_alive`."""
 
 
+@final
 @attrs.frozen
 class Closed:
     """The session ``session_id`` was closed by its client."""
@@ -148,6 +157,7 @@ def _check_count(name: str, value: int, minimum: int) -> int:
     return value
 
 
+@final
 @attrs.define(init=False)
 class SessionTable:
     """Client sessions: which commands were applied, and their replies, per session.
@@ -211,6 +221,13 @@ class SessionTable:
             del self._sessions[session_id]
             expired.append(session_id)
         return expired
+
+    def expires_before(self, now: float) -> bool:
+        """Whether :meth:`advance` to ``now`` would expire at least one session."""
+        if not self._sessions:
+            return False
+        oldest = next(iter(self._sessions.values()))
+        return oldest.last_used + self.timeout < now
 
     def register(self, session_id: int, now: float) -> RegisterOutcome:
         """Open session ``session_id`` (the log index of the registration entry).

@@ -51,7 +51,7 @@ from typing import Any, Final, final
 
 import attrs
 
-from ..kv import CompareAndSwap, Delete, Get, Set
+from ..kv import CompareAndSwap, Delete, Get, Increment, Set
 
 __all__ = [
     "ANY_OUTPUT",
@@ -221,6 +221,8 @@ class KvModel(Model):
     * ``Delete(key)`` -> the previous value, or ``None``;
     * ``CompareAndSwap(key, expected, new)`` -> ``(swapped, value_after)``; absent compares
       equal to ``None``;
+    * ``Increment(key, delta)`` -> the new value (absent counts as ``0``), or ``None``
+      when the value is not an integer (unchanged);
     * ``Get(key)`` -> the value, or ``None``.
 
     Values are compared after :func:`_freeze`, so a list and a tuple with equal items are
@@ -230,7 +232,7 @@ class KvModel(Model):
     def partition(self, operations: Sequence[Operation]) -> list[list[Operation]]:
         by_key: dict[str, list[Operation]] = {}
         for op in operations:
-            if not isinstance(op.input, Set | Delete | CompareAndSwap | Get):
+            if not isinstance(op.input, Set | Delete | CompareAndSwap | Increment | Get):
                 raise TypeError(f"KvModel: not a kv request: {op.input!r}")
             by_key.setdefault(op.input.key, []).append(op)
         return list(by_key.values())
@@ -250,6 +252,12 @@ class KvModel(Model):
             else:
                 new_state = state
                 reply = (False, state)
+        elif isinstance(input, Increment):
+            current = 0 if state is None else state
+            if type(current) is int and type(input.delta) is int:
+                new_state = reply = current + input.delta
+            else:
+                reply, new_state = None, state
         elif isinstance(input, Get):
             reply, new_state = state, state
         else:

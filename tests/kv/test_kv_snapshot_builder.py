@@ -10,6 +10,7 @@ import trio
 from openraft_trio import codec
 from openraft_trio.kv import Delete, KvStateMachine, Set
 from openraft_trio.kv._state_machine import _ENCODE_CHUNK, _map_header
+from openraft_trio.sessions import table_to_plain
 from openraft_trio.storage import BuildsSnapshotsAside
 
 from ._kv_log import Log, apply
@@ -19,9 +20,10 @@ def whole_document(sm: KvStateMachine, data: dict[str, object]) -> bytes:
     last = sm.last_applied
     return cbor2.dumps(
         {
-            "format": 2,
+            "format": 3,
             "last_log_id": codec.unstructure_log_id(last),
             "last_membership": codec.unstructure_stored_membership(sm.last_membership),
+            "sessions": table_to_plain(sm.sessions),
             "data": data,
         }
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from openraft_trio import Blank, Entry, LeaderId, LogId, MembershipChange, Normal
+from openraft_trio import LogId
 from openraft_trio.objects import (
     Call,
     ObjectStateMachine,
@@ -13,6 +13,9 @@ from openraft_trio.objects import (
     query,
     replicated,
 )
+
+from ..kv._kv_log import Log as Log
+from ..kv._kv_log import log_id as kv_log_id
 
 
 class Counter(ReplicatedObject):
@@ -61,22 +64,7 @@ class Account(ReplicatedObject):
 
 
 def log_id(index: int, term: int = 1) -> LogId:
-    return LogId(LeaderId(term, 1), index)
-
-
-class Log:
-    """Consecutive entries for a state machine."""
-
-    def __init__(self, term: int = 1) -> None:
-        self.term = term
-        self.next_index = 1
-
-    def entry(self, payload: Any) -> Entry:
-        if not isinstance(payload, Blank | MembershipChange):
-            payload = Normal(payload)
-        entry = Entry(log_id(self.next_index, self.term), payload)
-        self.next_index += 1
-        return entry
+    return kv_log_id(term, index)
 
 
 def call(

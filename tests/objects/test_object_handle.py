@@ -79,3 +79,23 @@ async def test_a_handle_on_a_follower_is_forwarded(autojump_clock: trio.testing.
             await handle.add(1)
         with pytest.raises(ForwardToLeader):
             await handle.get()
+
+
+async def test_a_handle_pinned_to_a_version_not_active_is_refused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from openraft_trio.objects import VersionNotActiveError
+
+    from . import _wallet_v2
+
+    async with open_cluster(
+        1, seed=4, state_machine_factory=lambda: ObjectStateMachine(_wallet_v2.Wallet)
+    ) as c:
+        await c.wait_for_leader(5)
+        pinned = ObjectHandle(c.nodes[1], c.state_machines[1], version=2)
+        with pytest.raises(VersionNotActiveError, match="version 2 is not active"):
+            await pinned.add(1)
+        assert await ObjectHandle(c.nodes[1], c.state_machines[1]).upgrade(2) == 2
+        assert await pinned.add(1) == 2
+        with pytest.raises(InvalidRequest, match="read_policy"):
+            ObjectHandle(c.nodes[1], c.state_machines[1], read_policy="fast")  # type: ignore[arg-type]

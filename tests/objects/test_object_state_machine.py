@@ -335,3 +335,24 @@ async def test_install_refuses_a_snapshot_of_a_version_this_code_lacks() -> None
     with pytest.raises(UnknownVersionError):
         await sm.install_snapshot(meta, cbor2.dumps({**document, "active_version": 2}))
     assert sm.last_applied is None
+
+
+async def test_a_type_error_raised_inside_a_method_is_not_bad_arguments() -> None:
+    class Strict(ReplicatedObject):
+        total: int = 0
+
+        @replicated
+        def add(self, n: Any) -> int:
+            self.total += 1
+            return self.total + n  # a str: TypeError from inside the method
+
+    sm, log = ObjectStateMachine(Strict), Log()
+    replies = await apply(sm, log, call("add", "x"), call("add"), call("add", 1))
+    assert replies == [
+        ErrorReply(
+            "method_raised", "TypeError", "unsupported operand type(s) for +: 'int' and 'str'"
+        ),
+        ErrorReply("bad_arguments", "TypeError", "add: missing a required argument: 'n'"),
+        3,
+    ]
+    assert sm.object.total == 2

@@ -21,7 +21,7 @@ from openraft_trio.objects import (
 from openraft_trio.testing.processes import open_process_cluster
 
 from ..network._tcp_nodes import free_port
-from ._objects import Counter
+from ._objects import Account, Counter
 
 LIMIT = 60
 CONFIG = raft.Config(cluster_name="objects-tcp")
@@ -108,18 +108,32 @@ async def test_version_errors_come_back_over_tcp() -> None:
             nursery.cancel_scope.cancel()
 
 
-async def test_object_nodes_as_processes(tmp_path: Path) -> None:
-    with trio.fail_after(LIMIT):
+async def test_durable_object_nodes_as_processes_survive_restarts(tmp_path: Path) -> None:
+    with trio.fail_after(2 * LIMIT):
         async with open_process_cluster(
             3,
             base_dir=str(tmp_path),
-            mem=True,
             cluster_name="objects-processes",
             object_spec="tests.objects._objects:Account",
+            extra_args=["--snapshot-every", "4", "--keep-logs", "1"],
         ) as cluster:
             await cluster.initialize()
             async with cluster.object_client() as bank:
                 assert await bank.call("deposit", "ann", 10) == 10
                 assert await bank.call("transfer", "ann", "bob", 11) is False
-                assert await bank.call("transfer", "ann", "bob", 4) is True
-                assert [await bank.query("balance", p) for p in ("ann", "bob")] == [6, 4]
+                for _ in range(4):
+                    assert await bank.call("transfer", "ann", "bob", 1) is True
+            # Snapshots were built and the log purged behind them: a restart of every
+            # node restores the object from its snapshot files, then replays the rest.
+            await cluster.wait_converged()
+            statuses = await cluster.statuses()
+            assert all((s["purged"] or 0) > 0 for s in statuses.values()), statuses
+            await cluster.stop_all()
+            for node_id in cluster.nodes:
+                await cluster.start(node_id, wait=False)
+            for node_id in cluster.nodes:
+                await cluster.wait_ready(node_id)
+            await cluster.wait_converged()
+            async with cluster.object_client(Account) as bank:
+                assert [await bank.balance(p) for p in ("ann", "bob")] == [6, 4]
+                assert await bank.deposit("cy", 1) == 1
