@@ -11,7 +11,7 @@ from openraft_trio.objects.batteries import Acquired, Full, Held
 from openraft_trio.testing.battery_models import CounterModel, DictModel, LockModel, QueueModel
 from openraft_trio.testing.linearizability import CheckResult, Model, Operation, Outcome, check
 
-from ._calls import call, error
+from ._recorded_calls import call, error
 
 INF = math.inf
 
