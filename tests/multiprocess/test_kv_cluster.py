@@ -16,6 +16,8 @@ import trio
 from openraft_trio.kv import AmbiguousOutcome, KvClient
 from openraft_trio.testing.processes import ProcessCluster, open_process_cluster
 
+from ._fault_rounds import kill_and_pause_rounds
+
 pytestmark = pytest.mark.slow
 
 BOUND = 60.0
@@ -157,30 +159,7 @@ async def test_writes_survive_a_schedule_of_kills_and_pauses(tmp_path: Path, see
                             unknown[key] = value
                         i += 1
 
-                for _ in range(4):
-                    stop = trio.Event()
-                    async with trio.open_nursery() as nursery:
-                        for w in range(4):
-                            nursery.start_soon(writer, w, stop)
-                        await trio.sleep(0.3)
-                        statuses = await cl.statuses()
-                        leaders = [s["id"] for s in statuses.values() if s["state"] == "LEADER"]
-                        victim = (
-                            leaders[0] if leaders and rng.random() < 0.7 else rng.choice([1, 2, 3])
-                        )
-                        proc = cl.nodes[victim].process
-                        assert proc is not None
-                        if rng.random() < 0.5:
-                            await cl.kill(victim, signal.SIGKILL)
-                            await trio.sleep(0.5)
-                            await cl.start(victim)
-                        else:
-                            proc.send_signal(signal.SIGSTOP)
-                            await trio.sleep(0.8)
-                            proc.send_signal(signal.SIGCONT)
-                        await trio.sleep(0.3)
-                        stop.set()
-                    await cl.wait_leader()
+                await kill_and_pause_rounds(cl, rng, writer)
                 assert len(acked) > 100
                 await _assert_on_every_node(cl, kv, acked)
                 for key, value in unknown.items():
@@ -204,7 +183,7 @@ async def test_increments_apply_exactly_once_through_kills_and_pauses(
             await cl.initialize()
             async with cl.client(timeout=30) as kv:
 
-                async def incrementer(stop: trio.Event) -> None:
+                async def incrementer(_w: int, stop: trio.Event) -> None:
                     nonlocal acked, ambiguous
                     while not stop.is_set():
                         try:
@@ -213,30 +192,7 @@ async def test_increments_apply_exactly_once_through_kills_and_pauses(
                         except AmbiguousOutcome:
                             ambiguous += 1
 
-                for _ in range(4):
-                    stop = trio.Event()
-                    async with trio.open_nursery() as nursery:
-                        for _ in range(4):
-                            nursery.start_soon(incrementer, stop)
-                        await trio.sleep(0.3)
-                        statuses = await cl.statuses()
-                        leaders = [s["id"] for s in statuses.values() if s["state"] == "LEADER"]
-                        victim = (
-                            leaders[0] if leaders and rng.random() < 0.7 else rng.choice([1, 2, 3])
-                        )
-                        proc = cl.nodes[victim].process
-                        assert proc is not None
-                        if rng.random() < 0.5:
-                            await cl.kill(victim, signal.SIGKILL)
-                            await trio.sleep(0.5)
-                            await cl.start(victim)
-                        else:
-                            proc.send_signal(signal.SIGSTOP)
-                            await trio.sleep(0.8)
-                            proc.send_signal(signal.SIGCONT)
-                        await trio.sleep(0.3)
-                        stop.set()
-                    await cl.wait_leader()
+                await kill_and_pause_rounds(cl, rng, incrementer)
                 assert acked > 50
                 assert ambiguous == 0
                 assert await kv.get("counter") == acked
