@@ -10,7 +10,7 @@ a keep-alive, a close) or applied (:class:`Run`), after which its reply is recor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Generic, TypeVar, final
 
 import attrs
@@ -79,6 +79,34 @@ def decide(table: SessionTable, data: Any, index: int) -> Run | Answer:
         closed = table.close(data.session_id, data.now)
         return Answer(closed if isinstance(closed, Expired) else None)
     return Run(data)
+
+
+def apply_session_entry(
+    table: SessionTable, data: Any, index: int, run: Callable[[Any], Any]
+) -> Any:
+    """The reply to session entry ``data`` at ``index``, for a state machine that keeps its
+    own ``table``: :func:`decide`, then ``run(command)`` a new command and record its reply."""
+    decision = decide(table, data, index)
+    if not isinstance(decision, Run):
+        return decision.reply
+    reply = run(decision.command)
+    assert decision.session_id is not None
+    assert decision.seq is not None
+    table.record(decision.session_id, decision.seq, reply)
+    return reply
+
+
+def table_like(table: SessionTable, plain: Any) -> SessionTable:
+    """A new table with ``table``'s settings, holding the sessions of :func:`table_to_plain`'s
+    data ``plain`` (``None``: none, as in a snapshot from before sessions).
+
+    Raises:
+        ValueError: ``plain`` is not such data.
+    """
+    new = SessionTable(timeout=table.timeout, window=table.window, max_sessions=table.max_sessions)
+    if plain is not None:
+        table_from_plain(new, plain)
+    return new
 
 
 def table_to_plain(table: SessionTable) -> Any:
@@ -235,12 +263,7 @@ class SessionStateMachine(Generic[C, R]):
             fmt, plain, inner_data = cbor2.loads(data)
             if fmt != SNAPSHOT_FORMAT or not isinstance(inner_data, bytes):
                 raise ValueError(f"unknown session snapshot format {fmt!r}")
-            table = SessionTable(
-                timeout=self.table.timeout,
-                window=self.table.window,
-                max_sessions=self.table.max_sessions,
-            )
-            table_from_plain(table, plain)
+            table = table_like(self.table, plain)
         except (ValueError, TypeError, cbor2.CBORDecodeError) as error:
             raise InvalidRequest(f"not a session snapshot: {error}") from error
         await self.inner.install_snapshot(meta, inner_data)
