@@ -324,7 +324,7 @@ class ObjectStateMachine(Generic[T]):
             index = entry.log_id.index
             reply = None
             if isinstance(payload, Normal):
-                data = payload.data
+                data: Any = payload.data
                 if isinstance(data, SESSION_ENTRIES):
                     run = functools.partial(self._apply_session_command, obj, index)
                     reply = apply_session_entry(self.sessions, data, index, run)
