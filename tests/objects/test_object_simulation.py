@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from openraft_trio.objects import Call, ErrorReply, ObjectStateMachine, Upgrade, make_call
+from openraft_trio.sessions import Apply, Duplicate, SessionTable
 from openraft_trio.testing.linearizability import ANY_OUTPUT, Operation, Outcome, check
 from openraft_trio.testing.sim import (
     FaultPlan,
@@ -136,6 +137,66 @@ def test_a_query_path_without_ensure_linearizable_is_caught() -> None:
             v.kind
             for v in run_simulation(
                 seed, nodes=3, duration=4.0, clients=4, workload=AnyReplica()
+            ).violations
+        }
+    ]
+    assert caught
+
+
+def adds(rng: random.Random, client_id: int) -> tuple[Any, ...]:
+    return ("get", ()) if rng.random() < 0.2 else ("add", (rng.randint(1, 9),))
+
+
+@pytest.mark.parametrize("seed", [1, 3, 4])
+def test_counter_calls_in_sessions_apply_exactly_once_through_faults(seed: int) -> None:
+    # A counter's add is not idempotent: a call applied twice, or a retry answered with a
+    # reply other than its first, breaks the history. The sessions leave none ambiguous.
+    workload = ObjectWorkload(Counter, ops=adds)
+    assert workload.sessions
+    result = run_simulation(
+        seed,
+        nodes=3,
+        duration=8.0,
+        clients=4,
+        workload=workload,
+        faults=FaultPlan(snapshot_every=20),
+    )
+    assert result.ok, result.violations
+    assert result.stats.writes_retried > 0
+    assert result.stats.writes_unknown == 0
+    assert result.stats.writes_acked > 0
+
+
+def test_a_session_table_that_applies_retries_again_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The mutant: `if seq in session.replies:` never true, so a retry is applied again
+    # (and its reply recorded over the first).
+    begin, record = SessionTable.begin, SessionTable.record
+
+    def begin_without_duplicates(self: SessionTable, *args: Any) -> Any:
+        outcome = begin(self, *args)
+        return Apply() if isinstance(outcome, Duplicate) else outcome
+
+    def record_over(self: SessionTable, session_id: int, seq: int, reply: object) -> None:
+        self._sessions[session_id].replies.pop(seq, None)
+        record(self, session_id, seq, reply)
+
+    monkeypatch.setattr(SessionTable, "begin", begin_without_duplicates)
+    monkeypatch.setattr(SessionTable, "record", record_over)
+    caught = [
+        seed
+        for seed in (1, 3, 4)
+        if "linearizability"
+        in {
+            v.kind
+            for v in run_simulation(
+                seed,
+                nodes=3,
+                duration=8.0,
+                clients=4,
+                workload=ObjectWorkload(Counter, ops=adds),
+                faults=FaultPlan(snapshot_every=20),
             ).violations
         }
     ]
