@@ -16,6 +16,8 @@ import trio
 from openraft_trio.kv import AmbiguousOutcome, KvClient
 from openraft_trio.testing.processes import ProcessCluster, open_process_cluster
 
+from ._nemesis import increment_through_kills_and_pauses
+
 pytestmark = pytest.mark.slow
 
 BOUND = 60.0
@@ -196,47 +198,17 @@ async def test_increments_apply_exactly_once_through_kills_and_pauses(
     write sent again after an unknown outcome and applied twice would show. With client
     sessions every increment is sent until answered and applied once, so the counter ends
     equal to the number of acknowledged increments, and none is reported ambiguous."""
-    rng = random.Random(seed)
-    acked = 0
-    ambiguous = 0
     with trio.fail_after(150):
         async with open_process_cluster(3, base_dir=str(tmp_path)) as cl:
             await cl.initialize()
             async with cl.client(timeout=30) as kv:
 
-                async def incrementer(stop: trio.Event) -> None:
-                    nonlocal acked, ambiguous
-                    while not stop.is_set():
-                        try:
-                            await kv.incr("counter")
-                            acked += 1
-                        except AmbiguousOutcome:
-                            ambiguous += 1
+                async def increment() -> None:
+                    await kv.incr("counter")
 
-                for _ in range(4):
-                    stop = trio.Event()
-                    async with trio.open_nursery() as nursery:
-                        for _ in range(4):
-                            nursery.start_soon(incrementer, stop)
-                        await trio.sleep(0.3)
-                        statuses = await cl.statuses()
-                        leaders = [s["id"] for s in statuses.values() if s["state"] == "LEADER"]
-                        victim = (
-                            leaders[0] if leaders and rng.random() < 0.7 else rng.choice([1, 2, 3])
-                        )
-                        proc = cl.nodes[victim].process
-                        assert proc is not None
-                        if rng.random() < 0.5:
-                            await cl.kill(victim, signal.SIGKILL)
-                            await trio.sleep(0.5)
-                            await cl.start(victim)
-                        else:
-                            proc.send_signal(signal.SIGSTOP)
-                            await trio.sleep(0.8)
-                            proc.send_signal(signal.SIGCONT)
-                        await trio.sleep(0.3)
-                        stop.set()
-                    await cl.wait_leader()
+                acked, ambiguous = await increment_through_kills_and_pauses(
+                    cl, random.Random(seed), increment
+                )
                 assert acked > 50
                 assert ambiguous == 0
                 assert await kv.get("counter") == acked
