@@ -2,7 +2,8 @@
 client sessions to any state machine.
 
 :func:`decide` is the whole rule, shared by :class:`SessionStateMachine` (the wrapper) and
-state machines that keep their own table (``openraft_trio.kv.KvStateMachine``): an entry is
+state machines that keep their own table (``openraft_trio.kv.KvStateMachine``,
+``openraft_trio.objects.ObjectStateMachine``, through :func:`apply_session_entry`): an entry is
 either answered from the table (:class:`Answer`: a registration, a duplicate, a refusal,
 a keep-alive, a close) or applied (:class:`Run`), after which its reply is recorded with
 ``table.record(session_id, seq, reply)``.
@@ -147,7 +148,8 @@ class SessionStateMachine(Generic[C, R]):
     Its snapshots are ``inner``'s with the session table added, so ``inner`` must not
     persist snapshots of its own that it restores on restart (``inner`` is rebuilt from
     this wrapper's snapshots and the log); a durable state machine keeps the table inside
-    its own snapshot instead, as ``openraft_trio.kv.KvStateMachine`` does. Snapshots are
+    its own snapshot instead, as ``openraft_trio.kv.KvStateMachine`` and
+    ``openraft_trio.objects.ObjectStateMachine`` do. Snapshots are
     built aside when ``inner`` builds them aside
     (:class:`~openraft_trio.storage.BuildsSnapshotsAside`).
 
