@@ -37,20 +37,26 @@ async def increment_through_kills_and_pauses(
             for _ in range(4):
                 nursery.start_soon(incrementer, stop)
             await trio.sleep(0.3)
-            statuses = await cl.statuses()
-            leaders = [s["id"] for s in statuses.values() if s["state"] == "LEADER"]
-            victim = leaders[0] if leaders and rng.random() < 0.7 else rng.choice([1, 2, 3])
-            proc = cl.nodes[victim].process
-            assert proc is not None
-            if rng.random() < 0.5:
-                await cl.kill(victim, signal.SIGKILL)
-                await trio.sleep(0.5)
-                await cl.start(victim)
-            else:
-                proc.send_signal(signal.SIGSTOP)
-                await trio.sleep(0.8)
-                proc.send_signal(signal.SIGCONT)
-            await trio.sleep(0.3)
+            await kill_or_pause_one(cl, rng)
             stop.set()
         await cl.wait_leader()
     return acked, ambiguous
+
+
+async def kill_or_pause_one(cl: ProcessCluster, rng: random.Random) -> None:
+    """SIGKILL and restart, or SIGSTOP and resume, one node (the leader 70 % of the time);
+    then let the cluster run a moment."""
+    statuses = await cl.statuses()
+    leaders = [s["id"] for s in statuses.values() if s["state"] == "LEADER"]
+    victim = leaders[0] if leaders and rng.random() < 0.7 else rng.choice([1, 2, 3])
+    proc = cl.nodes[victim].process
+    assert proc is not None
+    if rng.random() < 0.5:
+        await cl.kill(victim, signal.SIGKILL)
+        await trio.sleep(0.5)
+        await cl.start(victim)
+    else:
+        proc.send_signal(signal.SIGSTOP)
+        await trio.sleep(0.8)
+        proc.send_signal(signal.SIGCONT)
+    await trio.sleep(0.3)

@@ -16,7 +16,7 @@ import trio
 from openraft_trio.kv import AmbiguousOutcome, KvClient
 from openraft_trio.testing.processes import ProcessCluster, open_process_cluster
 
-from ._nemesis import increment_through_kills_and_pauses
+from ._nemesis import increment_through_kills_and_pauses, kill_or_pause_one
 
 pytestmark = pytest.mark.slow
 
@@ -165,22 +165,7 @@ async def test_writes_survive_a_schedule_of_kills_and_pauses(tmp_path: Path, see
                         for w in range(4):
                             nursery.start_soon(writer, w, stop)
                         await trio.sleep(0.3)
-                        statuses = await cl.statuses()
-                        leaders = [s["id"] for s in statuses.values() if s["state"] == "LEADER"]
-                        victim = (
-                            leaders[0] if leaders and rng.random() < 0.7 else rng.choice([1, 2, 3])
-                        )
-                        proc = cl.nodes[victim].process
-                        assert proc is not None
-                        if rng.random() < 0.5:
-                            await cl.kill(victim, signal.SIGKILL)
-                            await trio.sleep(0.5)
-                            await cl.start(victim)
-                        else:
-                            proc.send_signal(signal.SIGSTOP)
-                            await trio.sleep(0.8)
-                            proc.send_signal(signal.SIGCONT)
-                        await trio.sleep(0.3)
+                        await kill_or_pause_one(cl, rng)
                         stop.set()
                     await cl.wait_leader()
                 assert len(acked) > 100

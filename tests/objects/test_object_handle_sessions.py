@@ -15,10 +15,8 @@ from openraft_trio.sessions import (
     ClientSession,
     SessionCommand,
     SessionExpired,
-    SessionStateMachine,
     open_session,
 )
-from openraft_trio.testing import open_cluster
 
 from ._objects import Counter, Log
 
@@ -149,18 +147,3 @@ def test_bad_session_options_are_refused() -> None:
     with pytest.raises(InvalidRequest, match="retry_for"):
         ObjectHandle(None, sm, session=session, retry_for=-1)  # type: ignore[arg-type]
 
-
-async def test_a_session_handle_on_a_cluster_and_on_a_session_state_machine(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    async with open_cluster(
-        3, seed=5, state_machine_factory=lambda: SessionStateMachine(ObjectStateMachine(Counter))
-    ) as c:
-        leader = await c.wait_for_leader()
-        raft = c.nodes[leader]
-        session = await open_session(raft, clock=trio.current_time)
-        handle = ObjectHandle(raft, c.state_machines[leader], session=session, nodes=c.nodes)
-        assert handle.state_machine is c.state_machines[leader].inner
-        assert await handle.add(5) == 5
-        assert await handle.get() == 5
-        assert handle.session is session
