@@ -39,8 +39,9 @@ from _bench_common import (
     percentile,
     table_lines,
 )
+from bench_tcp import _client_load
 
-from openraft_trio import Entry, LeaderId, LogId, Normal, RaftError
+from openraft_trio import Entry, LeaderId, LogId, Normal
 from openraft_trio.kv import KvStateMachine, Set, open_kv_client
 from openraft_trio.sessions import OpenSession, SessionCommand
 from openraft_trio.testing.processes import open_process_cluster
@@ -58,35 +59,11 @@ APPLY_SESSIONS = 8
 
 
 async def _load(addr: str, sessions: bool, clients: int, warmup: float, duration: float) -> Any:
-    """``clients`` writers on one KvClient; the latencies of writes issued after warm-up."""
-    value = "v" * VALUE_BYTES
-    latencies: list[float] = []
-    errors: list[str] = []
+    """``clients`` writers on one KvClient (bench_tcp's load); latencies after warm-up."""
     async with open_kv_client([addr], timeout=30, rpc_timeout=30, sessions=sessions) as kv:
         kv.leader_addr = addr
-        await kv.put("warm", value)  # opens the session outside the window
-        start = trio.current_time()
-        measure_from, end = start + warmup, start + warmup + duration
-
-        async def writer(w: int) -> None:
-            i = w
-            while not errors:
-                t0 = trio.current_time()
-                if t0 >= end:
-                    return
-                try:
-                    await kv.put(f"k{i % KEY_SPACE:015d}", value)
-                except RaftError as e:
-                    errors.append(f"{type(e).__name__}: {e}")
-                    return
-                if t0 >= measure_from:
-                    latencies.append(trio.current_time() - t0)
-                i += clients
-
-        async with trio.open_nursery() as nursery:
-            for w in range(clients):
-                nursery.start_soon(writer, w)
-    return {"latencies": latencies, "errors": errors[:5]}
+        await kv.put("warm", "v")  # opens the session outside the window
+        return await _client_load(kv, clients, warmup, duration)
 
 
 def _load_main(argv: Sequence[str]) -> int:

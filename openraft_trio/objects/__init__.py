@@ -46,3 +46,10 @@ from ._handle import ObjectHandle as ObjectHandle
 from ._service import ObjectService as ObjectService
 from ._service import load_object_class as load_object_class
 from ._state_machine import ObjectStateMachine as ObjectStateMachine
+from .batteries import Acquired as Acquired
+from .batteries import Counter as Counter
+from .batteries import FifoQueue as FifoQueue
+from .batteries import Full as Full
+from .batteries import Held as Held
+from .batteries import LockService as LockService
+from .batteries import ReplicatedDict as ReplicatedDict

@@ -16,7 +16,7 @@ import trio
 from openraft_trio.kv import AmbiguousOutcome, KvClient
 from openraft_trio.testing.processes import ProcessCluster, open_process_cluster
 
-from ._nemesis import increment_through_kills_and_pauses, kill_or_pause_one
+from ._fault_rounds import kill_and_pause_rounds
 
 pytestmark = pytest.mark.slow
 
@@ -159,15 +159,7 @@ async def test_writes_survive_a_schedule_of_kills_and_pauses(tmp_path: Path, see
                             unknown[key] = value
                         i += 1
 
-                for _ in range(4):
-                    stop = trio.Event()
-                    async with trio.open_nursery() as nursery:
-                        for w in range(4):
-                            nursery.start_soon(writer, w, stop)
-                        await trio.sleep(0.3)
-                        await kill_or_pause_one(cl, rng)
-                        stop.set()
-                    await cl.wait_leader()
+                await kill_and_pause_rounds(cl, rng, writer)
                 assert len(acked) > 100
                 await _assert_on_every_node(cl, kv, acked)
                 for key, value in unknown.items():
@@ -183,17 +175,24 @@ async def test_increments_apply_exactly_once_through_kills_and_pauses(
     write sent again after an unknown outcome and applied twice would show. With client
     sessions every increment is sent until answered and applied once, so the counter ends
     equal to the number of acknowledged increments, and none is reported ambiguous."""
+    rng = random.Random(seed)
+    acked = 0
+    ambiguous = 0
     with trio.fail_after(150):
         async with open_process_cluster(3, base_dir=str(tmp_path)) as cl:
             await cl.initialize()
             async with cl.client(timeout=30) as kv:
 
-                async def increment() -> None:
-                    await kv.incr("counter")
+                async def incrementer(_w: int, stop: trio.Event) -> None:
+                    nonlocal acked, ambiguous
+                    while not stop.is_set():
+                        try:
+                            await kv.incr("counter")
+                            acked += 1
+                        except AmbiguousOutcome:
+                            ambiguous += 1
 
-                acked, ambiguous = await increment_through_kills_and_pauses(
-                    cl, random.Random(seed), increment
-                )
+                await kill_and_pause_rounds(cl, rng, incrementer)
                 assert acked > 50
                 assert ambiguous == 0
                 assert await kv.get("counter") == acked

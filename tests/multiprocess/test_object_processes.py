@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import trio
 
+from openraft_trio.kv import AmbiguousOutcome
 from openraft_trio.testing.processes import open_process_cluster
 
 from ..objects._objects import Counter
-from ._nemesis import increment_through_kills_and_pauses
+from ._fault_rounds import kill_and_pause_rounds
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +31,9 @@ async def test_object_calls_apply_exactly_once_through_kills_and_pauses(
     durable object machine keeping the table in its snapshots) every call is sent until
     answered and applied once: the counter ends equal to the acknowledged calls, none
     ambiguous, on every node."""
+    rng = random.Random(seed)
+    acked = 0
+    ambiguous = 0
     with trio.fail_after(150):
         async with open_process_cluster(
             3,
@@ -40,12 +44,16 @@ async def test_object_calls_apply_exactly_once_through_kills_and_pauses(
             await cl.initialize()
             async with cl.object_client(Counter, timeout=30) as counter:
 
-                async def increment() -> None:
-                    await counter.add(1)
+                async def incrementer(_w: int, stop: trio.Event) -> None:
+                    nonlocal acked, ambiguous
+                    while not stop.is_set():
+                        try:
+                            await counter.add(1)
+                            acked += 1
+                        except AmbiguousOutcome:
+                            ambiguous += 1
 
-                acked, ambiguous = await increment_through_kills_and_pauses(
-                    cl, random.Random(seed), increment
-                )
+                await kill_and_pause_rounds(cl, rng, incrementer)
                 assert acked > 50
                 assert ambiguous == 0
                 assert await counter.get() == acked
