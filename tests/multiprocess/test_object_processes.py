@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from openraft_trio.kv import AmbiguousOutcome
 from openraft_trio.testing.processes import open_process_cluster
 
 from ..objects._objects import Counter
-from ._fault_rounds import kill_and_pause_rounds
+from ._fault_rounds import Increments, kill_and_pause_rounds
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +30,6 @@ async def test_object_calls_apply_exactly_once_through_kills_and_pauses(
     durable object machine keeping the table in its snapshots) every call is sent until
     answered and applied once: the counter ends equal to the acknowledged calls, none
     ambiguous, on every node."""
-    rng = random.Random(seed)
-    acked = 0
-    ambiguous = 0
     with trio.fail_after(150):
         async with open_process_cluster(
             3,
@@ -43,19 +39,11 @@ async def test_object_calls_apply_exactly_once_through_kills_and_pauses(
         ) as cl:
             await cl.initialize()
             async with cl.object_client(Counter, timeout=30) as counter:
-
-                async def incrementer(_w: int, stop: trio.Event) -> None:
-                    nonlocal acked, ambiguous
-                    while not stop.is_set():
-                        try:
-                            await counter.add(1)
-                            acked += 1
-                        except AmbiguousOutcome:
-                            ambiguous += 1
-
-                await kill_and_pause_rounds(cl, rng, incrementer)
+                increments = Increments(lambda: counter.add(1))
+                await kill_and_pause_rounds(cl, random.Random(seed), increments.worker)
+                acked = increments.acked
                 assert acked > 50
-                assert ambiguous == 0
+                assert increments.ambiguous == 0
                 assert await counter.get() == acked
                 # Every node's object: each node in turn leads and answers the query.
                 for node_id in cl.nodes:
