@@ -57,8 +57,8 @@ class ObjectHandle(Generic[T]):
             as an unknown outcome and is sent again.
 
     Raises:
-        InvalidRequest: a bad ``read_policy``, ``retry_for`` or ``attempt_timeout``, both
-            ``session`` and ``clock``, or ``state_machine`` holds no ``ObjectStateMachine``.
+        InvalidRequest: a bad ``read_policy``, ``retry_for`` or ``attempt_timeout``, or
+            both ``session`` and ``clock``.
     """
 
     def __init__(
@@ -85,8 +85,6 @@ class ObjectHandle(Generic[T]):
         inner: Any = state_machine
         if isinstance(inner, SessionStateMachine):
             inner = inner.inner
-        if not isinstance(inner, ObjectStateMachine):
-            raise InvalidRequest(f"not an object state machine: {state_machine!r}")
         self._state_machine: ObjectStateMachine[T] = inner
         self._session = session
         self._clock = session.clock if session is not None else clock or time.time
