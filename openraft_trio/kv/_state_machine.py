@@ -33,7 +33,6 @@ File names and format: :mod:`openraft_trio.kv._snapshot_files`.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 import os
@@ -258,7 +257,7 @@ class KvStateMachine:
                 data: Any = payload.data
                 if isinstance(data, SESSION_ENTRIES):
                     index = entry.log_id.index
-                    run = functools.partial(self._apply_watched, index)
+                    run = self._apply_watched
                     replies.append(apply_session_entry(self.sessions, data, index, run))
                 else:
                     replies.append(self._apply_watched(entry.log_id.index, data))

@@ -26,7 +26,6 @@ no sessions.
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -326,7 +325,7 @@ class ObjectStateMachine(Generic[T]):
             if isinstance(payload, Normal):
                 data: Any = payload.data
                 if isinstance(data, SESSION_ENTRIES):
-                    run = functools.partial(self._apply_session_command, obj, index)
+                    run = self._apply_session_command
                     reply = apply_session_entry(self.sessions, data, index, run)
                     # An entry answered from the table still moves the log position.
                     set_log_position(obj, obj.log_time, index)
@@ -351,10 +350,12 @@ class ObjectStateMachine(Generic[T]):
             self._last_applied = entry.log_id
         return replies
 
-    def _apply_session_command(self, obj: T, index: int, command: Any) -> Any:
+    def _apply_session_command(self, index: int, command: Any) -> Any:
         """Run the command of a new ``SessionCommand``: a ``Call``, else rejected."""
         if isinstance(command, Call):
-            return apply_call(obj, command, active_version=self._active_version, log_index=index)
+            return apply_call(
+                self._object, command, active_version=self._active_version, log_index=index
+            )
         self.rejected += 1
         return None
 

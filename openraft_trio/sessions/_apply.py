@@ -83,14 +83,15 @@ def decide(table: SessionTable, data: Any, index: int) -> Run | Answer:
 
 
 def apply_session_entry(
-    table: SessionTable, data: Any, index: int, run: Callable[[Any], Any]
+    table: SessionTable, data: Any, index: int, run: Callable[[int, Any], Any]
 ) -> Any:
     """The reply to session entry ``data`` at ``index``, for a state machine that keeps its
-    own ``table``: :func:`decide`, then ``run(command)`` a new command and record its reply."""
+    own ``table``: :func:`decide`, then ``run(index, command)`` a new command and record
+    its reply."""
     decision = decide(table, data, index)
     if not isinstance(decision, Run):
         return decision.reply
-    reply = run(decision.command)
+    reply = run(index, decision.command)
     assert decision.session_id is not None
     assert decision.seq is not None
     table.record(decision.session_id, decision.seq, reply)
