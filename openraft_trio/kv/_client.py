@@ -216,9 +216,13 @@ class KvClient:
     # -- data -----------------------------------------------------------------------------------
 
     async def write(self, op: str, *args: Any) -> dict[str, Any]:
-        """Write ``op`` (``put``, ``delete`` or ``cas``) with ``args`` on the leader: in the
-        client's session (retried until answered, applied once) unless ``sessions=False``;
-        the op's reply dict (see :mod:`._service`).
+        """Write ``op`` with ``args`` on the leader: in the client's session (the
+        ``session_write`` op carrying ``op`` and ``args``; retried until answered, applied
+        once) unless ``sessions=False``; the op's reply dict (see :mod:`._service`).
+
+        ``op`` is a write op of the served state machine: ``put``, ``delete``, ``cas`` or
+        ``incr`` of the key-value store, ``call`` of a replicated object
+        (:class:`~openraft_trio.objects.ObjectClient` writes through here).
 
         Raises:
             AmbiguousOutcome: the write may or may not have been applied (module docstring).

@@ -68,7 +68,7 @@ from .._types import LogId, Node, ReadPolicy, index_of, next_index
 from ..network.tcp import RaftServer, ServerLimits, open_tcp_network, parse_addr, serve_raft
 from ..objects._service import ObjectService, load_object_class
 from ..objects._state_machine import ObjectStateMachine
-from ..sessions import CloseSession, KeepAlive, OpenSession, SessionCommand, refusal
+from ..sessions._service import SessionOps
 from ..storage import MemLogStore
 from ._load_op import run_write_load
 from ._snapshot_files import encode_snapshot_file
@@ -181,15 +181,6 @@ def _delta(raw: Any) -> int:
     return raw
 
 
-def _session_entry(factory: Callable[..., T], *args: Any) -> T:
-    """A session entry from client arguments; their checks' ``ValueError`` is an
-    ``InvalidRequest``."""
-    try:
-        return factory(*args)
-    except ValueError as error:
-        raise InvalidRequest(str(error)) from error
-
-
 def _arity(fn: Callable[..., Any]) -> tuple[int, int]:
     """(min, max) positional arguments of ``fn``."""
     params = inspect.signature(fn).parameters.values()
@@ -205,9 +196,7 @@ def _reply(op: str, resp: ClientWriteResponse) -> dict[str, Any]:
         SessionError: the session refused the entry.
     """
     if op.startswith("session_write:"):
-        error = refusal(resp.data, sent_before=True)
-        if error is not None:
-            raise error
+        SessionOps.answer(resp.data)
         op = op.removeprefix("session_write:")
     if op == "incr":
         return {"value": resp.data, "index": resp.log_id.index}
@@ -246,6 +235,7 @@ class KvService:
         self.addr = addr
         self.peers = dict(peers)
         self.transport_stats = transport_stats
+        self._sessions = SessionOps(raft, state_machine, clock)
         # The data operations: the key-value ones, or those given (a replicated object's).
         self._kv = data_ops is None
         kv_ops: dict[str, Callable[..., Awaitable[Any]]] = {
@@ -255,10 +245,8 @@ class KvService:
             "cas": self.cas,
             "incr": self.incr,
             # The sessions of the key-value store (its state machine keeps their table).
-            "open_session": self.open_session,
+            **self._sessions.ops(),
             "session_write": self.session_write,
-            "keep_alive": self.keep_alive,
-            "close_session": self.close_session,
             "watch": self.watch,
         }
         self._ops: dict[str, Callable[..., Awaitable[Any]]] = {
@@ -353,7 +341,7 @@ class KvService:
             )
         self._check_arity(inner_op, inner_args)
         request = _WRITE_OPS[inner_op](*inner_args)
-        command = _session_entry(SessionCommand, session_id, seq, acked_seq, self.clock(), request)
+        command = self._sessions.command(session_id, seq, acked_seq, request)
         return f"session_write:{inner_op}", command
 
     async def _write(self, op: str, *args: Any) -> dict[str, Any]:
@@ -397,16 +385,6 @@ class KvService:
 
     # -- client sessions ------------------------------------------------------------------------
 
-    async def open_session(self) -> dict[str, Any]:
-        """Register a client session (a log entry stamped with this leader's clock):
-        ``{"session_id", "timeout", "window"}``; ``SessionsFull`` when the table is full."""
-        resp = await self.raft.client_write(OpenSession(self.clock()))
-        error = refusal(resp.data, sent_before=False)
-        if error is not None:
-            raise error
-        table = self.state_machine.sessions
-        return {"session_id": resp.data, "timeout": table.timeout, "window": table.window}
-
     async def session_write(
         self, session_id: Any, seq: Any, acked_seq: Any, op: Any, args: Any
     ) -> dict[str, Any]:
@@ -414,19 +392,6 @@ class KvService:
         session ``session_id``: applied at most once however often it is sent; the same
         reply as ``op``, the first one's on a retry."""
         return await self._write("session_write", session_id, seq, acked_seq, op, args)
-
-    async def keep_alive(self, session_id: Any, acked_seq: Any) -> None:
-        """Keep an idle session alive (a log entry); ``SessionExpired`` if it has expired."""
-        resp = await self.raft.client_write(
-            _session_entry(KeepAlive, session_id, acked_seq, self.clock())
-        )
-        error = refusal(resp.data, sent_before=False)
-        if error is not None:
-            raise error
-
-    async def close_session(self, session_id: Any) -> None:
-        """End a session (a log entry); an expired one is closed already."""
-        await self.raft.client_write(_session_entry(CloseSession, session_id, self.clock()))
 
     async def watch(
         self,
@@ -707,7 +672,9 @@ async def _run_kv_node(options: KvNodeOptions, started: Callable[[KvNode], None]
                 watch_history=options.watch_history,
             )
             if object_class is None
-            else ObjectStateMachine(object_class, snapshot_dir=snapshots)
+            else ObjectStateMachine(
+                object_class, snapshot_dir=snapshots, session_timeout=options.session_timeout
+            )
         )
         store_args: dict[str, Any] = {"data_dir": options.data_dir}
     else:
@@ -716,7 +683,7 @@ async def _run_kv_node(options: KvNodeOptions, started: Callable[[KvNode], None]
                 session_timeout=options.session_timeout, watch_history=options.watch_history
             )
             if object_class is None
-            else ObjectStateMachine(object_class)
+            else ObjectStateMachine(object_class, session_timeout=options.session_timeout)
         )
         store_args = {"log_store": MemLogStore()}
     async with (

@@ -56,7 +56,8 @@ from .._types import (
     index_of,
     log_id_ge,
 )
-from ..sessions import SESSION_ENTRIES, Run, SessionTable, decide, table_from_plain, table_to_plain
+from ..sessions import SESSION_ENTRIES, SessionTable, table_to_plain
+from ..sessions._apply import apply_session_entry, table_like
 from ..storage._fs import FileSystem
 from ._snapshot_dir import SnapshotDirectory, snapshot_directory
 from ._snapshot_files import IORunner
@@ -255,7 +256,9 @@ class KvStateMachine:
             if isinstance(payload, Normal):
                 data: Any = payload.data
                 if isinstance(data, SESSION_ENTRIES):
-                    replies.append(self._apply_session_entry(data, entry.log_id.index))
+                    index = entry.log_id.index
+                    run = self._apply_watched
+                    replies.append(apply_session_entry(self.sessions, data, index, run))
                 else:
                     replies.append(self._apply_watched(entry.log_id.index, data))
             else:
@@ -264,16 +267,6 @@ class KvStateMachine:
                 replies.append(None)
             self._last_applied = entry.log_id
         return replies
-
-    def _apply_session_entry(self, data: Any, index: int) -> Any:
-        decision = decide(self.sessions, data, index)
-        if not isinstance(decision, Run):
-            return decision.reply
-        reply = self._apply_watched(index, decision.command)
-        assert decision.session_id is not None
-        assert decision.seq is not None
-        self.sessions.record(decision.session_id, decision.seq, reply)
-        return reply
 
     def _apply_watched(self, index: int, request: Any) -> Any:
         """:meth:`_apply_request`, recording the change it makes in :attr:`history`."""
@@ -394,17 +387,10 @@ class KvStateMachine:
 
     def _decode_sessions(self, plain: Any) -> SessionTable:
         """A table like this machine's, holding the sessions of a snapshot."""
-        table = SessionTable(
-            timeout=self.sessions.timeout,
-            window=self.sessions.window,
-            max_sessions=self.sessions.max_sessions,
-        )
-        if plain is not None:
-            try:
-                table_from_plain(table, plain)
-            except ValueError as exc:
-                raise InvalidRequest(f"snapshot: malformed sessions: {exc}") from exc
-        return table
+        try:
+            return table_like(self.sessions, plain)
+        except ValueError as exc:
+            raise InvalidRequest(f"snapshot: malformed sessions: {exc}") from exc
 
     async def get_current_snapshot(self) -> Snapshot | None:
         """The latest snapshot, if any."""

@@ -7,8 +7,13 @@
         assert await counter.get() == 5
 
 It rides on :class:`~openraft_trio.kv.KvClient` (the same connections, leader following
-and retry rules): queries are retried after any failure; a command is retried only when it
-surely was not applied, else :class:`~openraft_trio.kv.AmbiguousOutcome` is raised.
+and retry rules): queries are retried after any failure; a command is a
+:meth:`KvClient.write <openraft_trio.kv.KvClient.write>`: in the client's session (the
+``session_write`` op wrapping ``call``), sent again with the same number after an unknown
+outcome until answered, and applied exactly once.
+:class:`~openraft_trio.kv.AmbiguousOutcome` remains only when the session expired, or the
+client's ``timeout`` ran out, after an attempt whose outcome is unknown. With
+``sessions=False`` a command is retried only when it surely was not applied.
 """
 
 from __future__ import annotations
@@ -56,11 +61,13 @@ class ObjectClient:
         Raises:
             UnknownMethodError, BadArgumentsError, ReplicatedMethodError,
                 VersionNotActiveError: the reply was an error.
-            AmbiguousOutcome: the command may or may not have been applied.
+            AmbiguousOutcome: the command may or may not have been applied (see the
+                module docstring).
             NoLeader: no leader answered in time (nothing was applied).
+            SessionsFull: the cluster holds its most sessions (nothing was applied).
         """
         encoded = codec.encode_data(Call(method, None, tuple(args), 0.0, kwargs))
-        result = await self.kv.leader_call("call", encoded, idempotent=False)
+        result = await self.kv.write("call", encoded)
         return unwrap_reply(codec.decode_data(result["reply"]))
 
     async def query(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
@@ -103,13 +110,16 @@ async def open_object_client(
     timeout: float = 10.0,
     rpc_timeout: float = 3.0,
     read_policy: ReadPolicy = ReadPolicy.READ_INDEX,
+    sessions: bool = True,
 ) -> AsyncIterator[ObjectClient]:
-    """An :class:`ObjectClient` of the cluster at ``addrs``; its connections close on exit."""
+    """An :class:`ObjectClient` of the cluster at ``addrs``; its session and connections
+    close on exit. ``sessions=False`` calls without a session (see the module docstring)."""
     async with open_kv_client(
         addrs,
         cluster_name=cluster_name,
         ssl_context=ssl_context,
         timeout=timeout,
         rpc_timeout=rpc_timeout,
+        sessions=sessions,
     ) as kv:
         yield ObjectClient(kv, object_class, read_policy=read_policy)

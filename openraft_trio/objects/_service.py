@@ -1,19 +1,27 @@
 """Serving a replicated object over TCP: the ``call``, ``query`` and ``upgrade`` operations
-of the client API when a node runs ``openraft-trio serve --object module:Class``.
+of the client API when a node runs ``openraft-trio serve --object module:Class``, and the
+client session operations.
 
-=========== ============================================ ====================================
-op          args                                         reply
-=========== ============================================ ====================================
-call        ``encode_data(Call)``                        {"reply": encode_data(reply), "index"}
-query       ``encode_data(Call)``, policy (optional)     {"reply": encode_data(reply), "index"}
-upgrade     version                                      {"version": active, "index"}
-=========== ============================================ ====================================
+============= ========================================== ====================================
+op            args                                       reply
+============= ========================================== ====================================
+call          ``encode_data(Call)``                      {"reply": encode_data(reply), "index"}
+query         ``encode_data(Call)``, policy (optional)   {"reply": encode_data(reply), "index"}
+upgrade       version                                    {"version": active, "index"}
+open_session  (none)                                     {"session_id", "timeout", "window"}
+session_write session_id, seq, acked_seq, "call",        as ``call``, applied at most once per
+              [``encode_data(Call)``]                    (session, seq)
+keep_alive    session_id, acked_seq                      null
+close_session session_id                                 null
+============= ========================================== ====================================
 
 Calls travel as application data (:func:`openraft_trio.codec.encode_data`), so arguments
 and replies may be of registered types; a failed call's reply is an
 :class:`~openraft_trio.objects.ErrorReply` the client raises. The server stamps ``now`` into
 each call when it receives it (its own clock: the leader's, since writes go to the leader),
-and refuses a method this node's class does not declare without writing anything.
+and refuses a method this node's class does not declare without writing anything. In a
+session write the call and the session entry carry the same stamp; the object state
+machine keeps the session table (:mod:`openraft_trio.sessions._service`).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from .. import codec
 from .._core.handle import Raft
 from .._errors import InvalidRequest, short_repr, short_text
 from .._types import ReadPolicy
+from ..sessions._service import SessionOps
 from ._calls import Call, ErrorReply, Upgrade, run_query
 from ._declare import ReplicatedObject
 from ._state_machine import ObjectStateMachine
@@ -103,21 +112,59 @@ class ObjectService:
         self.raft = raft
         self.state_machine = state_machine
         self._clock = clock
+        self._sessions = SessionOps(raft, state_machine, clock)
 
     def ops(self) -> dict[str, Callable[..., Awaitable[Any]]]:
         """Operation name -> handler, for the node's client API."""
-        return {"call": self.call, "query": self.query, "upgrade": self.upgrade}
+        return {
+            "call": self.call,
+            "query": self.query,
+            "upgrade": self.upgrade,
+            **self._sessions.ops(),
+            "session_write": self.session_write,
+        }
 
-    async def call(self, raw: Any) -> dict[str, Any]:
-        """Write the call (``now`` stamped here) and wait for its reply."""
+    def _command(self, raw: Any) -> Call | dict[str, Any]:
+        """The call ``raw`` stamped now, or the reply refusing a method the class lacks."""
         call = _call(raw)
         methods = self.state_machine.object_class.object_methods
         if call.method not in methods.commands:
             name = self.state_machine.object_class.__qualname__
             reply: Any = ErrorReply("unknown_method", "", f"{name} has no command {call.method!r}")
             return {"reply": codec.encode_data(reply), "index": None}
-        response = await self.raft.client_write(attrs.evolve(call, now=self._clock()))
+        return attrs.evolve(call, now=self._clock())
+
+    async def call(self, raw: Any) -> dict[str, Any]:
+        """Write the call (``now`` stamped here) and wait for its reply."""
+        call = self._command(raw)
+        if isinstance(call, dict):
+            return call
+        response = await self.raft.client_write(call)
         return {"reply": _encoded_reply(response.data), "index": response.log_id.index}
+
+    async def session_write(
+        self, session_id: Any, seq: Any, acked_seq: Any, op: Any, args: Any
+    ) -> dict[str, Any]:
+        """Write ``op`` (``"call"``) with ``args`` (``[call]``) as command ``seq`` of session
+        ``session_id``: applied at most once however often it is sent; the reply of
+        ``call``, the first one's on a retry.
+
+        Raises:
+            SessionError: the session refused it (``SessionExpired`` and so on).
+            InvalidRequest: not a call, or impossible numbers.
+        """
+        if op != "call" or not isinstance(args, list) or len(args) != 1:
+            raise InvalidRequest(
+                f'session_write takes the op "call" and [call], got {short_repr(op)}, '
+                f"{short_repr(args)}"
+            )
+        call = self._command(args[0])
+        if isinstance(call, dict):
+            return call
+        command = self._sessions.command(session_id, seq, acked_seq, call, now=call.now)
+        response = await self.raft.client_write(command)
+        reply = SessionOps.answer(response.data)
+        return {"reply": _encoded_reply(reply), "index": response.log_id.index}
 
     async def query(self, raw: Any, policy: Any = ReadPolicy.READ_INDEX.value) -> dict[str, Any]:
         """Run the query on this node after ``ensure_linearizable(policy)``."""

@@ -14,6 +14,13 @@ memory by default (the log replays what came after it on restart, as with
 ``KvStateMachine()``); with a ``snapshot_dir`` every snapshot built or installed is durable
 before the call returns, and construction restores the newest valid one, exactly as
 ``KvStateMachine(directory)`` does (the same files: :mod:`openraft_trio.kv._snapshot_dir`).
+
+Client sessions (:mod:`openraft_trio.sessions`): the machine applies session entries itself
+(:func:`~openraft_trio.sessions.decide`), keeping its
+:class:`~openraft_trio.sessions.SessionTable` under the snapshot's ``"sessions"`` key, so a
+``SessionCommand`` wrapping a ``Call`` runs once however often it is retried, also across a
+restart from a durable snapshot. A snapshot without the key (from before sessions) holds
+no sessions.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ from .._types import (
 )
 from ..kv._snapshot_dir import SnapshotDirectory, snapshot_directory
 from ..kv._snapshot_files import IORunner
+from ..sessions import SESSION_ENTRIES, SessionTable, table_to_plain
+from ..sessions._apply import apply_session_entry, table_like
 from ..storage._fs import FileSystem
 from ._calls import Call, Upgrade, apply_call
 from ._declare import ReplicatedObject, set_log_position
@@ -136,6 +145,7 @@ class _Decoded:
     last_membership: StoredMembership
     obj: Any
     active_version: int
+    sessions: SessionTable
 
 
 def _new_object(obj: type[T] | T) -> T:
@@ -163,6 +173,9 @@ class ObjectStateMachine(Generic[T]):
         keep_snapshots: how many snapshot files to keep (at least 1).
         run_io: how the blocking snapshot writes run (default
             ``trio.to_thread.run_sync``; the simulator passes ``run_inline``).
+        session_timeout: log seconds an unused client session lives.
+        session_window: the most unacknowledged replies cached per session.
+        max_sessions: the most live client sessions.
 
     Raises:
         TypeError: ``obj`` is not a :class:`ReplicatedObject` subclass or instance.
@@ -171,7 +184,9 @@ class ObjectStateMachine(Generic[T]):
         StorageError: ``snapshot_dir`` cannot be created or read.
 
     Attributes:
-        rejected: how many ``Normal`` payloads were neither a ``Call`` nor an ``Upgrade``.
+        rejected: how many ``Normal`` payloads were neither a ``Call`` nor an ``Upgrade``
+            (nor a session entry).
+        sessions: the client session table (replaced when a snapshot is installed).
     """
 
     def __init__(
@@ -183,6 +198,9 @@ class ObjectStateMachine(Generic[T]):
         fs: FileSystem | None = None,
         keep_snapshots: int = 2,
         run_io: IORunner = trio.to_thread.run_sync,
+        session_timeout: float = 60.0,
+        session_window: int = 64,
+        max_sessions: int = 10_000,
     ) -> None:
         self._object: T = _new_object(obj)
         self._class: type[T] = type(self._object)
@@ -195,6 +213,9 @@ class ObjectStateMachine(Generic[T]):
         self._current_snapshot: Snapshot | None = None
         self._snapshot_counter = 0
         self.rejected = 0
+        self.sessions = SessionTable(
+            timeout=session_timeout, window=session_window, max_sessions=max_sessions
+        )
         self._files = snapshot_directory(snapshot_dir, fs, keep_snapshots, run_io, logger)
         if self._files is not None:
             self._load(self._files)
@@ -225,13 +246,22 @@ class ObjectStateMachine(Generic[T]):
             last_membership = codec.structure_stored_membership(raw.get("last_membership"))
         except codec.DecodeError as exc:
             raise MalformedSnapshotError(f"snapshot: {exc}") from exc
+        try:
+            sessions = table_like(self.sessions, raw.get("sessions"))
+        except ValueError as exc:
+            raise MalformedSnapshotError(f"snapshot: malformed sessions: {exc}") from exc
         return _Decoded(
-            last_log_id, last_membership, restore(self._class, state), state.active_version
+            last_log_id,
+            last_membership,
+            restore(self._class, state),
+            state.active_version,
+            sessions,
         )
 
     def _restore(self, decoded: _Decoded, snapshot: Snapshot) -> None:
         self._object = decoded.obj
         self._active_version = decoded.active_version
+        self.sessions = decoded.sessions
         self._last_applied = decoded.last_log_id
         self._last_membership = decoded.last_membership
         self._current_snapshot = snapshot
@@ -293,8 +323,13 @@ class ObjectStateMachine(Generic[T]):
             index = entry.log_id.index
             reply = None
             if isinstance(payload, Normal):
-                data = payload.data
-                if isinstance(data, Call):
+                data: Any = payload.data
+                if isinstance(data, SESSION_ENTRIES):
+                    run = self._apply_session_command
+                    reply = apply_session_entry(self.sessions, data, index, run)
+                    # An entry answered from the table still moves the log position.
+                    set_log_position(obj, obj.log_time, index)
+                elif isinstance(data, Call):
                     reply = apply_call(
                         obj, data, active_version=self._active_version, log_index=index
                     )
@@ -314,6 +349,15 @@ class ObjectStateMachine(Generic[T]):
             replies.append(reply)
             self._last_applied = entry.log_id
         return replies
+
+    def _apply_session_command(self, index: int, command: Any) -> Any:
+        """Run the command of a new ``SessionCommand``: a ``Call``, else rejected."""
+        if isinstance(command, Call):
+            return apply_call(
+                self._object, command, active_version=self._active_version, log_index=index
+            )
+        self.rejected += 1
+        return None
 
     async def build_snapshot(self) -> Snapshot:
         """Snapshot everything applied so far; it becomes the current snapshot.
@@ -339,6 +383,7 @@ class ObjectStateMachine(Generic[T]):
             {
                 "last_log_id": codec.unstructure_log_id(last),
                 "last_membership": codec.unstructure_stored_membership(self._last_membership),
+                "sessions": table_to_plain(self.sessions),
             },
         )
         snapshot = Snapshot(meta=meta, data=data)

@@ -12,7 +12,9 @@ index, and a command of an expired session is refused (:class:`SessionExpired`).
 * Any state machine: wrap it, ``SessionStateMachine(MyStateMachine())``, and write with
   :func:`open_session` / :meth:`ClientSession.call` / :meth:`SessionCall.send`.
 * ``openraft_trio.kv.KvStateMachine`` keeps a table of its own (in its durable snapshots),
-  and :class:`~openraft_trio.kv.KvClient` uses a session for every write.
+  and :class:`~openraft_trio.kv.KvClient` uses a session for every write; so do
+  ``openraft_trio.objects.ObjectStateMachine`` and ``ObjectClient``, and an
+  ``ObjectHandle`` given a session.
 
 Guarantees and limits: ``docs/sessions.md``.
 """

@@ -2,7 +2,8 @@
 client sessions to any state machine.
 
 :func:`decide` is the whole rule, shared by :class:`SessionStateMachine` (the wrapper) and
-state machines that keep their own table (``openraft_trio.kv.KvStateMachine``): an entry is
+state machines that keep their own table (``openraft_trio.kv.KvStateMachine``,
+``openraft_trio.objects.ObjectStateMachine``, through :func:`apply_session_entry`): an entry is
 either answered from the table (:class:`Answer`: a registration, a duplicate, a refusal,
 a keep-alive, a close) or applied (:class:`Run`), after which its reply is recorded with
 ``table.record(session_id, seq, reply)``.
@@ -10,7 +11,7 @@ a keep-alive, a close) or applied (:class:`Run`), after which its reply is recor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Generic, TypeVar, final
 
 import attrs
@@ -81,6 +82,35 @@ def decide(table: SessionTable, data: Any, index: int) -> Run | Answer:
     return Run(data)
 
 
+def apply_session_entry(
+    table: SessionTable, data: Any, index: int, run: Callable[[int, Any], Any]
+) -> Any:
+    """The reply to session entry ``data`` at ``index``, for a state machine that keeps its
+    own ``table``: :func:`decide`, then ``run(index, command)`` a new command and record
+    its reply."""
+    decision = decide(table, data, index)
+    if not isinstance(decision, Run):
+        return decision.reply
+    reply = run(index, decision.command)
+    assert decision.session_id is not None
+    assert decision.seq is not None
+    table.record(decision.session_id, decision.seq, reply)
+    return reply
+
+
+def table_like(table: SessionTable, plain: Any) -> SessionTable:
+    """A new table with ``table``'s settings, holding the sessions of :func:`table_to_plain`'s
+    data ``plain`` (``None``: none, as in a snapshot from before sessions).
+
+    Raises:
+        ValueError: ``plain`` is not such data.
+    """
+    new = SessionTable(timeout=table.timeout, window=table.window, max_sessions=table.max_sessions)
+    if plain is not None:
+        table_from_plain(new, plain)
+    return new
+
+
 def table_to_plain(table: SessionTable) -> Any:
     """The table as CBOR-ready data, replies in the codec's encoding."""
     plain = table.snapshot()
@@ -119,7 +149,8 @@ class SessionStateMachine(Generic[C, R]):
     Its snapshots are ``inner``'s with the session table added, so ``inner`` must not
     persist snapshots of its own that it restores on restart (``inner`` is rebuilt from
     this wrapper's snapshots and the log); a durable state machine keeps the table inside
-    its own snapshot instead, as ``openraft_trio.kv.KvStateMachine`` does. Snapshots are
+    its own snapshot instead, as ``openraft_trio.kv.KvStateMachine`` and
+    ``openraft_trio.objects.ObjectStateMachine`` do. Snapshots are
     built aside when ``inner`` builds them aside
     (:class:`~openraft_trio.storage.BuildsSnapshotsAside`).
 
@@ -235,12 +266,7 @@ class SessionStateMachine(Generic[C, R]):
             fmt, plain, inner_data = cbor2.loads(data)
             if fmt != SNAPSHOT_FORMAT or not isinstance(inner_data, bytes):
                 raise ValueError(f"unknown session snapshot format {fmt!r}")
-            table = SessionTable(
-                timeout=self.table.timeout,
-                window=self.table.window,
-                max_sessions=self.table.max_sessions,
-            )
-            table_from_plain(table, plain)
+            table = table_like(self.table, plain)
         except (ValueError, TypeError, cbor2.CBORDecodeError) as error:
             raise InvalidRequest(f"not a session snapshot: {error}") from error
         await self.inner.install_snapshot(meta, inner_data)

@@ -20,6 +20,7 @@ import trio
 from openraft_trio import RaftError, RemoteError, RPCTimeout, Unreachable
 from openraft_trio.kv import KvClient, KvService
 from openraft_trio.network._server import error_reply
+from openraft_trio.objects import ObjectService, ObjectStateMachine
 from openraft_trio.testing import Cluster
 
 
@@ -35,14 +36,20 @@ def node_of(addr: str) -> int:
 
 
 def service(cluster: Cluster, node_id: int) -> KvService:
-    """The client API of ``node_id`` as it runs now (a restart makes a new one)."""
+    """The client API of ``node_id`` as it runs now (a restart makes a new one); a
+    replicated object's operations when the node runs an ``ObjectStateMachine``."""
+    raft, state_machine = cluster.nodes[node_id], cluster.state_machines[node_id]
+    objects = isinstance(state_machine, ObjectStateMachine)
     return KvService(
-        cluster.nodes[node_id],
-        cluster.state_machines[node_id],
+        raft,
+        state_machine,
         addr=address(node_id),
         peers={},
         transport_stats=dict,
         clock=trio.current_time,  # session entries stamped with the (mock) clock
+        data_ops=(
+            ObjectService(raft, state_machine, clock=trio.current_time).ops() if objects else None
+        ),
     )
 
 

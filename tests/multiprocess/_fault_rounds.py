@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from openraft_trio.kv import AmbiguousOutcome
 from openraft_trio.testing.processes import ProcessCluster
 
 
@@ -44,3 +45,21 @@ async def kill_and_pause_rounds(
             await trio.sleep(0.3)
             stop.set()
         await cl.wait_leader()
+
+
+class Increments:
+    """Workers for :func:`kill_and_pause_rounds` that repeat ``increment`` (a write that is
+    not idempotent), counting the acknowledged ones and those raising ``AmbiguousOutcome``."""
+
+    def __init__(self, increment: Callable[[], Awaitable[object]]) -> None:
+        self.increment = increment
+        self.acked = 0
+        self.ambiguous = 0
+
+    async def worker(self, _w: int, stop: trio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.increment()
+                self.acked += 1
+            except AmbiguousOutcome:
+                self.ambiguous += 1

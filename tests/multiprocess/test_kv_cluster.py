@@ -16,7 +16,7 @@ import trio
 from openraft_trio.kv import AmbiguousOutcome, KvClient
 from openraft_trio.testing.processes import ProcessCluster, open_process_cluster
 
-from ._fault_rounds import kill_and_pause_rounds
+from ._fault_rounds import Increments, kill_and_pause_rounds
 
 pytestmark = pytest.mark.slow
 
@@ -175,26 +175,15 @@ async def test_increments_apply_exactly_once_through_kills_and_pauses(
     write sent again after an unknown outcome and applied twice would show. With client
     sessions every increment is sent until answered and applied once, so the counter ends
     equal to the number of acknowledged increments, and none is reported ambiguous."""
-    rng = random.Random(seed)
-    acked = 0
-    ambiguous = 0
     with trio.fail_after(150):
         async with open_process_cluster(3, base_dir=str(tmp_path)) as cl:
             await cl.initialize()
             async with cl.client(timeout=30) as kv:
-
-                async def incrementer(_w: int, stop: trio.Event) -> None:
-                    nonlocal acked, ambiguous
-                    while not stop.is_set():
-                        try:
-                            await kv.incr("counter")
-                            acked += 1
-                        except AmbiguousOutcome:
-                            ambiguous += 1
-
-                await kill_and_pause_rounds(cl, rng, incrementer)
+                increments = Increments(lambda: kv.incr("counter"))
+                await kill_and_pause_rounds(cl, random.Random(seed), increments.worker)
+                acked = increments.acked
                 assert acked > 50
-                assert ambiguous == 0
+                assert increments.ambiguous == 0
                 assert await kv.get("counter") == acked
                 await cl.wait_converged()
                 for node_id, node in cl.nodes.items():

@@ -1,5 +1,6 @@
 """A replicated object wrapped in client sessions: ``SessionStateMachine(ObjectStateMachine(
-cls))``. Calls travel as opaque inner commands; a retried call applies once."""
+cls))``. Calls travel as opaque inner commands; a retried call applies once; a handle with
+a session takes the wrapper (its queries read the inner machine)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,12 @@ async def test_a_retried_call_in_a_session_applies_once(
         handle = ObjectHandle(raft, objects)
         assert await handle.add(1) == 6
         assert await handle.get() == 6
+        # A handle with a session takes the wrapper itself.
+        in_session = ObjectHandle(raft, c.state_machines[leader], session=session, nodes=c.nodes)
+        assert in_session.state_machine is objects
+        assert in_session.session is session
+        assert await in_session.add(2) == 8
+        assert await in_session.get() == 8
         await c.wait_applied(objects.last_applied.index)
         states = [c.state_machines[n].inner.state() for n in sorted(c.nodes)]
         assert states == [states[0]] * 3

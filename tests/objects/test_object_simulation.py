@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from openraft_trio.objects import Call, ErrorReply, ObjectStateMachine, Upgrade, make_call
+from openraft_trio.sessions import Apply, Duplicate, SessionTable
 from openraft_trio.testing.linearizability import ANY_OUTPUT, Operation, Outcome, check
 from openraft_trio.testing.sim import (
     FaultPlan,
@@ -73,20 +74,28 @@ def test_the_workload_draws_calls_and_refuses_unknown_names() -> None:
     assert isinstance(workload.new_state_machine(), ObjectStateMachine)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_counter_runs_linearizably_through_the_simulator(seed: int) -> None:
-    workload = ObjectWorkload(Counter, ops=counter_ops)
-    result = run_simulation(
+def simulate_counter(seed: int, ops: Any = counter_ops, duration: float = 6.0) -> Any:
+    return run_simulation(
         seed,
         nodes=3,
-        duration=6.0,
+        duration=duration,
         clients=4,
-        workload=workload,
+        workload=ObjectWorkload(Counter, ops=ops),
         faults=FaultPlan(snapshot_every=20),
     )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_counter_runs_linearizably_through_the_simulator(seed: int) -> None:
+    # In client sessions (the default): a counter's add is not idempotent, so a call
+    # applied twice, or a retry answered other than its first, would break the history.
+    # Calls of unknown outcome are sent again until answered: none is left ambiguous.
+    result = simulate_counter(seed)
     assert result.ok, result.violations
     assert result.stats.writes_acked > 0
     assert result.stats.reads_ok > 0
+    assert result.stats.writes_retried > 0
+    assert result.stats.writes_unknown == 0
 
 
 def test_a_bank_account_runs_through_the_simulator() -> None:
@@ -138,5 +147,35 @@ def test_a_query_path_without_ensure_linearizable_is_caught() -> None:
                 seed, nodes=3, duration=4.0, clients=4, workload=AnyReplica()
             ).violations
         }
+    ]
+    assert caught
+
+
+def adds(rng: random.Random, client_id: int) -> tuple[Any, ...]:
+    return ("get", ()) if rng.random() < 0.2 else ("add", (rng.randint(1, 9),))
+
+
+def test_a_session_table_that_applies_retries_again_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The mutant: `if seq in session.replies:` never true, so a retry is applied again
+    # (and its reply recorded over the first).
+    begin, record = SessionTable.begin, SessionTable.record
+
+    def begin_without_duplicates(self: SessionTable, *args: Any) -> Any:
+        outcome = begin(self, *args)
+        return Apply() if isinstance(outcome, Duplicate) else outcome
+
+    def record_over(self: SessionTable, session_id: int, seq: int, reply: object) -> None:
+        self._sessions[session_id].replies.pop(seq, None)
+        record(self, session_id, seq, reply)
+
+    monkeypatch.setattr(SessionTable, "begin", begin_without_duplicates)
+    monkeypatch.setattr(SessionTable, "record", record_over)
+    caught = [
+        seed
+        for seed in (1, 3, 4)
+        if "linearizability"
+        in {v.kind for v in simulate_counter(seed, adds, duration=8.0).violations}
     ]
     assert caught

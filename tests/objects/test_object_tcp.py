@@ -137,3 +137,20 @@ async def test_durable_object_nodes_as_processes_survive_restarts(tmp_path: Path
             async with cluster.object_client(Account) as bank:
                 assert [await bank.balance(p) for p in ("ann", "bob")] == [6, 4]
                 assert await bank.deposit("cy", 1) == 1
+
+
+async def test_serve_object_applies_the_session_timeout(tmp_path: Path) -> None:
+    for data_dir in (None, str(tmp_path / "node")):
+        options = KvNodeOptions(
+            node_id=1,
+            listen=f"127.0.0.1:{free_port()}",
+            data_dir=data_dir,
+            config=CONFIG,
+            object_spec="tests.objects._objects:Counter",
+            session_timeout=7.0,
+        )
+        with trio.fail_after(LIMIT):
+            async with trio.open_nursery() as nursery:
+                node: KvNode = await nursery.start(partial(serve_kv_node, options))
+                assert node.state_machine.sessions.timeout == 7.0
+                nursery.cancel_scope.cancel()

@@ -15,11 +15,13 @@ import random
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, final
 
+import cbor2
 import trio
 
 from ...objects import Call, ObjectStateMachine, ReplicatedObject, Upgrade, make_call
 from ...objects._calls import apply_call, run_query
 from ...objects._state_machine import capture, decode_state, encode_state, restore
+from ...sessions import table_to_plain
 from ..linearizability import ANY_OUTPUT, Model
 
 OpsFunction = Callable[[random.Random, int], tuple[Any, ...]]
@@ -83,6 +85,12 @@ class ObjectWorkload:
     is a read when the method is a :func:`~openraft_trio.objects.query`. Calls are stamped
     with ``trio.current_time()`` (the simulator's virtual clock) as a handle would.
 
+    Commands are written in client sessions unless ``sessions`` is false: a call whose
+    outcome is unknown is sent again with the same sequence number until answered, and the
+    object state machine (which keeps the session table) applies it once, so the history
+    check holds the object to exactly-once (a non-idempotent method such as a counter's
+    ``add`` applied twice is caught). Without sessions such a call is left ambiguous.
+
     Args:
         obj: the object's class or initial instance (as for ``ObjectStateMachine``).
         ops: draws the next call (see :data:`OpsFunction`).
@@ -90,6 +98,8 @@ class ObjectWorkload:
             ``ObjectModel(obj)``).
         initial_version: the active code version at the start, on every node.
         clock: what stamps ``now`` (default ``trio.current_time``).
+        sessions: write commands in client sessions (see above).
+        session_timeout: log seconds an unused session lives on the state machines.
     """
 
     def __init__(
@@ -100,7 +110,11 @@ class ObjectWorkload:
         model: Model | None = None,
         initial_version: int = 1,
         clock: Callable[[], float] = trio.current_time,
+        sessions: bool = True,
+        session_timeout: float = 20.0,
     ) -> None:
+        self.sessions = sessions
+        self.session_timeout = session_timeout
         self._obj = obj
         self._initial_version = initial_version
         self._ops = ops
@@ -110,7 +124,11 @@ class ObjectWorkload:
 
     def new_state_machine(self) -> ObjectStateMachine[Any]:
         """A fresh ``ObjectStateMachine`` of the object."""
-        return ObjectStateMachine(self._obj, initial_version=self._initial_version)
+        return ObjectStateMachine(
+            self._obj,
+            initial_version=self._initial_version,
+            session_timeout=self.session_timeout,
+        )
 
     def model(self) -> Model:
         """The given model, or ``ObjectModel`` of the object."""
@@ -141,9 +159,11 @@ class ObjectWorkload:
         """Nothing: ``ops`` draws from its ``rng`` alone."""
 
     def state(self, state_machine: Any) -> Any:
-        """The object's fields, log time and active version: replicas must end equal."""
+        """The object's fields, log time and active version, and the session table (in
+        CBOR): replicas must end equal, sessions expired at the same index."""
         state = state_machine.state()
-        return (state.fields, state.log_time, state.active_version)
+        sessions = cbor2.dumps(table_to_plain(state_machine.sessions))
+        return (state.fields, state.log_time, state.active_version, sessions)
 
     def liveness_command(self, seed: int) -> Upgrade:
         """``Upgrade(1)``: a no-op write (the active version is never lowered)."""
