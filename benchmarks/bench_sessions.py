@@ -34,17 +34,20 @@ from _bench_common import (
     AGGREGATION,
     add_run_options,
     apply_quick,
+    cpu_per_write,
     emit_report,
     environment,
+    format_cpu_pair,
+    median_or_none,
     percentile,
     table_lines,
 )
-from bench_tcp import _client_load
+from bench_tcp import _client_load, node_cpu_seconds
 
 from openraft_trio import Entry, LeaderId, LogId, Normal
 from openraft_trio.kv import KvStateMachine, Set, open_kv_client
 from openraft_trio.sessions import OpenSession, SessionCommand
-from openraft_trio.testing.processes import open_process_cluster
+from openraft_trio.testing.processes import ProcessCluster, open_process_cluster
 
 NODES = 3
 KEY_SPACE = 1024
@@ -70,13 +73,21 @@ def _load_main(argv: Sequence[str]) -> int:
     """``--load ADDR SESSIONS CLIENTS WARMUP DURATION``: one client process; prints JSON."""
     addr, sessions = argv[0], argv[1] == "1"
     clients, warmup, duration = int(argv[2]), float(argv[3]), float(argv[4])
-    print(json.dumps(trio.run(_load, addr, sessions, clients, warmup, duration)))
+    cpu_before = time.process_time()
+    out = trio.run(_load, addr, sessions, clients, warmup, duration)
+    out["client_cpu_s"] = time.process_time() - cpu_before
+    print(json.dumps(out))
     return 0
 
 
 async def _one_run(
-    addr: str, variant: str, clients: int, warmup: float, duration: float
+    cl: ProcessCluster, leader: int, variant: str, clients: int, warmup: float, duration: float
 ) -> dict[str, Any]:
+    addr = cl.nodes[leader].addr
+    follower = min(n for n in cl.nodes if n != leader)
+    async with cl.client() as kv:
+        before = await kv.status(addr)
+    cpu_before = node_cpu_seconds(cl)
     argv = [
         sys.executable,
         __file__,
@@ -88,8 +99,15 @@ async def _one_run(
         str(duration),
     ]
     out = json.loads((await trio.run_process(argv, capture_stdout=True)).stdout)
+    cpu_after = node_cpu_seconds(cl)
+    async with cl.client() as kv:
+        after = await kv.status(addr)
+    writes = (after["committed"] or 0) - (before["committed"] or 0)
     latencies = sorted(out["latencies"])
     return {
+        "cpu": cpu_per_write(cpu_before, cpu_after, leader, follower, writes),
+        # The client process's CPU over the whole run (warm-up and all), per write it made.
+        "client_cpu_us_per_write": out["client_cpu_s"] / max(writes, 1) * 1e6,
         "ops_per_s": len(latencies) / duration,
         "p50_us": percentile(latencies, 50) * 1e6 if latencies else float("nan"),
         "p99_us": percentile(latencies, 99) * 1e6 if latencies else float("nan"),
@@ -110,9 +128,8 @@ async def measure_tcp(
                     for repeat in range(repeats):
                         order = VARIANTS if repeat % 2 == 0 else VARIANTS[::-1]
                         for variant in order:
-                            addr = cl.nodes[leader].addr
                             runs[variant].append(
-                                await _one_run(addr, variant, clients, warmup, duration)
+                                await _one_run(cl, leader, variant, clients, warmup, duration)
                             )
                             leader = await cl.wait_leader()
                     row = _tcp_row(store, clients, runs)
@@ -134,6 +151,13 @@ def _tcp_row(store: str, clients: int, runs: dict[str, list[dict[str, Any]]]) ->
             for key in ("ops_per_s", "p50_us", "p99_us")
         }
         row[variant]["errors"] = sum(len(s["errors"]) for s in samples)
+        for role in ("leader", "follower"):
+            row[variant][f"{role}_cpu_us_per_write"] = median_or_none(
+                [s["cpu"][f"{role}_us_per_write"] for s in samples]
+            )
+        row[variant]["client_cpu_us_per_write"] = statistics.median(
+            s["client_cpu_us_per_write"] for s in samples
+        )
         row[variant]["repeats"] = samples
     # Paired per repeat, then the median: both variants of a repeat ran back to back.
     row["ratio_ops"] = statistics.median(
@@ -205,7 +229,8 @@ def measure_apply(entries: int, repeats: int) -> dict[str, Any]:
 def format_tables(tcp: Sequence[dict[str, Any]], apply: dict[str, Any]) -> str:
     header = [
         "store", "in flight", "plain ops/s", "session ops/s", "ratio",
-        "plain p50 us", "session p50 us", "p50 ratio", "errors",
+        "plain p50 us", "session p50 us", "p50 ratio",
+        "CPU us/write L / F / client: plain", "session", "errors",
     ]
     rows = [
         [
@@ -217,6 +242,8 @@ def format_tables(tcp: Sequence[dict[str, Any]], apply: dict[str, Any]) -> str:
             f"{r['plain']['p50_us']:,.0f}",
             f"{r['session']['p50_us']:,.0f}",
             f"{r['ratio_p50']:.2f}",
+            _cpu(r["plain"]),
+            _cpu(r["session"]),
             str(r["plain"]["errors"] + r["session"]["errors"]),
         ]
         for r in tcp
@@ -228,6 +255,13 @@ def format_tables(tcp: Sequence[dict[str, Any]], apply: dict[str, Any]) -> str:
         f"{APPLY_BATCH}, {APPLY_SESSIONS} sessions)"
     )
     return "\n".join([*table_lines(header, rows), "", apply_line])
+
+
+def _cpu(variant: dict[str, Any]) -> str:
+    return (
+        format_cpu_pair(variant["leader_cpu_us_per_write"], variant["follower_cpu_us_per_write"])
+        + f" / {variant['client_cpu_us_per_write']:,.0f}"
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -271,6 +271,11 @@ class KvClient:
 
     async def _open_session(self, deadline: float) -> _Session:
         """The client's session, registered first if there is none."""
+        if self._session is not None:
+            # No lock, no checkpoint: a yield here splits the writes that would have left
+            # together on the connection into smaller batches (measured: 2.7x the CPU per
+            # write at 64 in flight, in the client, the leader and the followers).
+            return self._session
         async with self._opening:
             if self._session is None:
                 # A registration whose outcome is unknown is sent again: the one lost

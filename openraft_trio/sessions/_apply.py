@@ -88,6 +88,13 @@ def apply_session_entry(
     """The reply to session entry ``data`` at ``index``, for a state machine that keeps its
     own ``table``: :func:`decide`, then ``run(index, command)`` a new command and record
     its reply."""
+    if type(data) is SessionCommand:  # the common entry, without decide()'s allocation
+        outcome = table.begin(data.session_id, data.seq, data.acked_seq, data.now)
+        if type(outcome) is Apply:
+            reply = run(index, data.command)
+            table.record(data.session_id, data.seq, reply)
+            return reply
+        return outcome.reply if type(outcome) is Duplicate else outcome
     decision = decide(table, data, index)
     if not isinstance(decision, Run):
         return decision.reply

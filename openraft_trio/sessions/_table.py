@@ -146,12 +146,16 @@ class _Session:
 
 
 def _check_now(now: float, name: str = "now") -> float:
+    if type(now) is float and math.isfinite(now):  # the common case, first
+        return now
     if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now):
         raise ValueError(f"{name} must be a finite number, got {now!r}")
     return float(now)
 
 
 def _check_count(name: str, value: int, minimum: int) -> int:
+    if type(value) is int and value >= minimum:  # the common case, first
+        return value
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
