@@ -22,6 +22,7 @@ BENCHMARKS: tuple[str, ...] = (
     "bench_snapshot",
     "bench_storage",
     "bench_tcp",
+    "bench_sessions",
     "bench_scaling",
 )
 
