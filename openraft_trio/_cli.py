@@ -255,9 +255,10 @@ def _add_serve(commands: Commands) -> None:
     )
     p.add_argument(
         "--object",
-        metavar="MODULE:CLASS",
+        metavar="MODULE:NAME",
         help="serve this replicated object (openraft_trio.objects) instead of the key-value "
-        "store (docs/replicated-objects.md)",
+        "store: a ReplicatedObject class, or an instance of one as the initial state "
+        "(docs/replicated-objects.md)",
     )
     _add_tls(p)
     p.set_defaults(handler=_serve)

@@ -43,16 +43,19 @@ from ._declare import ReplicatedObject
 from ._state_machine import ObjectStateMachine
 
 
-def load_object_class(spec: str) -> type[ReplicatedObject]:
-    """The class ``spec`` names: ``"package.module:Class"`` (imported).
+def load_object_class(spec: str) -> type[ReplicatedObject] | ReplicatedObject:
+    """The object ``spec`` names: ``"package.module:Name"`` (imported), where ``Name`` is a
+    :class:`ReplicatedObject` subclass (its initial state is ``Name()``) or an instance of
+    one (the initial state itself, e.g. ``jobs = FifoQueue(max_size=100)``, for a battery
+    configured by its fields). :class:`ObjectStateMachine` takes either.
 
     Raises:
-        ValueError: not ``module:Class``, the module or class is missing, or it is not a
-            :class:`ReplicatedObject` subclass.
+        ValueError: not ``module:Name``, the module or name is missing, or it is neither a
+            :class:`ReplicatedObject` subclass nor an instance of one.
     """
     module_name, _, name = spec.partition(":")
     if not module_name or not name:
-        raise ValueError(f"--object takes module:Class, got {spec!r}")
+        raise ValueError(f"--object takes module:Class (or module:instance), got {spec!r}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -60,8 +63,10 @@ def load_object_class(spec: str) -> type[ReplicatedObject]:
     found: Any = module
     for part in name.split("."):
         found = getattr(found, part, None)
+    if isinstance(found, ReplicatedObject):
+        return found
     if not (isinstance(found, type) and issubclass(found, ReplicatedObject)):
-        raise ValueError(f"{spec!r} is not a ReplicatedObject subclass")
+        raise ValueError(f"{spec!r} is not a ReplicatedObject subclass or instance")
     return found
 
 

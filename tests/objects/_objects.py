@@ -13,6 +13,7 @@ from openraft_trio.objects import (
     query,
     replicated,
 )
+from openraft_trio.objects.batteries import FifoQueue
 
 from ..kv._kv_log import Log as Log
 from ..kv._kv_log import log_id as kv_log_id
@@ -75,3 +76,8 @@ def call(
 
 async def apply(sm: ObjectStateMachine[Any], log: Log, *payloads: Any) -> list[Any]:
     return await sm.apply([log.entry(p) for p in payloads])
+
+
+# An instance is a starting state `serve --object tests.objects._objects:BOUNDED_QUEUE` can
+# serve: a battery configured by its fields.
+BOUNDED_QUEUE = FifoQueue(max_size=2)
