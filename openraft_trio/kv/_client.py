@@ -60,6 +60,7 @@ from .._types import ReadPolicy
 from ..codec import DecodeError
 from ..network import _wire as wire
 from ..network._client import ConnectTimeout, NodeStopped, RpcChannel, parse_addr
+from ..sessions._client import ClientSession
 from ._watch import (
     DEFAULT_WATCH_EVENTS,
     MAX_WATCH_WAIT,
@@ -242,7 +243,7 @@ class KvClient:
                     "session_write",
                     session.session_id,
                     seq,
-                    min(session.acked_seq, seq - 1),
+                    session.numbers.acked_for(seq),
                     op,
                     list(args),
                     idempotent=True,
@@ -583,36 +584,32 @@ class _Attempts:
 
 @final
 class _Session:
-    """The client's session: numbering, acknowledgements and flow control (at most
-    ``window`` writes beyond the acknowledged ones)."""
+    """The client's session: the numbering of a :class:`ClientSession`, with flow control
+    (at most ``window`` writes beyond the acknowledged ones) and its keep-alive's state."""
 
     def __init__(self, session_id: int, window: int) -> None:
+        self.numbers = ClientSession(session_id)
         self.session_id = session_id
         self.window = window
-        self.acked_seq = 0
         self.last_used = trio.current_time()
-        self._next_seq = 1
-        self._done: set[int] = set()
         self._acked = trio.Event()
         self.keep_alive_scope = trio.CancelScope()
 
+    @property
+    def acked_seq(self) -> int:
+        return self.numbers.acked_seq
+
     async def take_seq(self) -> int:
-        seq = self._next_seq
-        self._next_seq += 1
+        seq = self.numbers.next_seq()
         while seq > self.acked_seq + self.window:
             await self._acked.wait()
         self.last_used = trio.current_time()
         return seq
 
     def completed(self, seq: int) -> None:
-        if seq > self.acked_seq:
-            self._done.add(seq)
-        advanced = False
-        while self.acked_seq + 1 in self._done:
-            self.acked_seq += 1
-            self._done.remove(self.acked_seq)
-            advanced = True
-        if advanced:
+        before = self.acked_seq
+        self.numbers.completed(seq)
+        if self.acked_seq > before:
             self._acked.set()
             self._acked = trio.Event()
 

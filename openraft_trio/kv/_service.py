@@ -25,7 +25,7 @@ transfer_leader     id                                null
 status              (none)                            a dict, see :meth:`KvService.status`
 snapshot            (none)                            see :meth:`KvService.snapshot`
 open_session        (none)                            {"session_id": id, "timeout": s, "window": n}
-session_write       session_id, seq, acked_seq,       the reply of ``op`` (put, delete or cas),
+session_write       session_id, seq, acked_seq,       the reply of ``op`` (put, delete, cas, incr),
                     op, [args]                        applied at most once per (session, seq)
 keep_alive          session_id, acked_seq             null
 close_session       session_id                        null
@@ -388,7 +388,7 @@ class KvService:
     async def session_write(
         self, session_id: Any, seq: Any, acked_seq: Any, op: Any, args: Any
     ) -> dict[str, Any]:
-        """Write ``op`` (``put``, ``delete`` or ``cas``) with ``args`` as command ``seq`` of
+        """Write ``op`` (``put``, ``delete``, ``cas`` or ``incr``) with ``args`` as command ``seq`` of
         session ``session_id``: applied at most once however often it is sent; the same
         reply as ``op``, the first one's on a retry."""
         return await self._write("session_write", session_id, seq, acked_seq, op, args)
@@ -664,28 +664,22 @@ async def _run_kv_node(options: KvNodeOptions, started: Callable[[KvNode], None]
     state_machine: KvStateMachine | ObjectStateMachine[Any]
     if options.data_dir is not None:
         claim_data_dir(options.data_dir, options.node_id, config.cluster_name)
-        snapshots = os.path.join(options.data_dir, "snapshots")
-        state_machine = (
-            KvStateMachine(
-                snapshots,
-                session_timeout=options.session_timeout,
-                watch_history=options.watch_history,
-            )
-            if object_class is None
-            else ObjectStateMachine(
-                object_class, snapshot_dir=snapshots, session_timeout=options.session_timeout
-            )
-        )
+        snapshots: str | None = os.path.join(options.data_dir, "snapshots")
         store_args: dict[str, Any] = {"data_dir": options.data_dir}
     else:
-        state_machine = (
-            KvStateMachine(
-                session_timeout=options.session_timeout, watch_history=options.watch_history
-            )
-            if object_class is None
-            else ObjectStateMachine(object_class, session_timeout=options.session_timeout)
-        )
+        snapshots = None  # in memory
         store_args = {"log_store": MemLogStore()}
+    state_machine = (
+        KvStateMachine(
+            snapshots,
+            session_timeout=options.session_timeout,
+            watch_history=options.watch_history,
+        )
+        if object_class is None
+        else ObjectStateMachine(
+            object_class, snapshot_dir=snapshots, session_timeout=options.session_timeout
+        )
+    )
     async with (
         open_tcp_network(options.node_id, config, ssl_context=options.client_ssl) as network,
         open_raft(

@@ -85,9 +85,9 @@ def decide(table: SessionTable, data: Any, index: int) -> Run | Answer:
 def apply_session_entry(
     table: SessionTable, data: Any, index: int, run: Callable[[int, Any], Any]
 ) -> Any:
-    """The reply to session entry ``data`` at ``index``, for a state machine that keeps its
-    own ``table``: :func:`decide`, then ``run(index, command)`` a new command and record
-    its reply."""
+    """The reply to session entry ``data`` (one of :data:`SESSION_ENTRIES`) at ``index``, for
+    a state machine that keeps its own ``table``: a new command is ``run(index, command)``
+    and its reply recorded; anything else is answered from the table (:func:`decide`)."""
     if type(data) is SessionCommand:  # the common entry, without decide()'s allocation
         outcome = table.begin(data.session_id, data.seq, data.acked_seq, data.now)
         if type(outcome) is Apply:
@@ -96,13 +96,8 @@ def apply_session_entry(
             return reply
         return outcome.reply if type(outcome) is Duplicate else outcome
     decision = decide(table, data, index)
-    if not isinstance(decision, Run):
-        return decision.reply
-    reply = run(index, decision.command)
-    assert decision.session_id is not None
-    assert decision.seq is not None
-    table.record(decision.session_id, decision.seq, reply)
-    return reply
+    assert isinstance(decision, Answer), f"not a session entry: {data!r}"
+    return decision.reply
 
 
 def table_like(table: SessionTable, plain: Any) -> SessionTable:

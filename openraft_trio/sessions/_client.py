@@ -82,6 +82,14 @@ def refusal(reply: Any, *, sent_before: bool) -> SessionError | None:
     return None
 
 
+def unless_refused(reply: Any, *, sent_before: bool) -> Any:
+    """``reply``, unless it is a session refusal: then raise its error (see :func:`refusal`)."""
+    error = refusal(reply, sent_before=sent_before)
+    if error is not None:
+        raise error
+    return reply
+
+
 @final
 class ClientSession:
     """One registered session: its id and the numbering of its commands.
@@ -114,13 +122,15 @@ class ClientSession:
             self.acked_seq += 1
             self._done.remove(self.acked_seq)
 
-    def command(self, seq: int, command: C, now: float) -> SessionCommand[C]:
-        """The log command of ``command`` as number ``seq``, stamped ``now``.
+    def acked_for(self, seq: int) -> int:
+        """The ``acked_seq`` command ``seq`` carries: the replies below ``seq`` only, never
+        its own, so a copy sent again after its reply came is still answered, until a later
+        command acknowledges it."""
+        return min(self.acked_seq, seq - 1)
 
-        It acknowledges the replies below ``seq`` only, never its own: a copy sent again
-        after its reply came is still answered, until a later command acknowledges it."""
-        acked = min(self.acked_seq, seq - 1)
-        return SessionCommand(self.session_id, seq, acked, now, command)
+    def command(self, seq: int, command: C, now: float) -> SessionCommand[C]:
+        """The log command of ``command`` as number ``seq``, stamped ``now``."""
+        return SessionCommand(self.session_id, seq, self.acked_for(seq), now, command)
 
     def call(self, command: C) -> SessionCall[C]:
         """Number ``command``: the returned call may be sent any number of times."""
@@ -133,8 +143,7 @@ class ClientSession:
             SessionExpired: it has already expired.
         """
         resp = await raft.client_write(KeepAlive(self.session_id, self.acked_seq, self.clock()))
-        if isinstance(resp.data, Expired):
-            raise SessionExpired(self.session_id, maybe_applied=False)
+        unless_refused(resp.data, sent_before=False)
 
     async def close(self, raft: Raft[Any, Any]) -> None:
         """End the session on the cluster (an expired one is closed already)."""
@@ -170,9 +179,7 @@ class SessionCall(Generic[C]):
         entry = session.command(self.seq, self.command, session.clock())
         sent_before, self.sent = self.sent, True
         resp = await raft.client_write(entry)
-        error = refusal(resp.data, sent_before=sent_before)
-        if error is not None:
-            raise error
+        unless_refused(resp.data, sent_before=sent_before)
         session.completed(self.seq)
         return resp
 
@@ -192,7 +199,4 @@ async def open_session(raft: Raft[Any, Any], *, clock: Clock = time.time) -> Cli
             registers a session that expires unused).
     """
     resp = await raft.client_write(OpenSession(clock()))
-    error = refusal(resp.data, sent_before=False)
-    if error is not None:
-        raise error
-    return ClientSession(resp.data, clock=clock)
+    return ClientSession(unless_refused(resp.data, sent_before=False), clock=clock)

@@ -11,26 +11,27 @@ with its own tag, so any registered command type (or plain CBOR data) can be wra
 
 from __future__ import annotations
 
-import math
 from typing import Any, Generic, TypeVar, final
 
 import attrs
 
 from .. import codec
-from ._table import Expired, Stale, TooManySessions, WindowExceeded
+from ._table import Expired, Stale, TooManySessions, WindowExceeded, _check_count, _check_now
 
 C = TypeVar("C")
 
 
+# The fields are checked as the table checks its arguments, so an entry that reaches the
+# log is one the table accepts.
+
+
 def _time(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{attribute.name} must be a finite number, got {value!r}")
+    _check_now(value, attribute.name)
 
 
 def _at_least(minimum: int) -> Any:
     def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{attribute.name} must be an integer >= {minimum}, got {value!r}")
+        _check_count(attribute.name, value, minimum)
 
     return check
 

@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar, final
 
 from .._core.handle import Raft
 from .._errors import InvalidRequest
-from ._client import refusal
+from ._client import unless_refused
 from ._commands import CloseSession, KeepAlive, OpenSession, SessionCommand
 from ._table import SessionTable
 
@@ -81,29 +81,22 @@ class SessionOps:
         """``reply`` of a session write, unless it is a refusal: then raise its error
         (``SessionExpired`` with ``maybe_applied``: the client knows whether it sent the
         write before)."""
-        error = refusal(reply, sent_before=True)
-        if error is not None:
-            raise error
-        return reply
+        return unless_refused(reply, sent_before=True)
 
     async def open_session(self) -> dict[str, Any]:
         """Register a client session: ``{"session_id", "timeout", "window"}``;
         ``SessionsFull`` when the table is full."""
         resp = await self.raft.client_write(OpenSession(self.clock()))
-        error = refusal(resp.data, sent_before=False)
-        if error is not None:
-            raise error
+        session_id = unless_refused(resp.data, sent_before=False)
         table = self.state_machine.sessions
-        return {"session_id": resp.data, "timeout": table.timeout, "window": table.window}
+        return {"session_id": session_id, "timeout": table.timeout, "window": table.window}
 
     async def keep_alive(self, session_id: Any, acked_seq: Any) -> None:
         """Keep an idle session alive; ``SessionExpired`` if it has expired."""
         resp = await self.raft.client_write(
             _entry(KeepAlive, session_id, acked_seq, self.clock())
         )
-        error = refusal(resp.data, sent_before=False)
-        if error is not None:
-            raise error
+        unless_refused(resp.data, sent_before=False)
 
     async def close_session(self, session_id: Any) -> None:
         """End a session; an expired one is closed already."""
