@@ -226,3 +226,23 @@ async def test_a_session_write_sent_twice_applies_once_on_a_real_node() -> None:
             # The client closed its session on the way out.
             assert len(node.state_machine.sessions) == 0
             nursery.cancel_scope.cancel()
+
+
+async def test_concurrent_session_writes_leave_the_client_timeout_as_it_was() -> None:
+    """The first session client gave each write its deadline by swapping ``kv.timeout`` for
+    the time left and restoring it after: concurrent writes restored each other's values,
+    and the client's timeout drifted. Each call now carries its own deadline."""
+    config = raft.Config(cluster_name="kv-sessions")
+    addr = f"127.0.0.1:{free_port()}"
+    options = KvNodeOptions(node_id=1, listen=addr, data_dir=None, config=config)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(partial(serve_kv_node, options))
+            async with open_kv_client([addr], cluster_name="kv-sessions", timeout=7.0) as kv:
+                await kv.init({1: addr})
+                async with trio.open_nursery() as writers:
+                    for _ in range(32):
+                        writers.start_soon(kv.incr, "c")
+                assert kv.timeout == 7.0
+                assert await kv.get("c") == 32
+            nursery.cancel_scope.cancel()
