@@ -60,11 +60,13 @@ TIMEOUT = {"unit": 600.0, "props": 1200.0, "sim": 1200.0, "sim-m": 1200.0}
 
 @attrs.frozen
 class Sweep:
-    """Seeds and virtual seconds of the two simulator layers."""
+    """Seeds and virtual seconds of the two simulator layers, and the Hypothesis seeds of the
+    pytest layers (the props layer counts as caught only if it fails under every one)."""
 
     seeds: str
     membership_seeds: str
     duration: float
+    hypothesis_seeds: tuple[int, ...] = (0,)
 
 
 FULL = Sweep(seeds="0-15", membership_seeds="1000-1011", duration=10.0)
@@ -187,9 +189,11 @@ def property_tests(copy: Path, mutation: Mutation | None = None) -> list[str]:
     return found
 
 
-def layer_command(layer: str, mutation: Mutation | None, copy: Path, sweep: Sweep) -> list[str]:
+def layer_command(
+    layer: str, mutation: Mutation | None, copy: Path, sweep: Sweep, hypothesis_seed: int = 0
+) -> list[str]:
     pytest = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-              "--hypothesis-seed=0"]
+              f"--hypothesis-seed={hypothesis_seed}"]
     sim = [sys.executable, "-m", "tests.mutants._sim_layer", "--duration", f"{sweep.duration:g}"]
     if layer == "unit":
         return [*pytest, *(mutation.unit if mutation is not None else ("tests/engine",))]
@@ -210,7 +214,25 @@ def summary_line(layer: str, output: str) -> str:
 
 
 def run_layer(layer: str, mutation: Mutation | None, copy: Path, sweep: Sweep) -> LayerResult:
-    command = layer_command(layer, mutation, copy, sweep)
+    """One layer; the props layer once per Hypothesis seed of the sweep, caught only if
+    every seed catches the mutant (a property that finds a bug by luck is not a check)."""
+    if layer != "props" or len(sweep.hypothesis_seeds) == 1:
+        return _run_layer_once(layer, mutation, copy, sweep, sweep.hypothesis_seeds[0])
+    runs = [_run_layer_once(layer, mutation, copy, sweep, s) for s in sweep.hypothesis_seeds]
+    seconds = sum(r.seconds for r in runs)
+    for status in ("error", "timeout", "survived"):
+        missed = [s for s, r in zip(sweep.hypothesis_seeds, runs, strict=True) if r.status == status]
+        if missed:
+            first = runs[sweep.hypothesis_seeds.index(missed[0])]
+            return LayerResult(status, seconds, f"{status} under hypothesis seed(s) "
+                               f"{','.join(map(str, missed))}: {first.detail}")
+    return LayerResult("caught", seconds, runs[0].detail)
+
+
+def _run_layer_once(
+    layer: str, mutation: Mutation | None, copy: Path, sweep: Sweep, hypothesis_seed: int
+) -> LayerResult:
+    command = layer_command(layer, mutation, copy, sweep, hypothesis_seed)
     start = time.monotonic()
     try:
         proc = subprocess.run(
@@ -361,7 +383,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baseline", action="store_true",
                    help="skip running the layers on an unmutated copy first")
     p.add_argument("--keep", action="store_true", help="keep each mutant's copy (for debugging)")
+    p.add_argument("--hypothesis-seeds", type=_seeds, default=(0,), metavar="N,N,...",
+                   help="run the props layer under each of these Hypothesis seeds; it counts "
+                   "as caught only if every one catches the mutant (default 0)")
     return p
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+    return seeds
 
 
 def _print(line: str) -> None:
@@ -375,7 +408,7 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = _print)
             out(f"{m.name:<36} {m.kind:<9} {'quick ' if m.quick else ''}{m.description}")
         return 0
     mutations = select(args.only, args.quick)
-    sweep = QUICK if args.quick else FULL
+    sweep = attrs.evolve(QUICK if args.quick else FULL, hypothesis_seeds=args.hypothesis_seeds)
     start = time.monotonic()
     out(f"{len(mutations)} mutants; sim seeds {sweep.seeds}, membership seeds "
         f"{sweep.membership_seeds}, {sweep.duration:g}s each; {args.jobs} job(s)")

@@ -7,10 +7,24 @@ from __future__ import annotations
 import importlib
 import inspect
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
 
-from ._runner import ROOT, apply_edits, copy_repo, module_of, run_canary, select, stale_edits
+from . import _runner
+from ._runner import (
+    QUICK,
+    ROOT,
+    LayerResult,
+    Sweep,
+    apply_edits,
+    copy_repo,
+    module_of,
+    run_canary,
+    select,
+    stale_edits,
+)
 from .catalogue import CATALOGUE, Mutation
 
 ISSUE_12_TABLE = {
@@ -72,3 +86,30 @@ def test_selection() -> None:
     assert len(select([], quick=False)) == len(CATALOGUE)
     with pytest.raises(SystemExit, match="unknown mutant"):
         select(["no-such-rule"], quick=False)
+
+
+def test_the_props_layer_is_caught_only_if_every_hypothesis_seed_catches(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    outcome = {0: "caught", 1: "survived", 2: "caught"}
+
+    def once(layer: str, mutation: Any, copy: Path, sweep: Sweep, seed: int) -> LayerResult:
+        return LayerResult(outcome[seed], 1.0, f"seed {seed}")
+
+    monkeypatch.setattr(_runner, "_run_layer_once", once)
+    sweep = attrs.evolve(QUICK, hypothesis_seeds=(0, 1, 2))
+    result = _runner.run_layer("props", None, tmp_path, sweep)
+    assert result == LayerResult("survived", 3.0, "survived under hypothesis seed(s) 1: seed 1")
+    outcome[1] = "caught"
+    assert _runner.run_layer("props", None, tmp_path, sweep) == LayerResult("caught", 3.0, "seed 0")
+    # Other layers run once, under the first seed.
+    assert _runner.run_layer("unit", None, tmp_path, sweep) == LayerResult("caught", 1.0, "seed 0")
+
+
+def test_hypothesis_seeds_option() -> None:
+    assert _runner.build_parser().parse_args(["--hypothesis-seeds", "0,3"]).hypothesis_seeds == (
+        0,
+        3,
+    )
+    with pytest.raises(SystemExit):
+        _runner.build_parser().parse_args(["--hypothesis-seeds", "0,x"])

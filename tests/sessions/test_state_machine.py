@@ -272,27 +272,52 @@ async def test_snapshots_are_built_aside_when_inner_builds_them_aside() -> None:
 # --- any batch split gives the same result ------------------------------------------------
 
 
-def _data(draw: Any) -> Any:
-    kind = draw(st.sampled_from(["open", "cmd", "cmd", "cmd", "keep", "close", "plain"]))
-    now = float(draw(st.integers(0, 40)))
-    session = draw(st.integers(1, 6))
-    if kind == "open":
-        return OpenSession(now)
-    if kind == "cmd":
-        return cmd(
-            session, draw(st.integers(1, 6)), draw(st.integers(1, 9)), now, draw(st.integers(0, 3))
-        )
-    if kind == "keep":
-        return KeepAlive(session, draw(st.integers(0, 3)), now)
-    if kind == "close":
-        return CloseSession(session, now)
-    return draw(st.integers(1, 9))
+def _history(draw: Any) -> list[Any]:
+    """Session entries as clients make them, with everything else mixed in: a command
+    mostly names a session opened earlier (its id is its entry's index) and numbers its
+    calls in order; time mostly moves a little (sometimes past the timeout, sometimes
+    backwards, as a new leader's clock may); and a client sends a call again after an
+    unknown outcome, so a retry often lands in the same batch as its first copy (the
+    wrapper's flush rule), not only by chance."""
+    datas: list[Any] = []
+    opened: list[int] = []
+    next_seq: dict[int, int] = {}  # session id -> the seq its client numbers next
+    now = 0.0
+    for _ in range(draw(st.integers(1, 30))):
+        now = max(0.0, now + draw(st.sampled_from([0, 1, 1, 2, 3, 0, 1, 2, 12, -2])))
+        if not opened and draw(st.booleans()):
+            opened.append(len(datas) + 1)
+            datas.append(OpenSession(now))
+            continue
+        recent = [d for d in datas[-4:] if isinstance(d, SessionCommand)]
+        if recent and draw(st.integers(0, 2)) == 0:
+            datas.append(draw(st.sampled_from(recent)))  # a retry: the very same entry
+            continue
+        kind = draw(st.sampled_from(["open", "cmd", "cmd", "cmd", "keep", "close", "plain"]))
+        known = st.sampled_from(opened) if opened else st.integers(1, 6)
+        session = draw(st.one_of(known, known, known, st.integers(1, 6)))
+        if kind == "open":
+            opened.append(len(datas) + 1)
+            datas.append(OpenSession(now))
+        elif kind == "cmd":
+            ordered = next_seq.get(session, 1)
+            seq = draw(st.sampled_from([ordered, ordered, ordered + 1]) | st.integers(1, 6))
+            next_seq[session] = max(ordered, seq + 1)
+            acked = draw(st.integers(max(0, seq - 3), max(0, seq - 1)) | st.integers(0, 3))
+            datas.append(cmd(session, seq, draw(st.integers(1, 9)), now, acked))
+        elif kind == "keep":
+            datas.append(KeepAlive(session, draw(st.integers(0, 3)), now))
+        elif kind == "close":
+            datas.append(CloseSession(session, now))
+        else:
+            datas.append(draw(st.integers(1, 9)))
+    return datas
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_any_batch_split_gives_the_same_replies_and_state(data: st.DataObject) -> None:
-    datas = [_data(data.draw) for _ in range(data.draw(st.integers(1, 30)))]
+    datas = _history(data.draw)
     cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(datas) - 1)), max_size=6)))
 
     async def run(split: list[int]) -> tuple[list[Any], int, Any]:
