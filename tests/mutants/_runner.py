@@ -214,19 +214,21 @@ def summary_line(layer: str, output: str) -> str:
 
 
 def run_layer(layer: str, mutation: Mutation | None, copy: Path, sweep: Sweep) -> LayerResult:
-    """One layer; the props layer once per Hypothesis seed of the sweep, caught only if
-    every seed catches the mutant (a property that finds a bug by luck is not a check)."""
+    """One layer; the props layer once per Hypothesis seed of the sweep. A mutant counts as
+    caught only if every seed catches it (a property that finds a bug by luck is not a
+    check); the unmutated baseline fails if any seed fails."""
     if layer != "props" or len(sweep.hypothesis_seeds) == 1:
         return _run_layer_once(layer, mutation, copy, sweep, sweep.hypothesis_seeds[0])
     runs = [_run_layer_once(layer, mutation, copy, sweep, s) for s in sweep.hypothesis_seeds]
     seconds = sum(r.seconds for r in runs)
-    for status in ("error", "timeout", "survived"):
+    worst_first = ("error", "timeout", "survived") if mutation else ("error", "timeout", "caught")
+    for status in worst_first:
         missed = [s for s, r in zip(sweep.hypothesis_seeds, runs, strict=True) if r.status == status]
         if missed:
             first = runs[sweep.hypothesis_seeds.index(missed[0])]
             return LayerResult(status, seconds, f"{status} under hypothesis seed(s) "
                                f"{','.join(map(str, missed))}: {first.detail}")
-    return LayerResult("caught", seconds, runs[0].detail)
+    return LayerResult("caught" if mutation else "survived", seconds, runs[0].detail)
 
 
 def _run_layer_once(

@@ -98,12 +98,25 @@ def test_the_props_layer_is_caught_only_if_every_hypothesis_seed_catches(
 
     monkeypatch.setattr(_runner, "_run_layer_once", once)
     sweep = attrs.evolve(QUICK, hypothesis_seeds=(0, 1, 2))
-    result = _runner.run_layer("props", None, tmp_path, sweep)
+    [mutant] = select(["commit-past-own-flush"], quick=False)
+    result = _runner.run_layer("props", mutant, tmp_path, sweep)
     assert result == LayerResult("survived", 3.0, "survived under hypothesis seed(s) 1: seed 1")
+    # The unmutated baseline fails (shows "caught") if any seed fails.
+    result = _runner.run_layer("props", None, tmp_path, sweep)
+    assert result == LayerResult("caught", 3.0, "caught under hypothesis seed(s) 0,2: seed 0")
     outcome[1] = "caught"
-    assert _runner.run_layer("props", None, tmp_path, sweep) == LayerResult("caught", 3.0, "seed 0")
+    assert _runner.run_layer("props", mutant, tmp_path, sweep) == LayerResult(
+        "caught", 3.0, "seed 0"
+    )
+    # ...and passes when every seed passes.
+    outcome.update({0: "survived", 1: "survived", 2: "survived"})
+    result = _runner.run_layer("props", None, tmp_path, sweep)
+    assert result == LayerResult("survived", 3.0, "seed 0")
+    outcome[0] = "caught"
     # Other layers run once, under the first seed.
-    assert _runner.run_layer("unit", None, tmp_path, sweep) == LayerResult("caught", 1.0, "seed 0")
+    assert _runner.run_layer("unit", mutant, tmp_path, sweep) == LayerResult(
+        "caught", 1.0, "seed 0"
+    )
 
 
 def test_hypothesis_seeds_option() -> None:
