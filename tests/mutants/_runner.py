@@ -14,7 +14,9 @@ run every layer there, each a subprocess with ``PYTHONPATH`` and ``cwd`` set to 
   failing seed;
 * ``sim-m``: the same with membership churn and snapshots (``--membership``).
 
-Every layer runs for every mutant, so the table shows them all. A mutant is *caught* when
+Every layer runs for every mutant, so the table shows them all (with
+``--stop-when-caught``, as CI runs it, a mutant's layers stop once its verdict is settled,
+the simulator layers before props). A mutant is *caught* when
 its unit tests fail **and** at least one other layer does (two independent checks see
 the rule). The harness exits non-zero if a ``safety`` mutant is not caught, a patch is
 STALE, a canary fails, or a layer errors. Before the mutants, the layers run once on an
@@ -67,6 +69,9 @@ class Sweep:
     membership_seeds: str
     duration: float
     hypothesis_seeds: tuple[int, ...] = (0,)
+    # Stop a mutant's layers once its verdict is settled (unit and one more caught), the
+    # cheap simulator layers before props: CI's time, not the table's completeness.
+    stop_when_caught: bool = False
 
 
 FULL = Sweep(seeds="0-15", membership_seeds="1000-1011", duration=10.0)
@@ -264,8 +269,13 @@ def run_mutant(mutation: Mutation, sweep: Sweep, source: Path, keep: bool = Fals
         problem = run_canary(mutation, tmp)
         if problem:
             return MutantResult(mutation, "canary failed", detail=problem)
-        layers = {layer: run_layer(layer, mutation, tmp, sweep) for layer in LAYERS}
-        return MutantResult(mutation, "ran", layers)
+        layers: dict[str, LayerResult] = {}
+        order = ("unit", "sim", "sim-m", "props") if sweep.stop_when_caught else LAYERS
+        for layer in order:
+            layers[layer] = run_layer(layer, mutation, tmp, sweep)
+            if sweep.stop_when_caught and MutantResult(mutation, "ran", layers).caught:
+                break
+        return MutantResult(mutation, "ran", {n: layers[n] for n in LAYERS if n in layers})
     finally:
         if keep:
             print(f"kept {mutation.name}'s copy in {tmp}", file=sys.stderr)
@@ -385,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baseline", action="store_true",
                    help="skip running the layers on an unmutated copy first")
     p.add_argument("--keep", action="store_true", help="keep each mutant's copy (for debugging)")
+    p.add_argument("--stop-when-caught", action="store_true",
+                   help="stop a mutant's layers once its unit tests and one other layer have "
+                   "caught it (the simulator layers first; a blank cell was not run)")
     p.add_argument("--hypothesis-seeds", type=_seeds, default=(0,), metavar="N,N,...",
                    help="run the props layer under each of these Hypothesis seeds; it counts "
                    "as caught only if every one catches the mutant (default 0)")
@@ -410,7 +423,11 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = _print)
             out(f"{m.name:<36} {m.kind:<9} {'quick ' if m.quick else ''}{m.description}")
         return 0
     mutations = select(args.only, args.quick)
-    sweep = attrs.evolve(QUICK if args.quick else FULL, hypothesis_seeds=args.hypothesis_seeds)
+    sweep = attrs.evolve(
+        QUICK if args.quick else FULL,
+        hypothesis_seeds=args.hypothesis_seeds,
+        stop_when_caught=args.stop_when_caught,
+    )
     start = time.monotonic()
     out(f"{len(mutations)} mutants; sim seeds {sweep.seeds}, membership seeds "
         f"{sweep.membership_seeds}, {sweep.duration:g}s each; {args.jobs} job(s)")

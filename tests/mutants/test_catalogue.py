@@ -126,3 +126,38 @@ def test_hypothesis_seeds_option() -> None:
     )
     with pytest.raises(SystemExit):
         _runner.build_parser().parse_args(["--hypothesis-seeds", "0,x"])
+
+
+def test_stop_when_caught_runs_the_simulator_layers_first_and_stops_at_the_verdict(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ran: list[str] = []
+    status = {"unit": "caught", "sim": "survived", "sim-m": "caught", "props": "caught"}
+
+    def layer(name: str, mutation: Any, copy: Path, sweep: Sweep) -> LayerResult:
+        ran.append(name)
+        return LayerResult(status[name], 1.0)
+
+    monkeypatch.setattr(_runner, "run_layer", layer)
+    monkeypatch.setattr(_runner, "stale_edits", lambda mutation, source: [])
+    monkeypatch.setattr(_runner, "copy_repo", lambda dest, root: None)
+    monkeypatch.setattr(_runner, "apply_edits", lambda mutation, copy: None)
+    monkeypatch.setattr(_runner, "run_canary", lambda mutation, copy: "")
+    [mutant] = select(["commit-past-own-flush"], quick=False)
+    result = _runner.run_mutant(mutant, attrs.evolve(QUICK, stop_when_caught=True), tmp_path)
+    assert ran == ["unit", "sim", "sim-m"]
+    assert list(result.layers) == ["unit", "sim", "sim-m"]
+    assert result.caught
+    # A mutant its unit tests miss runs every layer (it cannot be caught; the table shows
+    # what else sees it).
+    ran.clear()
+    status["unit"] = "survived"
+    result = _runner.run_mutant(mutant, attrs.evolve(QUICK, stop_when_caught=True), tmp_path)
+    assert ran == ["unit", "sim", "sim-m", "props"]
+    assert list(result.layers) == list(_runner.LAYERS)
+    assert not result.caught
+    # Without the option every layer runs, in the table's order.
+    ran.clear()
+    status["unit"] = "caught"
+    _runner.run_mutant(mutant, QUICK, tmp_path)
+    assert ran == list(_runner.LAYERS)
