@@ -224,16 +224,16 @@ def run_layer(layer: str, mutation: Mutation | None, copy: Path, sweep: Sweep) -
     check); the unmutated baseline fails if any seed fails."""
     if layer != "props" or len(sweep.hypothesis_seeds) == 1:
         return _run_layer_once(layer, mutation, copy, sweep, sweep.hypothesis_seeds[0])
-    runs = [_run_layer_once(layer, mutation, copy, sweep, s) for s in sweep.hypothesis_seeds]
-    seconds = sum(r.seconds for r in runs)
+    runs = {s: _run_layer_once(layer, mutation, copy, sweep, s) for s in sweep.hypothesis_seeds}
+    seconds = sum(r.seconds for r in runs.values())
     worst_first = ("error", "timeout", "survived") if mutation else ("error", "timeout", "caught")
     for status in worst_first:
-        missed = [s for s, r in zip(sweep.hypothesis_seeds, runs, strict=True) if r.status == status]
-        if missed:
-            first = runs[sweep.hypothesis_seeds.index(missed[0])]
+        seeds = [s for s, r in runs.items() if r.status == status]
+        if seeds:
             return LayerResult(status, seconds, f"{status} under hypothesis seed(s) "
-                               f"{','.join(map(str, missed))}: {first.detail}")
-    return LayerResult("caught" if mutation else "survived", seconds, runs[0].detail)
+                               f"{','.join(map(str, seeds))}: {runs[seeds[0]].detail}")
+    first = runs[sweep.hypothesis_seeds[0]]
+    return LayerResult("caught" if mutation else "survived", seconds, first.detail)
 
 
 def _run_layer_once(
@@ -406,10 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _seeds(text: str) -> tuple[int, ...]:
     try:
-        seeds = tuple(int(part) for part in text.split(","))
+        return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
-    return seeds
 
 
 def _print(line: str) -> None:

@@ -285,15 +285,14 @@ def _history(draw: Any) -> list[Any]:
     now = 0.0
     for _ in range(draw(st.integers(1, 30))):
         now = max(0.0, now + draw(st.sampled_from([0, 1, 1, 2, 3, 0, 1, 2, 12, -2])))
-        if not opened and draw(st.booleans()):
-            opened.append(len(datas) + 1)
-            datas.append(OpenSession(now))
-            continue
         recent = [d for d in datas[-4:] if isinstance(d, SessionCommand)]
-        if recent and draw(st.integers(0, 2)) == 0:
+        if not opened and draw(st.booleans()):
+            kind = "open"
+        elif recent and draw(st.integers(0, 2)) == 0:
             datas.append(draw(st.sampled_from(recent)))  # a retry: the very same entry
             continue
-        kind = draw(st.sampled_from(["open", "cmd", "cmd", "cmd", "keep", "close", "plain"]))
+        else:
+            kind = draw(st.sampled_from(["open", "cmd", "cmd", "cmd", "keep", "close", "plain"]))
         known = st.sampled_from(opened) if opened else st.integers(1, 6)
         session = draw(st.one_of(known, known, known, st.integers(1, 6)))
         if kind == "open":
